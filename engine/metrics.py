@@ -1,0 +1,55 @@
+"""Prometheus metrics of the engine and the API, defined once.
+
+Conventions: base units (seconds), ``_total`` counters, ``_seconds`` histograms, and never a user
+or item id in a label (unbounded cardinality).  With ``PROMETHEUS_MULTIPROC_DIR`` set before this
+module is imported, prometheus_client keeps values in per-process files and ``/metrics``
+aggregates every worker (see ``engine.api``).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (
+    0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+)
+
+RECOMMENDATION_REQUESTS = Counter(
+    "recops_recommendation_requests_total",
+    "Recommendation requests served, by outcome and model",
+    ["status", "model"],
+)
+RECOMMENDATION_LATENCY = Histogram(
+    "recops_recommendation_latency_seconds",
+    "Time to produce a recommendation list, by the cache tier that answered",
+    ["tier"],
+    buckets=LATENCY_BUCKETS,
+)
+CACHE_REQUESTS = Counter(
+    "recops_cache_requests_total",
+    "Cache look-ups by tier (l1, l2) and result (hit, miss)",
+    ["tier", "result"],
+)
+CACHE_INVALIDATIONS = Counter(
+    "recops_cache_invalidations_total",
+    "Cache entries removed, by reason",
+    ["reason"],
+)
+EVENTS = Counter("recops_events_total", "Events accepted, by type", ["type"])
+EVENTS_REJECTED = Counter("recops_events_rejected_total", "Events refused, by reason", ["reason"])
+FALLBACKS = Counter("recops_fallbacks_total", "Lists served from the fallback snapshot, by reason", ["reason"])
+LIST_DIVERSITY = Histogram(
+    "recops_list_diversity_ratio",
+    "Intra-list diversity (1 - mean pairwise similarity) of each served list",
+    buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0),
+)
+CATALOG_COVERAGE = Gauge(
+    "recops_catalog_coverage_ratio",
+    "Share of the catalogue recommended over the recent window",
+    multiprocess_mode="max",
+)
+FEATURE_REQUESTS = Counter(
+    "recops_feature_requests_total",
+    "Feature-store reads by entity (user, item) and result (hit, miss)",
+    ["entity", "result"],
+)

@@ -1,0 +1,162 @@
+"""One abstract base for every recommender, in the shape of ``implicit``'s API.
+
+    >>> model = ItemItemRecommender().fit(dataset.interactions())
+    >>> model.recommend("u00042", n=10)                 # [(item_id, score), ...] best first
+    >>> model.score("u00042", ["i00007", "i00100"])     # scores for chosen candidates
+    >>> model.similar_items("i00007", n=5)
+    >>> model.save(path); ItemItemRecommender.load(path)
+
+Models see only an ``InteractionMatrix`` (ids ↔ indices and a confidence matrix); dataset I/O
+lives in ``engine.data``.  Users a model has never seen get an empty recommendation from
+``recommend`` — cold start is the service's job, not the model's — unless the model is
+history-based and is given the user's recent items through ``history``.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from engine.data.schema import InteractionMatrix
+
+
+class NotFittedError(RuntimeError):
+    pass
+
+
+class Recommender(ABC):
+    """Base class: subclasses implement ``fit``, ``_score_indices`` and the array (de)serialisation."""
+
+    name: ClassVar[str] = "base"
+
+    def __init__(self) -> None:
+        self.item_ids: np.ndarray | None = None
+        self.item_index: dict[str, int] = {}
+        self.user_index: dict[str, int] = {}
+        self.user_items: list[np.ndarray] = []  # per known user, the item indices they interacted with
+
+    # ---- training -------------------------------------------------------------
+    @abstractmethod
+    def fit(self, interactions: InteractionMatrix) -> Recommender:
+        """Train on a users × items confidence matrix; returns self."""
+
+    def _remember_index(self, interactions: InteractionMatrix) -> None:
+        self.item_ids = np.asarray(interactions.item_ids, dtype=object)
+        self.item_index = dict(interactions.item_index)
+        self.user_index = dict(interactions.user_index)
+        m = interactions.matrix
+        self.user_items = [m.indices[m.indptr[u] : m.indptr[u + 1]].copy() for u in range(m.shape[0])]
+
+    # ---- scoring --------------------------------------------------------------
+    @abstractmethod
+    def _score_indices(self, user_id: str, history: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        """Scores of item indices ``candidates`` for a user whose known item indices are ``history``."""
+
+    def _require_fitted(self) -> np.ndarray:
+        if self.item_ids is None:
+            raise NotFittedError(f"{self.name} model is not fitted")
+        return self.item_ids
+
+    def _history(self, user_id: str, history: Iterable[str] | None) -> np.ndarray:
+        if history is not None:
+            idx = [self.item_index[i] for i in history if i in self.item_index]
+            return np.asarray(idx, dtype=np.int64)
+        u = self.user_index.get(user_id)
+        return self.user_items[u] if u is not None else np.empty(0, dtype=np.int64)
+
+    def score(self, user_id: str, item_ids: Sequence[str], history: Iterable[str] | None = None) -> np.ndarray:
+        """Scores for ``item_ids`` (unknown items score -inf), higher is better."""
+        self._require_fitted()
+        idx = np.asarray([self.item_index.get(i, -1) for i in item_ids], dtype=np.int64)
+        out = np.full(len(idx), -np.inf, dtype=np.float64)
+        known = idx >= 0
+        if known.any():
+            out[known] = self._score_indices(user_id, self._history(user_id, history), idx[known])
+        return out
+
+    def recommend(
+        self,
+        user_id: str,
+        n: int = 10,
+        exclude: Iterable[str] = (),
+        history: Iterable[str] | None = None,
+        filter_seen: bool = True,
+    ) -> list[tuple[str, float]]:
+        """Top ``n`` (item_id, score), best first, without ``exclude`` (and the user's history)."""
+        item_ids = self._require_fitted()
+        hist = self._history(user_id, history)
+        scores = np.asarray(self._score_indices(user_id, hist, np.arange(len(item_ids))), dtype=np.float64)
+        banned = [self.item_index[i] for i in exclude if i in self.item_index]
+        if filter_seen and len(hist):
+            banned.extend(hist.tolist())
+        if banned:
+            scores[np.asarray(banned, dtype=np.int64)] = -np.inf
+        n = min(n, int(np.isfinite(scores).sum()))
+        if n <= 0:
+            return []
+        top = np.argpartition(-scores, n - 1)[:n]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [(str(item_ids[i]), float(scores[i])) for i in top]
+
+    def item_vectors(self) -> np.ndarray | None:
+        """Latent item vectors (rows in ``item_ids`` order) when the model has them, else None.
+
+        The service uses them for MMR similarity and "because you liked" reasons.
+        """
+        return None
+
+    @abstractmethod
+    def similar_items(self, item_id: str, n: int = 10) -> list[tuple[str, float]]:
+        """Items most like ``item_id`` (not including it), best first."""
+
+    # ---- persistence ----------------------------------------------------------
+    @abstractmethod
+    def _arrays(self) -> dict[str, np.ndarray]:
+        """Learned arrays to save (numeric only; ids are saved by the base)."""
+
+    @abstractmethod
+    def _load_arrays(self, arrays: dict[str, np.ndarray]) -> None: ...
+
+    def params(self) -> dict[str, object]:
+        """Hyper-parameters, saved beside the arrays and passed back to ``__init__`` on load."""
+        return {}
+
+    def save(self, path: Path) -> Path:
+        """Write ``model.json`` and ``arrays.npz`` (numpy, never pickle) into directory ``path``."""
+        item_ids = self._require_fitted()
+        path.mkdir(parents=True, exist_ok=True)
+        users = np.asarray(list(self.user_index), dtype=object)
+        lengths = np.asarray([len(x) for x in self.user_items], dtype=np.int64)
+        flat = np.concatenate(self.user_items) if self.user_items else np.empty(0, dtype=np.int64)
+        np.savez(
+            path / "arrays.npz",
+            __item_ids=item_ids.astype(str),
+            __user_ids=users.astype(str),
+            __user_items_len=lengths,
+            __user_items=flat.astype(np.int64),
+            **self._arrays(),
+        )
+        (path / "model.json").write_text(json.dumps({"name": self.name, "params": self.params()}, indent=2))
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> Recommender:
+        meta = json.loads((path / "model.json").read_text())
+        if meta["name"] != cls.name:
+            raise ValueError(f"{path} holds a {meta['name']!r} model, not {cls.name!r}")
+        model = cls(**meta["params"])
+        with np.load(path / "arrays.npz", allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        model.item_ids = arrays.pop("__item_ids").astype(object)
+        model.item_index = {iid: i for i, iid in enumerate(model.item_ids)}
+        users = arrays.pop("__user_ids").astype(object)
+        model.user_index = {uid: u for u, uid in enumerate(users)}
+        lengths = arrays.pop("__user_items_len")
+        model.user_items = np.split(arrays.pop("__user_items"), np.cumsum(lengths)[:-1]) if len(lengths) else []
+        model._load_arrays(arrays)
+        return model

@@ -1,0 +1,62 @@
+"""Shared fixtures: a real redis-server per test session (per xdist worker), flushed per test."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from engine.config import Settings
+from engine.redis_server import EmbeddedRedis
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+REQUIRE_BINARIES = os.environ.get("RECOPS_REQUIRE_BINARIES") == "1"
+
+
+def require_binary(name: str, path: str | None = None) -> str:
+    """Path of a system binary; skip when missing, fail instead under CI's RECOPS_REQUIRE_BINARIES=1."""
+    found = path if path and Path(path).exists() else shutil.which(name)
+    if found:
+        return found
+    message = f"{name} binary not found (apt-get install {name})"
+    if REQUIRE_BINARIES:
+        pytest.fail(message + " and RECOPS_REQUIRE_BINARIES=1")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    """REDIS_URL's server when set (tests then own db 15), else an embedded server of our own."""
+    external = os.environ.get("REDIS_URL")
+    if external:
+        server = EmbeddedRedis(data_dir=tmp_path_factory.mktemp("unused"))
+        server.url = external
+        yield server
+        return
+    server = EmbeddedRedis(data_dir=tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: EmbeddedRedis) -> str:
+    return redis_server.url
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, redis_client: redis.Redis, redis_url: str) -> Settings:
+    """Settings pointing at the test Redis (already flushed) and a fresh data dir."""
+    return Settings(data_dir=tmp_path / "data", redis_url=redis_url)
