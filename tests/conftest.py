@@ -18,12 +18,15 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 REQUIRE_BINARIES = os.environ.get("RECOPS_REQUIRE_BINARIES") == "1"
 
 
+DEBIAN_PACKAGE = {"promtool": "prometheus"}
+
+
 def require_binary(name: str, path: str | None = None) -> str:
     """Path of a system binary; skip when missing, fail instead under CI's RECOPS_REQUIRE_BINARIES=1."""
     found = path if path and Path(path).exists() else shutil.which(name)
     if found:
         return found
-    message = f"{name} binary not found (apt-get install {name})"
+    message = f"{name} binary not found (apt-get install {DEBIAN_PACKAGE.get(name, name)})"
     if REQUIRE_BINARIES:
         pytest.fail(message + " and RECOPS_REQUIRE_BINARIES=1")
     pytest.skip(message)
@@ -60,3 +63,7 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 def settings(tmp_path: Path, redis_client: redis.Redis, redis_url: str) -> Settings:
     """Settings pointing at the test Redis (already flushed) and a fresh data dir."""
     return Settings(data_dir=tmp_path / "data", redis_url=redis_url)
+
+
+from tests.engine_fixtures import engine, engine_settings, small_world_dir  # noqa: E402, F401
+from tests.api_fixtures import api, client  # noqa: E402, F401
