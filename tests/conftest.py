@@ -15,6 +15,9 @@ from engine.redis_server import EmbeddedRedis
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+# fixtures of the engine (small demo world, trained models) and of a running API process
+pytest_plugins = ["tests.engine_fixtures", "tests.api_fixtures"]
+
 REQUIRE_BINARIES = os.environ.get("RECOPS_REQUIRE_BINARIES") == "1"
 
 
@@ -63,7 +66,3 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 def settings(tmp_path: Path, redis_client: redis.Redis, redis_url: str) -> Settings:
     """Settings pointing at the test Redis (already flushed) and a fresh data dir."""
     return Settings(data_dir=tmp_path / "data", redis_url=redis_url)
-
-
-from tests.engine_fixtures import engine, engine_settings, small_world_dir  # noqa: E402, F401
-from tests.api_fixtures import api, client  # noqa: E402, F401

@@ -1,0 +1,63 @@
+"""The FastAPI application: routers, error shapes and the engine's life cycle."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from engine.api.middleware import RequestCounter
+from engine.api.routes import admin, events, ops, recommendations
+from engine.config import Settings, get_settings
+from engine.runtime import Engine, build_engine
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
+    """The app; with ``engine`` given (tests) it is used as is and not closed on shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = engine is None
+        app.state.engine = engine or await run_in_threadpool(build_engine, settings or get_settings())
+        try:
+            yield
+        finally:
+            if owned:
+                await run_in_threadpool(app.state.engine.close)
+
+    app = FastAPI(
+        title="RecOps serving API",
+        version="0.1.0",
+        description="Recommendations, event tracking, health, metrics and cache administration.",
+        lifespan=lifespan,
+    )
+    app.include_router(recommendations.router)
+    app.include_router(events.router)
+    app.include_router(ops.router)
+    app.include_router(admin.router)
+    app.add_middleware(RequestCounter)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's default shape, minus the echoed input (it may be huge or hostile)
+        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return JSONResponse({"detail": "internal error"}, status_code=500)
+
+    return app

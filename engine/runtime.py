@@ -1,0 +1,143 @@
+"""Wiring: build every engine part from one ``Settings`` (the composition root).
+
+The API, the CLI, the console and the benchmarks all call ``build_engine``; nothing else
+constructs Redis clients or loads models, so there is one place to read how the parts connect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from engine.audit import AuditLog
+from engine.cache import TieredCache
+from engine.catalog import ItemCatalog
+from engine.config import Settings
+from engine.data.demo import DemoWorld
+from engine.data.schema import Dataset
+from engine.diversity import DiversitySettings
+from engine.events import EventTracker
+from engine.features import FeatureSource, FeatureStore
+from engine.keys import Keys
+from engine.models.base import Recommender
+from engine.models.registry import ModelRegistry
+from engine.redis_server import EmbeddedRedis, ensure_redis_url
+from engine.service import RecommendationService
+
+log = logging.getLogger(__name__)
+
+
+class ExperimentHook(Protocol):
+    """What serving needs from experiments: a pure assignment and a once-per-user exposure."""
+
+    def assign(self, user_id: str) -> Any: ...
+
+    def record_exposure(self, assignment: Any) -> None: ...
+
+
+def world_dir(settings: Settings) -> Path:
+    return settings.data_dir / "world"
+
+
+def prepare_world(settings: Settings) -> DemoWorld:
+    """The demo world saved in the data dir, generated on first use."""
+    return DemoWorld.load_or_generate(
+        world_dir(settings), seed=settings.demo_seed, n_users=settings.demo_users, n_items=settings.demo_items
+    )
+
+
+def prepare_models(settings: Settings, dataset: Dataset) -> ModelRegistry:
+    """Trained models from the registry; trains and saves them when the data dir has none."""
+    registry = ModelRegistry(settings.models_dir)
+    if not registry.names():
+        log.info("no trained models in %s: training on %s", settings.models_dir, dataset.name)
+        registry.train_all(dataset)
+    return registry
+
+
+def redis_client(url: str) -> redis.Redis:
+    # Short timeouts: a Redis that hangs must turn into a fallback list fast, not a stuck request.
+    # No automatic retries: a re-sent pipeline could append an event to the stream twice, and
+    # the service's fallback is the better answer to a failed call anyway.
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=0.5,
+        socket_timeout=1.0,
+        health_check_interval=15,
+        max_connections=256,
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
+@dataclass
+class Engine:
+    settings: Settings
+    redis: redis.Redis
+    keys: Keys
+    world: DemoWorld
+    dataset: Dataset
+    catalog: ItemCatalog
+    registry: ModelRegistry
+    models: dict[str, Recommender]
+    features: FeatureStore
+    cache: TieredCache
+    events: EventTracker
+    service: RecommendationService
+    audit: AuditLog
+    experiments: ExperimentHook | None = None
+    embedded_redis: EmbeddedRedis | None = None
+
+    def reload_models(self) -> None:
+        """Load the registry's current versions (after a retrain) without restarting."""
+        self.registry = ModelRegistry(self.settings.models_dir)
+        self.models = {name: self.registry.load(name) for name in self.registry.names()}
+        self.service.swap_models(self.models, self.registry.default)
+
+    def close(self) -> None:
+        self.cache.close()
+        with contextlib.suppress(redis.RedisError):
+            self.redis.close()
+        if self.embedded_redis is not None:
+            self.embedded_redis.stop()
+
+
+def build_engine(settings: Settings, start_listener: bool = True) -> Engine:
+    url, embedded = ensure_redis_url(settings.redis_url, settings.data_dir)
+    client = redis_client(url)
+    keys = Keys(settings.key_prefix)
+    world = prepare_world(settings)
+    dataset = world.dataset()
+    registry = prepare_models(settings, dataset)
+    models = {name: registry.load(name) for name in registry.names()}
+    catalog = ItemCatalog.from_items(dataset.items)
+    source = FeatureSource.from_dataset(dataset, history_length=settings.history_length)
+    features = FeatureStore(client, keys, settings, source)
+    cache = TieredCache(client, keys, settings)
+    if start_listener:
+        cache.start_listener()
+    service = RecommendationService(
+        models=models,
+        default_model=registry.default,
+        catalog=catalog,
+        features=features,
+        cache=cache,
+        keys=keys,
+        candidate_pool=settings.candidate_pool,
+        diversity=DiversitySettings(category_cap=settings.category_cap, mmr_lambda=settings.mmr_lambda),
+    )
+    events = EventTracker(
+        client, keys, settings, on_invalidate=service.invalidate_user, known_items=catalog.__contains__
+    )
+    return Engine(
+        settings=settings, redis=client, keys=keys, world=world, dataset=dataset, catalog=catalog,
+        registry=registry, models=models, features=features, cache=cache, events=events,
+        service=service, audit=AuditLog(client, keys), embedded_redis=embedded,
+    )
