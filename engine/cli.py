@@ -89,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     p.set_defaults(handler=cmd_serve)
 
+    from engine.simulator.command import add_simulate_arguments, simulate_command
+
+    p = sub.add_parser("simulate", help="simulated users of the demo world sending real traffic to the API")
+    add_simulate_arguments(p)
+    p.set_defaults(handler=simulate_command)
+
     p = sub.add_parser("evaluate", help="offline evaluation of every model")
     p.add_argument("--dataset", choices=["demo", "movielens"], default="demo")
     p.add_argument("--path", help="MovieLens directory (ml-100k, ml-latest or ml-latest-small)")

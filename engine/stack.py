@@ -41,7 +41,12 @@ class StackOptions:
 
 
 def port_or_free(wanted: int) -> int:
-    """``wanted`` when it is free on loopback, else any free port (a second stack beside the first)."""
+    """``wanted`` when it is free on loopback, else any free port (a second stack beside the first).
+
+    0 asks for any free port.
+    """
+    if wanted == 0:
+        return free_port()
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         try:
             s.bind(("127.0.0.1", wanted))

@@ -1,0 +1,1 @@
+"""Pure statistics for experiment readouts: numpy/scipy maths over sufficient statistics, no I/O."""

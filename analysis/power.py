@@ -1,0 +1,154 @@
+"""Sample size, minimum detectable effect and duration for fixed-horizon A/B tests.
+
+Per-variant sample size for two proportions (unpooled normal approximation):
+
+    n = (z_{1-α/2} + z_{1-β})² · (p1(1 - p1) + p2(1 - p2)) / (p2 - p1)²
+
+and for means with a common standard deviation ``σ``: ``n = 2 (z_{1-α/2} + z_{1-β})² σ² / δ²``.
+Both equal statsmodels' ``NormalIndPower`` with the matching standardised effect (which adds the
+negligible probability of rejecting in the wrong tail).  ``alpha`` is per comparison: divide it by
+the number of treatments to plan for a Bonferroni/Holm-corrected family.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import optimize, special
+
+
+def _z_sum(alpha: float, power: float, two_sided: bool) -> float:
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    if not 0.0 < power < 1.0:
+        raise ValueError(f"power must be in (0, 1), got {power}")
+    z_alpha = special.ndtri(1.0 - (alpha / 2.0 if two_sided else alpha))
+    return float(z_alpha + special.ndtri(power))
+
+
+def _check_rate(p: float, name: str) -> None:
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"{name} must be strictly between 0 and 1, got {p}")
+
+
+def treatment_rate(baseline: float, mde: float, relative: bool = True) -> float:
+    return baseline * (1.0 + mde) if relative else baseline + mde
+
+
+def sample_size_proportions(
+    baseline: float,
+    mde: float,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    relative: bool = True,
+    two_sided: bool = True,
+) -> int:
+    """Users per variant to detect ``baseline → baseline·(1 + mde)`` (or ``+ mde`` when absolute)."""
+    p1 = baseline
+    p2 = treatment_rate(baseline, mde, relative)
+    _check_rate(p1, "baseline")
+    _check_rate(p2, "baseline with the mde")
+    if p2 == p1:
+        raise ValueError("mde must be non-zero")
+    n = _z_sum(alpha, power, two_sided) ** 2 * (p1 * (1 - p1) + p2 * (1 - p2)) / (p2 - p1) ** 2
+    return math.ceil(n)
+
+
+def sample_size_means(
+    std: float, mde: float, alpha: float = 0.05, power: float = 0.8, two_sided: bool = True
+) -> int:
+    """Users per variant to detect an absolute difference ``mde`` in means with per-user sd ``std``."""
+    if std <= 0:
+        raise ValueError(f"std must be positive, got {std}")
+    if mde == 0:
+        raise ValueError("mde must be non-zero")
+    return math.ceil(2.0 * _z_sum(alpha, power, two_sided) ** 2 * std**2 / mde**2)
+
+
+def power_proportions(
+    n_per_arm: float, baseline: float, treatment: float, alpha: float = 0.05, two_sided: bool = True
+) -> float:
+    """Power of the (unpooled) two-proportion z test with ``n_per_arm`` users in each arm."""
+    _check_rate(baseline, "baseline")
+    _check_rate(treatment, "treatment")
+    se = math.sqrt((baseline * (1 - baseline) + treatment * (1 - treatment)) / n_per_arm)
+    return _power(abs(treatment - baseline) / se, alpha, two_sided)
+
+
+def power_means(
+    n_per_arm: float, std: float, mde: float, alpha: float = 0.05, two_sided: bool = True
+) -> float:
+    return _power(abs(mde) / (std * math.sqrt(2.0 / n_per_arm)), alpha, two_sided)
+
+
+def _power(drift: float, alpha: float, two_sided: bool) -> float:
+    z_alpha = float(special.ndtri(1.0 - (alpha / 2.0 if two_sided else alpha)))
+    upper = float(special.ndtr(drift - z_alpha))
+    return upper + (float(special.ndtr(-drift - z_alpha)) if two_sided else 0.0)
+
+
+def mde_means(
+    n_per_arm: float, std: float, alpha: float = 0.05, power: float = 0.8, two_sided: bool = True
+) -> float:
+    """Smallest absolute difference in means detectable with ``power``."""
+    if n_per_arm <= 0:
+        raise ValueError(f"n_per_arm must be positive, got {n_per_arm}")
+    return _z_sum(alpha, power, two_sided) * std * math.sqrt(2.0 / n_per_arm)
+
+
+def mde_proportions(
+    n_per_arm: float,
+    baseline: float,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    relative: bool = True,
+    two_sided: bool = True,
+) -> float | None:
+    """Smallest upward lift detectable with ``power`` (relative by default); ``None`` if even 100% is not."""
+    _check_rate(baseline, "baseline")
+    if n_per_arm <= 0:
+        raise ValueError(f"n_per_arm must be positive, got {n_per_arm}")
+    z = _z_sum(alpha, power, two_sided)
+
+    def gap(delta: float) -> float:
+        p2 = baseline + delta
+        return z * math.sqrt((baseline * (1 - baseline) + p2 * (1 - p2)) / n_per_arm) - delta
+
+    top = 1.0 - baseline
+    if gap(top) > 0:
+        return None
+    delta = float(optimize.brentq(gap, 1e-15, top, xtol=1e-14))
+    return delta / baseline if relative else delta
+
+
+def daily_rate(users: float, days_elapsed: float) -> float:
+    """Observed traffic: users entering the experiment per day."""
+    if days_elapsed <= 0:
+        raise ValueError(f"days_elapsed must be positive, got {days_elapsed}")
+    return users / days_elapsed
+
+
+def expected_duration_days(
+    n_per_arm: int,
+    users_per_day: float,
+    weights: Sequence[float] | None = None,
+    arms: int = 2,
+    current_users: Sequence[int] | None = None,
+) -> float:
+    """Days until every arm reaches ``n_per_arm`` at ``users_per_day`` split by ``weights``.
+
+    The arm with the smallest share is the bottleneck.  With ``current_users`` it is the time
+    *remaining*; 0 when every arm is already there.  ``inf`` when there is no traffic.
+    """
+    share = np.full(arms, 1.0 / arms) if weights is None else np.asarray(weights, float) / np.sum(weights)
+    have = np.zeros(share.size) if current_users is None else np.asarray(current_users, float)
+    if have.size != share.size:
+        raise ValueError(f"{have.size} current counts for {share.size} arms")
+    missing = np.maximum(n_per_arm - have, 0.0)
+    if not missing.any():
+        return 0.0
+    if users_per_day <= 0 or np.any(share[missing > 0] <= 0):
+        return math.inf
+    return float(np.max(missing / (users_per_day * share)))

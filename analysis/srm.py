@@ -1,0 +1,72 @@
+"""Sample ratio mismatch: do the arms' user counts match the configured traffic split?
+
+A chi-square goodness-of-fit test of the observed counts against ``weights`` (equal split when not
+given); the field's convention, used here, flags p < 0.001 — a mismatch means assignment or logging
+is broken and no lift estimate from the experiment can be trusted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+SRM_THRESHOLD = 0.001
+
+
+@dataclass(frozen=True)
+class SrmResult:
+    p_value: float
+    chi2: float
+    expected: tuple[float, ...]
+    flagged: bool
+    threshold: float
+    message: str | None = None
+
+
+def srm_test(
+    users: Sequence[int], weights: Sequence[float] | None = None, threshold: float = SRM_THRESHOLD
+) -> SrmResult:
+    """Chi-square test of ``users`` per arm against ``weights`` (normalised; equal when ``None``)."""
+    counts = np.asarray(users, dtype=float)
+    k = counts.size
+    if k < 2:
+        raise ValueError("an SRM check needs at least two arms")
+    w = np.ones(k) if weights is None else np.asarray(weights, dtype=float)
+    if w.size != k:
+        raise ValueError(f"{w.size} weights for {k} arms")
+    if np.any(w < 0) or not np.all(np.isfinite(w)) or w.sum() <= 0:
+        raise ValueError(f"weights must be non-negative and not all zero, got {list(w)}")
+    if np.any(counts < 0):
+        raise ValueError(f"user counts must be non-negative, got {list(counts)}")
+    total = counts.sum()
+    expected = w / w.sum() * total
+    if total == 0:
+        return SrmResult(1.0, 0.0, tuple(expected), False, threshold, "no users yet: nothing to check")
+    starved = (expected == 0) & (counts > 0)
+    if np.any(starved):
+        arms = ", ".join(str(i) for i in np.flatnonzero(starved))
+        return SrmResult(
+            0.0,
+            float("inf"),
+            tuple(expected),
+            True,
+            threshold,
+            f"arm(s) {arms} have users but a configured weight of 0",
+        )
+    live = expected > 0
+    if live.sum() < 2:
+        return SrmResult(
+            1.0, 0.0, tuple(expected), False, threshold, "only one arm has traffic: nothing to check"
+        )
+    chi2, p = stats.chisquare(counts[live], expected[live])
+    flagged = bool(p < threshold)
+    message = (
+        f"sample ratio mismatch: p = {p:.2g} < {threshold:g}; observed {counts.astype(int).tolist()}, "
+        f"expected {np.round(expected).astype(int).tolist()}"
+        if flagged
+        else None
+    )
+    return SrmResult(float(p), float(chi2), tuple(float(e) for e in expected), flagged, threshold, message)

@@ -1,0 +1,27 @@
+"""``python -m bench [NAME ...]``: run the named benchmarks (all by default) and print their tables."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+BENCHMARKS = {
+    "recommend": "bench.recommend_latency",
+}
+
+
+def main(argv: list[str]) -> int:
+    if argv and argv[0] in BENCHMARKS:
+        return int(importlib.import_module(BENCHMARKS[argv[0]]).main(argv[1:]))
+    unknown = [a for a in argv if a not in BENCHMARKS]
+    if unknown:
+        print(f"unknown benchmark(s) {unknown}; choose from {sorted(BENCHMARKS)}", file=sys.stderr)
+        return 2
+    for name in argv or BENCHMARKS:
+        print(f"\n== {name} ==")
+        importlib.import_module(BENCHMARKS[name]).main([])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,81 @@
+"""recommend() latency per cache tier at 5,000 and 50,000 items, and the hit rate under Zipf traffic.
+
+    python -m bench recommend [--items 5000 50000] [--repeat 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from bench.common import bench_engine, percentiles_ms, table, time_calls
+from engine.runtime import Engine
+
+TARGETS_MS = {("l1", "p99"): 0.2, ("l2", "p99"): 1.0}
+MISS_P95_TARGET_MS = {5_000: 10.0, 50_000: 30.0}
+
+
+def _users(engine: Engine) -> np.ndarray:
+    """Users ordered by activity, most active first (Zipf rank 1 is the heaviest user)."""
+    counts = engine.dataset.events["user_id"].value_counts()
+    return counts.index.to_numpy(dtype=object)
+
+
+def measure_tiers(engine: Engine, repeat: int) -> dict[str, dict[str, float]]:
+    svc = engine.service
+    users = _users(engine)
+    hot = str(users[0])
+    svc.recommend(hot)
+    l1 = time_calls(lambda: svc.recommend(hot), repeat)
+
+    # L2: each call finds the list in Redis after L1 was emptied (the clearing is not timed)
+    l2 = time_calls(lambda: svc.recommend(hot), repeat, before=engine.cache.l1.clear)
+
+    # miss: users never requested, so the list and (mostly) their features are computed
+    fresh = iter(users[1 : 1 + repeat // 4].tolist())
+    miss = time_calls(lambda: svc.recommend(str(next(fresh))), min(repeat // 4, len(users) - 1))
+    return {"l1": percentiles_ms(l1), "l2": percentiles_ms(l2), "miss": percentiles_ms(miss)}
+
+
+def zipf_hit_rate(engine: Engine, requests: int, warmup: int, exponent: float = 1.1, seed: int = 3) -> float:
+    users = _users(engine)
+    rng = np.random.default_rng(seed)
+    ranks = np.arange(1, len(users) + 1, dtype=np.float64)
+    p = ranks**-exponent
+    p /= p.sum()
+    traffic = users[rng.choice(len(users), size=warmup + requests, p=p)]
+    for uid in traffic[:warmup]:
+        engine.service.recommend(str(uid))
+    hits = sum(engine.service.recommend(str(uid)).cached for uid in traffic[warmup:])
+    return hits / requests
+
+
+def run(items: list[int], repeat: int, zipf_requests: int) -> str:
+    rows = []
+    for n_items in items:
+        with bench_engine(n_items) as engine:
+            tiers = measure_tiers(engine, repeat)
+            hit_rate = zipf_hit_rate(engine, zipf_requests, warmup=zipf_requests // 2)
+        base = tiers["l1"]["p50"]
+        for tier, ps in tiers.items():
+            if tier == "miss":
+                target, key = MISS_P95_TARGET_MS.get(n_items), "p95"
+            else:
+                target, key = TARGETS_MS[(tier, "p99")], "p99"
+            verdict = "-" if target is None else ("ok" if ps[key] < target else "MISSED")
+            rows.append([n_items, tier, ps["p50"], ps["p95"], ps["p99"], ps["p50"] / base,
+                         f"{key} < {target} ms" if target else "-", verdict])
+        rows.append([n_items, "zipf(1.1) hit rate", f"{hit_rate:.1%}", "", "", "", ">= 90%",
+                     "ok" if hit_rate >= 0.9 else "MISSED"])
+    return table(["items", "tier", "p50 ms", "p95 ms", "p99 ms", "p50 / l1 p50", "target", "verdict"], rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench recommend")
+    parser.add_argument("--items", type=int, nargs="+", default=[5_000, 50_000])
+    parser.add_argument("--repeat", type=int, default=2_000)
+    parser.add_argument("--zipf-requests", type=int, default=20_000)
+    args = parser.parse_args(argv)
+    print(run(args.items, args.repeat, args.zipf_requests))
+    return 0

@@ -1,0 +1,274 @@
+"""The readout entry point: engines, decisions in words, degenerate data, JSON safety, CSV rows."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from statsmodels.stats.multitest import multipletests
+
+from analysis.decision import Evidence, decide
+from analysis.frequentist import ztest_proportions
+from analysis.readout import AnalysisSettings, Readout, VariantSummary, analyze, summaries_from_rows
+from analysis.stats import SampleStats
+
+
+def _conv(name: str, users: int, conversions: int, **extra: float) -> VariantSummary:
+    return VariantSummary(name, users, float(conversions), **extra)  # type: ignore[arg-type]
+
+
+def _json(readout: Readout) -> dict:
+    data = readout.to_dict()
+    json.dumps(data, allow_nan=False)  # raises on NaN/inf anywhere
+    return data
+
+
+# ------------------------------------------------------------------------------------- engines
+
+
+def test_frequentist_binomial_readout_matches_the_z_test_and_holm() -> None:
+    variants = [_conv("control", 10_000, 1_000), _conv("B", 10_000, 1_100), _conv("C", 10_000, 1_010)]
+    r = analyze(variants, "binomial", "frequentist")
+    raw = [
+        ztest_proportions(SampleStats.binomial(10_000, 1_000), SampleStats.binomial(10_000, x)).p_value
+        for x in (1_100, 1_010)
+    ]
+    assert [t.p_value for t in r.results] == pytest.approx(raw)
+    assert [t.p_value_adjusted for t in r.results] == pytest.approx(
+        list(multipletests(raw, method="holm")[1])
+    )
+    b = r.results[0]
+    assert b.variant == "B" and b.mean == pytest.approx(0.11) and b.lift_rel == pytest.approx(0.10)
+    assert b.ci_rel == pytest.approx((0.010870113, 0.189129887), abs=1e-8)  # delta-method interval
+    assert b.chance_to_win is None and b.bayesian is None  # the Bayesian engine did not run
+    assert r.decision.action == "ship" and r.decision_text.startswith("ship B (+10.0%")
+    assert any("delta-method" in m for m in r.messages)
+    assert r.required_users_per_arm > 10_000  # 5% MDE at a 2.5% (Holm, 2 treatments) alpha
+
+
+def test_all_engines_fill_every_section() -> None:
+    variants = [_conv("control", 20_000, 2_000), _conv("B", 20_000, 2_200)]
+    r = analyze(variants, "binomial", "all")
+    b = r.results[0]
+    assert b.frequentist and b.sequential and b.bayesian
+    assert b.p_value == b.frequentist.p_value  # headline: frequentist for "all"
+    assert b.chance_to_win == pytest.approx(b.bayesian.chance_to_win) and b.chance_to_win > 0.99
+    assert b.expected_loss is not None and b.expected_loss < 1e-4
+    assert b.sequential.p_value > b.frequentist.p_value  # always-valid p pays for peeking
+    assert r.arms[0].prob_best + r.arms[1].prob_best == pytest.approx(1.0, abs=1e-6)
+    data = _json(r)
+    assert data["results"][0]["ci_abs"] == list(b.ci_abs) and data["srm_flag"] is False
+
+
+def test_sequential_and_bayesian_headlines() -> None:
+    variants = [_conv("control", 20_000, 2_000), _conv("B", 20_000, 2_200)]
+    seq = analyze(variants, "binomial", "sequential")
+    s = seq.results[0]
+    assert s.p_value == s.sequential.p_value and s.ci_abs == s.sequential.ci_abs
+    bay = analyze(variants, "binomial", "bayesian", AnalysisSettings(loss_threshold=0.01))
+    b = bay.results[0]
+    assert b.p_value is None and b.ci_abs == b.bayesian.ci_abs and b.lift_abs == pytest.approx(0.01)
+    assert bay.decision.action == "ship" and "chance to win" in bay.decision_text
+
+
+def test_group_sequential_look_in_the_readout() -> None:
+    variants = [_conv("control", 6_000, 600), _conv("B", 6_000, 690)]  # z ≈ 2.6 at 40% information
+    early = analyze(variants, "binomial", "sequential", AnalysisSettings(gs_info_fractions=(0.2, 0.4)))
+    gs = early.results[0].group_sequential
+    assert gs is not None and gs.boundary == pytest.approx(3.3569, abs=6e-4) and not gs.reject
+    assert early.decision.action == "keep_running"
+    final = analyze(variants, "binomial", "sequential", AnalysisSettings(gs_info_fractions=(0.5, 1.0)))
+    assert final.results[0].group_sequential.reject and final.decision.action == "ship"
+
+
+def test_mean_metric_with_cuped() -> None:
+    rng = np.random.default_rng(9)
+    variants = []
+    for name, effect in (("control", 0.0), ("B", 0.25)):
+        pre = rng.normal(10, 2, 2_000)
+        post = 0.8 * pre + rng.normal(2 + effect, 1, 2_000)
+        variants.append(
+            VariantSummary(
+                name, 2_000, post.sum(), (post**2).sum(), pre.sum(), (pre**2).sum(), (pre * post).sum()
+            )
+        )
+    r = analyze(variants, "mean", "all")
+    plain = analyze([VariantSummary(v.name, v.users, v.sum, v.sum_squares) for v in variants], "mean", "all")
+    b, p = r.results[0], plain.results[0]
+    assert r.cuped_theta == pytest.approx(0.8, abs=0.03) and any("CUPED" in m for m in r.messages)
+    assert b.frequentist.test == "cuped-t" and p.frequentist.test == "welch-t"
+    assert b.lift_abs == pytest.approx(b.frequentist.lift_abs)  # the headline lift is the adjusted one
+    assert b.mean == pytest.approx(variants[1].sum / 2_000)  # the arm's mean is not
+    assert b.frequentist.se_abs < 0.6 * p.frequentist.se_abs
+    assert b.bayesian.model == "gaussian" and b.chance_to_win > 0.99
+    assert r.required_users_per_arm < plain.required_users_per_arm  # CUPED's variance plans fewer users
+    _json(r)
+
+
+# ------------------------------------------------------------------------------------ decisions
+
+
+def test_decision_texts() -> None:
+    keep = analyze([_conv("control", 2_000, 200), _conv("B", 2_000, 210)], "binomial", "frequentist")
+    assert keep.decision.action == "keep_running"
+    more = keep.required_users_per_arm - 2_000
+    assert keep.decision_text == f"keep running (about {more:,} more users per arm)"
+    with_days = analyze(
+        [_conv("control", 2_000, 200), _conv("B", 2_000, 210)],
+        "binomial",
+        "frequentist",
+        AnalysisSettings(users_per_day=10_000),
+    )
+    assert with_days.decision.days_remaining == pytest.approx(more / 5_000)
+    done = analyze([_conv("control", 80_000, 8_000), _conv("B", 80_000, 8_010)], "binomial", "frequentist")
+    assert done.decision.action == "no_difference" and done.decision_text.startswith(
+        "no detectable difference"
+    )
+    worse = analyze([_conv("control", 20_000, 2_000), _conv("B", 20_000, 1_800)], "binomial", "frequentist")
+    assert worse.decision.action == "ship" and worse.decision.variant == "control"
+    srm = analyze([_conv("control", 20_400, 2_040), _conv("B", 19_600, 2_400)], "binomial", "all")
+    assert srm.srm_flag and srm.decision.action == "untrustworthy"
+    assert srm.decision_text.startswith("data untrustworthy (SRM)")
+
+
+def test_decide_prefers_the_largest_significant_lift() -> None:
+    evidence = [
+        Evidence("B", 1000, 0.02, 0.2, True, "p = 0.01"),
+        Evidence("C", 1000, 0.03, 0.3, True, "p = 0.03"),
+        Evidence("D", 1000, -0.05, -0.5, True, "p = 0.001"),
+    ]
+    d = decide("control", 1000, evidence, required_users_per_arm=500)
+    assert d.variant == "C" and d.text == "ship C (+30.0%, p = 0.03)"
+
+
+def test_weights_drive_the_srm_check() -> None:
+    variants = [_conv("control", 8_000, 800, weight=0.8), _conv("B", 2_000, 200, weight=0.2)]
+    assert not analyze(variants, "binomial").srm_flag
+    assert analyze(variants, "binomial", settings=AnalysisSettings(weights=(0.5, 0.5))).srm_flag
+
+
+# ----------------------------------------------------------------------------------- degenerate
+
+
+@pytest.mark.parametrize(
+    "variants",
+    [
+        [_conv("control", 1_000, 100), _conv("B", 0, 0)],
+        [_conv("control", 0, 0), _conv("B", 1_000, 100)],
+        [_conv("control", 0, 0), _conv("B", 0, 0)],
+        [_conv("control", 1_000, 0), _conv("B", 1_000, 0)],
+        [_conv("control", 1_000, 1_000), _conv("B", 1_000, 1_000)],
+        [_conv("control", 1_000, 0), _conv("B", 1_000, 30)],
+        [_conv("control", 1, 1), _conv("B", 1, 0)],
+    ],
+    ids=["empty-treatment", "empty-control", "all-empty", "zero-pct", "hundred-pct", "from-zero", "one-user"],
+)
+def test_degenerate_binomial_data_gives_messages_not_errors(variants: list[VariantSummary]) -> None:
+    r = analyze(variants, "binomial", "all")
+    data = _json(r)
+    result = r.results[0]
+    messages = " ".join(result.messages) + " ".join(r.messages)
+    assert messages, "a degenerate case must say what went wrong"
+    assert r.decision_text
+    assert data["results"][0]["variant"] == "B"
+
+
+def test_zero_variance_means_and_empty_arm_means() -> None:
+    flat = [VariantSummary("control", 100, 500.0, 2_500.0), VariantSummary("B", 100, 500.0, 2_500.0)]
+    r = analyze(flat, "mean", "all")
+    assert r.results[0].p_value is None and "zero variance" in " ".join(r.results[0].messages)
+    assert any("sample size not computable" in m for m in r.messages)
+    _json(r)
+    empty = [VariantSummary("control", 100, 500.0, 2_700.0), VariantSummary("B", 0, 0.0, 0.0)]
+    r2 = analyze(empty, "mean", "all")
+    assert r2.results[0].mean is None and r2.results[0].lift_abs is None
+    assert r2.srm_flag and r2.decision.action == "untrustworthy"
+    _json(r2)
+
+
+def test_malformed_input_raises_value_errors() -> None:
+    with pytest.raises(ValueError, match="at least one treatment"):
+        analyze([_conv("control", 10, 1)], "binomial")
+    with pytest.raises(ValueError, match=r"'B': 11\.0 conversions for 10 users"):
+        analyze([_conv("control", 10, 1), _conv("B", 10, 11)], "binomial")
+    with pytest.raises(ValueError, match="'B': sum_squares is required"):
+        analyze([VariantSummary("control", 10, 1.0, 1.0), VariantSummary("B", 10, 1.0)], "mean")
+    with pytest.raises(ValueError, match="unique"):
+        analyze([_conv("A", 10, 1), _conv("A", 10, 1)], "binomial")
+    with pytest.raises(ValueError, match="engine"):
+        analyze([_conv("A", 10, 1), _conv("B", 10, 1)], "binomial", "magic")  # type: ignore[arg-type]
+
+
+# -------------------------------------------------------------------------------------- CSV rows
+
+
+def test_summaries_from_rows() -> None:
+    rows = [
+        {"variant": "control", "users": "1000", "sum": "100", "sum_squares": "", "weight": "0.5"},
+        {"Variant ": "B", "USERS": "1000.0", "sum": "120", "sum_squares": "", "weight": "0.5", "note": "x"},
+    ]
+    out = summaries_from_rows(rows)
+    assert out[1] == VariantSummary("B", 1000, 120.0, None, None, None, None, 0.5)
+    cuped = summaries_from_rows(
+        [
+            {
+                "variant": "a",
+                "users": "3",
+                "sum": "6",
+                "sum_squares": "14",
+                "pre_sum": "3",
+                "pre_sum_squares": "5",
+                "sum_product": "8",
+            },
+            {
+                "variant": "b",
+                "users": "3",
+                "sum": "6",
+                "sum_squares": "14",
+                "pre_sum": "3",
+                "pre_sum_squares": "5",
+                "sum_product": "8",
+            },
+        ]
+    )
+    assert all(v.has_cuped for v in cuped)
+    assert analyze(out, "binomial").results[0].lift_rel == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"users": "abc"}, r"row 2, column 'users': expected a number, got 'abc'"),
+        ({"users": "10.5"}, r"row 2, column 'users': expected a whole number"),
+        ({"users": "-1"}, r"row 2, column 'users': must be >= 0"),
+        ({"sum": ""}, r"row 2, column 'sum': value is missing"),
+        ({"sum": "nan"}, r"row 2, column 'sum': expected a finite number"),
+        ({"sum_squares": "0.5"}, r"row 2, column 'sum_squares': 0.5 is below sum²/users"),
+        ({"variant": "control"}, r"row 2, column 'variant': 'control' repeats row 1"),
+        ({"variant": " "}, r"row 2, column 'variant': name is empty"),
+        ({"pre_sum": "4"}, r"row 2: CUPED needs all of"),
+        ({"weight": "-0.5"}, r"row 2, column 'weight': must be >= 0"),
+    ],
+)
+def test_summaries_from_rows_names_the_row_and_column(bad: dict[str, str], message: str) -> None:
+    good = {"variant": "control", "users": "100", "sum": "10", "sum_squares": "12"}
+    with pytest.raises(ValueError, match=message):
+        summaries_from_rows([good, {**good, "variant": "B", **bad}])
+
+
+def test_summaries_from_rows_structure_errors() -> None:
+    with pytest.raises(ValueError, match="no rows"):
+        summaries_from_rows([])
+    with pytest.raises(ValueError, match=r"row 1: column 'sum' is missing"):
+        summaries_from_rows([{"variant": "a", "users": "1"}])
+    with pytest.raises(ValueError, match="at least one treatment"):
+        summaries_from_rows([{"variant": "a", "users": "1", "sum": "1"}])
+
+
+def test_to_dict_replaces_non_finite_numbers() -> None:
+    r = analyze([_conv("control", 100, 5, weight=1.0), _conv("B", 50, 5, weight=0.0)], "binomial", "all")
+    assert r.srm.chi2 == math.inf
+    data = _json(r)
+    assert data["srm"]["chi2"] is None and data["srm_p_value"] == 0.0
