@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+
+# before numpy is imported anywhere: implicit's ALS and BLAS threads fight over 2 cores otherwise
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 BENCHMARKS = {
     "recommend": "bench.recommend_latency",

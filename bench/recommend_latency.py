@@ -38,8 +38,16 @@ def measure_tiers(engine: Engine, repeat: int) -> dict[str, dict[str, float]]:
     return {"l1": percentiles_ms(l1), "l2": percentiles_ms(l2), "miss": percentiles_ms(miss)}
 
 
-def zipf_hit_rate(engine: Engine, requests: int, warmup: int, exponent: float = 1.1, seed: int = 3) -> float:
+def zipf_hit_rate(
+    engine: Engine, requests: int, warmup: int, warm_top: int = 3_000, exponent: float = 1.1, seed: int = 3
+) -> float:
+    """Share of requests answered from L1 or L2 under Zipf traffic over users ranked by activity.
+
+    Warm-up is what an operator does before traffic: warm the ``warm_top`` most active users
+    (the console's "warm" action), then let ``warmup`` requests of traffic through.
+    """
     users = _users(engine)
+    engine.service.warm([str(u) for u in users[:warm_top]])
     rng = np.random.default_rng(seed)
     ranks = np.arange(1, len(users) + 1, dtype=np.float64)
     p = ranks**-exponent

@@ -32,7 +32,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(f"\n{user}  model={result.model} tier={result.cache_tier} "
                   f"latency={result.latency_seconds * 1000:.2f} ms cold_start={result.cold_start}")
             for rank, item in enumerate(result.items, 1):
-                print(f"  {rank:2d}. {item.title:<40} {item.category:<16} {item.score:8.4f}  {item.reason}")
+                print(f"  {rank:2d}. {item['title']:<40} {item['category']:<16} {item['score']:8.4f}  {item['reason']}")
     finally:
         engine.close()
     return 0
@@ -54,6 +54,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings()
     serve(settings, host=args.host or settings.api_host, port=args.port or settings.api_port, workers=args.workers)
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from engine.config import settings_table
+
+    print(settings_table())
     return 0
 
 
@@ -88,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=None)
     p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     p.set_defaults(handler=cmd_serve)
+
+    p = sub.add_parser("config", help="print the configuration table (environment variables)")
+    p.set_defaults(handler=cmd_config)
 
     from engine.simulator.command import add_simulate_arguments, simulate_command
 

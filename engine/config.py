@@ -31,34 +31,34 @@ class Settings(BaseSettings):
     key_prefix: str = Field(default="recops", description="Prefix of every Redis key")
 
     # --- demo world --------------------------------------------------------
-    demo_seed: int = 42
-    demo_users: int = 10_000
-    demo_items: int = 5_000
+    demo_seed: int = Field(default=42, description="Seed of the demo world")
+    demo_users: int = Field(default=10_000, ge=10, description="Users in the demo world")
+    demo_items: int = Field(default=5_000, ge=10, description="Items in the demo world")
 
     # --- feature store and cache ------------------------------------------
-    user_feature_ttl_seconds: int = 300
-    item_feature_ttl_seconds: int = 3_600
-    rec_cache_ttl_seconds: int = 600
-    rec_cache_ttl_jitter: float = Field(default=0.10, ge=0.0, le=0.5)
-    l1_max_entries: int = 50_000
-    l1_ttl_seconds: float = 30.0
-    xfetch_beta: float = 1.0
-    compute_lock_seconds: float = 5.0
+    user_feature_ttl_seconds: int = Field(default=300, ge=1, description="TTL of a user's feature hash")
+    item_feature_ttl_seconds: int = Field(default=3_600, ge=1, description="TTL of an item's feature hash")
+    rec_cache_ttl_seconds: int = Field(default=600, ge=1, description="TTL of a cached list in Redis (L2)")
+    rec_cache_ttl_jitter: float = Field(default=0.10, ge=0.0, le=0.5, description="± share of random TTL jitter")
+    l1_max_entries: int = Field(default=50_000, ge=0, description="Bound of the in-process L1 (0 disables it)")
+    l1_ttl_seconds: float = Field(default=30.0, gt=0, description="TTL of an L1 entry")
+    xfetch_beta: float = Field(default=1.0, ge=0, description="XFetch early-refresh eagerness (0 = off)")
+    compute_lock_seconds: float = Field(default=5.0, gt=0, description="Cross-process compute lock")
 
     # --- recommendation defaults ------------------------------------------
-    default_n: int = 10
-    candidate_pool: int = 300
-    category_cap: int = 3
-    mmr_lambda: float = Field(default=0.7, ge=0.0, le=1.0)
-    history_length: int = 50
+    default_n: int = Field(default=10, ge=1, le=100, description="List length when none is asked for")
+    candidate_pool: int = Field(default=300, ge=1, description="Candidates scored before re-ranking")
+    category_cap: int = Field(default=3, ge=1, description="At most this many items of one category")
+    mmr_lambda: float = Field(default=0.7, ge=0.0, le=1.0, description="MMR relevance weight (1 = no diversity)")
+    history_length: int = Field(default=50, ge=1, description="Recent items kept per user")
 
     # --- serving -----------------------------------------------------------
-    api_host: str = "127.0.0.1"
-    api_port: int = 8000
-    console_port: int = 8501
-    prometheus_port: int = 9090
+    api_host: str = Field(default="127.0.0.1", description="Address the API binds to")
+    api_port: int = Field(default=8000, ge=0, description="API port (taken: `recops up` picks a free one)")
+    console_port: int = Field(default=8501, ge=0, description="Console port")
+    prometheus_port: int = Field(default=9090, ge=0, description="Port of the Prometheus `recops up` starts")
     admin_token: SecretStr | None = Field(default=None, description="Bearer token for /admin; unset disables it")
-    console_password: SecretStr | None = None
+    console_password: SecretStr | None = Field(default=None, description="Console login for writes; unset = open")
 
     @property
     def models_dir(self) -> Path:
@@ -67,6 +67,17 @@ class Settings(BaseSettings):
     @property
     def redis_dir(self) -> Path:
         return self.data_dir / "redis"
+
+
+def settings_table() -> str:
+    """The README's configuration table, generated so that it cannot drift from the code."""
+    rows = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
+    for name, info in Settings.model_fields.items():
+        alias = info.validation_alias
+        env = alias.choices[0] if isinstance(alias, AliasChoices) else f"RECOPS_{name.upper()}"
+        default = "unset" if info.default is None else f"`{info.default}`"
+        rows.append(f"| `{env}` | {default} | {info.description or ''} |")
+    return "\n".join(rows)
 
 
 @lru_cache(maxsize=1)

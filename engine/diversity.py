@@ -9,6 +9,7 @@ that λ means the same for every model whatever the range of its scores.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -24,7 +25,7 @@ class DiversitySettings:
         if self.category_cap is not None and self.category_cap < 1:
             raise ValueError("category_cap must be at least 1 (or None for no cap)")
 
-    @property
+    @cached_property
     def signature(self) -> str:
         """Short stable text for cache keys: lists re-ranked differently are cached apart."""
         return f"c{self.category_cap or 0}l{self.mmr_lambda:g}"

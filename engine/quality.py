@@ -1,14 +1,18 @@
 """Online quality signals of served lists: intra-list diversity and recent catalogue coverage.
 
 Diversity uses category co-membership (1 − share of same-category pairs), the same definition
-the offline evaluation reports, so the live number and the offline one can be compared.
+the offline evaluation reports, so the live number and the offline one can be compared.  It is
+computed once when a list is built and cached with it; serving a cached list only observes it.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import Counter, deque
+import time
+from collections import Counter
 from collections.abc import Sequence
+
+import numpy as np
 
 from engine import metrics
 
@@ -23,31 +27,29 @@ def category_diversity(categories: Sequence[str]) -> float:
 
 
 class QualityWindow:
-    """Distinct items over the last ``window`` served lists, as a share of the catalogue."""
+    """Share of the catalogue served within the last ``window_seconds``.
 
-    def __init__(self, catalog_size: int, window: int = 5_000) -> None:
-        self.catalog_size = max(catalog_size, 1)
-        self._lists: deque[tuple[str, ...]] = deque()
-        self._counts: Counter[str] = Counter()
-        self._window = window
+    A last-served timestamp per catalogue position makes an observation a fancy-index write;
+    the share is recounted at most once per ``refresh_seconds``, not per request.
+    """
+
+    def __init__(self, catalog_size: int, window_seconds: float = 600.0, refresh_seconds: float = 1.0) -> None:
+        self._last_served = np.full(max(catalog_size, 1), -np.inf)
+        self.window_seconds = window_seconds
+        self.refresh_seconds = refresh_seconds
+        self._next_refresh = 0.0
         self._lock = threading.Lock()
 
-    def observe(self, item_ids: Sequence[str], categories: Sequence[str]) -> None:
-        metrics.LIST_DIVERSITY.observe(category_diversity(categories))
-        with self._lock:
-            items = tuple(item_ids)
-            self._lists.append(items)
-            self._counts.update(items)
-            if len(self._lists) > self._window:
-                old = self._lists.popleft()
-                self._counts.subtract(old)
-                for item in old:
-                    if self._counts[item] <= 0:
-                        del self._counts[item]
-            coverage = len(self._counts) / self.catalog_size
-        metrics.CATALOG_COVERAGE.set(coverage)
+    def observe(self, positions: Sequence[int] | np.ndarray, diversity: float) -> None:
+        metrics.LIST_DIVERSITY.observe(diversity)
+        now = time.monotonic()
+        self._last_served[np.asarray(positions, dtype=np.int64)] = now
+        if now >= self._next_refresh:
+            with self._lock:
+                self._next_refresh = now + self.refresh_seconds
+                metrics.CATALOG_COVERAGE.set(self.coverage)
 
     @property
     def coverage(self) -> float:
-        with self._lock:
-            return len(self._counts) / self.catalog_size
+        now = time.monotonic()
+        return float(np.count_nonzero(self._last_served >= now - self.window_seconds) / len(self._last_served))

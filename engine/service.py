@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import redis
@@ -27,7 +27,7 @@ from engine.diversity import DiversitySettings, mmr_rerank
 from engine.features import FeatureStore
 from engine.keys import Keys
 from engine.models.base import Recommender
-from engine.quality import QualityWindow
+from engine.quality import QualityWindow, category_diversity
 from engine.reasons import POPULAR, explain
 
 log = logging.getLogger(__name__)
@@ -37,8 +37,9 @@ class UnknownModelError(ValueError):
     pass
 
 
-@dataclass(frozen=True)
-class RecommendedItem:
+class RecommendedItem(TypedDict):
+    # a TypedDict, not a dataclass: lists come out of the cache as JSON dicts, and building ten
+    # objects per request would cost more than the whole L1 look-up
     item_id: str
     title: str
     category: str
@@ -54,6 +55,7 @@ class RecommendationResult:
     cached: bool = False
     cache_tier: str = "miss"
     cold_start: bool = False
+    diversity: float = 1.0
     fallback: bool = False
     fallback_reason: str | None = None
     latency_seconds: float = 0.0
@@ -61,6 +63,18 @@ class RecommendationResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class _Children(dict):  # type: ignore[type-arg]
+    """A dict that fills itself from a factory on first access."""
+
+    def __init__(self, factory: Callable[[Any], Any]) -> None:
+        super().__init__()
+        self._factory = factory
+
+    def __missing__(self, key: Any) -> Any:
+        value = self[key] = self._factory(key)
+        return value
 
 
 def _error_kind(exc: BaseException) -> str:
@@ -97,6 +111,11 @@ class RecommendationService:
         # Snapshot taken at start-up so the fallback never touches Redis or a model.
         self._fallback_positions = catalog.most_popular(fallback_size)
         self.quality = QualityWindow(len(catalog))
+        # labelled metric children looked up once: .labels() costs more than the increment
+        self._requests: dict[tuple[str, str], Any] = _Children(
+            lambda key: metrics.RECOMMENDATION_REQUESTS.labels(status=key[0], model=key[1])
+        )
+        self._latency: dict[str, Any] = _Children(lambda tier: metrics.RECOMMENDATION_LATENCY.labels(tier=tier))
 
     def _install(self, models: Mapping[str, Recommender], default_model: str) -> None:
         if default_model not in models:
@@ -177,16 +196,18 @@ class RecommendationService:
 
     def _finish(self, result: RecommendationResult, tier: str, status: str, started: float) -> None:
         result.latency_seconds = time.perf_counter() - started
-        metrics.RECOMMENDATION_REQUESTS.labels(status=status, model=result.model).inc()
-        metrics.RECOMMENDATION_LATENCY.labels(tier=tier).observe(result.latency_seconds)
-        self.quality.observe([i.item_id for i in result.items], [i.category for i in result.items])
+        self._requests[(status, result.model)].inc()
+        self._latency[tier].observe(result.latency_seconds)
+        positions = [self.catalog.index[i["item_id"]] for i in result.items if i["item_id"] in self.catalog.index]
+        self.quality.observe(positions, result.diversity)
 
     def fallback(self, user_id: str, n: int, model_name: str, reason: str) -> RecommendationResult:
         positions = self._fallback_positions[:n]
-        items = [self._item(pos, float(self.catalog.popularity[pos]), POPULAR) for pos in positions]
+        items = [self._item_dict(pos, float(self.catalog.popularity[pos]), POPULAR) for pos in positions]
         return RecommendationResult(
             user_id=user_id, items=items, model="popular_snapshot", cache_tier="fallback",
             fallback=True, fallback_reason=reason, extra={"requested_model": model_name},
+            diversity=category_diversity([item["category"] for item in items]),
         )
 
     def warm(
@@ -235,6 +256,7 @@ class RecommendationService:
         return {
             "items": [self._item_dict(p, float(scores[o]), r) for p, o, r in zip(picked, order, reasons, strict=True)],
             "cold_start": False,
+            "diversity": category_diversity(self.catalog.categories[picked].tolist()),
         }
 
     def _cold_start(self, n: int, purchased: set[str]) -> dict[str, Any]:
@@ -242,9 +264,10 @@ class RecommendationService:
         return {
             "items": [self._item_dict(p, float(self.catalog.popularity[p]), POPULAR) for p in picked],
             "cold_start": True,
+            "diversity": category_diversity([self.catalog.categories[p] for p in picked]),
         }
 
-    def _item_dict(self, pos: int, score: float, reason: str) -> dict[str, Any]:
+    def _item_dict(self, pos: int, score: float, reason: str) -> RecommendedItem:
         return {
             "item_id": self.catalog.item_ids[pos],
             "title": self.catalog.titles[pos],
@@ -253,16 +276,15 @@ class RecommendationService:
             "reason": reason,
         }
 
-    def _item(self, pos: int, score: float, reason: str) -> RecommendedItem:
-        return RecommendedItem(**self._item_dict(int(pos), score, reason))
 
     @staticmethod
     def _result_from(user_id: str, value: dict[str, Any], model: str, tier: str) -> RecommendationResult:
         return RecommendationResult(
             user_id=user_id,
-            items=[RecommendedItem(**item) for item in value["items"]],
+            items=value["items"],
             model=model,
             cached=tier != "miss",
             cache_tier=tier,
             cold_start=bool(value.get("cold_start")),
+            diversity=float(value.get("diversity", 1.0)),
         )

@@ -18,7 +18,7 @@ router = APIRouter(tags=["recommendations"])
 def _response(result: RecommendationResult, experiment: str | None, variant: str | None) -> RecommendationResponse:
     return RecommendationResponse(
         user_id=result.user_id,
-        items=[item.__dict__ for item in result.items],
+        items=result.items,  # type: ignore[arg-type]
         cached=result.cached,
         cache_tier=result.cache_tier,  # type: ignore[arg-type]
         model=result.model,
