@@ -11,6 +11,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 BENCHMARKS = {
     "recommend": "bench.recommend_latency",
+    "http": "bench.http",
 }
 
 
