@@ -31,6 +31,8 @@ bench: install
 
 evaluate: install
 	$(BIN)/recops evaluate --dataset demo
+	$(BIN)/recops fetch-movielens --to data/ml-100k
+	$(BIN)/recops evaluate --dataset movielens --path data/ml-100k
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

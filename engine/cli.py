@@ -96,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     p.set_defaults(handler=cmd_serve)
 
+    from engine.data.fetch import add_fetch_arguments, fetch_command
+
+    p = sub.add_parser("fetch-movielens", help="MovieLens-100k from the recbole wheel on PyPI, as u.data/u.item")
+    add_fetch_arguments(p)
+    p.set_defaults(handler=fetch_command)
+
     p = sub.add_parser("config", help="print the configuration table (environment variables)")
     p.set_defaults(handler=cmd_config)
 
