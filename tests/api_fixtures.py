@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from engine.redis_server import EmbeddedRedis, free_port
 from tests.engine_fixtures import SMALL_WORLD
@@ -78,7 +79,11 @@ def api(
     """One single-worker API per test module (starting one costs seconds).
 
     Tests sharing it keep apart by using their own user ids, and compare metrics as deltas.
+    Redis is flushed first: lists cached by earlier modules would otherwise show up as L2 hits.
     """
+    flusher = redis.Redis.from_url(redis_server.url)
+    flusher.flushdb()
+    flusher.close()
     proc = start_api(api_env(small_world_dir, redis_server.url), tmp_path_factory.mktemp("api") / "api.log")
     yield proc
     proc.stop()

@@ -1,0 +1,203 @@
+"""Offline evaluation of the models, following Microsoft Recommenders' protocol.
+
+1. ``stratified_split`` each user's distinct items 75/25 with seed 42;
+2. train every model on the train events;
+3. for each test user (known at training time), recommend ``k`` items, never one of their train
+   items; every test item of theirs is relevant;
+4. precision, recall, NDCG and MAP at k (``analysis.ranking``; MAP divides by min(k, |relevant|)),
+   then beyond-accuracy: catalog coverage over the training items, intra-list diversity by
+   category, novelty as the mean −log2 of the fraction of training users who had the item.
+
+``recops evaluate`` runs it: ``--dataset demo`` on the default demo world, ``--dataset movielens
+--path DIR`` on a MovieLens directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.ranking import catalog_coverage, intra_list_diversity, novelty, ranking_metrics
+from engine.data.schema import Dataset, DatasetError, InteractionMatrix
+from engine.data.split import stratified_split
+from engine.models.registry import MODEL_CLASSES, new_model
+
+DEFAULT_MODELS: tuple[str, ...] = ("popularity", "item_item", "als")
+
+
+@dataclass(frozen=True)
+class ModelReport:
+    model: str
+    precision: float
+    recall: float
+    ndcg: float
+    map: float
+    coverage: float
+    diversity: float
+    novelty: float
+    train_seconds: float
+    n_users: int
+
+
+@dataclass
+class EvaluationSplit:
+    """What every model of one evaluation shares: the training matrix and each test user's items."""
+
+    train: InteractionMatrix
+    test_users: list[str]
+    relevant: list[set[str]]
+    categories: dict[str, str]
+    user_share: dict[str, float]  # item → fraction of training users who had it (for novelty)
+
+    @classmethod
+    def build(cls, dataset: Dataset, seed: int = 42, min_rating: float | None = None) -> EvaluationSplit:
+        train_events, test_events = stratified_split(dataset.events, seed=seed, min_rating=min_rating)
+        if train_events.empty or test_events.empty:
+            raise DatasetError(f"{dataset.name}: too few interactions per user to hold any out for testing")
+        train = dataset.with_events(train_events, name=f"{dataset.name}-train").interactions()
+        test = test_events[test_events["user_id"].isin(train.user_index)]
+        grouped = test.groupby("user_id", sort=True)["item_id"].agg(set)
+        binary = train.matrix.copy()
+        binary.data[:] = 1.0
+        users_per_item = np.asarray(binary.sum(axis=0)).ravel()
+        n_train_users = max(binary.shape[0], 1)
+        return cls(
+            train=train,
+            test_users=[str(u) for u in grouped.index],
+            relevant=list(grouped.to_numpy()),
+            categories=dict(zip(dataset.items["item_id"], dataset.items["category"], strict=True)),
+            user_share={
+                str(train.item_ids[i]): float(users_per_item[i] / n_train_users)
+                for i in np.flatnonzero(users_per_item)
+            },
+        )
+
+    @property
+    def n_train_items(self) -> int:
+        return len(self.user_share)
+
+
+def evaluate_model(
+    split: EvaluationSplit, name: str, k: int = 10, params: Mapping[str, Any] | None = None
+) -> ModelReport:
+    """Train model ``name`` on the split's train half and score its top-k lists for the test users."""
+    model = new_model(name, params)
+    started = time.perf_counter()
+    model.fit(split.train)
+    train_seconds = time.perf_counter() - started
+    lists = [[item for item, _ in model.recommend(user, n=k)] for user in split.test_users]
+    accuracy = ranking_metrics(lists, split.relevant, k)
+    return ModelReport(
+        model=name,
+        precision=accuracy["precision"],
+        recall=accuracy["recall"],
+        ndcg=accuracy["ndcg"],
+        map=accuracy["map"],
+        coverage=catalog_coverage(lists, split.n_train_items),
+        diversity=intra_list_diversity(lists, categories=split.categories),
+        novelty=novelty(lists, split.user_share),
+        train_seconds=train_seconds,
+        n_users=len(split.test_users),
+    )
+
+
+def evaluate(
+    dataset: Dataset,
+    k: int = 10,
+    models: Sequence[str] = DEFAULT_MODELS,
+    seed: int = 42,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
+    min_rating: float | None = None,
+) -> list[ModelReport]:
+    """One report per model, all trained and tested on the same split (see the module docstring)."""
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    unknown = [m for m in models if m not in MODEL_CLASSES]
+    if unknown:
+        raise ValueError(f"unknown models {unknown}; known: {sorted(MODEL_CLASSES)}")
+    split = EvaluationSplit.build(dataset, seed=seed, min_rating=min_rating)
+    params = params or {}
+    return [evaluate_model(split, name, k, params.get(name)) for name in models]
+
+
+# ---- output ----------------------------------------------------------------------------------
+
+_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("model", "model", "{}"),
+    ("precision", "prec@k", "{:.4f}"),
+    ("recall", "recall@k", "{:.4f}"),
+    ("ndcg", "ndcg@k", "{:.4f}"),
+    ("map", "map@k", "{:.4f}"),
+    ("coverage", "coverage", "{:.3f}"),
+    ("diversity", "diversity", "{:.3f}"),
+    ("novelty", "novelty", "{:.2f}"),
+    ("train_seconds", "train s", "{:.2f}"),
+    ("n_users", "users", "{}"),
+)
+
+
+def format_table(reports: Sequence[ModelReport]) -> str:
+    """A plain-text table, one row per model, columns aligned."""
+    header = [title for _, title, _ in _COLUMNS]
+    rows = [[fmt.format(getattr(r, attr)) for attr, _, fmt in _COLUMNS] for r in reports]
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        first = cells[0].ljust(widths[0])
+        rest = (cell.rjust(w) for cell, w in zip(cells[1:], widths[1:], strict=True))
+        return "  ".join([first, *rest])
+
+    return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+def reports_to_json(reports: Sequence[ModelReport], **meta: Any) -> str:
+    """``{"reports": [...], **meta}`` as JSON (``meta``: dataset name, k, ...)."""
+    return json.dumps({**meta, "reports": [asdict(r) for r in reports]}, indent=2)
+
+
+# ---- command line ----------------------------------------------------------------------------
+
+
+def load_dataset(kind: str, path: str | None) -> Dataset:
+    if kind == "demo":
+        from engine.data.demo import DemoWorld
+
+        return DemoWorld.generate(seed=42).dataset()
+    if kind == "movielens":
+        if not path:
+            raise DatasetError("--dataset movielens needs --path DIR (an ml-100k or ml-latest directory)")
+        from engine.data.movielens import load_movielens
+
+        return load_movielens(path)
+    raise DatasetError(f"unknown dataset {kind!r}: use demo or movielens")
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    """``recops evaluate``: print the table (or JSON); a dataset problem is one line and exit code 2."""
+    k = int(getattr(args, "k", 10))
+    kind = getattr(args, "dataset", "demo")
+    try:
+        dataset = load_dataset(kind, getattr(args, "path", None))
+        reports = evaluate(dataset, k=k)
+    except DatasetError as exc:
+        print(f"recops evaluate: {exc}", file=sys.stderr)
+        return 2
+    if getattr(args, "json", False):
+        print(reports_to_json(reports, dataset=dataset.name, k=k))
+    else:
+        print(f"{dataset.name}: {dataset.n_users} users, {dataset.n_items} items, k={k}")
+        print(format_table(reports))
+    return 0
+
+
+def reports_frame(reports: Sequence[ModelReport]) -> pd.DataFrame:
+    """The reports as a DataFrame (for the console)."""
+    return pd.DataFrame([asdict(r) for r in reports])
