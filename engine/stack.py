@@ -120,7 +120,10 @@ class Stack:
             ),
             "urls": self.urls,
         }
-        self.state_file.write_text(json.dumps(state, indent=2))
+        # readers poll this file: replace it whole so that they never see half of it
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        os.replace(tmp, self.state_file)
 
     def start(self) -> Stack:
         s, o = self.settings, self.options
