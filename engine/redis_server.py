@@ -169,8 +169,13 @@ def ensure_redis_url(redis_url: str | None, data_dir: Path) -> tuple[str, Embedd
 
 
 def pid_alive(pid: int) -> bool:
+    """True while the process runs (a zombie awaiting its parent's wait() counts as gone)."""
     try:
         os.kill(pid, 0)
     except OSError:
         return False
-    return True
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True

@@ -14,18 +14,9 @@ from pathlib import Path
 import httpx
 
 from engine.prometheus_server import find_prometheus_binary
+from engine.redis_server import pid_alive
 from tests.conftest import require_binary
 from tests.engine_fixtures import SMALL_WORLD
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    # a zombie is dead for our purposes
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and stat.read_text().split()[2] == "Z")
 
 
 def _wait_for(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
@@ -75,7 +66,7 @@ def test_up_starts_the_stack_and_stops_it_cleanly(small_world_dir: Path, tmp_pat
         assert _wait_for(simulated_traffic, 60), "the simulator sent no events"
         assert httpx.get(state["urls"]["prometheus"] + "/-/ready", timeout=5).status_code == 200
         pids = [*state["children"].values(), state["redis_pid"], state["prometheus_pid"]]
-        assert all(isinstance(p, int) and _alive(p) for p in pids), state
+        assert all(isinstance(p, int) and pid_alive(p) for p in pids), state
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -84,7 +75,7 @@ def test_up_starts_the_stack_and_stops_it_cleanly(small_world_dir: Path, tmp_pat
             proc.kill()
             raise
     assert code == 0, (tmp_path / "up.log").read_text()
-    assert _wait_for(lambda: not any(_alive(p) for p in pids), 10), "a child outlived `recops up`"
+    assert _wait_for(lambda: not any(pid_alive(p) for p in pids), 10), "a child outlived `recops up`"
     assert not state_file.exists()
     assert "RecOps stopped." in (tmp_path / "up.log").read_text()
 
