@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.ranking import catalog_coverage, intra_list_diversity, novelty, ranking_metrics
+from engine.data.demo import DemoWorld, position_bias
 from engine.data.schema import Dataset, DatasetError, InteractionMatrix
 from engine.data.split import stratified_split
 from engine.models.registry import MODEL_CLASSES, new_model
@@ -45,6 +46,8 @@ class ModelReport:
     novelty: float
     train_seconds: float
     n_users: int
+    # demo world only: expected clicks of the lists as a share of the best possible lists
+    truth_share: float | None = None
 
 
 @dataclass
@@ -85,8 +88,40 @@ class EvaluationSplit:
         return len(self.user_share)
 
 
+def truth_share(world: DemoWorld, split: EvaluationSplit, lists: Sequence[Sequence[str]], k: int,
+                sample: int = 2_000, seed: int = 0) -> float:
+    """Mean over (sampled) test users of E[clicks of their list] / E[clicks of the ideal list].
+
+    Only the demo world knows the truth.  Offline metrics reward predicting what the old system
+    happened to show (every held-out view is "relevant"); this says how good the list really is.
+    The ideal list is the user's k most attractive items outside their train items: sorting by
+    attractiveness maximises expected clicks under any decreasing position bias.
+    """
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(split.test_users), size=min(sample, len(split.test_users)), replace=False)
+    bias = position_bias(np.arange(k))
+    shares = []
+    for row in chosen:
+        user = split.test_users[row]
+        attract = world.relevance(user)
+        u = split.train.user_index[user]
+        seen = split.train.matrix.indices[split.train.matrix.indptr[u] : split.train.matrix.indptr[u + 1]]
+        seen_items = world.item_index(split.train.item_ids[seen]) if len(seen) else np.empty(0, dtype=np.int64)
+        candidates = attract.copy()
+        candidates[seen_items] = -np.inf
+        ideal = np.sort(candidates)[::-1][:k]
+        best = float(np.sum(bias[: len(ideal)] * np.where(np.isfinite(ideal), ideal, 0.0)))
+        got = attract[world.item_index(list(lists[row]))] if lists[row] else np.empty(0)
+        shares.append(float(np.sum(bias[: len(got)] * got)) / best if best > 0 else 0.0)
+    return float(np.mean(shares)) if shares else 0.0
+
+
 def evaluate_model(
-    split: EvaluationSplit, name: str, k: int = 10, params: Mapping[str, Any] | None = None
+    split: EvaluationSplit,
+    name: str,
+    k: int = 10,
+    params: Mapping[str, Any] | None = None,
+    world: DemoWorld | None = None,
 ) -> ModelReport:
     """Train model ``name`` on the split's train half and score its top-k lists for the test users."""
     model = new_model(name, params)
@@ -106,6 +141,7 @@ def evaluate_model(
         novelty=novelty(lists, split.user_share),
         train_seconds=train_seconds,
         n_users=len(split.test_users),
+        truth_share=truth_share(world, split, lists, k) if world is not None else None,
     )
 
 
@@ -116,6 +152,7 @@ def evaluate(
     seed: int = 42,
     params: Mapping[str, Mapping[str, Any]] | None = None,
     min_rating: float | None = None,
+    world: DemoWorld | None = None,
 ) -> list[ModelReport]:
     """One report per model, all trained and tested on the same split (see the module docstring)."""
     if k < 1:
@@ -125,7 +162,7 @@ def evaluate(
         raise ValueError(f"unknown models {unknown}; known: {sorted(MODEL_CLASSES)}")
     split = EvaluationSplit.build(dataset, seed=seed, min_rating=min_rating)
     params = params or {}
-    return [evaluate_model(split, name, k, params.get(name)) for name in models]
+    return [evaluate_model(split, name, k, params.get(name), world) for name in models]
 
 
 # ---- output ----------------------------------------------------------------------------------
@@ -139,6 +176,7 @@ _COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("coverage", "coverage", "{:.3f}"),
     ("diversity", "diversity", "{:.3f}"),
     ("novelty", "novelty", "{:.2f}"),
+    ("truth_share", "truth", "{:.3f}"),
     ("train_seconds", "train s", "{:.2f}"),
     ("n_users", "users", "{}"),
 )
@@ -147,7 +185,8 @@ _COLUMNS: tuple[tuple[str, str, str], ...] = (
 def format_table(reports: Sequence[ModelReport]) -> str:
     """A plain-text table, one row per model, columns aligned."""
     header = [title for _, title, _ in _COLUMNS]
-    rows = [[fmt.format(getattr(r, attr)) for attr, _, fmt in _COLUMNS] for r in reports]
+    rows = [["-" if getattr(r, attr) is None else fmt.format(getattr(r, attr)) for attr, _, fmt in _COLUMNS]
+            for r in reports]
     widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
 
     def line(cells: Sequence[str]) -> str:
@@ -166,17 +205,16 @@ def reports_to_json(reports: Sequence[ModelReport], **meta: Any) -> str:
 # ---- command line ----------------------------------------------------------------------------
 
 
-def load_dataset(kind: str, path: str | None) -> Dataset:
+def load_dataset(kind: str, path: str | None) -> tuple[Dataset, DemoWorld | None]:
     if kind == "demo":
-        from engine.data.demo import DemoWorld
-
-        return DemoWorld.generate(seed=42).dataset()
+        world = DemoWorld.generate(seed=42)
+        return world.dataset(), world
     if kind == "movielens":
         if not path:
             raise DatasetError("--dataset movielens needs --path DIR (an ml-100k or ml-latest directory)")
         from engine.data.movielens import load_movielens
 
-        return load_movielens(path)
+        return load_movielens(path), None
     raise DatasetError(f"unknown dataset {kind!r}: use demo or movielens")
 
 
@@ -185,8 +223,8 @@ def evaluate_command(args: argparse.Namespace) -> int:
     k = int(getattr(args, "k", 10))
     kind = getattr(args, "dataset", "demo")
     try:
-        dataset = load_dataset(kind, getattr(args, "path", None))
-        reports = evaluate(dataset, k=k)
+        dataset, world = load_dataset(kind, getattr(args, "path", None))
+        reports = evaluate(dataset, k=k, world=world)
     except DatasetError as exc:
         print(f"recops evaluate: {exc}", file=sys.stderr)
         return 2
@@ -195,6 +233,9 @@ def evaluate_command(args: argparse.Namespace) -> int:
     else:
         print(f"{dataset.name}: {dataset.n_users} users, {dataset.n_items} items, k={k}")
         print(format_table(reports))
+        if world is not None:
+            print("truth: expected clicks of the lists as a share of the ideal lists (the demo world's ground "
+                  "truth; offline metrics there reward predicting past exposure)")
     return 0
 
 

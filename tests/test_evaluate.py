@@ -196,7 +196,8 @@ def test_command_prints_a_table_for_the_demo_world(
     out = capsys.readouterr().out.splitlines()
     assert seen["seed"] == 42
     assert out[0].startswith("demo:") and out[1].split()[0] == "model"
-    assert [line.split()[0] for line in out[3:]] == ["popularity", "item_item", "als"]
+    assert [line.split()[0] for line in out[3:6]] == ["popularity", "item_item", "als"]
+    assert out[6].startswith("truth:")
 
 
 @pytest.mark.parametrize(
@@ -210,3 +211,22 @@ def test_command_dataset_errors_are_one_line_and_exit_2(
     assert captured.out == ""
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0]
+
+
+def test_truth_share_ranks_models_by_the_demo_worlds_ground_truth() -> None:
+    from engine.data.demo import DemoWorld
+
+    world = DemoWorld.generate(seed=3, n_users=2_000, n_items=600)
+    reports = {r.model: r for r in evaluate(world.dataset(), k=10, world=world)}
+    for r in reports.values():
+        assert r.truth_share is not None and 0.0 < r.truth_share <= 1.0
+    # personalised models beat the popularity list on what users truly click
+    assert reports["als"].truth_share > reports["popularity"].truth_share * 1.2
+    assert reports["item_item"].truth_share > reports["popularity"].truth_share
+
+
+def test_truth_share_is_absent_without_a_world() -> None:
+    from engine.data.demo import DemoWorld
+
+    dataset = DemoWorld.generate(seed=3, n_users=300, n_items=200).dataset()
+    assert all(r.truth_share is None for r in evaluate(dataset, k=5, models=("popularity",)))
