@@ -111,6 +111,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_simulate_arguments(p)
     p.set_defaults(handler=simulate_command)
 
+    from engine.experiments.cli import (
+        add_analyze_arguments,
+        add_experiments_arguments,
+        analyze_command,
+        experiments_command,
+    )
+
+    p = sub.add_parser("analyze", help="read out an experiment from a CSV of per-variant sums (no Redis)")
+    add_analyze_arguments(p)
+    p.set_defaults(handler=analyze_command)
+
+    p = sub.add_parser("experiments", help="list, create, start, pause, stop and read out experiments")
+    add_experiments_arguments(p)
+    p.set_defaults(handler=experiments_command)
+
     p = sub.add_parser("evaluate", help="offline evaluation of every model")
     p.add_argument("--dataset", choices=["demo", "movielens"], default="demo")
     p.add_argument("--path", help="MovieLens directory (ml-100k, ml-latest or ml-latest-small)")

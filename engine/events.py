@@ -152,12 +152,14 @@ class EventTracker:
         settings: Settings,
         on_invalidate: Callable[[str, str], Any] | None = None,
         known_items: Callable[[str], bool] | None = None,
+        on_accepted: Callable[[list[Event]], Any] | None = None,
     ) -> None:
         self.redis = client
         self.keys = keys
         self.settings = settings
         self.on_invalidate = on_invalidate
         self.known_items = known_items
+        self.on_accepted = on_accepted
         self._accept = client.register_script(_ACCEPT)
 
     def track(self, event: Event) -> TrackResult:
@@ -184,6 +186,7 @@ class EventTracker:
         if len(accepted) < len(batch):
             EVENTS_REJECTED.labels(reason="duplicate").inc(len(batch) - len(accepted))
         self._invalidate(accepted)
+        self._notify(accepted)
         return results
 
     # ------------------------------------------------------------------ console
@@ -235,6 +238,16 @@ class EventTracker:
         for event_type, n in Counter(e.type for e in accepted).items():
             pipe.hincrby(self.keys.event_counts, event_type, n)
         return [_text(i) for i in pipe.execute()[: len(accepted)]]
+
+    def _notify(self, accepted: list[Event]) -> None:
+        """Hand accepted (never duplicate) events to ``on_accepted`` (experiment statistics); like
+        invalidation, a failure there is logged: the events are already recorded."""
+        if self.on_accepted is None or not accepted:
+            return
+        try:
+            self.on_accepted(accepted)
+        except Exception:
+            log.exception("on_accepted callback failed for a batch of %d events", len(accepted))
 
     def _invalidate(self, accepted: list[Event]) -> None:
         """Once per (user, reason) in a batch.  The event is already stored, so a failing callback

@@ -64,6 +64,53 @@ class Keys:
         """Set of items a user bought since the dataset was built (outlives the capped log)."""
         return f"{self.prefix}:live:bought:{self.user_tag(user_id)}"
 
+    # experiments: every key of one experiment carries its ``{e:<key>}`` tag, so the per-event
+    # script touches one Cluster slot; the index, version and holdout are global.
+    def experiment_tag(self, key: str) -> str:
+        return "{e:" + key + "}"
+
+    @property
+    def experiment_index(self) -> str:
+        return f"{self.prefix}:exp:index"
+
+    @property
+    def experiment_version(self) -> str:
+        """A new token on every config change, so serving processes reload only when something changed."""
+        return f"{self.prefix}:exp:version"
+
+    @property
+    def experiment_holdout(self) -> str:
+        return f"{self.prefix}:exp:holdout"
+
+    def experiment_config(self, key: str) -> str:
+        return f"{self.prefix}:exp:cfg:{self.experiment_tag(key)}"
+
+    def experiment_bandit_log(self, key: str) -> str:
+        """Hash epoch -> traffic weights of a bandit, for the SRM check over changing weights."""
+        return f"{self.prefix}:exp:bandit:{self.experiment_tag(key)}"
+
+    def experiment_assignments(self, key: str, phase: int) -> str:
+        """Hash user -> the exposure record (epoch, variant, pre-exposure covariates)."""
+        return f"{self.prefix}:exp:asg:{self.experiment_tag(key)}:{phase}"
+
+    def experiment_units(self, key: str, phase: int) -> str:
+        """Hash ``<unit>:<counter>`` -> the unit's running count since exposure."""
+        return f"{self.prefix}:exp:unit:{self.experiment_tag(key)}:{phase}"
+
+    def experiment_stats(self, key: str, phase: int) -> str:
+        """Hash ``<variant>|<statistic>`` -> running sufficient statistics of the phase."""
+        return f"{self.prefix}:exp:stats:{self.experiment_tag(key)}:{phase}"
+
+    def experiment_daily(self, key: str, phase: int, day: str) -> str:
+        """The same statistics' increments made on one UTC day (prefix sums give a time series)."""
+        return f"{self.prefix}:exp:daily:{self.experiment_tag(key)}:{phase}:{day}"
+
+    def experiment_days(self, key: str, phase: int) -> str:
+        return f"{self.prefix}:exp:days:{self.experiment_tag(key)}:{phase}"
+
+    def experiment_lock(self, name: str) -> str:
+        return f"{self.prefix}:exp:lock:{name}"
+
     # operations
     @property
     def audit_log(self) -> str:

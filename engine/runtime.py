@@ -10,7 +10,6 @@ import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
 
 import redis
 from redis.backoff import NoBackoff
@@ -24,6 +23,7 @@ from engine.data.demo import DemoWorld
 from engine.data.schema import Dataset
 from engine.diversity import DiversitySettings
 from engine.events import EventTracker
+from engine.experiments import ExperimentService, PreExposure
 from engine.features import FeatureSource, FeatureStore
 from engine.keys import Keys
 from engine.models.base import Recommender
@@ -32,14 +32,6 @@ from engine.redis_server import EmbeddedRedis, ensure_redis_url
 from engine.service import RecommendationService
 
 log = logging.getLogger(__name__)
-
-
-class ExperimentHook(Protocol):
-    """What serving needs from experiments: a pure assignment and a once-per-user exposure."""
-
-    def assign(self, user_id: str) -> Any: ...
-
-    def record_exposure(self, assignment: Any) -> None: ...
 
 
 def world_dir(settings: Settings) -> Path:
@@ -92,7 +84,7 @@ class Engine:
     events: EventTracker
     service: RecommendationService
     audit: AuditLog
-    experiments: ExperimentHook | None = None
+    experiments: ExperimentService | None = None
     embedded_redis: EmbeddedRedis | None = None
 
     def reload_models(self) -> None:
@@ -102,6 +94,8 @@ class Engine:
         self.service.swap_models(self.models, self.registry.default)
 
     def close(self) -> None:
+        if self.experiments is not None:
+            self.experiments.close()
         self.cache.close()
         with contextlib.suppress(redis.RedisError):
             self.redis.close()
@@ -133,11 +127,17 @@ def build_engine(settings: Settings, start_listener: bool = True) -> Engine:
         candidate_pool=settings.candidate_pool,
         diversity=DiversitySettings(category_cap=settings.category_cap, mmr_lambda=settings.mmr_lambda),
     )
+    experiments = ExperimentService(
+        client, keys, covariates=PreExposure.from_dataset(dataset), available_models=lambda: service.models
+    )
+    if start_listener:
+        experiments.start_background()
     events = EventTracker(
-        client, keys, settings, on_invalidate=service.invalidate_user, known_items=catalog.__contains__
+        client, keys, settings, on_invalidate=service.invalidate_user, known_items=catalog.__contains__,
+        on_accepted=experiments.observe,
     )
     return Engine(
         settings=settings, redis=client, keys=keys, world=world, dataset=dataset, catalog=catalog,
         registry=registry, models=models, features=features, cache=cache, events=events,
-        service=service, audit=AuditLog(client, keys), embedded_redis=embedded,
+        service=service, audit=AuditLog(client, keys), experiments=experiments, embedded_redis=embedded,
     )

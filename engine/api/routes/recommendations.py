@@ -57,7 +57,7 @@ async def recommend(
     result = engine.service.recommend_from_l1(uid, size, model)
     if result is None:
         result = await run_in_threadpool(engine.service.recommend, uid, size, model)
-    if assignment is not None and engine.experiments is not None:
+    if assignment is not None and engine.experiments is not None and not engine.experiments.already_exposed(assignment):
         await run_in_threadpool(engine.experiments.record_exposure, assignment)
     return _response(
         result,

@@ -1,0 +1,157 @@
+"""Experiment readouts and statistics updates: speed, and Redis round trips per event.
+
+    python -m bench experiments [--users 20000] [--repeat 50] [--cuped-users 1000000]
+
+1. A readout of 10 variants × 10 metrics from the statistics stored in Redis (< 50 ms).
+2. CUPED from 1,000,000 users' raw arrays: sums per arm, then the CUPED-adjusted readout (< 1 s).
+3. Round trips: an exposure costs at most one, repeated exposures none, and a batch of events one
+   whatever its size (counted on the client's connections, so pipelining is visible).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from analysis.readout import analyze
+from bench.common import table, time_calls
+from engine.events import Event
+from engine.experiments import METRICS, ExperimentService, PreExposure
+from engine.experiments.stats import summaries_from_arrays
+from engine.keys import Keys
+from engine.redis_server import EmbeddedRedis
+from tests.redis_roundtrips import counting_client
+
+READOUT_TARGET_MS = 50.0
+CUPED_TARGET_MS = 1000.0
+MODELS = ("popularity", "item_item", "als")
+
+
+def _ms(samples: list[float]) -> tuple[float, float]:
+    arr = np.asarray(samples) * 1000.0
+    return float(np.median(arr)), float(np.percentile(arr, 95))
+
+
+def _events(users: list[str], rng: np.random.Generator) -> list[Event]:
+    out = []
+    for u in users:
+        for _ in range(int(rng.integers(1, 20))):
+            out.append(Event(user_id=u, item_id="i1", type="impression", timestamp=time.time()))
+            if rng.random() < 0.08:
+                out.append(Event(user_id=u, item_id="i1", type="click"))
+                if rng.random() < 0.1:
+                    out.append(Event(user_id=u, item_id="i1", type="purchase", value=float(rng.integers(5, 80))))
+    return out
+
+
+def populate(service: ExperimentService, users: list[str], seed: int = 0) -> str:
+    """A running 10-variant experiment with every user exposed and a few events each."""
+    variants = [{"name": f"v{i}", "model": MODELS[i % 3]} for i in range(10)]
+    key = "bench-10x10"
+    service.create({"key": key, "name": "10 variants", "variants": variants,
+                    "guardrail_metrics": ["revenue", "converted"]})
+    service.start(key)
+    for u in users:
+        service.record_exposure(service.assign(u))
+    events = _events(users, np.random.default_rng(seed))
+    for start in range(0, len(events), 1000):
+        service.observe(events[start : start + 1000])
+    return key
+
+
+def measure_readout(service: ExperimentService, key: str, repeat: int) -> list[float]:
+    everything = list(METRICS)
+    readout = service.readout(key, metrics=everything)
+    assert len(readout.metrics) == 10 and len(readout.arms) == 10
+    return time_calls(lambda: service.readout(key, metrics=everything), repeat)
+
+
+def measure_cuped(n_users: int, repeat: int, seed: int = 1) -> tuple[list[float], float]:
+    rng = np.random.default_rng(seed)
+    groups = rng.integers(0, 2, n_users)
+    pre = rng.poisson(4.0, n_users).astype(np.float64)
+    values = pre * 0.8 + rng.normal(0.0, 1.0, n_users) + 0.02 * groups
+
+    def run() -> object:
+        return analyze(summaries_from_arrays(values, groups, ["control", "treatment"], pre), "mean")
+
+    theta = analyze(summaries_from_arrays(values, groups, ["control", "treatment"], pre), "mean").cuped_theta
+    return time_calls(run, repeat), float(theta or 0.0)
+
+
+def count_trips(url: str, users: list[str]) -> list[list[object]]:
+    client, trips = counting_client(url)
+    service = ExperimentService(client, Keys(prefix="bench-trips"), covariates=PreExposure())
+    service.create({"key": "trips", "name": "trips", "variants": [{"name": "a", "model": "als"},
+                                                                  {"name": "b", "model": "popularity"}]})
+    service.start("trips")
+
+    def trips_of(action: Callable[[], object]) -> int:
+        trips.reset()
+        action()
+        return trips.count
+
+    first = [trips_of(lambda u=u: service.record_exposure(service.assign(u))) for u in users[:200]]
+    repeat = [trips_of(lambda u=u: service.record_exposure(service.assign(u))) for u in users[:200]]
+    one = trips_of(lambda: service.observe([Event(user_id=users[0], item_id="i1", type="click")]))
+    batch = _events(users[:200], np.random.default_rng(3))[:1000]
+    started = time.perf_counter()
+    many = trips_of(lambda: service.observe(batch))
+    per_second = len(batch) / (time.perf_counter() - started)
+    client.close()
+    return [
+        ["exposure, first request of a user", statistics.median(first), max(first), "<= 1", max(first) <= 1],
+        ["exposure, repeated request", statistics.median(repeat), max(repeat), "0", max(repeat) == 0],
+        ["observe, 1 event", one, one, "<= 1", one <= 1],
+        [f"observe, batch of {len(batch)} events ({per_second:,.0f} events/s)", many, many, "<= 1", many <= 1],
+    ]
+
+
+def run(users: int, repeat: int, cuped_users: int) -> str:
+    ids = [f"u{i:07d}" for i in range(users)]
+    with tempfile.TemporaryDirectory(prefix="recops-bench-exp-") as tmp:
+        server = EmbeddedRedis(data_dir=Path(tmp), appendonly=False).start()
+        try:
+            client_, _ = counting_client(server.url)
+            service = ExperimentService(client_, Keys(prefix="bench-exp"), covariates=PreExposure(
+                {u: (float(i % 7), float(i % 3)) for i, u in enumerate(ids)}))
+            t0 = time.perf_counter()
+            key = populate(service, ids)
+            fill = time.perf_counter() - t0
+            readout_p50, readout_p95 = _ms(measure_readout(service, key, repeat))
+            trip_rows = count_trips(server.url, ids)
+            client_.close()
+        finally:
+            server.stop()
+    cuped_samples, theta = measure_cuped(cuped_users, max(3, repeat // 10))
+    cuped_p50, cuped_p95 = _ms(cuped_samples)
+    timing = table(
+        ["measurement", "median ms", "p95 ms", "target", "verdict"],
+        [
+            [f"readout 10 variants x 10 metrics ({users:,} users, filled in {fill:.1f} s)", readout_p50,
+             readout_p95, f"< {READOUT_TARGET_MS:g} ms", "ok" if readout_p50 < READOUT_TARGET_MS else "MISSED"],
+            [f"CUPED over {cuped_users:,} users' raw arrays (theta {theta:.3f})", cuped_p50, cuped_p95,
+             f"< {CUPED_TARGET_MS:g} ms", "ok" if cuped_p50 < CUPED_TARGET_MS else "MISSED"],
+        ],
+    )
+    trips = table(
+        ["Redis round trips", "median", "max", "target", "verdict"],
+        [[*row[:4], "ok" if row[4] else "MISSED"] for row in trip_rows],
+    )
+    return timing + "\n\n" + trips
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench experiments")
+    parser.add_argument("--users", type=int, default=20_000, help="exposed users behind the readout")
+    parser.add_argument("--repeat", type=int, default=50)
+    parser.add_argument("--cuped-users", type=int, default=1_000_000)
+    args = parser.parse_args(argv)
+    print(run(args.users, args.repeat, args.cuped_users))
+    return 0

@@ -1,0 +1,162 @@
+"""Who sees which variant: a pure function of the running configs and the user id.
+
+Order of precedence for one user:
+
+1. a QA user forced into a variant gets it (and is never counted in the statistics);
+2. a user in the global holdout gets no experiment at all;
+3. otherwise the first running experiment (by start time) the user is eligible for assigns a
+   variant.  One request serves one model, so a user is in at most one experiment at a time; the
+   eligibility hashes of different experiments are independent, so the users an earlier experiment
+   takes are a random subset and bias no later one.
+
+Eligibility: inside a *layer* the layer's own hash must fall in the experiment's slice of [0, 1)
+(slices of one layer never overlap: mutual exclusion); without a layer the experiment's coverage
+hash must fall below its coverage.  Coverage and variant use different hashes, so raising the
+coverage adds users without moving anyone already in.  The variant hash is salted per phase.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from itertools import accumulate
+from typing import Any
+
+from engine.experiments.hashing import bucket
+from engine.experiments.model import Experiment
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """What serving needs (``experiment``, ``variant``, ``model``) and what exposure records."""
+
+    experiment: str
+    variant: str
+    model: str
+    user_id: str
+    phase: int
+    epoch: int = 0
+    params: Mapping[str, Any] = field(default_factory=dict)
+    forced: bool = False
+
+
+@dataclass(frozen=True)
+class Holdout:
+    """Share of all users kept out of every experiment, to measure the experiments' joint effect."""
+
+    pct: float = 0.0
+    salt: str = "global"
+
+    def contains(self, user_id: str) -> bool:
+        return self.pct > 0 and bucket(f"holdout:{self.salt}", user_id) < self.pct / 100.0
+
+
+def variant_salt(exp: Experiment) -> str:
+    return f"{exp.effective_salt}:p{exp.phase}"
+
+
+def coverage_salt(exp: Experiment) -> str:
+    return f"{exp.effective_salt}:coverage"
+
+
+def layer_salt(layer: str) -> str:
+    return f"layer:{layer}"
+
+
+def pick(cumulative: tuple[float, ...], u: float) -> int:
+    """Index of the arm whose cumulative-weight interval holds ``u``; float drift falls to the last arm."""
+    return min(bisect.bisect_right(cumulative, u), len(cumulative) - 1)
+
+
+@dataclass(frozen=True)
+class CompiledExperiment:
+    """A running experiment reduced to what assignment reads on every request."""
+
+    key: str
+    phase: int
+    epoch: int
+    names: tuple[str, ...]
+    models: tuple[str, ...]
+    params: tuple[Mapping[str, Any], ...]
+    cumulative: tuple[float, ...]
+    variant_salt: str
+    coverage: float
+    coverage_salt: str
+    layer_salt: str | None
+    layer_range: tuple[float, float] | None
+    forced: Mapping[str, int]
+
+    @classmethod
+    def compile(cls, exp: Experiment) -> CompiledExperiment:
+        names = tuple(v.name for v in exp.variants)
+        return cls(
+            key=exp.key,
+            phase=exp.phase,
+            epoch=exp.epoch,
+            names=names,
+            models=tuple(v.model for v in exp.variants),
+            params=tuple(dict(v.params) for v in exp.variants),
+            cumulative=tuple(accumulate(exp.weights)),
+            variant_salt=variant_salt(exp),
+            coverage=exp.coverage_pct / 100.0,
+            coverage_salt=coverage_salt(exp),
+            layer_salt=layer_salt(exp.layer) if exp.layer else None,
+            layer_range=exp.layer_range,
+            forced={user: names.index(variant) for user, variant in exp.forced.items()},
+        )
+
+    def eligible(self, user_id: str) -> bool:
+        if self.layer_salt is not None:
+            if self.layer_range is None:
+                return False
+            low, high = self.layer_range
+            return low <= bucket(self.layer_salt, user_id) < high
+        return self.coverage >= 1.0 or bucket(self.coverage_salt, user_id) < self.coverage
+
+    def variant_index(self, user_id: str) -> int:
+        return pick(self.cumulative, bucket(self.variant_salt, user_id))
+
+    def assignment(self, user_id: str, index: int, forced: bool = False) -> Assignment:
+        return Assignment(
+            experiment=self.key,
+            variant=self.names[index],
+            model=self.models[index],
+            user_id=user_id,
+            phase=self.phase,
+            epoch=self.epoch,
+            params=self.params[index],
+            forced=forced,
+        )
+
+
+class AssignmentTable:
+    """An immutable snapshot of the running experiments; swapped whole when configs change."""
+
+    def __init__(self, experiments: Iterable[Experiment] = (), holdout: Holdout | None = None) -> None:
+        running = sorted(
+            (e for e in experiments if e.status == "running"),
+            key=lambda e: (e.start_time or 0.0, e.key),
+        )
+        self.experiments = tuple(CompiledExperiment.compile(e) for e in running)
+        self.holdout = holdout or Holdout()
+        self._forced = {
+            user: (exp, index) for exp in reversed(self.experiments) for user, index in exp.forced.items()
+        }
+
+    def __bool__(self) -> bool:
+        return bool(self.experiments)
+
+    def assign(self, user_id: str) -> Assignment | None:
+        if not self.experiments:
+            return None
+        forced = self._forced.get(user_id)
+        if forced is not None:
+            exp, index = forced
+            return exp.assignment(user_id, index, forced=True)
+        if self.holdout.contains(user_id):
+            return None
+        for exp in self.experiments:
+            if exp.eligible(user_id):
+                return exp.assignment(user_id, exp.variant_index(user_id))
+        return None

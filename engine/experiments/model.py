@@ -1,0 +1,242 @@
+"""The experiment configuration, its validation and its life cycle.
+
+    draft ──start──▶ running ──pause──▶ paused ──start──▶ running
+      │                 └──────stop──────┴──────stop──────▶ stopped (final)
+
+A *phase* is a stretch of a running experiment under one allocation: the variants (names, models,
+parameters, weights), the coverage and the layer.  Changing any of these once the experiment has
+started opens a new phase; statistics are kept per phase and a readout reads one phase, so data
+collected under different allocations is never pooled.  A new phase also re-randomises users (its
+own salt), which spreads any carry-over from the previous phase evenly across the arms.
+
+A bandit's periodic re-weighting is *not* a new phase: it opens a new weight *epoch* instead.  The
+unit of a bandit is a user within an epoch, so a user re-assigned by new weights starts a new unit
+in the arm they are now served, and the SRM check compares counts against the weights each epoch
+actually used.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from engine.experiments.metrics import METRICS
+from engine.models.registry import MODEL_CLASSES
+
+KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$"
+USER_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
+WEIGHT_TOLERANCE = 1e-6
+
+Status = Literal["draft", "running", "paused", "stopped"]
+Kind = Literal["ab", "bandit"]
+DecisionEngine = Literal["frequentist", "sequential", "bayesian"]
+
+# Fields whose change, once started, is a new allocation and therefore a new phase.
+ALLOCATION_FIELDS = ("variants", "coverage_pct", "layer", "salt")
+# Fields the life cycle and the store own; an update never sets them directly.
+MANAGED_FIELDS = frozenset(
+    {"key", "status", "phase", "phases", "layer_range", "version", "created_at", "updated_at",
+     "start_time", "stop_time"}
+)
+# Once stopped, only the description may change.
+DESCRIPTIVE_FIELDS = frozenset({"name", "hypothesis"})
+
+
+class ExperimentError(ValueError):
+    """An invalid experiment or an action its state does not allow; the message says which."""
+
+
+class NotFoundError(ExperimentError, KeyError):
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class ConflictError(ExperimentError):
+    """The experiment changed since the caller read it (optimistic concurrency on ``version``)."""
+
+
+class Variant(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=NAME_PATTERN, description="Unique within the experiment; the first is the control")
+    model: str = Field(description="Model served to this arm: one of the registry's model names")
+    params: dict[str, Any] = Field(default_factory=dict, description="Model parameters, recorded with the arm")
+    weight: float = Field(gt=0, le=1, description="Share of the experiment's traffic")
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        if value not in MODEL_CLASSES:
+            raise ValueError(f"unknown model {value!r}; known: {sorted(MODEL_CLASSES)}")
+        return value
+
+
+class BanditSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    min_weight: float = Field(default=0.05, gt=0, lt=0.5, description="Floor of every arm's weight")
+    interval_seconds: float = Field(default=300.0, gt=0, description="How often the weights are re-computed")
+    epoch: int = Field(default=0, ge=0, description="Incremented at every re-weighting")
+    updated_at: float | None = None
+    prob_best: list[float] | None = None
+
+
+class Phase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    number: int = Field(ge=1)
+    started_at: float
+    ended_at: float | None = None
+    variants: list[Variant]  # as allocated when the phase opened (a bandit re-weights within it)
+    coverage_pct: float
+    reason: str = ""
+
+
+class Experiment(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+
+    key: str = Field(pattern=KEY_PATTERN, description="Stable identifier; part of every Redis key")
+    name: str = Field(min_length=1, max_length=200)
+    hypothesis: str = Field(default="", max_length=4000)
+    kind: Kind = "ab"
+    status: Status = "draft"
+    variants: list[Variant]
+    coverage_pct: float = Field(default=100.0, gt=0, le=100, description="Share of eligible users enrolled, %")
+    layer: str | None = Field(
+        default=None, pattern=KEY_PATTERN, description="Experiments of one layer never share a user"
+    )
+    goal_metric: str = "ctr"
+    guardrail_metrics: list[str] = Field(default_factory=list)
+    engine: DecisionEngine = Field(default="frequentist", description="Engine whose verdict decides")
+    alpha: float = Field(default=0.05, gt=0, lt=0.5)
+    power: float = Field(default=0.8, ge=0.5, lt=1)
+    mde: float = Field(default=0.05, gt=0, description="Minimum detectable effect, relative to the control")
+    planned_sample_size: int | None = Field(default=None, ge=1, description="Users per variant")
+    forced: dict[str, str] = Field(default_factory=dict, description="QA user id -> variant they always get")
+    bandit: BanditSettings | None = None
+    salt: str = Field(default="", max_length=128, description="Hash salt; the key when empty")
+
+    # managed by the life cycle
+    layer_range: tuple[float, float] | None = None
+    phase: int = 0
+    phases: list[Phase] = Field(default_factory=list)
+    created_at: float = Field(default_factory=time.time)
+    updated_at: float = Field(default_factory=time.time)
+    start_time: float | None = None
+    stop_time: float | None = None
+    version: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults(cls, data: Any) -> Any:
+        """Equal weights when none are given, and bandit settings for a bandit."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        variants = data.get("variants")
+        if (
+            isinstance(variants, list)
+            and variants
+            and all(isinstance(v, dict) and v.get("weight") is None for v in variants)
+        ):
+            data["variants"] = [{**v, "weight": 1.0 / len(variants)} for v in variants]
+        if data.get("kind") == "bandit" and data.get("bandit") is None:
+            data["bandit"] = {}
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Experiment:
+        problems: list[str] = []
+        names = [v.name for v in self.variants]
+        if len(names) < 2:
+            problems.append(f"an experiment needs at least 2 variants, got {len(names)}")
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            problems.append(f"variant names must be unique; repeated: {repeated}")
+        total = math.fsum(v.weight for v in self.variants)
+        if abs(total - 1.0) > WEIGHT_TOLERANCE:
+            shares = ", ".join(f"{v.name}={v.weight:g}" for v in self.variants)
+            problems.append(f"variant weights must sum to 1, got {total:g} ({shares})")
+        for metric in [self.goal_metric, *self.guardrail_metrics]:
+            if metric not in METRICS:
+                problems.append(f"unknown metric {metric!r}; known: {sorted(METRICS)}")
+        if self.goal_metric in self.guardrail_metrics:
+            problems.append(f"the goal metric {self.goal_metric!r} cannot also be a guardrail")
+        for user, variant in self.forced.items():
+            if variant not in names:
+                problems.append(f"forced user {user!r}: no variant {variant!r} (variants: {names})")
+        problems.extend(self._bandit_problems(len(names)))
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def _bandit_problems(self, k: int) -> list[str]:
+        if self.kind == "ab":
+            return ["bandit settings are only for kind 'bandit'"] if self.bandit is not None else []
+        problems = []
+        goal = METRICS.get(self.goal_metric)
+        if goal is not None and goal.kind == "mean":
+            problems.append(
+                f"a bandit needs a rate as its goal (ratio or binomial metric), not the mean {self.goal_metric!r}"
+            )
+        if self.bandit is not None and k and self.bandit.min_weight * k > 1:
+            problems.append(f"bandit min_weight {self.bandit.min_weight:g} is more than 1/{k} of the traffic")
+        return problems
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def control(self) -> Variant:
+        return self.variants[0]
+
+    @property
+    def weights(self) -> list[float]:
+        return [v.weight for v in self.variants]
+
+    @property
+    def effective_salt(self) -> str:
+        return self.salt or self.key
+
+    @property
+    def epoch(self) -> int:
+        return self.bandit.epoch if self.bandit is not None else 0
+
+    @property
+    def metrics(self) -> list[str]:
+        return [self.goal_metric, *self.guardrail_metrics]
+
+    def variant(self, name: str) -> Variant:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise ExperimentError(f"experiment {self.key!r} has no variant {name!r}")
+
+    def allocation(self) -> tuple[Any, ...]:
+        """What a phase fixes; two configs with equal allocations can share a phase."""
+        return (
+            tuple((v.name, v.model, repr(sorted(v.params.items())), v.weight) for v in self.variants),
+            self.coverage_pct,
+            self.layer,
+            self.effective_salt,
+        )
+
+
+def _location(error: Any) -> str:
+    return ".".join(str(part) for part in error["loc"]) or "experiment"
+
+
+def parse_experiment(data: Any) -> Experiment:
+    """``Experiment`` from untrusted input; every problem in one ``ExperimentError`` message."""
+    if isinstance(data, Experiment):
+        data = data.model_dump()
+    try:
+        return Experiment.model_validate(data)
+    except ValidationError as exc:
+        parts = []
+        for error in exc.errors(include_url=False):
+            message = str(error["msg"]).removeprefix("Value error, ")
+            parts.append(message if not error["loc"] else f"{_location(error)}: {message}")
+        raise ExperimentError("invalid experiment: " + "; ".join(parts)) from None
