@@ -145,8 +145,12 @@ def test_als_beats_popularity_on_ctr(api: ApiProcess, redis_client: redis.Redis)
         "goal_metric": "ctr",
         "guardrail_metrics": ["revenue"],
         "alpha": 0.05,
+        # a fixed-horizon readout may decide only at its planned size (the console refuses to
+        # "ship" earlier: that would be peeking); the bounded run reaches this size
+        "planned_sample_size": 120,
     }
     run = run_experiment(api, redis_client, spec, seed=11)
+    assert run.readout.progress.fraction == 1.0
     check_accounting(run)
     # the ground truth of what was shown: ALS really is the better model
     assert run.truth.expected_ctr("als") > 1.2 * run.truth.expected_ctr("control")

@@ -97,3 +97,16 @@ def test_plan_sample_size() -> None:
         plan_sample_size(10.0, 0.5, metric_type="mean")
     with pytest.raises(ValueError, match="at least 2 variants"):
         plan_sample_size(0.05, 0.1, variants=1)
+
+
+def test_a_fixed_horizon_readout_does_not_ship_before_its_planned_size() -> None:
+    """Peeking guard: significant at 5% of the planned users → keep running, not ship."""
+    spec = {"key": "peek", "name": "peek", "goal_metric": "converted", "phase": 1, "status": "running",
+            "variants": [{"name": "c", "model": "popularity"}, {"name": "t", "model": "als"}]}
+    arms = {"c": ArmStats({"n": 1000, "s:converted": 100.0}), "t": ArmStats({"n": 1000, "s:converted": 160.0})}
+    early = build_readout(parse_experiment({**spec, "planned_sample_size": 20_000}), arms)
+    assert early.goal.readout is not None and early.goal.readout.results[0].p_value < 0.001
+    assert early.decision.action == "keep_running"
+    assert "sequential" in early.decision_text and "5% reached" in early.decision_text
+    done = build_readout(parse_experiment({**spec, "planned_sample_size": 1_000}), arms)
+    assert done.decision.action == "ship" and done.decision.variant == "t"

@@ -196,13 +196,30 @@ def metric_result(
     return MetricResult(spec.name, spec.kind, role, spec.description, readout)
 
 
-def _decision(goal: MetricResult, guardrails: Sequence[MetricResult], control: str) -> ExperimentDecision:
+def _decision(
+    goal: MetricResult,
+    guardrails: Sequence[MetricResult],
+    control: str,
+    engine: str,
+    progress: Progress,
+) -> ExperimentDecision:
     failures = {g.metric: worse for g in guardrails if (worse := g.worse())}
     if goal.readout is None:
         return ExperimentDecision("not_enough_data", f"no readout: {goal.error}", None, failures)
     base = goal.readout.decision
     text = base.text
     action = base.action
+    if action == "ship" and engine == "frequentist" and progress.fraction is not None and progress.fraction < 1:
+        # Reading a fixed-horizon test before its planned size is peeking: with 14 looks a 5% test
+        # rejects a true null about 22% of the time.  Only the sequential engine may stop early.
+        return ExperimentDecision(
+            "keep_running",
+            f"keep running: the fixed-horizon test looks significant ({text}) but is valid only at the "
+            f"{progress.source} {progress.planned_per_variant:,} users per arm ({progress.fraction:.0%} reached); "
+            "to decide before then, read the sequential engine",
+            None,
+            failures,
+        )
     if action == "ship" and base.variant and base.variant != control:
         broken = sorted(m for m, variants in failures.items() if base.variant in variants)
         if broken:
@@ -289,7 +306,8 @@ def build_readout(
         )
     if goal.readout is not None:
         messages.extend(goal.readout.messages)
-    decision = _decision(goal, guardrails, names[0])
+    progress = _progress(exp, goal, arm_infos)
+    decision = _decision(goal, guardrails, names[0], engine, progress)
     srm = goal.readout.srm if goal.readout is not None else None
     bandit = None
     if exp.bandit is not None:
@@ -316,7 +334,7 @@ def build_readout(
         srm_p_value=srm.p_value if srm else 1.0,
         srm_flag=srm.flagged if srm else False,
         expected_shares=shares,
-        progress=_progress(exp, goal, arm_infos),
+        progress=progress,
         decision=decision,
         decision_text=decision.text,
         bandit=bandit,
