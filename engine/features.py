@@ -34,6 +34,7 @@ from engine.config import Settings
 from engine.data.schema import EVENT_WEIGHTS, Dataset
 from engine.keys import Keys
 from engine.metrics import FEATURE_REQUESTS
+from engine.redis_cluster import is_cluster
 
 T = TypeVar("T")
 TOP_CATEGORIES = 5
@@ -87,6 +88,9 @@ def eval_script_batch(
     not run, so only those are retried after loading the script; the others ran and must not
     run twice.
     """
+    if is_cluster(client):
+        # redis-py's cluster pipeline refuses EVALSHA: one call each (a round trip per call)
+        return [script(keys=list(keys), args=list(args)) for keys, args in calls]
     results: list[Any] = [None] * len(calls)
     pending = list(range(len(calls)))
     for attempt in range(2):

@@ -10,9 +10,11 @@ import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
 from redis.retry import Retry
 
 from engine.audit import AuditLog
@@ -54,18 +56,24 @@ def prepare_models(settings: Settings, dataset: Dataset) -> ModelRegistry:
     return registry
 
 
+def is_cluster_url(url: str) -> bool:
+    return parse_qs(urlsplit(url).query).get("cluster", ["false"])[0].lower() in ("1", "true", "yes")
+
+
 def redis_client(url: str) -> redis.Redis:
+    """A client for ``REDIS_URL``: ``redis://``, ``rediss://`` (TLS), with AUTH in the URL, and
+    Redis Cluster when the URL carries ``?cluster=true`` (the cluster client has the same API)."""
     # Short timeouts: a Redis that hangs must turn into a fallback list fast, not a stuck request.
     # No automatic retries: a re-sent pipeline could append an event to the stream twice, and
     # the service's fallback is the better answer to a failed call anyway.
+    common = {"decode_responses": True, "socket_connect_timeout": 0.5, "socket_timeout": 1.0}
+    if is_cluster_url(url):
+        parts = urlsplit(url)
+        query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "cluster"])
+        plain = urlunsplit((parts.scheme, parts.netloc, "/", query, ""))
+        return RedisCluster.from_url(plain, **common)  # type: ignore[return-value]
     return redis.Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_connect_timeout=0.5,
-        socket_timeout=1.0,
-        health_check_interval=15,
-        max_connections=256,
-        retry=Retry(NoBackoff(), 0),
+        url, **common, health_check_interval=15, max_connections=256, retry=Retry(NoBackoff(), 0)
     )
 
 

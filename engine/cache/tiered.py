@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +32,7 @@ from engine.cache.listener import InvalidationListener
 from engine.config import Settings
 from engine.keys import Keys
 from engine.metrics import CACHE_INVALIDATIONS, CACHE_REQUESTS
+from engine.redis_cluster import is_cluster
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,17 @@ class _Stats:
     def snapshot(self) -> Counter[str]:
         with self._lock:
             return Counter(self._counts)
+
+
+def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 class TieredCache:
@@ -286,7 +298,9 @@ class TieredCache:
         rows = [r for r in rows if not r.ticket.stale]
         if not rows:
             return 0
-        target: Any = self._client if len(rows) == 1 else self._client.pipeline(transaction=False)
+        # one script call per row, pipelined for a batch (not on a cluster: it refuses scripts there)
+        pipelined = len(rows) > 1 and not is_cluster(self._client)
+        target: Any = self._client.pipeline(transaction=False) if pipelined else self._client
         for r in rows:
             args = [r.entry.envelope(), max(1, int(r.ttl * 1000)), self._index_ttl_ms, r.token]
             self._store(keys=[r.key, self._keys.rec_index(r.ticket.user), self._keys.rec_lock(r.key)], args=args,
@@ -385,17 +399,14 @@ class TieredCache:
         Returns the lists deleted (index sets and locks are deleted but not counted)."""
         removed = 0
         try:
-            cursor = 0
-            while True:
-                cursor, batch = self._client.scan(cursor, match=self._keys.rec_scan_pattern, count=SCAN_COUNT)
-                if batch:
-                    pipe = self._client.pipeline(transaction=False)
-                    for key in batch:
-                        pipe.unlink(key)  # one key per command: valid in Redis Cluster too
-                    for key, n in zip(batch, pipe.execute(), strict=True):
-                        removed += int(n) if self._is_list_key(key) else 0
-                if int(cursor) == 0:
-                    break
+            # scan_iter visits every primary of a cluster, and the one server otherwise
+            for batch in _chunks(self._client.scan_iter(match=self._keys.rec_scan_pattern, count=SCAN_COUNT),
+                                 SCAN_COUNT):
+                pipe = self._client.pipeline(transaction=False)
+                for key in batch:
+                    pipe.unlink(key)  # one key per command: valid in Redis Cluster too
+                for key, n in zip(batch, pipe.execute(), strict=True):
+                    removed += int(n) if self._is_list_key(key) else 0
             self._client.publish(
                 self._keys.invalidation_channel, orjson.dumps({"all": True, "sender": self.instance_id})
             )
