@@ -204,32 +204,38 @@ class Stack:
         print("RecOps stopped.", flush=True)
 
     def wait(self) -> int:
-        """Until a signal, or until a child dies (then everything stops with exit code 1)."""
-        stop = {"signal": 0}
-
-        def on_signal(signum: int, _frame: object) -> None:
-            stop["signal"] = signum
-
-        signal.signal(signal.SIGINT, on_signal)
-        signal.signal(signal.SIGTERM, on_signal)
-        while not stop["signal"]:
+        """Until a signal (see ``up``), or until a child dies (then everything stops, exit code 1)."""
+        while True:
             for child in self.children:
                 if child.process.poll() is not None and child.name != "simulator":
                     print(f"{child.name} exited with {child.process.returncode}; stopping the stack", flush=True)
                     return 1
             time.sleep(0.2)
-        return 0
+
+
+class StopRequested(Exception):
+    """SIGTERM or SIGINT: unwind to ``up``'s ``finally``, which stops every child."""
+
+
+def _raise_stop(signum: int, _frame: object) -> None:
+    raise StopRequested(signum)
 
 
 def up(settings: Settings, options: StackOptions) -> int:
+    # Handlers first: a signal that arrives while the stack is still starting must stop the
+    # children already started too (they run in their own sessions and would outlive us).
+    signal.signal(signal.SIGINT, _raise_stop)
+    signal.signal(signal.SIGTERM, _raise_stop)
     stack = Stack(settings, options)
     try:
         stack.start()
         return stack.wait()
-    except KeyboardInterrupt:
-        return 130
+    except (StopRequested, KeyboardInterrupt):
+        return 0
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stack.stop()

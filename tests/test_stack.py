@@ -80,5 +80,24 @@ def test_up_starts_the_stack_and_stops_it_cleanly(small_world_dir: Path, tmp_pat
     assert "RecOps stopped." in (tmp_path / "up.log").read_text()
 
 
+def test_a_signal_during_start_up_leaves_nothing_running(small_world_dir: Path, tmp_path: Path) -> None:
+    data_dir = tmp_path / "stack-data"
+    shutil.copytree(small_world_dir, data_dir)
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "PROMETHEUS_URL")}
+    env.update(RECOPS_DATA_DIR=str(data_dir), RECOPS_DEMO_USERS=str(SMALL_WORLD["demo_users"]),
+               RECOPS_DEMO_ITEMS=str(SMALL_WORLD["demo_items"]), RECOPS_DEMO_SEED=str(SMALL_WORLD["demo_seed"]),
+               RECOPS_API_PORT="0")
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "up", "--no-console", "--no-simulator"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    state_file = data_dir / "stack.json"
+    # the API child exists but the supervisor is still waiting for it to answer
+    assert _wait_for(lambda: state_file.exists() and "api" in json.loads(state_file.read_text())["children"], 60)
+    state = json.loads(state_file.read_text())
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+    pids = [*state["children"].values(), state["redis_pid"]]
+    assert _wait_for(lambda: not any(pid_alive(p) for p in pids if p), 10), "a child outlived `recops up`"
+
+
 def test_prometheus_binary_lookup_matches_path() -> None:
     assert (find_prometheus_binary() is None) == (shutil.which("prometheus") is None)
