@@ -11,7 +11,10 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 BENCHMARKS = {
     "recommend": "bench.recommend_latency",
+    "experiments": "bench.experiments",
     "http": "bench.http",
+    "soak": "bench.soak",
+    "console": "bench.console",
 }
 
 
