@@ -23,6 +23,7 @@ retry pipelines on connection errors for the same reason (a re-sent XADD would b
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -50,10 +51,25 @@ RATING_RANGE = (1.0, 5.0)
 EVENT_ID_TTL_SECONDS = 86_400
 STREAM_MAXLEN = 1_000_000
 
+# The idempotency key holds 'p:<ms>' (pending) from the first round trip until the stream append
+# of the second round trip marks it 'd' (done).  A retry that finds an old pending mark appends
+# again instead of answering "duplicate": otherwise an event whose append failed (and whose
+# client was told to retry) would be lost.  A pending mark younger than PENDING_MS is a
+# concurrent copy of an event still in flight, so it counts as a duplicate.
 # KEYS: idempotency key, live log, purchased set (one user's slot).
-# ARGV: id ttl, log entry ('' = not logged), log cap, live ttl, purchased item ('' = none).
+# ARGV: id ttl, log entry ('' = not logged), log cap, live ttl, purchased item ('' = none), pending ms.
+# Returns 1 (new), 2 (an unfinished earlier attempt: append again) or 0 (duplicate).
 _ACCEPT = """
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local state = redis.call('GET', KEYS[1])
+if state then
+  if string.sub(state, 1, 2) ~= 'p:' then return 0 end
+  if now - tonumber(string.sub(state, 3)) < tonumber(ARGV[6]) then return 0 end
+  redis.call('SET', KEYS[1], 'p:' .. now, 'EX', ARGV[1])
+  return 2
+end
+redis.call('SET', KEYS[1], 'p:' .. now, 'EX', ARGV[1])
 if ARGV[2] ~= '' then
   redis.call('LPUSH', KEYS[2], ARGV[2])
   redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[3]) - 1)
@@ -65,6 +81,7 @@ if ARGV[5] ~= '' then
 end
 return 1
 """
+PENDING_MS = 500
 
 
 class Event(BaseModel):
@@ -173,11 +190,15 @@ class EventTracker:
             return []
         self._check_items(batch)
         flags = eval_script_batch(self.redis, self._accept, [self._accept_call(e) for e in batch])
-        accepted = [e for e, flag in zip(batch, flags, strict=True) if int(flag) == 1]
-        stream_ids = iter(self._append(accepted))
+        accepted = [e for e, flag in zip(batch, flags, strict=True) if int(flag) != 0]
+        try:
+            stream_ids = iter(self._append(accepted))
+        except redis.RedisError:
+            self._release_pending(accepted)
+            raise
         results = [
             TrackResult(True, False, next(stream_ids), e.event_id)
-            if int(flag) == 1
+            if int(flag) != 0
             else TrackResult(False, True, None, e.event_id)
             for e, flag in zip(batch, flags, strict=True)
         ]
@@ -226,6 +247,7 @@ class EventTracker:
                 self.settings.history_length,
                 LIVE_LOG_TTL_SECONDS,
                 event.item_id if event.type == "purchase" else "",
+                PENDING_MS,
             ],
         )
 
@@ -237,7 +259,19 @@ class EventTracker:
             pipe.xadd(self.keys.event_stream, event.stream_fields(), maxlen=STREAM_MAXLEN, approximate=True)
         for event_type, n in Counter(e.type for e in accepted).items():
             pipe.hincrby(self.keys.event_counts, event_type, n)
+        for event in accepted:
+            # done: from now on a copy of this event is a duplicate
+            pipe.set(self.keys.event_id(event.user_id, event.event_id), "d", keepttl=True)
         return [_text(i) for i in pipe.execute()[: len(accepted)]]
+
+    def _release_pending(self, accepted: list[Event]) -> None:
+        """After a failed append, drop the pending marks so that an immediate retry is accepted.
+        Best effort: when Redis is gone this fails too, and the marks' age lets a later retry in."""
+        with contextlib.suppress(redis.RedisError):
+            pipe = self.redis.pipeline(transaction=False)
+            for event in accepted:
+                pipe.delete(self.keys.event_id(event.user_id, event.event_id))  # one key each: cluster-safe
+            pipe.execute()
 
     def _notify(self, accepted: list[Event]) -> None:
         """Hand accepted (never duplicate) events to ``on_accepted`` (experiment statistics); like

@@ -11,6 +11,7 @@ per user, ``{e:<key>}`` per experiment), so Lua scripts and MGETs work unchanged
 from __future__ import annotations
 
 import contextlib
+import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,27 @@ import redis
 from redis.cluster import RedisCluster
 
 from engine.redis_server import EmbeddedRedis, RedisUnavailableError, find_redis_binary, free_port
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster-bus twin (port + 10000) is free and valid too."""
+    for _ in range(200):
+        port = free_port()
+        if port <= 55_535 and _port_free(port + 10_000):
+            return port
+    for port in range(20_000, 55_535, 7):
+        if _port_free(port) and _port_free(port + 10_000):
+            return port
+    raise RedisUnavailableError("no free port pair for a cluster node")
 
 
 def is_cluster(client: object) -> bool:
@@ -39,7 +61,7 @@ class EmbeddedRedisCluster:
 
     def start(self, timeout: float = 30.0) -> EmbeddedRedisCluster:
         for i in range(self.masters):
-            port = free_port()
+            port = free_cluster_port()
             node = EmbeddedRedis(
                 data_dir=self.data_dir / f"node-{i}",
                 port=port,

@@ -303,3 +303,27 @@ def test_scripts_are_reloaded_after_a_script_flush(tracker: EventTracker, redis_
     redis_client.script_flush()
     assert tracker.track(Event(user_id="u1", item_id="i2", type="view")).accepted
     assert redis_client.llen(KEYS.user_log("u1")) == 2
+
+
+def test_pending_marks_an_unfinished_event_old_ones_are_appended_again_young_ones_are_duplicates(
+    settings, redis_client
+) -> None:
+    """The idempotency key is 'p:<ms>' between the two round trips and 'd' once appended."""
+    import time as _time
+
+    from engine.events import PENDING_MS, Event, EventTracker
+    from engine.keys import Keys
+
+    keys = Keys(settings.key_prefix)
+    tracker = EventTracker(redis_client, keys, settings)
+    now_ms = int(_time.time() * 1000)
+    stale = Event(event_id="stale-1", user_id="u1", item_id="i1", type="click")
+    redis_client.set(keys.event_id("u1", "stale-1"), f"p:{now_ms - 10 * PENDING_MS}", ex=60)
+    assert tracker.track(stale).accepted  # an earlier attempt never reached the stream: append now
+    assert redis_client.get(keys.event_id("u1", "stale-1")) == "d"
+    young = Event(event_id="young-1", user_id="u1", item_id="i1", type="click")
+    redis_client.set(keys.event_id("u1", "young-1"), f"p:{now_ms + 60_000}", ex=60)
+    assert tracker.track(young).duplicate  # a concurrent copy is still in flight
+    assert tracker.track(stale).duplicate  # done: copies are duplicates from now on
+    ids = [f["event_id"] for _, f in redis_client.xrange(keys.event_stream)]
+    assert ids == ["stale-1"]
