@@ -110,12 +110,19 @@ def interval(estimate: float, se: float, crit: float, alternative: Alternative) 
 
 
 def relative_lift(control: Estimate, treatment: Estimate) -> tuple[float, float] | None:
-    """``(m_t/m_c - 1, its delta-method variance)``, or ``None`` when the control mean is 0."""
+    """``(m_t/m_c - 1, its delta-method variance)``, or ``None`` when the control mean is 0 (or so
+    near 0 that the ratio or its variance is not a finite float)."""
     m_c, m_t = control.mean, treatment.mean
-    if m_c == 0:
+    scale = m_c * m_c  # no m_c**4: it underflows to 0 already for |m_c| < 1e-77
+    if scale == 0:
         return None
-    var = treatment.var_of_mean / m_c**2 + m_t**2 * control.var_of_mean / m_c**4
-    return m_t / m_c - 1.0, var
+    ratio = m_t / m_c
+    if not math.isfinite(ratio):
+        return None
+    var = (treatment.var_of_mean + ratio * ratio * control.var_of_mean) / scale
+    if not math.isfinite(var):
+        return None
+    return ratio - 1.0, var
 
 
 def welch_df(control: Estimate, treatment: Estimate) -> float:

@@ -52,8 +52,8 @@ def sample_size_proportions(
     _check_rate(p2, "baseline with the mde")
     if p2 == p1:
         raise ValueError("mde must be non-zero")
-    n = _z_sum(alpha, power, two_sided) ** 2 * (p1 * (1 - p1) + p2 * (1 - p2)) / (p2 - p1) ** 2
-    return math.ceil(n)
+    d = p2 - p1
+    return _finite_ceil(_z_sum(alpha, power, two_sided) ** 2 * (p1 * (1 - p1) + p2 * (1 - p2)) / d / d, mde)
 
 
 def sample_size_means(
@@ -64,7 +64,15 @@ def sample_size_means(
         raise ValueError(f"std must be positive, got {std}")
     if mde == 0:
         raise ValueError("mde must be non-zero")
-    return math.ceil(2.0 * _z_sum(alpha, power, two_sided) ** 2 * std**2 / mde**2)
+    ratio = std / mde
+    return _finite_ceil(2.0 * _z_sum(alpha, power, two_sided) ** 2 * ratio * ratio, mde)
+
+
+def _finite_ceil(n: float, mde: float) -> int:
+    # products, not **, above: a float ** overflows with an exception, and a tiny mde squared underflows to 0
+    if not math.isfinite(n):
+        raise ValueError(f"mde {mde:g} is too small: the sample size is not a finite number")
+    return math.ceil(n)
 
 
 def power_proportions(

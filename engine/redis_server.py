@@ -19,6 +19,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import redis
 
@@ -64,18 +65,32 @@ def ping(url: str, timeout: float = 0.5) -> bool:
 
 @dataclass
 class EmbeddedRedis:
-    """A redis-server process in ``data_dir``; ``url`` is set once it answers PING."""
+    """A redis-server process in ``data_dir``; ``url`` is set once it answers PING.
+
+    ``extra_args`` go last on the command line, so they override the defaults; with
+    ``--requirepass`` among them the password is put in ``url`` (and never in ``server.json``).
+    """
 
     data_dir: Path
     port: int | None = None
     appendonly: bool = True
-    extra_args: list[str] = field(default_factory=list)
+    extra_args: list[str] = field(default_factory=list, repr=False)
     process: subprocess.Popen[bytes] | None = None
-    url: str = ""
+    url: str = field(default="", repr=False)
 
     @property
     def state_file(self) -> Path:
         return self.data_dir / "server.json"
+
+    @property
+    def password(self) -> str | None:
+        args = self.extra_args
+        found = [args[i + 1] for i in range(len(args) - 1) if args[i] == "--requirepass"]
+        return found[-1] if found else None
+
+    def _url(self, port: int) -> str:
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{port}/0"
 
     def _reuse_running(self) -> bool:
         if not self.state_file.exists():
@@ -84,7 +99,7 @@ class EmbeddedRedis:
             state = json.loads(self.state_file.read_text())
         except (OSError, ValueError):
             return False
-        url = f"redis://127.0.0.1:{state['port']}/0"
+        url = self._url(int(state["port"]))
         if self.port not in (None, state["port"]) or not ping(url):
             return False
         self.port, self.url = int(state["port"]), url
@@ -111,7 +126,7 @@ class EmbeddedRedis:
             *self.extra_args,
         ]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.port, self.url = port, f"redis://127.0.0.1:{port}/0"
+        self.port, self.url = port, self._url(port)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -179,3 +194,16 @@ def pid_alive(pid: int) -> bool:
         return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return True
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for anything printed, logged or shown."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 literal keeps its brackets
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port is not None else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))

@@ -23,7 +23,7 @@ import httpx
 
 from engine.config import Settings
 from engine.prometheus_server import PrometheusServer, PrometheusUnavailableError, find_prometheus_binary
-from engine.redis_server import EmbeddedRedis, ensure_redis_url, free_port
+from engine.redis_server import EmbeddedRedis, ensure_redis_url, free_port, redact_url
 from engine.runtime import prepare_models, prepare_world
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -129,8 +129,8 @@ class Stack:
         s, o = self.settings, self.options
         (s.data_dir / "logs").mkdir(parents=True, exist_ok=True)
         url, self.redis = ensure_redis_url(s.redis_url, s.data_dir)
-        self.urls["redis"] = url
-        print(f"redis       {url}{'  (embedded)' if self.redis else ''}", flush=True)
+        self.urls["redis"] = redact_url(url)  # stack.json and the terminal never show a password
+        print(f"redis       {redact_url(url)}{'  (embedded)' if self.redis else ''}", flush=True)
         print("preparing the demo world and models (first run trains them) ...", flush=True)
         prepare_models(s, prepare_world(s).dataset())
 

@@ -85,8 +85,8 @@ def test_health_checks_report_absent_and_down_without_raising() -> None:
 
 
 def test_urls_shown_on_pages_never_carry_credentials() -> None:
-    assert health.redact_url("redis://:hunter2@db.internal:6380/0") == "redis://***@db.internal:6380/0"
-    assert health.redact_url("redis://user:pw@db/1") == "redis://***@db/1"
+    assert health.redact_url("redis://:hunter2@db.internal:6380/0") == "redis://:***@db.internal:6380/0"
+    assert health.redact_url("redis://user:pw@db/1") == "redis://user:***@db/1"
     assert health.redact_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
     client = redis.Redis(port=free_port(), socket_connect_timeout=0.2)
     down = health.check_redis(client, "redis://:hunter2@127.0.0.1:1/0")

@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -18,6 +19,11 @@ from engine.config import Settings, get_settings
 from engine.runtime import Engine, build_engine
 
 log = logging.getLogger(__name__)
+
+REDIS_UNAVAILABLE = (
+    "Redis is unavailable: the request was not carried out. Retry later; events are idempotent on event_id, "
+    "so re-sending the same events is safe"
+)
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
@@ -54,6 +60,14 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(redis.ConnectionError)
+    @app.exception_handler(redis.TimeoutError)
+    async def redis_unavailable(_: Request, exc: redis.RedisError) -> JSONResponse:
+        # Reads fall back to popular lists; a write cannot, so the client is told to retry.  The
+        # exception text is not echoed: it names the Redis host and port.
+        log.warning("Redis unavailable: %s", type(exc).__name__)
+        return JSONResponse({"detail": REDIS_UNAVAILABLE}, status_code=503, headers={"Retry-After": "1"})
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:

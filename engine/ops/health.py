@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import redis
+
+from engine.redis_server import redact_url as redact
 
 State = Literal["up", "degraded", "down", "absent"]
 TIMEOUT_SECONDS = 1.5
@@ -32,20 +33,8 @@ def _elapsed_ms(started: float) -> float:
 
 
 def redact_url(url: str | None) -> str | None:
-    """The URL without its credentials (``redis://:secret@host`` must never reach a page or a log)."""
-    if not url:
-        return url
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-def redis_unavailable(exc: BaseException) -> bool:
-    """Connection-level failures, as opposed to a bad command: what the 'Redis is down' banner is for."""
-    return isinstance(exc, redis.ConnectionError | redis.TimeoutError | ConnectionError | TimeoutError)
+    """The URL without its password (``redis://:secret@host`` must never reach a page or a log)."""
+    return redact(url) if url else url
 
 
 def check_redis(client: redis.Redis, url: str | None = None) -> Health:

@@ -29,7 +29,10 @@ def invalidate_all(engine: EngineDep) -> InvalidationResponse:
 
 @router.post("/cache/warm", response_model=WarmResponse)
 async def warm(engine: EngineDep, body: WarmBody) -> WarmResponse:
-    users = body.user_ids or await run_in_threadpool(engine.features.top_active_users, body.top_n or 100)
+    # duplicates dropped: each id would otherwise be computed and written again
+    users = list(dict.fromkeys(body.user_ids)) if body.user_ids else await run_in_threadpool(
+        engine.features.top_active_users, body.top_n or 100
+    )
     report = await run_in_threadpool(engine.service.warm, list(users), body.n)
     engine.audit.record("api-admin", "warm", target=f"{len(users)} users", keys=report.keys_written)
     return WarmResponse(users=report.users, keys_written=report.keys_written, seconds=report.seconds)

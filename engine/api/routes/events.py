@@ -12,7 +12,10 @@ from engine.api.schemas import ID_PATTERN, ErrorResponse, EventResponse
 from engine.events import Event, TrackResult, UnknownItemError
 
 router = APIRouter(tags=["events"])
-ERRORS = {422: {"model": ErrorResponse, "description": "invalid event or unknown item"}}
+ERRORS = {
+    422: {"model": ErrorResponse, "description": "invalid event or unknown item"},
+    503: {"model": ErrorResponse, "description": "Redis unavailable: the event was not stored; retry it"},
+}
 
 
 def _answer(event: Event, result: TrackResult) -> EventResponse:
