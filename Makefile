@@ -1,5 +1,7 @@
 # The two commands of the README: `make run` and `make test`.  Both create .venv and install.
-PYTHON ?= $(shell for p in python3.12 python3.11 python3.10 python3; do command -v $$p >/dev/null 2>&1 && echo $$p && break; done)
+# the first interpreter that really runs and is 3.10-3.12 (pyenv shims exist for versions that are not active)
+PYTHON ?= $(shell for p in python3 python3.12 python3.11 python3.10; do \
+	$$p -c 'import sys; sys.exit(not (3, 10) <= sys.version_info[:2] <= (3, 12))' >/dev/null 2>&1 && echo $$p && break; done)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
@@ -9,6 +11,7 @@ export PYTHONUNBUFFERED := 1
 .PHONY: install run test lint bench evaluate clean
 
 $(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "need python3.10, 3.11 or 3.12 on PATH"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
