@@ -37,6 +37,11 @@ def redact_url(url: str | None) -> str | None:
     return redact(url) if url else url
 
 
+def redis_unavailable(exc: BaseException) -> bool:
+    """Connection-level failures, as opposed to a bad command: what the 'Redis is down' banner is for."""
+    return isinstance(exc, redis.ConnectionError | redis.TimeoutError | ConnectionError | TimeoutError)
+
+
 def check_redis(client: redis.Redis, url: str | None = None) -> Health:
     url = redact_url(url)
     started = time.perf_counter()
