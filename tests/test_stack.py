@@ -28,10 +28,11 @@ def _wait_for(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def
     return False
 
 
-def test_up_starts_the_stack_and_stops_it_cleanly(small_world_dir: Path, tmp_path: Path) -> None:
-    require_binary("prometheus")
+def _stack_env(small_world_dir: Path, tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A copy of the trained small world (no training here) and an environment without an
+    external Redis or Prometheus, so that `recops up` starts its own."""
     data_dir = tmp_path / "stack-data"
-    shutil.copytree(small_world_dir, data_dir)  # reuse the trained small world: no training here
+    shutil.copytree(small_world_dir, data_dir)
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "PROMETHEUS_URL")}
     env.update(
         RECOPS_DATA_DIR=str(data_dir),
@@ -40,6 +41,12 @@ def test_up_starts_the_stack_and_stops_it_cleanly(small_world_dir: Path, tmp_pat
         RECOPS_DEMO_SEED=str(SMALL_WORLD["demo_seed"]),
         RECOPS_API_PORT="0",
     )
+    return data_dir, env
+
+
+def test_up_starts_the_stack_and_stops_it_cleanly(small_world_dir: Path, tmp_path: Path) -> None:
+    require_binary("prometheus")
+    data_dir, env = _stack_env(small_world_dir, tmp_path)
     log = (tmp_path / "up.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "engine.cli", "up", "--no-console", "--simulator-rate", "5"],
@@ -81,12 +88,7 @@ def test_up_starts_the_stack_and_stops_it_cleanly(small_world_dir: Path, tmp_pat
 
 
 def test_a_signal_during_start_up_leaves_nothing_running(small_world_dir: Path, tmp_path: Path) -> None:
-    data_dir = tmp_path / "stack-data"
-    shutil.copytree(small_world_dir, data_dir)
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "PROMETHEUS_URL")}
-    env.update(RECOPS_DATA_DIR=str(data_dir), RECOPS_DEMO_USERS=str(SMALL_WORLD["demo_users"]),
-               RECOPS_DEMO_ITEMS=str(SMALL_WORLD["demo_items"]), RECOPS_DEMO_SEED=str(SMALL_WORLD["demo_seed"]),
-               RECOPS_API_PORT="0")
+    data_dir, env = _stack_env(small_world_dir, tmp_path)
     proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "up", "--no-console", "--no-simulator"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     state_file = data_dir / "stack.json"
