@@ -13,14 +13,16 @@ from engine.runtime import Engine
 _bearer = HTTPBearer(auto_error=False, description="RECOPS_ADMIN_TOKEN")
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
+    # async on purpose: FastAPI runs a plain ``def`` dependency in the thread pool, and that hop
+    # cost more than the whole cache-hit request
     return request.app.state.engine  # type: ignore[no-any-return]
 
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
 
 
-def require_admin(
+async def require_admin(
     engine: EngineDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:

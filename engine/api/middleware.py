@@ -15,6 +15,9 @@ HTTP_REQUESTS = Counter(
 class RequestCounter:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        # labelled children looked up once per (method, route, status): .labels() takes a lock and
+        # builds a tuple key, which costs more than the increment on the cache-hit path
+        self._children: dict[tuple[str, str, int], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -33,4 +36,8 @@ class RequestCounter:
             route = scope.get("route")
             # unmatched paths share one label so scanners cannot blow up the series count
             template = getattr(route, "path", "unmatched")
-            HTTP_REQUESTS.labels(scope["method"], template, str(status["code"])).inc()
+            key = (scope["method"], template, status["code"])
+            child = self._children.get(key)
+            if child is None:
+                child = self._children[key] = HTTP_REQUESTS.labels(key[0], key[1], str(key[2]))
+            child.inc()

@@ -16,6 +16,13 @@ class RecommendationBody(BaseModel):
     n: ListSize = 10
 
 
+class RecommendationQuery(BaseModel):
+    """The query-string form of a recommendation request; either field may come from the body."""
+
+    user_id: UserId | None = None
+    n: ListSize | None = None
+
+
 class Item(BaseModel):
     item_id: str
     title: str
