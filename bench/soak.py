@@ -9,11 +9,11 @@ second, each a list request and an events batch) while sampling every API worker
 ratio is over the measured phase only.  ``tests/test_soak.py`` runs the same code for a minute.
 
 Two hit ratios are reported.  A cart add or a purchase invalidates the user's lists (by design: the
-next list must reflect it), and a list older than its TTL (``RECOPS_REC_CACHE_TTL_SECONDS``, 10 min)
-is recomputed, so those lists are misses whatever the cache does; the *revisit* ratio counts only
-lists of users already listed (or warmed) in this soak, with no such event since and a cached list
-younger than the TTL, i.e. the requests a working cache must answer.  With many users each
-returning less often than the TTL, the overall ratio is bounded by the traffic, not by the cache.
+next list must reflect it) and the API recomputes them in the background (refresh-ahead), and a
+list older than its TTL (``RECOPS_REC_CACHE_TTL_SECONDS``, 30 min) is recomputed on the next
+request; the *revisit* ratio counts only lists of users already listed (or warmed) in this soak,
+with no such event since and a cached list younger than the TTL, i.e. the requests a working cache
+must answer even without refresh-ahead.  The overall ratio counts every list request.
 """
 
 from __future__ import annotations

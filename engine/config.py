@@ -38,11 +38,16 @@ class Settings(BaseSettings):
     # --- feature store and cache ------------------------------------------
     user_feature_ttl_seconds: int = Field(default=300, ge=1, description="TTL of a user's feature hash")
     item_feature_ttl_seconds: int = Field(default=3_600, ge=1, description="TTL of an item's feature hash")
-    rec_cache_ttl_seconds: int = Field(default=600, ge=1, description="TTL of a cached list in Redis (L2)")
+    # Lists are invalidated by every event that must change them (cart, purchase, rating) and by
+    # model reloads, so the TTL only bounds drift from softer signals (views, clicks, popularity).
+    rec_cache_ttl_seconds: int = Field(default=1_800, ge=1, description="TTL of a cached list in Redis (L2)")
     rec_cache_ttl_jitter: float = Field(default=0.10, ge=0.0, le=0.5, description="± share of random TTL jitter")
     l1_max_entries: int = Field(default=50_000, ge=0, description="Bound of the in-process L1 (0 disables it)")
     l1_ttl_seconds: float = Field(default=30.0, gt=0, description="TTL of an L1 entry")
     xfetch_beta: float = Field(default=1.0, ge=0, description="XFetch early-refresh eagerness (0 = off)")
+    refresh_after_invalidation: bool = Field(
+        default=True, description="Recompute a user's list in the background after an event invalidated it"
+    )
     compute_lock_seconds: float = Field(default=5.0, gt=0, description="Cross-process compute lock")
 
     # --- recommendation defaults ------------------------------------------

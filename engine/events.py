@@ -170,6 +170,7 @@ class EventTracker:
         on_invalidate: Callable[[str, str], Any] | None = None,
         known_items: Callable[[str], bool] | None = None,
         on_accepted: Callable[[list[Event]], Any] | None = None,
+        after_invalidation: Callable[[list[str]], Any] | None = None,
     ) -> None:
         self.redis = client
         self.keys = keys
@@ -177,6 +178,9 @@ class EventTracker:
         self.on_invalidate = on_invalidate
         self.known_items = known_items
         self.on_accepted = on_accepted
+        # called once per batch with the users whose lists were dropped (refresh-ahead), after
+        # every invalidation of the batch, so one refresh sees all of the batch's events
+        self.after_invalidation = after_invalidation
         self._accept = client.register_script(_ACCEPT)
 
     def track(self, event: Event) -> TrackResult:
@@ -289,8 +293,15 @@ class EventTracker:
         if self.on_invalidate is None:
             return
         pairs = dict.fromkeys((e.user_id, e.type) for e in accepted if e.type in INVALIDATING_TYPES)
+        invalidated: dict[str, None] = {}
         for user_id, reason in pairs:
             try:
                 self.on_invalidate(user_id, reason)
+                invalidated[user_id] = None
             except Exception:
                 log.exception("invalidation after a %s by %s failed", reason, user_id)
+        if invalidated and self.after_invalidation is not None:
+            try:
+                self.after_invalidation(list(invalidated))
+            except Exception:
+                log.exception("after-invalidation callback failed for %d users", len(invalidated))

@@ -35,6 +35,11 @@ CACHE_INVALIDATIONS = Counter(
     "Cache entries removed, by reason",
     ["reason"],
 )
+CACHE_REFRESHES = Counter(
+    "recops_cache_refreshes_total",
+    "Background recomputations of a list after its invalidation, by result (done, failed, dropped)",
+    ["result"],
+)
 EVENTS = Counter("recops_events_total", "Events accepted, by type", ["type"])
 EVENTS_REJECTED = Counter("recops_events_rejected_total", "Events refused, by reason", ["reason"])
 FALLBACKS = Counter("recops_fallbacks_total", "Lists served from the fallback snapshot, by reason", ["reason"])

@@ -18,7 +18,7 @@ from redis.cluster import RedisCluster
 from redis.retry import Retry
 
 from engine.audit import AuditLog
-from engine.cache import TieredCache
+from engine.cache import RefreshQueue, TieredCache
 from engine.catalog import ItemCatalog
 from engine.config import Settings
 from engine.data.demo import DemoWorld
@@ -94,6 +94,17 @@ class Engine:
     audit: AuditLog
     experiments: ExperimentService | None = None
     embedded_redis: EmbeddedRedis | None = None
+    refresher: RefreshQueue | None = None
+
+    def serving_model(self, user_id: str) -> str | None:
+        """The model the API serves ``user_id``: their experiment variant's, else None (the default)."""
+        assignment = self.experiments.assign(user_id) if self.experiments else None
+        return assignment.model if assignment else None
+
+    def refresh_list(self, user_id: str) -> None:
+        """Recompute and cache the list the API will serve ``user_id`` next (default length and
+        diversity, their variant's model)."""
+        self.service.warm([user_id], n=self.settings.default_n, model=self.serving_model(user_id))
 
     def reload_models(self) -> None:
         """Load the registry's current versions (after a retrain) without restarting."""
@@ -102,6 +113,8 @@ class Engine:
         self.service.swap_models(self.models, self.registry.default)
 
     def close(self) -> None:
+        if self.refresher is not None:
+            self.refresher.close()
         if self.experiments is not None:
             self.experiments.close()
         self.cache.close()
@@ -144,8 +157,14 @@ def build_engine(settings: Settings, start_listener: bool = True) -> Engine:
         client, keys, settings, on_invalidate=service.invalidate_user, known_items=catalog.__contains__,
         on_accepted=experiments.observe,
     )
-    return Engine(
+    engine = Engine(
         settings=settings, redis=client, keys=keys, world=world, dataset=dataset, catalog=catalog,
         registry=registry, models=models, features=features, cache=cache, events=events,
         service=service, audit=AuditLog(client, keys), experiments=experiments, embedded_redis=embedded,
     )
+    # serving processes (the ones with a listener) refresh lists ahead; the console does not
+    if start_listener and settings.refresh_after_invalidation:
+        engine.refresher = RefreshQueue(engine.refresh_list).start()
+        refresher = engine.refresher
+        events.after_invalidation = lambda users: [refresher.submit(u) for u in users]
+    return engine

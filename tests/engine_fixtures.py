@@ -25,7 +25,9 @@ def small_world_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def engine_settings(small_world_dir: Path, redis_url: str, redis_client: object) -> Settings:
-    return Settings(data_dir=small_world_dir, redis_url=redis_url, **SMALL_WORLD)
+    # refresh-ahead off: these tests watch what an invalidation itself does (the next request
+    # misses); tests/test_refresh.py covers the refresh that fills the cache again
+    return Settings(data_dir=small_world_dir, redis_url=redis_url, refresh_after_invalidation=False, **SMALL_WORLD)
 
 
 @pytest.fixture
