@@ -63,9 +63,9 @@ def _hit_ratio_after_warm_up(report: SoakReport) -> None:
     # (those invalidate the user's lists on purpose), within the TTL.  Hundreds in the measured minute.
     assert report.revisits >= 200
     assert report.revisit_hit_ratio >= 0.95, (report.revisits, report.revisit_hits)
-    # Over all lists, the post-purchase recomputes included: about 90% in the first minute, lower
-    # over longer runs as more users come back after a cart add (see `python -m bench soak`).
-    assert report.hit_ratio >= 0.80, report.measured.cache_tiers
+    # Over all lists: a cart add or purchase drops the user's list and refresh-ahead recomputes it
+    # in the background, so the target holds for every request, not only for revisits.
+    assert report.hit_ratio >= 0.90, report.measured.cache_tiers
 
 
 def _flat_worker_memory(report: SoakReport) -> None:
