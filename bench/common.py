@@ -13,7 +13,7 @@ import numpy as np
 
 from engine.config import Settings
 from engine.redis_server import EmbeddedRedis
-from engine.runtime import Engine, build_engine
+from engine.runtime import Engine, build_engine, freeze_startup_heap
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
@@ -56,6 +56,7 @@ def bench_engine(n_items: int, n_users: int = 10_000, root: Path | None = None) 
     data_dir = root / f"items-{n_items}-users-{n_users}"
     server = EmbeddedRedis(data_dir=data_dir / "bench-redis", appendonly=False).start()
     engine = build_engine(Settings(data_dir=data_dir, redis_url=server.url, demo_items=n_items, demo_users=n_users))
+    freeze_startup_heap()  # as `recops serve` does after start-up
     try:
         engine.redis.flushdb()
         yield engine

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from engine.api.middleware import RequestCounter
 from engine.api.routes import admin, events, ops, recommendations
 from engine.config import Settings, get_settings
-from engine.runtime import Engine, build_engine
+from engine.runtime import Engine, build_engine, freeze_startup_heap
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = engine is None
         app.state.engine = engine or await run_in_threadpool(build_engine, settings or get_settings())
+        if owned:
+            freeze_startup_heap()
         try:
             yield
         finally:
