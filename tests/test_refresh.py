@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 
@@ -71,56 +72,56 @@ def test_the_refresh_serves_the_users_experiment_variant(refreshing_engine: Engi
     assert engine.redis.exists(engine.keys.rec_list(user, engine.service.default_model, n, signature)) == 0
 
 
-def test_users_invalidated_again_while_pending_are_refreshed_once() -> None:
-    started, release = threading.Event(), threading.Event()
-    done: list[str] = []
+class _Gate:
+    """A refresh callback that holds the worker on user "blocker" until released, so that the test
+    can fill the queue meanwhile; user ``fail`` raises."""
 
-    def refresh(user: str) -> None:
+    def __init__(self, fail: str | None = None) -> None:
+        self.started, self.release = threading.Event(), threading.Event()
+        self.fail = fail
+        self.done: list[str] = []
+
+    def __call__(self, user: str) -> None:
         if user == "blocker":
-            started.set()
-            release.wait(5)
-        done.append(user)
+            self.started.set()
+            self.release.wait(5)
+        if user == self.fail:
+            raise RuntimeError("model exploded")
+        self.done.append(user)
 
-    queue = RefreshQueue(refresh).start()
+
+@contextlib.contextmanager
+def _held_queue(gate: _Gate, max_pending: int = 10_000) -> Iterator[RefreshQueue]:
+    queue = RefreshQueue(gate, max_pending=max_pending).start()
     try:
         queue.submit("blocker")
-        assert started.wait(5)
+        assert gate.started.wait(5)
+        yield queue
+    finally:
+        gate.release.set()
+        queue.close()
+
+
+def test_users_invalidated_again_while_pending_are_refreshed_once() -> None:
+    gate = _Gate()
+    with _held_queue(gate) as queue:
         for _ in range(50):
             queue.submit("u1")
             queue.submit("u2")
         assert queue.pending() == 2
-        release.set()
+        gate.release.set()
         assert queue.wait_idle(5)
-        assert done == ["blocker", "u1", "u2"]
-    finally:
-        release.set()
-        queue.close()
+        assert gate.done == ["blocker", "u1", "u2"]
 
 
 def test_a_full_queue_drops_instead_of_blocking_and_a_failure_does_not_stop_the_worker() -> None:
-    started, release = threading.Event(), threading.Event()
-    done: list[str] = []
-
-    def refresh(user: str) -> None:
-        if user == "blocker":
-            started.set()
-            release.wait(5)
-        if user == "bad":
-            raise RuntimeError("model exploded")
-        done.append(user)
-
-    queue = RefreshQueue(refresh, max_pending=2).start()
-    try:
-        queue.submit("blocker")
-        assert started.wait(5)
+    gate = _Gate(fail="bad")
+    with _held_queue(gate, max_pending=2) as queue:
         assert queue.submit("bad") and queue.submit("u1")
         assert queue.submit("u2") is False  # full: dropped, the caller is not blocked
         assert queue.submit("u1") is True  # already pending: coalesced, not dropped
-        release.set()
+        gate.release.set()
         assert queue.wait_idle(5)
-        assert done == ["blocker", "u1"]
-        assert queue.submit("u3") and queue.wait_idle(5) and done[-1] == "u3"
-    finally:
-        release.set()
-        queue.close()
+        assert gate.done == ["blocker", "u1"]
+        assert queue.submit("u3") and queue.wait_idle(5) and gate.done[-1] == "u3"
     assert queue.submit("late") is False  # closed
