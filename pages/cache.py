@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from engine.ops import cache_actions as actions
@@ -57,7 +56,7 @@ def run_pending() -> None:
     except ValueError as exc:
         st.error(f"{exc} Nothing was done.")
         return
-    res.keyspace.clear()
+    res.rescan_keyspace()
     st.session_state[RESULT] = msg
 
 
@@ -94,15 +93,17 @@ def keyspace_section() -> None:
     top = st.columns([4, 1])
     top[0].subheader("Keys and memory per prefix")
     if top[1].button("Rescan", icon=":material/refresh:", width="stretch"):
-        res.keyspace.clear()
-    report = res.keyspace_report()
+        res.rescan_keyspace()
+    scan = res.keyspace_report()
+    report = scan.value
     cols = st.columns(4)
     cols[0].metric("Keys in the database", f"{report.db_size:,}")
     cols[1].metric("Keys under the prefix", f"{report.scanned:,}" + (" (truncated)" if report.truncated else ""))
     cols[2].metric("Estimated memory", human_bytes(sum(f.est_bytes or 0 for f in report.families)))
     cols[3].metric("Scan time", f"{report.seconds * 1000:.0f} ms")
     st.caption("Counted with SCAN (never KEYS); memory is MEMORY USAGE of a random sample of up to 200 keys per "
-               "prefix times the key count.")
+               f"prefix times the key count. Scanned {ui.human_seconds(scan.age_seconds)} ago; past "
+               f"{res.KEYSPACE_TTL} s the next visit starts a new scan in the background (Rescan waits for one).")
     if not report.families:
         st.info("No key under the prefix yet.")
         return
@@ -114,17 +115,18 @@ def keyspace_section() -> None:
         st.dataframe(shown[["family", "what", "keys", "est. memory", "sampled", "median TTL", "sampled without TTL"]],
                      hide_index=True, width="stretch")
     with right:
-        fig = ui.hbars(table["what"].tolist(), table["est. memory (bytes)"].fillna(0).tolist(),
-                       "Estimated memory (label: keys)", [f"{k:,}" for k in table["keys"]])
-        st.plotly_chart(ui.style(fig, height=max(260, 34 * len(table))), width="stretch")
+        fig = ui.hbar_chart(table["what"].tolist(), table["est. memory (bytes)"].fillna(0).tolist(),
+                            "Estimated memory (label: keys)", [f"{k:,}" for k in table["keys"]],
+                            height=max(260, 34 * len(table)))
+        st.plotly_chart(fig, width="stretch")
     ttl = report.ttl_frame()
     if not ttl.empty:
-        fig = go.Figure([go.Box(x=rows["ttl_seconds"], name=str(name), orientation="h", boxpoints="outliers")
-                         for name, rows in ttl.groupby("family", sort=False)])
-        fig.update_layout(title="Remaining TTL of sampled keys", showlegend=False)
-        fig.update_yaxes(title=None)
-        fig.update_xaxes(title="seconds (log scale)", type="log", dtick=1)
-        st.plotly_chart(ui.style(fig, height=max(240, 44 * ttl["family"].nunique())), width="stretch")
+        boxes = [{"type": "box", "x": rows["ttl_seconds"], "name": str(name), "orientation": "h",
+                  "boxpoints": "outliers"} for name, rows in ttl.groupby("family", sort=False)]
+        fig = ui.figure(boxes, "Remaining TTL of sampled keys", height=max(240, 44 * ttl["family"].nunique()),
+                        showlegend=False, xaxis={"title": {"text": "seconds (log scale)"}, "type": "log", "dtick": 1},
+                        fit_labels=True)
+        st.plotly_chart(fig, width="stretch")
 
 
 def hit_ratio_section() -> None:
@@ -195,7 +197,7 @@ def warm_section(who: str) -> None:
     except ValueError as exc:
         st.error(f"{exc} Nothing was warmed.")
         return
-    res.keyspace.clear()
+    res.rescan_keyspace()
     st.success(f"Warmed {report.users:,} users: {report.keys_written:,} lists written in {report.seconds:.2f} s"
                + (f" ({report.failed} failed, see the log)" if report.failed else "") + ".")
 

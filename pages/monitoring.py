@@ -22,27 +22,26 @@ ui.header("Monitoring", "Serving and business signals over time, from Prometheus
 
 
 @st.cache_data(ttl=res.METRICS_TTL, show_spinner=False)
-def panel_frame(url: str, panel_key: str, range_label: str) -> tuple[pd.DataFrame, datetime, datetime]:
-    panel = next(p for p in PANELS if p.key == panel_key)
+def panel_frames(url: str, range_label: str) -> tuple[dict[str, pd.DataFrame], datetime, datetime]:
     end = now_utc()
     span = TIME_RANGES[range_label]
-    return res.prometheus(url).range_frame(panel, end - span, end, step_for(span)), end - span, end
+    return res.prometheus(url).range_frames(PANELS, end - span, end, step_for(span)), end - span, end
 
 
-def chart(url: str, panel: Panel, range_label: str) -> None:
-    frame, start, end = panel_frame(url, panel.key, range_label)
+def chart(panel: Panel, frame: pd.DataFrame, start: datetime, end: datetime) -> None:
     with st.container(border=True):
         if frame.empty:
             st.markdown(f"**{panel.title}**")
             st.caption("No data in this range yet (recording rules need a few minutes of traffic).")
             return
         factor = ui.scale(panel.unit)
-        fig = ui.lines(frame.assign(value=frame["value"] * factor), "time", "value", "series", panel.title)
-        fig.update_xaxes(title=None, range=[start, end])  # the whole range asked for, even before data began
-        fig.update_yaxes(title=None, rangemode="tozero")
-        if panel.target is not None:
-            ui.target_line(fig, panel.target * factor, f"target {format_value(panel.target, panel.unit)}")
-        st.plotly_chart(ui.style(fig, unit=panel.unit), width="stretch")
+        target = [] if panel.target is None else [
+            ui.Rule(panel.target * factor, label=f"target {format_value(panel.target, panel.unit)}")]
+        fig = ui.line_chart(frame.assign(value=frame["value"] * factor), "time", "value", "series", panel.title,
+                            unit=panel.unit, rules=target,
+                            xaxis={"range": [start, end]},  # the whole range asked for, even before data began
+                            yaxis={"rangemode": "tozero"})
+        st.plotly_chart(fig, width="stretch")
 
 
 def alerts_section(url: str) -> None:
@@ -72,10 +71,11 @@ def from_prometheus(url: str) -> None:
     @st.fragment(run_every=ui.run_every())
     def live() -> None:
         with ui.guard("querying Prometheus"):
-            for start in range(0, len(PANELS), 2):
-                for col, panel in zip(st.columns(2), PANELS[start:start + 2], strict=False):
+            frames, start, end = panel_frames(url, range_label)
+            for row in range(0, len(PANELS), 2):
+                for col, panel in zip(st.columns(2), PANELS[row:row + 2], strict=False):
                     with col:
-                        chart(url, panel, range_label)
+                        chart(panel, frames[panel.key], start, end)
             alerts_section(url)
 
     live()

@@ -4,7 +4,6 @@ SRM, progress, guardrails, the decision in words, lift over time and a CSV expor
 from __future__ import annotations
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from engine.experiments import ExperimentError, ExperimentReadout
@@ -44,22 +43,21 @@ def interval_plot(table: pd.DataFrame, title: str) -> None:
     if data.empty:
         st.caption("No interval to plot yet.")
         return
-    fig = go.Figure()
     colors = {"better": "#16a34a", "worse": "#dc2626", "inconclusive": "#64748b"}
-    for _, row in data.iterrows():
+    traces = []
+    for row in data.to_dict("records"):
         label = f"{row['metric']} · {row['variant']}" + (" (guardrail)" if row["role"] == "guardrail" else "")
         has_ci = pd.notna(row["ci_low"]) and pd.notna(row["ci_high"])
-        fig.add_trace(go.Scatter(
-            x=[row["lift"]], y=[label], mode="markers", marker={"size": 11, "color": colors.get(row["direction"])},
-            error_x={"type": "data", "symmetric": False, "array": [row["ci_high"] - row["lift"]] if has_ci else [0],
-                     "arrayminus": [row["lift"] - row["ci_low"]] if has_ci else [0]},
-            name=label, showlegend=False,
-            hovertemplate=f"{label}<br>lift %{{x:+.2%}}<extra></extra>"))
-    fig.add_vline(x=0, line_dash="dot", line_color="#334155")
-    fig.update_xaxes(tickformat="+.0%", title="relative lift")
-    fig.update_yaxes(autorange="reversed", title=None)
-    fig.update_layout(title=title)
-    st.plotly_chart(ui.style(fig, height=max(220, 60 * len(data) + 90)), width="stretch")
+        traces.append({
+            "type": "scatter", "x": [row["lift"]], "y": [label], "mode": "markers",
+            "marker": {"size": 11, "color": colors.get(row["direction"])},
+            "error_x": {"type": "data", "symmetric": False, "array": [row["ci_high"] - row["lift"]] if has_ci else [0],
+                        "arrayminus": [row["lift"] - row["ci_low"]] if has_ci else [0]},
+            "name": label, "showlegend": False, "hovertemplate": f"{label}<br>lift %{{x:+.2%}}<extra></extra>"})
+    fig = ui.figure(traces, title, height=max(220, 60 * len(data) + 90),
+                    xaxis={"tickformat": "+.0%", "title": {"text": "relative lift"}}, yaxis={"autorange": "reversed"},
+                    rules=[ui.Rule(0, axis="x", color=ui.ZERO_COLOR)], fit_labels=True)
+    st.plotly_chart(fig, width="stretch")
 
 
 def posterior_plot(r: ExperimentReadout) -> None:
@@ -67,11 +65,10 @@ def posterior_plot(r: ExperimentReadout) -> None:
     if curves.empty:
         st.caption("No posterior yet (the Bayesian engine needs users in every arm).")
         return
-    fig = ui.lines(curves, "lift", "density", "variant", f"Posterior of the lift on {r.goal.metric}")
-    fig.add_vline(x=0, line_dash="dot", line_color="#334155")
-    fig.update_xaxes(tickformat="+.0%", title="relative lift")
-    fig.update_yaxes(title=None, showticklabels=False)
-    st.plotly_chart(ui.style(fig), width="stretch")
+    fig = ui.line_chart(curves, "lift", "density", "variant", f"Posterior of the lift on {r.goal.metric}",
+                        xaxis={"tickformat": "+.0%", "title": {"text": "relative lift"}},
+                        yaxis={"showticklabels": False}, rules=[ui.Rule(0, axis="x", color=ui.ZERO_COLOR)])
+    st.plotly_chart(fig, width="stretch")
     st.caption("Normal approximation matched to each variant's credible interval.")
 
 
@@ -85,18 +82,16 @@ def over_time(key: str, metric: str, version: int) -> None:
     if frame.empty:
         st.caption("No daily statistics yet.")
         return
-    fig = go.Figure()
-    for variant, rows in frame.groupby("variant", sort=False):
-        # error bars rather than a band: a young experiment has a single day, which a band cannot show
-        fig.add_trace(go.Scatter(
-            x=rows["day"], y=rows["lift"], mode="lines+markers", name=str(variant),
-            error_y={"type": "data", "symmetric": False, "array": rows["ci_high"] - rows["lift"],
-                     "arrayminus": rows["lift"] - rows["ci_low"]}))
-    fig.add_hline(y=0, line_dash="dot", line_color="#334155")
-    fig.update_yaxes(tickformat="+.0%", title="cumulative relative lift")
-    fig.update_xaxes(title=None, type="category")
-    fig.update_layout(title=f"Cumulative lift on {metric} (frequentist, end of each UTC day)")
-    st.plotly_chart(ui.style(fig), width="stretch")
+    # error bars rather than a band: a young experiment has a single day, which a band cannot show
+    traces = [{"type": "scatter", "x": rows["day"], "y": rows["lift"], "mode": "lines+markers", "name": str(variant),
+               "error_y": {"type": "data", "symmetric": False, "array": rows["ci_high"] - rows["lift"],
+                           "arrayminus": rows["lift"] - rows["ci_low"]}}
+              for variant, rows in frame.groupby("variant", sort=False)]
+    fig = ui.figure(traces, f"Cumulative lift on {metric} (frequentist, end of each UTC day)",
+                    xaxis={"type": "category"},
+                    yaxis={"tickformat": "+.0%", "title": {"text": "cumulative relative lift"}},
+                    rules=[ui.Rule(0, color=ui.ZERO_COLOR)])
+    st.plotly_chart(fig, width="stretch")
 
 
 def decision(r: ExperimentReadout) -> None:

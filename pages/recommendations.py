@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from engine.diversity import DiversitySettings
@@ -108,9 +106,9 @@ def profile(user_id: str) -> None:
         if prof.affinity.empty:
             st.caption("No category affinity yet.")
         else:
-            fig = ui.hbars(prof.affinity["category"].tolist(), prof.affinity["share"].tolist())
-            fig.update_xaxes(tickformat=".0%")
-            st.plotly_chart(ui.style(fig, height=300), width="stretch")
+            fig = ui.hbar_chart(prof.affinity["category"].tolist(), prof.affinity["share"].tolist(), height=300,
+                                xaxis={"tickformat": ".0%"})
+            st.plotly_chart(fig, width="stretch")
 
 
 def compare(user_id: str, n: int, div: DiversitySettings) -> None:
@@ -143,14 +141,11 @@ def compare(user_id: str, n: int, div: DiversitySettings) -> None:
         rank_a = {i["item_id"]: r for r, i in enumerate(a.items, 1)}
         rank_b = {i["item_id"]: r for r, i in enumerate(b.items, 1)}
         titles = {i["item_id"]: i["title"] for i in a.items}
-        moves = pd.DataFrame([{"title": titles[i], model_a: rank_a[i], model_b: rank_b[i]} for i in cmp.shared])
-        fig = go.Figure()
-        for _, row in moves.iterrows():
-            fig.add_trace(go.Scatter(x=[model_a, model_b], y=[row[model_a], row[model_b]], mode="lines+markers",
-                                     name=row["title"], hovertemplate="%{y}"))
-        fig.update_yaxes(autorange="reversed", title="rank", dtick=1)
-        fig.update_layout(title="Rank of the shared items", showlegend=False)
-        st.plotly_chart(ui.style(fig, height=320), width="stretch")
+        moves = [{"type": "scatter", "x": [model_a, model_b], "y": [rank_a[i], rank_b[i]], "mode": "lines+markers",
+                  "name": titles[i], "hovertemplate": "%{y}"} for i in cmp.shared]
+        fig = ui.figure(moves, "Rank of the shared items", showlegend=False,
+                        yaxis={"autorange": "reversed", "title": {"text": "rank"}, "dtick": 1})
+        st.plotly_chart(fig, width="stretch")
 
 
 user: str | None = None

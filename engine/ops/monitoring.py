@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 import httpx
 import pandas as pd
@@ -27,6 +28,9 @@ Unit = Literal["percent", "seconds", "ratio", "per_second"]
 Status = Literal["ok", "bad", "no data", "info"]
 TIMEOUT_SECONDS = 3.0
 QUANTILES = (0.5, 0.95, 0.99)
+QUERY_THREADS = 8  # below the client's pool of 10 connections: more would open and drop extra ones
+_In = TypeVar("_In")
+_Out = TypeVar("_Out")
 
 
 class MetricsUnavailableError(RuntimeError):
@@ -186,6 +190,12 @@ class PrometheusSource:
         retry = Retry(total=1, backoff_factor=0.1, status_forcelist=(502, 503, 504), allowed_methods=("GET", "POST"))
         self.client = PrometheusConnect(url=self.url, disable_ssl=True, timeout=timeout, retry=retry)
         self.http = httpx.Client(timeout=timeout)  # for /api/v1/alerts, which the client library lacks
+        # a page waits for every query: sent together they cost one round trip, not one per series
+        self.pool = ThreadPoolExecutor(max_workers=QUERY_THREADS, thread_name_prefix="prometheus-query")
+
+    def _each(self, fn: Callable[[_In], _Out], items: Sequence[_In]) -> list[_Out]:
+        """``fn`` over ``items`` on the query threads, results in order (the first error is raised)."""
+        return list(self.pool.map(fn, items)) if len(items) > 1 else [fn(i) for i in items]
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -207,7 +217,7 @@ class PrometheusSource:
         return value if value is not None and math.isfinite(value) else None
 
     def current(self) -> dict[str, float | None]:
-        return {k.key: self._first(k.rule) for k in KPIS}
+        return dict(zip((k.key for k in KPIS), self._each(self._first, [k.rule for k in KPIS]), strict=True))
 
     def tier_hit_ratios(self) -> dict[str, float | None]:
         return {labels.get("tier", "?"): value for labels, value in
@@ -215,25 +225,32 @@ class PrometheusSource:
 
     def range_frame(self, panel: Panel, start: datetime, end: datetime, step: float) -> pd.DataFrame:
         """Long frame (time, series, value) of every series of ``panel``; empty when nothing recorded."""
+        return self.range_frames([panel], start, end, step)[panel.key]
+
+    def range_frames(self, panels: Sequence[Panel], start: datetime, end: datetime,
+                     step: float) -> dict[str, pd.DataFrame]:
+        """``range_frame`` of each panel, by panel key; every series of every panel is queried at once."""
         if start.tzinfo is None or end.tzinfo is None:
             raise ValueError("pass timezone-aware datetimes (naive ones would be read as local time)")
-        frames = []
-        for series in panel.series:
-            result = self._call(self.client.custom_query_range, series.expr, start_time=start, end_time=end,
-                                step=f"{int(step)}s")
+        series = [(panel.key, s) for panel in panels for s in panel.series]
+
+        def query(item: tuple[str, Series]) -> list[dict[str, Any]]:
+            return self._call(self.client.custom_query_range, item[1].expr, start_time=start, end_time=end,
+                              step=f"{int(step)}s")
+
+        frames: dict[str, list[pd.DataFrame]] = {panel.key: [] for panel in panels}
+        for (key, s), result in zip(series, self._each(query, series), strict=True):
             for r in result:
                 values = r.get("values") or []
                 if not values:
                     continue
-                frames.append(pd.DataFrame({
+                frames[key].append(pd.DataFrame({
                     "time": pd.to_datetime([float(t) for t, _ in values], unit="s", utc=True),
-                    "series": _legend(series.legend, r.get("metric", {})),
+                    "series": _legend(s.legend, r.get("metric", {})),
                     "value": pd.to_numeric([v for _, v in values], errors="coerce"),
                 }))
-        if not frames:
-            return pd.DataFrame({"time": pd.Series(dtype="datetime64[ns, UTC]"), "series": pd.Series(dtype=str),
-                                 "value": pd.Series(dtype=float)})
-        return pd.concat(frames, ignore_index=True)
+        return {key: pd.concat(parts, ignore_index=True) if parts else _empty_range_frame()
+                for key, parts in frames.items()}
 
     def alerts(self) -> list[Alert]:
         try:
@@ -243,6 +260,11 @@ class PrometheusSource:
         except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
             raise MetricsUnavailableError(f"Prometheus alerts at {self.url} failed: {exc}") from exc
         return parse_alerts(raw)
+
+
+def _empty_range_frame() -> pd.DataFrame:
+    return pd.DataFrame({"time": pd.Series(dtype="datetime64[ns, UTC]"), "series": pd.Series(dtype=str),
+                         "value": pd.Series(dtype=float)})
 
 
 def parse_alerts(raw: Iterable[Mapping[str, Any]]) -> list[Alert]:
