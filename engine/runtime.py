@@ -176,6 +176,5 @@ def build_engine(settings: Settings, start_listener: bool = True) -> Engine:
     # serving processes (the ones with a listener) refresh lists ahead; the console does not
     if start_listener and settings.refresh_after_invalidation:
         engine.refresher = RefreshQueue(engine.refresh_list).start()
-        refresher = engine.refresher
-        events.after_invalidation = lambda users: [refresher.submit(u) for u in users]
+        events.after_invalidation = engine.refresher.submit_all
     return engine

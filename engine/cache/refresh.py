@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from engine.metrics import CACHE_REFRESHES
 
@@ -51,6 +51,10 @@ class RefreshQueue:
             self._pending[user_id] = None
             self._cond.notify()
             return True
+
+    def submit_all(self, user_ids: Iterable[str]) -> int:
+        """``submit`` each user (an event batch's invalidated users); returns how many were queued."""
+        return sum(self.submit(u) for u in user_ids)
 
     def pending(self) -> int:
         with self._cond:
