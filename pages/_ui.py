@@ -152,6 +152,22 @@ def writer(action: str, key: str) -> str | None:
     return who
 
 
+def pop_confirmed(pending_key: str, what: str) -> tuple[dict[str, Any], str] | None:
+    """The action a dialog confirmed (stored under ``pending_key``) and who runs it, or None.
+
+    The right to write is checked again here, not only when the dialog opened: the login may have
+    lapsed in between.  ``what`` completes "Log in to ..." in the refusal.
+    """
+    action = st.session_state.pop(pending_key, None)
+    if action is None:
+        return None
+    who = current_writer()
+    if who is None:
+        st.error(f"Log in to {what}; nothing was done.")
+        return None
+    return action, who
+
+
 def sidebar_account() -> None:
     policy = res.access_policy()
     with st.sidebar:

@@ -35,14 +35,11 @@ def human_bytes(n: float | None) -> str:
 
 
 def run_pending() -> None:
-    """Execute the action a dialog confirmed; the operator's right to write is checked again here."""
-    action = st.session_state.pop(PENDING, None)
-    if action is None:
+    """Execute the action a dialog confirmed."""
+    confirmed = ui.pop_confirmed(PENDING, "change the cache")
+    if confirmed is None:
         return
-    who = ui.current_writer()
-    if who is None:
-        st.error("Log in to change the cache; nothing was done.")
-        return
+    action, who = confirmed
     try:
         if action["kind"] == "invalidate_user":
             r = actions.invalidate_user(eng, action["user"], who)

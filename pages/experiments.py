@@ -38,13 +38,10 @@ models = sorted(eng.service.models)
 
 
 def run_pending() -> None:
-    action = st.session_state.pop(PENDING, None)
-    if action is None:
+    confirmed = ui.pop_confirmed(PENDING, "manage experiments")
+    if confirmed is None:
         return
-    who = ui.current_writer()
-    if who is None:
-        st.error("Log in to manage experiments; nothing was done.")
-        return
+    action, who = confirmed
     try:
         exp = ops.transition(eng, action["key"], action["action"], who)
     except ExperimentError as exc:
