@@ -2,7 +2,7 @@
 
 Routes with ``st.navigation`` over the files in ``pages/``, in three sidebar sections (each page's
 URL path is its file name, which ``pages._ui.header`` relies on; see ``leave_legacy_pages_mode``).  Pages hold
-layout only; the logic they call lives in ``engine/`` (``engine.ops`` for the console) and ``analysis/``.
+layout only; the logic they call lives in ``engine/`` (``engine.console`` for the console) and ``analysis/``.
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from engine.config import Settings
-from engine.redis_server import EmbeddedRedis
 from engine.runtime import Engine, build_engine, freeze_startup_heap
+from engine.storage.embedded_redis import EmbeddedRedis
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 

@@ -21,12 +21,12 @@ import numpy as np
 
 from analysis.readout import analyze
 from bench.common import table, time_calls
-from engine.events import Event
+from engine.events.tracker import Event
 from engine.experiments import METRICS, ExperimentService, PreExposure
-from engine.experiments.stats import summaries_from_arrays
-from engine.keys import Keys
-from engine.redis_server import EmbeddedRedis
-from tests.redis_roundtrips import counting_client
+from engine.experiments.arm_stats import summaries_from_arrays
+from engine.storage.embedded_redis import EmbeddedRedis
+from engine.storage.keys import Keys
+from tests.support.redis_roundtrips import counting_client
 
 READOUT_TARGET_MS = 50.0
 CUPED_TARGET_MS = 1000.0

@@ -26,10 +26,10 @@ from pathlib import Path
 import httpx
 
 from bench.common import table
+from engine.cli.up import wait_http
 from engine.config import Settings
-from engine.redis_server import EmbeddedRedis, free_port
 from engine.runtime import prepare_models, prepare_world
-from engine.stack import wait_http
+from engine.storage.embedded_redis import EmbeddedRedis, free_port
 
 USERS_LUA = """
 counter = 0

@@ -38,13 +38,13 @@ import orjson
 import redis
 
 from bench.common import table
+from engine.cli.up import wait_http
 from engine.config import Settings
 from engine.data.demo import DemoWorld
-from engine.events import INVALIDATING_TYPES
-from engine.redis_server import EmbeddedRedis, free_port
+from engine.events.tracker import INVALIDATING_TYPES
 from engine.runtime import prepare_models, prepare_world
 from engine.simulator import SimulationConfig, SimulationSummary, run_simulation
-from engine.stack import wait_http
+from engine.storage.embedded_redis import EmbeddedRedis, free_port
 
 # ------------------------------------------------------------------------------ processes
 

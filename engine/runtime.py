@@ -18,21 +18,21 @@ from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
 from redis.retry import Retry
 
-from engine.audit import AuditLog
-from engine.cache import RefreshQueue, TieredCache
-from engine.catalog import ItemCatalog
 from engine.config import Settings
+from engine.data.catalog import ItemCatalog
 from engine.data.demo import DemoWorld
 from engine.data.schema import Dataset
-from engine.diversity import DiversitySettings
-from engine.events import EventTracker
+from engine.events.tracker import EventTracker
 from engine.experiments import ExperimentService, PreExposure
-from engine.features import FeatureSource, FeatureStore
-from engine.keys import Keys
 from engine.models.base import Recommender
 from engine.models.registry import ModelRegistry
-from engine.redis_server import EmbeddedRedis, ensure_redis_url
-from engine.service import RecommendationService
+from engine.serving.cache import RefreshQueue, TieredCache
+from engine.serving.diversity import DiversitySettings
+from engine.serving.service import RecommendationService
+from engine.storage.audit import AuditLog
+from engine.storage.embedded_redis import EmbeddedRedis, ensure_redis_url
+from engine.storage.feature_store import FeatureSource, FeatureStore
+from engine.storage.keys import Keys
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from engine.console import experiments as backend
 from engine.experiments import Experiment, ExperimentError, ExperimentReadout
-from engine.ops import experiment_ops as ops
 from pages import _resources as res
 
 STATUS_COLORS = {"draft": "gray", "running": "green", "paused": "orange", "stopped": "violet"}
@@ -49,7 +49,7 @@ def running_summary() -> None:
                 cols[1].badge("no readout", color="gray")
                 cols[2].caption(str(exc))
                 continue
-            badge = ops.status_badge(r)
+            badge = backend.status_badge(r)
             with cols[1]:
                 st.badge(badge.label, color=badge.color)  # type: ignore[arg-type]
                 users = sum(a.users for a in r.arms)

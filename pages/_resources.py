@@ -15,13 +15,13 @@ import httpx
 import streamlit as st
 
 from engine.config import Settings
-from engine.ops import health, monitoring
-from engine.ops.auth import AccessPolicy, configured_password
-from engine.ops.experiment_ops import users_per_day
-from engine.ops.keyspace import KeyspaceReport, scan_keyspace
-from engine.ops.options import ConsoleOptions
-from engine.ops.preview import popularity_shares
-from engine.ops.refresh import Aged, StaleWhileRevalidate
+from engine.console import dependencies, monitoring_panels
+from engine.console.auth import AccessPolicy, configured_password
+from engine.console.experiments import users_per_day
+from engine.console.keyspace import KeyspaceReport, scan_keyspace
+from engine.console.options import ConsoleOptions
+from engine.console.preview import popularity_shares
+from engine.console.stale_while_revalidate import Aged, StaleWhileRevalidate
 from engine.runtime import Engine, build_engine
 
 HEALTH_TTL = 5
@@ -89,34 +89,34 @@ def item_popularity_shares() -> dict[str, float]:
 
 
 @st.cache_resource
-def prometheus(url: str) -> monitoring.PrometheusSource:
-    return monitoring.PrometheusSource(url)
+def prometheus(url: str) -> monitoring_panels.PrometheusSource:
+    return monitoring_panels.PrometheusSource(url)
 
 
 @st.cache_resource
-def exposition(api_url: str) -> monitoring.ExpositionSource:
-    return monitoring.ExpositionSource(api_url)
+def exposition(api_url: str) -> monitoring_panels.ExpositionSource:
+    return monitoring_panels.ExpositionSource(api_url)
 
 
 @st.cache_resource
 def http_client() -> httpx.Client:
     """One connection pool per process for the health checks of the API and Prometheus."""
-    return httpx.Client(timeout=health.TIMEOUT_SECONDS)
+    return httpx.Client(timeout=dependencies.TIMEOUT_SECONDS)
 
 
 @st.cache_data(ttl=HEALTH_TTL, show_spinner=False)
-def service_health(api_url: str | None, prometheus_url: str | None) -> tuple[health.Health, health.Health]:
+def service_health(api_url: str | None, prometheus_url: str | None) -> tuple[dependencies.Health, dependencies.Health]:
     client = http_client()
-    return health.check_api(api_url, client), health.check_prometheus(prometheus_url, client)
+    return dependencies.check_api(api_url, client), dependencies.check_prometheus(prometheus_url, client)
 
 
-def redis_health() -> health.Health:
+def redis_health() -> dependencies.Health:
     # not cached: the banner must appear on the very run that finds Redis down
     eng = engine()
-    return health.check_redis(eng.redis, eng.settings.redis_url)
+    return dependencies.check_redis(eng.redis, eng.settings.redis_url)
 
 
-def metrics_source() -> monitoring.MetricsSource | None:
+def metrics_source() -> monitoring_panels.MetricsSource | None:
     """Prometheus when it answers, else the API's /metrics, else None."""
     s, o = settings(), options()
     _, prom = service_health(o.api_url, s.prometheus_url)
@@ -140,19 +140,19 @@ def tier_hit_ratios(kind: str, url: str) -> dict[str, float | None]:
 
 
 @st.cache_data(ttl=METRICS_TTL, show_spinner=False)
-def exposition_snapshot(api_url: str) -> monitoring.ExpositionSnapshot:
+def exposition_snapshot(api_url: str) -> monitoring_panels.ExpositionSnapshot:
     return exposition(api_url).snapshot()
 
 
 @st.cache_data(ttl=METRICS_TTL, show_spinner=False)
-def alerts(prometheus_url: str) -> list[monitoring.Alert]:
+def alerts(prometheus_url: str) -> list[monitoring_panels.Alert]:
     return prometheus(prometheus_url).alerts()
 
 
-def source_url(source: monitoring.MetricsSource) -> str:
-    if isinstance(source, monitoring.PrometheusSource):
+def source_url(source: monitoring_panels.MetricsSource) -> str:
+    if isinstance(source, monitoring_panels.PrometheusSource):
         return source.url
-    assert isinstance(source, monitoring.ExpositionSource)
+    assert isinstance(source, monitoring_panels.ExpositionSource)
     return source.api_url
 
 

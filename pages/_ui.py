@@ -14,9 +14,9 @@ import plotly.graph_objects as go
 import redis
 import streamlit as st
 
-from engine.ops.auth import ANONYMOUS, operator_name
-from engine.ops.health import Health, redis_unavailable
-from engine.ops.monitoring import Kpi, MetricsUnavailableError, Unit
+from engine.console.auth import ANONYMOUS, operator_name
+from engine.console.dependencies import Health, redis_unavailable
+from engine.console.monitoring_panels import Kpi, MetricsUnavailableError, Unit
 from pages import _resources as res
 
 OPERATOR = "operator"  # session key: who is logged in (never the password)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from engine.ops import cache_actions as actions
-from engine.ops import preview
-from engine.ops.monitoring import format_value
+from engine.console import cache_actions as actions
+from engine.console import preview
+from engine.console.monitoring_panels import format_value
 from pages import _resources as res
 from pages import _ui as ui
 

@@ -7,9 +7,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from engine.console import experiments as backend
+from engine.console.monitoring_panels import format_value
 from engine.experiments import METRICS, ConflictError, Experiment, ExperimentError, NotFoundError
-from engine.ops import experiment_ops as ops
-from engine.ops.monitoring import format_value
 from pages import _experiments_ui as exp_ui
 from pages import _resources as res
 from pages import _ui as ui
@@ -43,7 +43,7 @@ def run_pending() -> None:
         return
     action, who = confirmed
     try:
-        exp = ops.transition(eng, action["key"], action["action"], who)
+        exp = backend.transition(eng, action["key"], action["action"], who)
     except ExperimentError as exc:
         st.error(f"Could not {action['action']} `{action['key']}`: {exc}")
         return
@@ -95,9 +95,9 @@ def actions_section(exp: Experiment) -> None:
             st.markdown(f"**{exp.name}** `{exp.key}`")
             st.badge(exp.status, color=exp_ui.STATUS_COLORS.get(exp.status, "gray"))  # type: ignore[arg-type]
             st.caption(exp.hypothesis or "No hypothesis written.")
-        allowed = ops.ALLOWED.get(exp.status, ())
+        allowed = backend.ALLOWED.get(exp.status, ())
         who = ui.current_writer()
-        for col, action in zip(cols[1:4], ops.ACTIONS, strict=True):
+        for col, action in zip(cols[1:4], backend.ACTIONS, strict=True):
             if col.button(action.capitalize(), key=f"act_{action}", disabled=action not in allowed or who is None,
                           width="stretch"):
                 confirm(action, exp)
@@ -139,16 +139,17 @@ def calculator(goal: str, weights: list[float], alpha: float, power: float, mde:
         if spec.kind == "mean":
             std = c2.number_input("Std per user", min_value=0.0001, value=1.0, key=f"{prefix}std")
         traffic = res.traffic_users_per_day()
-        st.caption(f"Current traffic: about {ops.compact(traffic)} users per day (distinct users in the latest events, "
+        st.caption(f"Current traffic: about {backend.compact(traffic)} users per day "
+                   "(distinct users in the latest events, "
                    "at most the shop's users), times the coverage." if traffic else
                    "Current traffic: unknown until the event stream covers at least a minute.")
         try:
-            p = ops.plan(goal, baseline, mde, alpha, power, weights, traffic, coverage, std)
+            p = backend.plan(goal, baseline, mde, alpha, power, weights, traffic, coverage, std)
         except ValueError as exc:
             st.warning(f"Not computable: {exc}")
             return None
         st.success(f"Needs **{p.users_per_variant:,} users per variant** ({p.total_users:,} in total), "
-                   f"{ops.duration_text(p.days)}. "
+                   f"{backend.duration_text(p.days)}. "
                    f"MDE {format_value(p.mde_rel, 'percent') if p.mde_rel is not None else '–'} relative, "
                    f"alpha {p.alpha_per_comparison:.3g} per comparison.")
         return p.users_per_variant
@@ -161,7 +162,7 @@ def variant_inputs(exp: Experiment | None, prefix: str, locked: bool) -> list[di
     current = ([{"name": "control", "model": default, "weight": 0.5},
                 {"name": "treatment", "model": other, "weight": 0.5}] if exp is None else
                [{"name": v.name, "model": v.model, "weight": v.weight} for v in exp.variants])
-    count = int(st.number_input("Variants", min_value=2, max_value=ops.MAX_VARIANTS, value=len(current),
+    count = int(st.number_input("Variants", min_value=2, max_value=backend.MAX_VARIANTS, value=len(current),
                                 key=f"{prefix}nvar", disabled=locked, help="the first one is the control"))
     rows = []
     for i in range(count):
@@ -239,14 +240,14 @@ def editor(exp: Experiment | None) -> None:
                                key=f"{prefix}useplan", disabled=locked,
                                help="recorded as the planned sample size; progress is measured against it")
         slots["planned_sample_size"] = st.empty()
-    slots[ops.GENERAL] = st.empty()
+    slots[backend.GENERAL] = st.empty()
 
     label = "Create draft" if creating else f"Save changes (version {exp.version})"
     if not st.button(label, type="primary", key=f"{prefix}submit", icon=":material/save:"):
         return
     who = ui.current_writer()
     if who is None:
-        slots[ops.GENERAL].error("Log in to create or change experiments; nothing was saved.")
+        slots[backend.GENERAL].error("Log in to create or change experiments; nothing was saved.")
         return
     spec: dict[str, Any] = {
         "key": key.strip(), "name": name.strip(), "hypothesis": hypothesis.strip(), "kind": kind,
@@ -261,7 +262,7 @@ def editor(exp: Experiment | None) -> None:
         full = {**exp.model_dump(), **spec, "key": exp.key}
     else:
         full = spec
-    errors = ops.form_errors(full, models)
+    errors = backend.form_errors(full, models)
     if errors:
         for field, slot in slots.items():
             errors_below(slot, errors, field)
@@ -269,19 +270,19 @@ def editor(exp: Experiment | None) -> None:
         return
     try:
         if creating:
-            saved = ops.create(eng, spec, who)
+            saved = backend.create(eng, spec, who)
         else:
             current = exp.model_dump()
             changes = {k: v for k, v in spec.items() if k != "key" and current.get(k) != v}
             if not changes:
                 st.info("Nothing changed.")
                 return
-            saved = ops.update(eng, exp.key, changes, exp.version, who)
+            saved = backend.update(eng, exp.key, changes, exp.version, who)
     except ConflictError as exc:
-        slots[ops.GENERAL].error(f"{exc}. Reload the page to see the current version.")
+        slots[backend.GENERAL].error(f"{exc}. Reload the page to see the current version.")
         return
     except ExperimentError as exc:
-        field = "key" if "already exists" in str(exc) else ops.GENERAL
+        field = "key" if "already exists" in str(exc) else backend.GENERAL
         slots[field].error(str(exc))
         return
     st.session_state[SELECT_NEXT] = saved.key

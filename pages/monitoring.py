@@ -10,7 +10,16 @@ from datetime import datetime
 import pandas as pd
 import streamlit as st
 
-from engine.ops.monitoring import KPIS, PANELS, QUANTILES, TIME_RANGES, Panel, format_value, now_utc, step_for
+from engine.console.monitoring_panels import (
+    KPIS,
+    PANELS,
+    QUANTILES,
+    TIME_RANGES,
+    Panel,
+    format_value,
+    now_utc,
+    step_for,
+)
 from pages import _resources as res
 from pages import _ui as ui
 

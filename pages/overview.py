@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine.ops.monitoring import KPIS
+from engine.console.monitoring_panels import KPIS
 from pages import _experiments_ui as exp_ui
 from pages import _resources as res
 from pages import _ui as ui

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from engine.console import experiments as backend
 from engine.experiments import ExperimentError, ExperimentReadout
-from engine.ops import experiment_ops as ops
 from pages import _experiments_ui as exp_ui
 from pages import _resources as res
 from pages import _ui as ui
@@ -61,7 +61,7 @@ def interval_plot(table: pd.DataFrame, title: str) -> None:
 
 
 def posterior_plot(r: ExperimentReadout) -> None:
-    curves = ops.posterior_curves(r)
+    curves = backend.posterior_curves(r)
     if curves.empty:
         st.caption("No posterior yet (the Bayesian engine needs users in every arm).")
         return
@@ -74,7 +74,7 @@ def posterior_plot(r: ExperimentReadout) -> None:
 
 @st.cache_data(ttl=exp_ui.READOUT_TTL, show_spinner=False)
 def series(key: str, metric: str, version: int) -> pd.DataFrame:
-    return ops.series_frame(res.engine().experiments.time_series(key, metric))  # type: ignore[union-attr]
+    return backend.series_frame(res.engine().experiments.time_series(key, metric))  # type: ignore[union-attr]
 
 
 def over_time(key: str, metric: str, version: int) -> None:
@@ -97,7 +97,7 @@ def over_time(key: str, metric: str, version: int) -> None:
 def decision(r: ExperimentReadout) -> None:
     show = DECISION_STYLE.get(r.decision.action, st.info)
     show(f"**Decision: {r.decision.action.replace('_', ' ')}.** {r.decision_text}")
-    if ops.peeking(r) and r.decision.action in ("ship", "hold", "no_difference"):
+    if backend.peeking(r) and r.decision.action in ("ship", "hold", "no_difference"):
         st.warning("The frequentist test is meant to be read once, at the planned sample size: acting on it earlier "
                    "inflates false positives (with 14 looks a 5% test is wrong about 22% of the time). To watch "
                    "the experiment as it runs, switch to the sequential engine.", icon=":material/visibility:")
@@ -147,12 +147,12 @@ with ui.guard("computing the readout"):
     except ExperimentError as exc:
         st.error(str(exc))
         st.stop()
-    badge = ops.status_badge(r)
+    badge = backend.status_badge(r)
     st.badge(f"{exp.status} · {badge.label}", color=badge.color)  # type: ignore[arg-type]
     srm_banner(r)
     decision(r)
     progress(r)
-    table = ops.readout_table(r)
+    table = backend.readout_table(r)
     goal_rows = table[table["role"] != "guardrail"]
     guard_rows = table[table["role"] == "guardrail"]
 
@@ -182,7 +182,7 @@ with ui.guard("computing the readout"):
         st.table(styled(guard_rows, engine))
 
     st.subheader("Arms")
-    st.table(ops.arms_table(r).style.hide(axis="index").format(
+    st.table(backend.arms_table(r).style.hide(axis="index").format(
         {"weight": "{:.0%}", "expected share": "{:.1%}", "users": "{:,.0f}", "observed share": "{:.1%}",
          "impressions": "{:,.0f}", "clicks": "{:,.0f}", "purchases": "{:,.0f}"}, na_rep="–"))
     st.download_button("Download the table (CSV)", table.to_csv(index=False).encode(), icon=":material/download:",

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine.diversity import DiversitySettings
-from engine.ops import preview
-from engine.ops.cache_actions import check_user_id
-from engine.service import RecommendationResult
+from engine.console import preview
+from engine.console.cache_actions import check_user_id
+from engine.serving.diversity import DiversitySettings
+from engine.serving.service import RecommendationResult
 from pages import _resources as res
 from pages import _ui as ui
 

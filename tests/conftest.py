@@ -11,12 +11,12 @@ import pytest
 import redis
 
 from engine.config import Settings
-from engine.redis_server import EmbeddedRedis
+from engine.storage.embedded_redis import EmbeddedRedis
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 # fixtures of the engine (small demo world, trained models) and of a running API process
-pytest_plugins = ["tests.engine_fixtures", "tests.api_fixtures"]
+pytest_plugins = ["tests.support.engine_fixtures", "tests.support.api"]
 
 REQUIRE_BINARIES = os.environ.get("RECOPS_REQUIRE_BINARIES") == "1"
 

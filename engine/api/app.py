@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.api.middleware import RequestCounter
-from engine.api.routes import admin, events, ops, recommendations
+from engine.api.routes import admin, events, probes, recommendations
 from engine.config import Settings, get_settings
 from engine.runtime import Engine, build_engine, freeze_startup_heap
 
@@ -49,7 +49,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     )
     app.include_router(recommendations.router)
     app.include_router(events.router)
-    app.include_router(ops.router)
+    app.include_router(probes.router)
     app.include_router(admin.router)
     app.add_middleware(RequestCounter)
 

@@ -23,7 +23,7 @@ from engine.experiments.model import (
     parse_experiment,
 )
 from engine.experiments.planning import SampleSizePlan, plan_sample_size
-from engine.experiments.readout import ExperimentReadout, MetricResult
+from engine.experiments.results import ExperimentReadout, MetricResult
 from engine.experiments.service import ExperimentService
 
 __all__ = [

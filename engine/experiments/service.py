@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import redis
 
 from analysis.bandit import thompson_weights
+from engine.experiments.arm_stats import bandit_trials, parse_stats
 from engine.experiments.assignment import Assignment, AssignmentTable, Holdout
 from engine.experiments.covariates import PreExposure
 from engine.experiments.metrics import COUNTERS, EVENT_COUNTER, METRICS
@@ -44,12 +45,11 @@ from engine.experiments.model import (
     parse_experiment,
 )
 from engine.experiments.planning import SampleSizePlan, plan_sample_size
-from engine.experiments.readout import ExperimentReadout, build_readout, phase_variants, time_series
+from engine.experiments.results import ExperimentReadout, build_readout, phase_variants, time_series
 from engine.experiments.scripts import EXPOSE, OBSERVE
-from engine.experiments.stats import bandit_trials, parse_stats
 from engine.experiments.store import ExperimentStore
-from engine.features import eval_script_batch
-from engine.keys import Keys
+from engine.storage.feature_store import eval_script_batch
+from engine.storage.keys import Keys
 
 log = logging.getLogger(__name__)
 

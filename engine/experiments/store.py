@@ -22,7 +22,7 @@ import redis
 
 from engine.experiments.assignment import Holdout
 from engine.experiments.model import ConflictError, Experiment, ExperimentError, NotFoundError, parse_experiment
-from engine.keys import Keys
+from engine.storage.keys import Keys
 
 log = logging.getLogger(__name__)
 UPDATE_ATTEMPTS = 10

@@ -25,7 +25,7 @@ from threadpoolctl import threadpool_limits
 
 from engine.data.schema import InteractionMatrix
 from engine.models.base import Recommender
-from engine.models.ops import top_n
+from engine.models.matrix import top_n
 
 Weighting = Literal["none", "bm25"]
 WEIGHTINGS: tuple[str, ...] = ("none", "bm25")

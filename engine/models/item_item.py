@@ -24,7 +24,7 @@ from scipy import sparse
 
 from engine.data.schema import InteractionMatrix
 from engine.models.base import Recommender
-from engine.models.ops import csr_from_arrays, csr_to_arrays, time_decayed, top_n
+from engine.models.matrix import csr_from_arrays, csr_to_arrays, time_decayed, top_n
 
 Similarity = Literal["cosine", "jaccard", "lift"]
 SIMILARITIES: tuple[str, ...] = ("cosine", "jaccard", "lift")

@@ -6,7 +6,7 @@ import numpy as np
 
 from engine.data.schema import InteractionMatrix
 from engine.models.base import Recommender
-from engine.models.ops import time_decayed, top_n
+from engine.models.matrix import time_decayed, top_n
 
 
 class PopularityRecommender(Recommender):

@@ -7,7 +7,6 @@ Users request lists, behave by the world's ground truth (``DemoWorld.sample_feed
 every impression, click, add-to-cart and purchase back through ``/events/batch``.
 """
 
-from engine.simulator.command import add_simulate_arguments, run_until_signalled, simulate_command
 from engine.simulator.scheduler import SimulationConfig, run_simulation
 from engine.simulator.summary import SimulationSummary, VariantStats, format_summary
 from engine.simulator.visits import Behaviour, behave, event_id, plan_users
@@ -17,12 +16,9 @@ __all__ = [
     "SimulationConfig",
     "SimulationSummary",
     "VariantStats",
-    "add_simulate_arguments",
     "behave",
     "event_id",
     "format_summary",
     "plan_users",
     "run_simulation",
-    "run_until_signalled",
-    "simulate_command",
 ]

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from engine.api.deps import EngineDep
 from engine.api.schemas import ID_PATTERN, ErrorResponse, EventResponse
-from engine.events import Event, TrackResult, UnknownItemError
+from engine.events.tracker import Event, TrackResult, UnknownItemError
 
 router = APIRouter(tags=["events"])
 ERRORS = {

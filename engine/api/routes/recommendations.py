@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from engine.api.deps import get_engine
 from engine.api.schemas import ErrorResponse, RecommendationBody, RecommendationQuery, RecommendationResponse
-from engine.service import RecommendationResult
+from engine.serving.service import RecommendationResult
 
 router = APIRouter(tags=["recommendations"])
 M = TypeVar("M", bound=BaseModel)

@@ -1,0 +1,282 @@
+"""``recops analyze`` (a CSV of per-variant sums, no Redis) and ``recops experiments ...``.
+
+Errors a user can fix (a bad CSV, an invalid experiment, a forbidden state change) print one line
+on stderr and exit with 2; an unreachable Redis exits with 1.  Never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+# Heavier modules (scipy via analysis, redis) load inside the commands: building the parser for
+# `recops --help` should not import them.
+if TYPE_CHECKING:
+    from analysis.readout import Readout
+    from engine.experiments.results import ExperimentReadout, MetricResult
+
+USAGE_ERROR = 2
+RUNTIME_ERROR = 1
+
+
+def _fail(message: str, code: int = USAGE_ERROR) -> int:
+    print("error: " + " ".join(str(message).split()), file=sys.stderr)
+    return code
+
+
+def _num(value: float | None, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return f"{value:.{digits}g}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:+.2%}"
+
+
+def _interval(ci: tuple[float, float] | None, fmt: Callable[[float | None], str]) -> str:
+    return "-" if ci is None else f"[{fmt(ci[0])}, {fmt(ci[1])}]"
+
+
+def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    cells = [list(headers), *[list(r) for r in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+             for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def treatment_table(readout: Readout) -> str:
+    control = readout.arms[0]
+    rows = [[f"{control.name} (control)", str(control.users), _num(control.mean), "", "", "", "", "", ""]]
+    for r in readout.results:
+        rows.append([
+            r.variant, str(r.users), _num(r.mean), _pct(r.lift_rel), _interval(r.ci_rel, _pct),
+            _num(r.p_value_adjusted if r.p_value_adjusted is not None else r.p_value, 3),
+            "yes" if r.significant else ("no" if r.significant is not None else "-"),
+            _num(r.chance_to_win, 3), _num(r.expected_loss, 3),
+        ])
+    return text_table(
+        ["variant", "users", "mean", "lift", "ci (rel)", "p", "significant", "chance to win", "expected loss"], rows
+    )
+
+
+# ================================================================================ analyze
+
+
+def compact(readout: Readout) -> dict[str, Any]:
+    """The ``--json`` shape: one object per treatment under ``results`` and the verdict on top."""
+    from engine.experiments.results import json_safe
+
+    results = [
+        {
+            "variant": r.variant,
+            "users": r.users,
+            "mean": r.mean,
+            "control_mean": r.control_mean,
+            "lift_abs": r.lift_abs,
+            "lift_rel": r.lift_rel,
+            "ci_abs": r.ci_abs,
+            "ci_rel": r.ci_rel,
+            "p_value": r.p_value,
+            "p_value_adjusted": r.p_value_adjusted,
+            "significant": r.significant,
+            "chance_to_win": r.chance_to_win,
+            "expected_loss": r.expected_loss,
+            "prob_best": r.prob_best,
+            "messages": r.messages,
+        }
+        for r in readout.results
+    ]
+    control = readout.arms[0]
+    return json_safe({
+        "metric_type": readout.metric_type,
+        "engine": readout.engine,
+        "decision_engine": readout.decision_engine,
+        "control": {"variant": control.name, "users": control.users, "mean": control.mean},
+        "results": results,
+        "srm_p_value": readout.srm_p_value,
+        "srm_flag": readout.srm_flag,
+        "required_users_per_arm": readout.required_users_per_arm,
+        "cuped_theta": readout.cuped_theta,
+        "decision": readout.decision.action,
+        "decision_text": readout.decision_text,
+        "messages": readout.messages,
+    })
+
+
+def add_analyze_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input", required=True, help="CSV: variant,users,sum[,sum_squares][,pre_sum,"
+                        "pre_sum_squares,sum_product][,weight]; the first row is the control")
+    parser.add_argument("--metric-type", choices=["binomial", "mean"], default="binomial")
+    parser.add_argument("--engine", choices=["frequentist", "sequential", "bayesian", "all"], default="frequentist")
+    parser.add_argument("--alpha", type=float, default=0.05)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh, skipinitialspace=True)
+        if not reader.fieldnames:
+            raise ValueError("the file is empty: expected a header row variant,users,sum,...")
+        rows = [row for row in reader if any((v or "").strip() for v in row.values() if isinstance(v, str))]
+    for index, row in enumerate(rows, start=1):
+        if None in row:
+            raise ValueError(f"row {index}: more values than the header has columns")
+    return rows
+
+
+def analyze_command(args: argparse.Namespace) -> int:
+    from analysis.readout import AnalysisSettings, analyze, summaries_from_rows
+
+    try:
+        rows = read_rows(Path(args.input))
+        variants = summaries_from_rows(rows)
+        readout = analyze(variants, args.metric_type, args.engine, AnalysisSettings(alpha=args.alpha))
+    except OSError as exc:
+        return _fail(f"cannot read {args.input}: {exc.strerror or exc}")
+    except (ValueError, csv.Error, UnicodeDecodeError) as exc:
+        return _fail(f"{args.input}: {exc}")
+    if args.json:
+        print(json.dumps(compact(readout), indent=2))
+        return 0
+    print(f"{readout.metric_type} metric, {readout.engine} engine (deciding: {readout.decision_engine})")
+    print(treatment_table(readout))
+    print(f"SRM p = {_num(readout.srm_p_value, 3)}{' (MISMATCH)' if readout.srm_flag else ''}")
+    for message in readout.messages:
+        print(f"note: {message}")
+    print(f"decision: {readout.decision_text}")
+    return 0
+
+
+# ============================================================================ experiments
+
+
+def add_experiments_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", required=True)
+    p = sub.add_parser("list", help="every experiment with its status and phase")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("show", help="one experiment's configuration as JSON")
+    p.add_argument("key")
+    p = sub.add_parser("create", help="create a draft from a JSON file ('-' reads stdin)")
+    p.add_argument("--file", required=True)
+    for action, text in (("start", "start a draft or resume a paused experiment"),
+                         ("pause", "pause a running experiment"), ("stop", "stop an experiment for good")):
+        sub.add_parser(action, help=text).add_argument("key")
+    p = sub.add_parser("readout", help="goal, guardrails, SRM, progress and the decision")
+    p.add_argument("key")
+    p.add_argument("--phase", type=int, default=None)
+    p.add_argument("--engine", choices=["frequentist", "sequential", "bayesian", "all"], default=None)
+    p.add_argument("--metric", action="append", default=None, help="an extra metric to read (repeatable)")
+    p.add_argument("--json", action="store_true")
+
+
+def _service() -> Any:
+    from engine.config import get_settings
+    from engine.experiments.service import ExperimentService
+    from engine.models.registry import ModelRegistry
+    from engine.runtime import redis_client
+    from engine.storage.embedded_redis import ensure_redis_url
+    from engine.storage.keys import Keys
+
+    settings = get_settings()
+    url, embedded = ensure_redis_url(settings.redis_url, settings.data_dir)
+    trained = ModelRegistry(settings.models_dir).names()
+    service = ExperimentService(
+        redis_client(url), Keys(settings.key_prefix), available_models=(lambda: trained) if trained else None
+    )
+    return service, embedded
+
+
+def _load_spec(path: str) -> Any:
+    from engine.experiments.model import ExperimentError
+
+    text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ExperimentError(f"{path} is not valid JSON: {exc}") from None
+
+
+def _metric_lines(m: MetricResult) -> list[str]:
+    title = f"{m.role} metric {m.metric} ({m.kind}: {m.description})"
+    if m.readout is None:
+        return [title, f"  no readout: {m.error}"]
+    return [title, treatment_table(m.readout)]
+
+
+def format_readout(r: ExperimentReadout) -> str:
+    lines = [
+        f"{r.key}: {r.name} [{r.status}, {r.kind}, phase {r.phase} of {r.phases}, engine {r.engine}]",
+        text_table(
+            ["variant", "model", "weight", "users", "impressions", "clicks", "purchases", "revenue"],
+            [[a.name, a.model, f"{a.weight:.3f}", str(a.users), *(_num(a.totals[c], 6) for c in
+              ("impressions", "clicks", "purchases", "revenue"))] for a in r.arms],
+        ),
+        "",
+    ]
+    for m in (r.goal, *r.guardrails, *r.secondary):
+        lines += [*_metric_lines(m), ""]
+    p = r.progress
+    planned = "-" if p.planned_per_variant is None else f"{p.planned_per_variant:,} per variant ({p.source})"
+    done = "" if p.fraction is None else f", {p.fraction:.0%} done"
+    lines.append(f"progress: smallest arm {p.min_users:,} users of {planned}{done}")
+    lines.append(f"SRM p = {_num(r.srm_p_value, 3)}{' (MISMATCH)' if r.srm_flag else ''}")
+    lines += [f"note: {m}" for m in r.messages]
+    lines.append(f"decision: {r.decision_text}")
+    return "\n".join(lines)
+
+
+def experiments_command(args: argparse.Namespace) -> int:
+    import redis
+
+    from engine.experiments.model import ExperimentError
+
+    embedded = None
+    try:
+        service, embedded = _service()
+        return _run_action(service, args)
+    except ExperimentError as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(str(exc))
+    except redis.RedisError as exc:
+        return _fail(f"Redis: {exc}", RUNTIME_ERROR)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def _run_action(service: Any, args: argparse.Namespace) -> int:
+    action = args.action
+    if action == "list":
+        exps = service.list_experiments()
+        if args.json:
+            print(json.dumps([e.model_dump(mode="json") for e in exps], indent=2))
+            return 0
+        rows = [[e.key, e.name, e.status, e.kind, str(e.phase), e.goal_metric,
+                 ", ".join(f"{v.name}:{v.model}@{v.weight:.2f}" for v in e.variants)] for e in exps]
+        print(text_table(["key", "name", "status", "kind", "phase", "goal", "variants"], rows) if rows
+              else "no experiments")
+        return 0
+    if action == "show":
+        print(service.get(args.key).model_dump_json(indent=2))
+        return 0
+    if action == "create":
+        exp = service.create(_load_spec(args.file))
+        print(f"created {exp.key} (draft, version {exp.version})")
+        return 0
+    if action in ("start", "pause", "stop"):
+        exp = getattr(service, action)(args.key)
+        print(f"{exp.key}: {exp.status} (phase {exp.phase}, version {exp.version})")
+        return 0
+    readout = service.readout(args.key, phase=args.phase, metrics=args.metric, engine=args.engine)
+    print(json.dumps(readout.to_dict(), indent=2) if args.json else format_readout(readout))
+    return 0

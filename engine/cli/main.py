@@ -1,0 +1,153 @@
+"""The ``recops`` command line.  Each sub-command parses its flags here and calls the engine."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from engine.config import Settings, get_settings
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _settings() -> Settings:
+    return get_settings()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Prepare the demo world and models, warm the most active users, print a few lists."""
+    from engine.runtime import build_engine
+
+    settings = _settings()
+    engine = build_engine(settings, start_listener=False)
+    try:
+        users = engine.features.top_active_users(args.warm)
+        report = engine.service.warm(users, n=args.n)
+        print(f"warmed {report.users} users in {report.seconds:.2f}s")
+        for user in [*users[:2], "new-user-without-history"]:
+            result = engine.service.recommend(user, n=args.n)
+            print(f"\n{user}  model={result.model} tier={result.cache_tier} "
+                  f"latency={result.latency_seconds * 1000:.2f} ms cold_start={result.cold_start}")
+            for rank, item in enumerate(result.items, 1):
+                print(f"  {rank:2d}. {item['title']:<40} {item['category']:<16} {item['score']:8.4f}  {item['reason']}")
+    finally:
+        engine.close()
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from engine.cli.up import StackOptions, up
+
+    options = StackOptions(
+        prometheus=not args.no_prometheus, simulator=not args.no_simulator, console=not args.no_console,
+        api_port=args.api_port, console_port=args.console_port, prometheus_port=args.prometheus_port,
+        simulator_rate=args.simulator_rate,
+    )
+    return up(_settings(), options)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from engine.cli.serve import serve
+
+    settings = _settings()
+    serve(settings, host=args.host or settings.api_host, port=args.port or settings.api_port, workers=args.workers)
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from engine.config import settings_table
+
+    print(settings_table())
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from engine.models.evaluation import evaluate_command
+
+    return evaluate_command(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recops", description="RecOps recommendation engine and console")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="prepare the demo world and models, warm the cache, print lists")
+    p.add_argument("--warm", type=int, default=500, help="warm the N most active users")
+    p.add_argument("--n", type=int, default=10)
+    p.set_defaults(handler=cmd_demo)
+
+    p = sub.add_parser("up", help="start the whole stack: Redis, API, Prometheus, simulator, console")
+    p.add_argument("--no-prometheus", action="store_true")
+    p.add_argument("--no-simulator", action="store_true")
+    p.add_argument("--no-console", action="store_true")
+    p.add_argument("--api-port", type=int)
+    p.add_argument("--console-port", type=int)
+    p.add_argument("--prometheus-port", type=int)
+    p.add_argument("--simulator-rate", type=float, default=3.0, help="requests per second")
+    p.set_defaults(handler=cmd_up)
+
+    p = sub.add_parser("serve", help="run the HTTP API alone (REDIS_URL or the embedded Redis)")
+    p.add_argument("--host", default=None)
+    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    p.set_defaults(handler=cmd_serve)
+
+    from engine.data.fetch import add_fetch_arguments, fetch_command
+
+    p = sub.add_parser("fetch-movielens", help="MovieLens-100k from the recbole wheel on PyPI, as u.data/u.item")
+    add_fetch_arguments(p)
+    p.set_defaults(handler=fetch_command)
+
+    p = sub.add_parser("config", help="print the configuration table (environment variables)")
+    p.set_defaults(handler=cmd_config)
+
+    from engine.cli.simulate import add_simulate_arguments, simulate_command
+
+    p = sub.add_parser("simulate", help="simulated users of the demo world sending real traffic to the API")
+    add_simulate_arguments(p)
+    p.set_defaults(handler=simulate_command)
+
+    from engine.cli.experiments import (
+        add_analyze_arguments,
+        add_experiments_arguments,
+        analyze_command,
+        experiments_command,
+    )
+
+    p = sub.add_parser("analyze", help="read out an experiment from a CSV of per-variant sums (no Redis)")
+    add_analyze_arguments(p)
+    p.set_defaults(handler=analyze_command)
+
+    p = sub.add_parser("experiments", help="list, create, start, pause, stop and read out experiments")
+    add_experiments_arguments(p)
+    p.set_defaults(handler=experiments_command)
+
+    p = sub.add_parser("evaluate", help="offline evaluation of every model")
+    p.add_argument("--dataset", choices=["demo", "movielens"], default="demo")
+    p.add_argument("--path", help="MovieLens directory (ml-100k, ml-latest or ml-latest-small)")
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(handler=cmd_evaluate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,241 @@
+"""``recops up``: the whole stack from one command.
+
+Embedded Redis (unless ``REDIS_URL``), the demo world and trained models (reused when the data
+dir has them), the API, Prometheus when its binary exists, a gentle simulator and the console.
+Children run in their own sessions so that Ctrl-C reaches only this supervisor, which stops
+them in reverse order; ``stack.json`` in the data dir lists their pids while the stack runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from engine.config import Settings
+from engine.monitoring.prometheus_server import PrometheusServer, PrometheusUnavailableError, find_prometheus_binary
+from engine.runtime import prepare_models, prepare_world
+from engine.storage.embedded_redis import EmbeddedRedis, ensure_redis_url, free_port, redact_url
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class StackOptions:
+    prometheus: bool = True
+    simulator: bool = True
+    console: bool = True
+    api_port: int | None = None
+    console_port: int | None = None
+    prometheus_port: int | None = None
+    simulator_rate: float = 3.0
+
+
+def port_or_free(wanted: int) -> int:
+    """``wanted`` when it is free on loopback, else any free port (a second stack beside the first).
+
+    0 asks for any free port.
+    """
+    if wanted == 0:
+        return free_port()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", wanted))
+        except OSError:
+            return free_port()
+    return wanted
+
+
+def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return True
+        time.sleep(0.2)
+    return False
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+    url: str = ""
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    options: StackOptions
+    children: list[Child] = field(default_factory=list)
+    redis: EmbeddedRedis | None = None
+    prometheus: PrometheusServer | None = None
+    urls: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    _stopping: bool = False
+
+    @property
+    def state_file(self) -> Path:
+        return self.settings.data_dir / "stack.json"
+
+    def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> Child:
+        log = (self.settings.data_dir / "logs" / f"{name}.log").open("ab")
+        proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+                                start_new_session=True)
+        child = Child(name, proc)
+        self.children.append(child)
+        self._write_state()
+        return child
+
+    def _write_state(self) -> None:
+        state = {
+            "supervisor": os.getpid(),
+            "children": {c.name: c.process.pid for c in self.children},
+            "redis_pid": self.redis.process.pid if self.redis and self.redis.process else None,
+            "prometheus_pid": (
+                self.prometheus.process.pid if self.prometheus and self.prometheus.process else None
+            ),
+            "urls": self.urls,
+        }
+        # readers poll this file: replace it whole so that they never see half of it
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        os.replace(tmp, self.state_file)
+
+    def start(self) -> Stack:
+        s, o = self.settings, self.options
+        (s.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+        url, self.redis = ensure_redis_url(s.redis_url, s.data_dir)
+        self.urls["redis"] = redact_url(url)  # stack.json and the terminal never show a password
+        print(f"redis       {redact_url(url)}{'  (embedded)' if self.redis else ''}", flush=True)
+        print("preparing the demo world and models (first run trains them) ...", flush=True)
+        prepare_models(s, prepare_world(s).dataset())
+
+        env = dict(os.environ, REDIS_URL=url, RECOPS_DATA_DIR=str(s.data_dir.resolve()))
+        env.setdefault("OPENBLAS_NUM_THREADS", "1")
+        api_port = o.api_port or port_or_free(s.api_port)
+        api = self._spawn("api", [sys.executable, "-m", "engine.cli", "serve", "--port", str(api_port)], env)
+        api.url = f"http://127.0.0.1:{api_port}"
+        if not wait_http(api.url + "/health", 120, api.process):
+            raise RuntimeError(f"the API did not start; see {s.data_dir / 'logs' / 'api.log'}")
+        self.urls["api"] = api.url
+        print(f"api         {api.url}   (docs: {api.url}/docs, metrics: {api.url}/metrics)", flush=True)
+
+        prom_url = s.prometheus_url
+        if prom_url:
+            self.notes.append(f"Prometheus: using PROMETHEUS_URL={prom_url}")
+        elif o.prometheus and find_prometheus_binary():
+            try:
+                self.prometheus = PrometheusServer(
+                    s.data_dir, api_target=f"127.0.0.1:{api_port}",
+                    port=o.prometheus_port or port_or_free(s.prometheus_port),
+                ).start()
+                prom_url = self.prometheus.url
+            except PrometheusUnavailableError as exc:
+                self.notes.append(f"Prometheus did not start: {exc}")
+        elif o.prometheus:
+            self.notes.append("Prometheus: no `prometheus` binary on PATH (apt-get install prometheus); "
+                              "the console reads the API's /metrics directly")
+        if prom_url:
+            self.urls["prometheus"] = prom_url
+            env["PROMETHEUS_URL"] = prom_url
+            print(f"prometheus  {prom_url}", flush=True)
+        env["RECOPS_API_URL"] = api.url
+
+        if o.simulator:
+            sim = self._spawn("simulator", [sys.executable, "-m", "engine.cli", "simulate", "--api", api.url,
+                                            "--rate", str(o.simulator_rate), "--duration", "86400"], env)
+            print(f"simulator   {o.simulator_rate:g} requests/s against the API (log: logs/{sim.name}.log)", flush=True)
+
+        if o.console and (REPO_ROOT / "app.py").exists():
+            port = o.console_port or port_or_free(s.console_port)
+            console = self._spawn("console", [
+                sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "app.py"),
+                "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
+                "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+            ], env)
+            console.url = f"http://127.0.0.1:{port}"
+            if wait_http(console.url + "/_stcore/health", 60, console.process):
+                self.urls["console"] = console.url
+                print(f"console     {console.url}", flush=True)
+            else:
+                self.notes.append(f"the console did not start; see {s.data_dir / 'logs' / 'console.log'}")
+        self._write_state()
+        for note in self.notes:
+            print(f"note: {note}", flush=True)
+        print("RecOps is up. Ctrl-C stops everything.", flush=True)
+        return self
+
+    def stop(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        for child in reversed(self.children):
+            child.stop()
+        if self.prometheus is not None:
+            self.prometheus.stop()
+        if self.redis is not None:
+            self.redis.stop()
+        with contextlib.suppress(OSError):
+            self.state_file.unlink()
+        print("RecOps stopped.", flush=True)
+
+    def wait(self) -> int:
+        """Until a signal (see ``up``), or until a child dies (then everything stops, exit code 1)."""
+        while True:
+            for child in self.children:
+                if child.process.poll() is not None and child.name != "simulator":
+                    print(f"{child.name} exited with {child.process.returncode}; stopping the stack", flush=True)
+                    return 1
+            time.sleep(0.2)
+
+
+class StopRequested(Exception):
+    """SIGTERM or SIGINT: unwind to ``up``'s ``finally``, which stops every child."""
+
+
+def _raise_stop(signum: int, _frame: object) -> None:
+    raise StopRequested(signum)
+
+
+def up(settings: Settings, options: StackOptions) -> int:
+    # Handlers first: a signal that arrives while the stack is still starting must stop the
+    # children already started too (they run in their own sessions and would outlive us).
+    signal.signal(signal.SIGINT, _raise_stop)
+    signal.signal(signal.SIGTERM, _raise_stop)
+    stack = Stack(settings, options)
+    try:
+        stack.start()
+        return stack.wait()
+    except (StopRequested, KeyboardInterrupt):
+        return 0
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stack.stop()

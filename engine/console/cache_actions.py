@@ -1,0 +1,140 @@
+"""Cache operations of the console, each recorded in the audit log (who, what, how many keys).
+
+The console shows how many keys an operation will touch before asking for confirmation, so the
+counting functions here are separate from the actions.  Counting the whole recommendation cache
+walks it with SCAN; a user's keys are read from the user's index set, as invalidation does.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis
+
+from engine.console.keyspace import SCAN_COUNT, key_family
+from engine.runtime import Engine
+from engine.serving.cache import WarmReport
+from engine.storage.keys import Keys
+
+USER_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+SPLIT = re.compile(r"[\s,;]+")
+CONFIRM_ALL_PHRASE = "invalidate all"
+MAX_WARM_USERS = 10_000
+REASON = "console"
+LIST_FAMILY = "rec"
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def check_user_id(raw: str) -> str:
+    """A stripped user id, or ``ValueError`` with a message fit for the page."""
+    user_id = raw.strip()
+    if not user_id:
+        raise ValueError("Enter a user id.")
+    if not USER_ID.fullmatch(user_id):
+        raise ValueError(f"{user_id[:40]!r} is not a valid user id: use 1–128 letters, digits or _ . : -")
+    return user_id
+
+
+@dataclass(frozen=True)
+class ParsedUserIds:
+    valid: list[str]
+    invalid: list[str]
+
+
+def parse_user_ids(text: str) -> ParsedUserIds:
+    """User ids separated by spaces, commas, semicolons or new lines; duplicates kept once."""
+    tokens = [t for t in SPLIT.split(text) if t]
+    valid = list(dict.fromkeys(t for t in tokens if USER_ID.fullmatch(t)))
+    invalid = [t for t in tokens if not USER_ID.fullmatch(t)]
+    return ParsedUserIds(valid, invalid)
+
+
+@dataclass(frozen=True)
+class UserKeys:
+    lists: list[str]  # cached recommendation lists of the user that still exist
+    features: bool  # whether the user's feature hash is cached
+
+    @property
+    def total(self) -> int:
+        return len(self.lists) + int(self.features)
+
+
+def user_keys(client: redis.Redis, keys: Keys, user_id: str) -> UserKeys:
+    members = sorted(_text(m) for m in client.smembers(keys.rec_index(user_id)))  # type: ignore[union-attr]
+    pipe = client.pipeline(transaction=False)
+    for key in members:
+        pipe.exists(key)
+    pipe.exists(keys.user_features(user_id))
+    *alive, features = pipe.execute()
+    return UserKeys([k for k, n in zip(members, alive, strict=True) if n], bool(features))
+
+
+def count_cached_lists(client: redis.Redis, keys: Keys) -> int:
+    """Recommendation lists in Redis (indexes and locks not counted), by SCAN."""
+    total, cursor = 0, 0
+    while True:
+        cursor, batch = client.scan(cursor, match=keys.rec_scan_pattern, count=SCAN_COUNT)
+        total += sum(1 for k in batch if key_family(_text(k), keys.prefix) == LIST_FAMILY)
+        if int(cursor) == 0:
+            return total
+
+
+@dataclass(frozen=True)
+class InvalidationResult:
+    scope: str
+    lists: int
+    features: int = 0
+
+    @property
+    def keys(self) -> int:
+        return self.lists + self.features
+
+
+def invalidate_user(engine: Engine, user_id: str, actor: str) -> InvalidationResult:
+    user_id = check_user_id(user_id)
+    had_features = engine.redis.exists(engine.keys.user_features(user_id))
+    lists = engine.service.invalidate_user(user_id, reason=REASON)
+    result = InvalidationResult(f"user:{user_id}", lists, int(bool(had_features)))
+    engine.audit.record(actor, "invalidate_user", target=user_id, keys=result.keys,
+                        detail=f"{lists} lists, {result.features} feature hash")
+    return result
+
+
+def confirmation_ok(typed: str) -> bool:
+    return typed.strip().lower() == CONFIRM_ALL_PHRASE
+
+
+def invalidate_all(engine: Engine, actor: str, typed_confirmation: str) -> InvalidationResult:
+    """Every cached list; refuses (``ValueError``) unless the operator typed the confirmation phrase."""
+    if not confirmation_ok(typed_confirmation):
+        raise ValueError(f"Type “{CONFIRM_ALL_PHRASE}” to confirm.")
+    lists = engine.cache.invalidate_all(reason=REASON)
+    engine.audit.record(actor, "invalidate_all", target="all", keys=lists, detail="every cached list")
+    return InvalidationResult("all", lists)
+
+
+def warm(
+    engine: Engine,
+    user_ids: list[str],
+    actor: str,
+    n: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    source: str = "list",
+) -> WarmReport:
+    if not user_ids:
+        raise ValueError("No users to warm.")
+    if len(user_ids) > MAX_WARM_USERS:
+        raise ValueError(f"At most {MAX_WARM_USERS:,} users at a time (got {len(user_ids):,}).")
+    bad = [u for u in user_ids if not USER_ID.fullmatch(u)]
+    if bad:
+        raise ValueError(f"Invalid user id(s): {', '.join(repr(b[:40]) for b in bad[:5])}")
+    size = n or engine.settings.default_n
+    report = engine.service.warm(user_ids, n=size, progress=progress)
+    engine.audit.record(actor, "warm", target=f"{len(user_ids)} users ({source})", keys=report.keys_written,
+                        detail=f"n={size}, {report.failed} failed, {report.seconds:.2f}s")
+    return report

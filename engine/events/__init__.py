@@ -1,0 +1,1 @@
+"""Events: tracking what users do (idempotent, into a Redis stream)."""

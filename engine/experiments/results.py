@@ -1,0 +1,385 @@
+"""An experiment's readout from its stored statistics: pure functions, no I/O.
+
+The decision is the goal metric's: :func:`analysis.readout.analyze` with the experiment's engine
+(frequentist by default: Welch t on the per-user delta-method estimate for ratio metrics such as
+CTR, CUPED-adjusted t for per-user means, z for proportions; Holm across treatments), its alpha,
+power and MDE, on one phase.  A sample ratio mismatch against the configured weights makes the
+readout untrustworthy whatever the lifts say.  Guardrails are analysed the same way but separately:
+a guardrail that is significantly worse for the winning variant turns "ship" into "hold".
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from analysis.readout import AnalysisSettings, Readout, analyze
+from engine.experiments.arm_stats import ArmStats, cumulate, summaries
+from engine.experiments.metrics import COUNTERS, METRICS, MetricKind, MetricSpec
+from engine.experiments.model import Experiment, ExperimentError, Variant
+
+Role = Literal["goal", "guardrail", "secondary"]
+LOSS_CHANCE = 0.05  # a Bayesian guardrail fails when the chance the treatment is better is below this
+MIN_DAYS_FOR_RATE = 1.0 / 24  # traffic per day is extrapolated only from at least an hour of data
+
+
+def json_safe(value: Any) -> Any:
+    """Dataclasses, tuples and numpy scalars to JSON types; NaN and ±inf to ``None``."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "__dataclass_fields__") and not isinstance(value, type):
+        return json_safe(asdict(value))
+    if hasattr(value, "item"):
+        return json_safe(value.item())
+    return value
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    metric: str
+    kind: MetricKind
+    role: Role
+    description: str
+    readout: Readout | None
+    error: str | None = None
+
+    def worse(self) -> list[str]:
+        """Treatments significantly worse than the control on this metric (higher is better)."""
+        if self.readout is None:
+            return []
+        out = []
+        for r in self.readout.results:
+            if self.readout.decision_engine == "bayesian":
+                bad = r.chance_to_win is not None and r.chance_to_win < LOSS_CHANCE
+            else:
+                bad = bool(r.significant) and (r.lift_abs or 0.0) < 0
+            if bad:
+                out.append(r.variant)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "kind": self.kind,
+            "role": self.role,
+            "description": self.description,
+            "error": self.error,
+            "readout": self.readout.to_dict() if self.readout is not None else None,
+        }
+
+
+@dataclass(frozen=True)
+class ArmInfo:
+    name: str
+    model: str
+    weight: float
+    users: int
+    totals: dict[str, float]  # counter -> sum over the arm's units
+
+
+@dataclass(frozen=True)
+class Progress:
+    planned_per_variant: int | None
+    source: Literal["planned", "required", "none"]
+    min_users: int
+    fraction: float | None
+
+
+@dataclass(frozen=True)
+class ExperimentDecision:
+    action: str  # analysis' actions, plus "hold" (a winner that breaks a guardrail)
+    text: str
+    variant: str | None = None
+    guardrail_failures: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExperimentReadout:
+    key: str
+    name: str
+    kind: str
+    status: str
+    phase: int
+    phases: int
+    engine: str
+    control: str
+    arms: tuple[ArmInfo, ...]
+    goal: MetricResult
+    guardrails: tuple[MetricResult, ...]
+    secondary: tuple[MetricResult, ...]
+    srm_p_value: float
+    srm_flag: bool
+    expected_shares: tuple[float, ...]
+    progress: Progress
+    decision: ExperimentDecision
+    decision_text: str
+    bandit: dict[str, Any] | None
+    messages: tuple[str, ...]
+    generated_at: float
+
+    @property
+    def metrics(self) -> dict[str, MetricResult]:
+        return {m.metric: m for m in (self.goal, *self.guardrails, *self.secondary)}
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            name: json_safe(getattr(self, name))
+            for name in self.__dataclass_fields__
+            if name not in ("goal", "guardrails", "secondary")
+        }
+        out["goal"] = self.goal.to_dict()
+        out["guardrails"] = [m.to_dict() for m in self.guardrails]
+        out["secondary"] = [m.to_dict() for m in self.secondary]
+        return out
+
+
+# ------------------------------------------------------------------------------ inputs
+
+
+def phase_variants(exp: Experiment, phase: int) -> list[Variant]:
+    """The arms of ``phase``: the live config for the current phase (a bandit's weights move)."""
+    if phase < 1 or phase > exp.phase:
+        raise ExperimentError(f"experiment {exp.key!r} has phases 1..{exp.phase}, not {phase}")
+    return list(exp.variants) if phase == exp.phase else list(exp.phases[phase - 1].variants)
+
+
+def expected_shares(
+    variants: Sequence[Variant], arms: Mapping[str, ArmStats], epoch_weights: Mapping[int, Sequence[float]] | None
+) -> tuple[tuple[float, ...], str | None]:
+    """Traffic shares the arms should have received: the weights, or for a bandit the mix over epochs."""
+    static = tuple(v.weight for v in variants)
+    if not epoch_weights:
+        return static, None
+    names = [v.name for v in variants]
+    expected = [0.0] * len(names)
+    per_arm = [arms.get(n, ArmStats()).epochs() for n in names]
+    for epoch in sorted({e for counts in per_arm for e in counts}):
+        weights = epoch_weights.get(epoch)
+        if weights is None or len(weights) != len(names):
+            return static, f"bandit weights of epoch {epoch} are unknown: SRM checked against the current weights"
+        total = sum(counts.get(epoch, 0) for counts in per_arm)
+        for i, w in enumerate(weights):
+            expected[i] += total * w
+    if sum(expected) <= 0:
+        return static, None
+    return tuple(e / sum(expected) for e in expected), None
+
+
+def _users_per_day(exp: Experiment, phase: int, users: int, now: float) -> float | None:
+    if not exp.phases or users == 0:
+        return None
+    p = exp.phases[phase - 1]
+    days = ((p.ended_at or now) - p.started_at) / 86_400
+    return users / days if days >= MIN_DAYS_FOR_RATE else None
+
+
+def metric_result(
+    spec: MetricSpec,
+    role: Role,
+    names: Sequence[str],
+    arms: Mapping[str, ArmStats],
+    engine: str,
+    settings: AnalysisSettings,
+) -> MetricResult:
+    metric_type = "binomial" if spec.kind == "binomial" else "mean"
+    try:
+        readout = analyze(summaries(spec, names, arms), metric_type, engine, settings)  # type: ignore[arg-type]
+    except ValueError as exc:
+        return MetricResult(spec.name, spec.kind, role, spec.description, None, str(exc))
+    return MetricResult(spec.name, spec.kind, role, spec.description, readout)
+
+
+def _decision(
+    goal: MetricResult,
+    guardrails: Sequence[MetricResult],
+    control: str,
+    engine: str,
+    progress: Progress,
+) -> ExperimentDecision:
+    failures = {g.metric: worse for g in guardrails if (worse := g.worse())}
+    if goal.readout is None:
+        return ExperimentDecision("not_enough_data", f"no readout: {goal.error}", None, failures)
+    base = goal.readout.decision
+    text = base.text
+    action = base.action
+    if action == "ship" and engine == "frequentist" and progress.fraction is not None and progress.fraction < 1:
+        # Reading a fixed-horizon test before its planned size is peeking: with 14 looks a 5% test
+        # rejects a true null about 22% of the time.  Only the sequential engine may stop early.
+        return ExperimentDecision(
+            "keep_running",
+            f"keep running: the fixed-horizon test looks significant ({text}) but is valid only at the "
+            f"{progress.source} {progress.planned_per_variant:,} users per arm ({progress.fraction:.0%} reached); "
+            "to decide before then, read the sequential engine",
+            None,
+            failures,
+        )
+    if action == "ship" and base.variant and base.variant != control:
+        broken = sorted(m for m, variants in failures.items() if base.variant in variants)
+        if broken:
+            action = "hold"
+            text = f"hold {base.variant}: it wins on {goal.metric} ({text}) but is significantly worse on {broken}"
+    if failures and action != "hold":
+        warned = "; ".join(f"{m}: {', '.join(v)}" for m, v in sorted(failures.items()))
+        text += f" (guardrails significantly worse — {warned})"
+    return ExperimentDecision(action, text, base.variant, failures)
+
+
+def _progress(exp: Experiment, goal: MetricResult, arms: Sequence[ArmInfo]) -> Progress:
+    min_users = min((a.users for a in arms), default=0)
+    if exp.planned_sample_size:
+        planned, source = exp.planned_sample_size, "planned"
+    elif goal.readout is not None and goal.readout.required_users_per_arm:
+        planned, source = goal.readout.required_users_per_arm, "required"
+    else:
+        return Progress(None, "none", min_users, None)
+    return Progress(planned, source, min_users, min(1.0, min_users / planned))  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------ readout
+
+
+def build_readout(
+    exp: Experiment,
+    arms: Mapping[str, ArmStats],
+    phase: int | None = None,
+    epoch_weights: Mapping[int, Sequence[float]] | None = None,
+    metrics: Sequence[str] | None = None,
+    engine: str | None = None,
+    now: float | None = None,
+) -> ExperimentReadout:
+    """Readout of ``phase`` (the current one by default) from its arms' statistics."""
+    if exp.phase == 0:
+        raise ExperimentError(f"experiment {exp.key!r} has not started: there is nothing to read out")
+    phase = phase or exp.phase
+    now = time.time() if now is None else now
+    engine = engine or exp.engine
+    variants = phase_variants(exp, phase)
+    names = [v.name for v in variants]
+    messages: list[str] = []
+    shares, why = expected_shares(variants, arms, epoch_weights if exp.kind == "bandit" else None)
+    if why:
+        messages.append(why)
+    total = sum(arms.get(n, ArmStats()).n for n in names)
+    settings = AnalysisSettings(
+        alpha=exp.alpha,
+        power=exp.power,
+        mde=exp.mde,
+        weights=shares,
+        users_per_day=_users_per_day(exp, phase, total, now),
+    )
+    goal_spec = METRICS[exp.goal_metric]
+    goal = metric_result(goal_spec, "goal", names, arms, engine, settings)
+    guardrails = tuple(
+        metric_result(METRICS[m], "guardrail", names, arms, engine, settings) for m in exp.guardrail_metrics
+    )
+    extra = [m for m in (metrics or ()) if m not in exp.metrics]
+    for m in extra:
+        if m not in METRICS:
+            raise ExperimentError(f"unknown metric {m!r}; known: {sorted(METRICS)}")
+    secondary = tuple(metric_result(METRICS[m], "secondary", names, arms, engine, settings) for m in extra)
+
+    arm_infos = tuple(
+        ArmInfo(
+            name=v.name,
+            model=v.model,
+            weight=v.weight,
+            users=arms.get(v.name, ArmStats()).n,
+            totals={c: arms.get(v.name, ArmStats()).get(f"s:{c}") for c in COUNTERS},
+        )
+        for v in variants
+    )
+    if exp.phase > 1:
+        messages.append(
+            f"phase {phase} of {exp.phase}: each phase is read separately (allocation changed between phases)"
+        )
+    if exp.kind == "bandit":
+        messages.append(
+            "bandit: units are users within a weight epoch and arms received changing traffic shares; "
+            "treat p-values as descriptive"
+        )
+    if goal.readout is not None:
+        messages.extend(goal.readout.messages)
+    progress = _progress(exp, goal, arm_infos)
+    decision = _decision(goal, guardrails, names[0], engine, progress)
+    srm = goal.readout.srm if goal.readout is not None else None
+    bandit = None
+    if exp.bandit is not None:
+        bandit = {
+            "epoch": exp.bandit.epoch,
+            "weights": exp.weights,
+            "prob_best": exp.bandit.prob_best,
+            "updated_at": exp.bandit.updated_at,
+            "min_weight": exp.bandit.min_weight,
+        }
+    return ExperimentReadout(
+        key=exp.key,
+        name=exp.name,
+        kind=exp.kind,
+        status=exp.status,
+        phase=phase,
+        phases=exp.phase,
+        engine=engine,
+        control=names[0],
+        arms=arm_infos,
+        goal=goal,
+        guardrails=guardrails,
+        secondary=secondary,
+        srm_p_value=srm.p_value if srm else 1.0,
+        srm_flag=srm.flagged if srm else False,
+        expected_shares=shares,
+        progress=progress,
+        decision=decision,
+        decision_text=decision.text,
+        bandit=bandit,
+        messages=tuple(dict.fromkeys(messages)),
+        generated_at=now,
+    )
+
+
+def time_series(
+    exp: Experiment,
+    days: Sequence[tuple[str, Mapping[str, ArmStats]]],
+    phase: int | None = None,
+    metric: str | None = None,
+) -> list[dict[str, Any]]:
+    """Cumulative readout of ``metric`` (the goal by default) at the end of each day, frequentist."""
+    phase = phase or exp.phase
+    name = metric or exp.goal_metric
+    if name not in METRICS:
+        raise ExperimentError(f"unknown metric {name!r}; known: {sorted(METRICS)}")
+    spec = METRICS[name]
+    variants = phase_variants(exp, phase)
+    names = [v.name for v in variants]
+    weights = tuple(v.weight for v in variants)
+    settings = AnalysisSettings(alpha=exp.alpha, power=exp.power, mde=exp.mde, weights=weights)
+    points = []
+    for (day, _), arms in zip(days, cumulate([d for _, d in days]), strict=True):
+        result = metric_result(spec, "goal", names, arms, "frequentist", settings)
+        point: dict[str, Any] = {
+            "day": day,
+            "users": {n: arms.get(n, ArmStats()).n for n in names},
+            "means": {},
+            "results": [],
+            "error": result.error,
+        }
+        if result.readout is not None:
+            point["means"] = {a.name: a.mean for a in result.readout.arms}
+            point["results"] = [
+                {
+                    "variant": r.variant,
+                    "lift_abs": r.lift_abs,
+                    "lift_rel": r.lift_rel,
+                    "ci_rel": r.ci_rel,
+                    "p_value": r.p_value_adjusted if r.p_value_adjusted is not None else r.p_value,
+                }
+                for r in result.readout.results
+            ]
+        points.append(json_safe(point))
+    return points

@@ -1,0 +1,1 @@
+"""Monitoring: Prometheus metric definitions, the embedded Prometheus with its config and rules, quality signals."""

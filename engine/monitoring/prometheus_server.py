@@ -1,0 +1,187 @@
+"""A real Prometheus started by the project when no ``PROMETHEUS_URL`` is given.
+
+The configuration template and the rule files live in ``deploy/prometheus`` at the repository
+root (next to the ``engine`` package, which is installed editable).  They are rendered and copied
+into ``data_dir/prometheus`` so that the running server never depends on the checkout changing
+under it.  The server binds to loopback, keeps a bounded TSDB under the data dir, and writes
+``server.json`` there so that a second process (the console, a CLI command) reuses a server that
+is already running for the same API target instead of failing on the TSDB lock.  Only the process
+that started the server stops it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from engine.storage.embedded_redis import free_port
+
+DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
+CONFIG_TEMPLATE = "prometheus.yml.tmpl"
+RULE_FILES = ("recording.yml", "alerts.yml")
+JOB_NAME = "recops-api"
+
+
+class PrometheusUnavailableError(RuntimeError):
+    """The Prometheus binary is missing, or the server did not start."""
+
+
+def find_prometheus_binary() -> str | None:
+    return shutil.which("prometheus")
+
+
+def deploy_dir(source: Path = DEPLOY_DIR) -> Path:
+    """The directory with the template and ``rules/``; a clear error when the checkout lacks it."""
+    missing = [p for p in (source / CONFIG_TEMPLATE, *(source / "rules" / f for f in RULE_FILES)) if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"Prometheus deploy files missing: {', '.join(str(p) for p in missing)}. They ship in the "
+            "repository's deploy/prometheus directory; install the engine editable from a full checkout "
+            "(pip install -e .)."
+        )
+    return source
+
+
+def render_config(target_dir: Path, api_target: str, source: Path = DEPLOY_DIR) -> Path:
+    """Write ``target_dir/prometheus.yml`` scraping ``api_target`` (host:port) and copy the rules beside it."""
+    if "://" in api_target or "/" in api_target:
+        raise ValueError(f"api_target must be host:port, got {api_target!r}")
+    source = deploy_dir(source)
+    rules_dir = target_dir / "rules"
+    rules_dir.mkdir(parents=True, exist_ok=True)
+    for name in RULE_FILES:
+        shutil.copyfile(source / "rules" / name, rules_dir / name)
+    template = (source / CONFIG_TEMPLATE).read_text()
+    config = target_dir / "prometheus.yml"
+    config.write_text(template.format(api_target=api_target, rules_dir=rules_dir.resolve()))
+    return config
+
+
+def is_ready(url: str, timeout: float = 0.5) -> bool:
+    try:
+        return httpx.get(f"{url}/-/ready", timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@dataclass
+class PrometheusServer:
+    """A Prometheus process whose config, rules and TSDB live in ``data_dir/prometheus``."""
+
+    data_dir: Path
+    api_target: str
+    port: int | None = None
+    retention_time: str = "2d"
+    retention_size: str = "512MB"
+    source: Path = DEPLOY_DIR
+    process: subprocess.Popen[bytes] | None = None
+    url: str = ""
+
+    @property
+    def root(self) -> Path:
+        return self.data_dir / "prometheus"
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "prometheus.yml"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "prometheus.log"
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / "server.json"
+
+    @property
+    def owned(self) -> bool:
+        return self.process is not None
+
+    def _reuse_running(self) -> bool:
+        try:
+            state = json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return False
+        url = f"http://127.0.0.1:{state.get('port')}"
+        if state.get("api_target") != self.api_target or self.port not in (None, state.get("port")):
+            return False
+        if not is_ready(url):
+            return False
+        self.port, self.url = int(state["port"]), url
+        return True
+
+    def _log_tail(self) -> str:
+        with contextlib.suppress(OSError):
+            return self.log_path.read_text(errors="replace")[-2000:]
+        return ""
+
+    def start(self, timeout: float = 30.0) -> PrometheusServer:
+        self.root.mkdir(parents=True, exist_ok=True)
+        if self._reuse_running():
+            return self
+        binary = find_prometheus_binary()
+        if binary is None:
+            raise PrometheusUnavailableError(
+                "no prometheus binary on PATH: install it (apt-get install prometheus) or set PROMETHEUS_URL"
+            )
+        render_config(self.root, self.api_target, self.source)
+        port = self.port or free_port()
+        args = [
+            binary,
+            f"--config.file={self.config_path.resolve()}",
+            f"--storage.tsdb.path={(self.root / 'tsdb').resolve()}",
+            f"--storage.tsdb.retention.time={self.retention_time}",
+            f"--storage.tsdb.retention.size={self.retention_size}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ]
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=self.root)
+        self.port, self.url = port, f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                code = self.process.returncode
+                self.process = None
+                raise PrometheusUnavailableError(f"prometheus exited with {code}: {self._log_tail()}")
+            if is_ready(self.url, timeout=0.5):
+                self.state_file.write_text(
+                    json.dumps({"port": port, "pid": self.process.pid, "api_target": self.api_target})
+                )
+                atexit.register(self.stop)
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise PrometheusUnavailableError(
+            f"prometheus was not ready on port {port} within {timeout}s: {self._log_tail()}"
+        )
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM (Prometheus then closes the TSDB cleanly), SIGKILL if it has not exited in time."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        with contextlib.suppress(OSError, ValueError):
+            state = json.loads(self.state_file.read_text())
+            if state.get("pid") == self.process.pid:
+                self.state_file.unlink()
+        self.process = None
+
+    def __enter__(self) -> PrometheusServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,8 @@
+"""Recommendation-list cache: in-process L1, Redis L2, pub/sub invalidation, XFetch, warming, refresh-ahead."""
+
+from engine.serving.cache.entry import CachedValue, xfetch_due
+from engine.serving.cache.l1 import L1Cache
+from engine.serving.cache.refresh_ahead import RefreshQueue
+from engine.serving.cache.tiered import TieredCache, WarmReport
+
+__all__ = ["CachedValue", "L1Cache", "RefreshQueue", "TieredCache", "WarmReport", "xfetch_due"]

@@ -1,0 +1,161 @@
+"""`recops analyze` and `recops experiments ...` in process: outputs, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+
+from analysis.readout import VariantSummary, analyze
+from engine.cli.main import main
+from engine.config import get_settings
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def write(tmp_path: Path, text: str, name: str = "summary.csv") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+# -------------------------------------------------------------------------------- analyze
+
+
+def test_analyze_binomial_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    csv = write(tmp_path, "variant,users,sum\ncontrol,10000,1000\nb,10000,1100\nc,10000,1010\n")
+    code, out, err = run(["analyze", "--input", csv, "--engine", "all", "--json"], capsys)
+    assert code == 0 and err == ""
+    data = json.loads(out)
+    assert data["srm_p_value"] == pytest.approx(1.0)
+    assert [r["variant"] for r in data["results"]] == ["b", "c"]
+    b = data["results"][0]
+    for field in ("variant", "mean", "lift_abs", "lift_rel", "ci_abs", "ci_rel", "p_value", "chance_to_win",
+                  "expected_loss"):
+        assert field in b
+    expected = analyze(
+        [VariantSummary("control", 10000, 1000), VariantSummary("b", 10000, 1100), VariantSummary("c", 10000, 1010)],
+        "binomial",
+        "all",
+    )
+    assert b["p_value"] == pytest.approx(expected.results[0].p_value)
+    assert b["mean"] == pytest.approx(0.11) and b["lift_rel"] == pytest.approx(0.1)
+    assert b["chance_to_win"] > 0.95 and data["decision"] == "ship"
+
+
+def test_analyze_mean_with_cuped_and_weights(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(0)
+    rows = ["variant,users,sum,sum_squares,pre_sum,pre_sum_squares,sum_product,weight"]
+    for name, n, lift in (("control", 3000, 0.0), ("treatment", 1000, 0.3)):
+        pre = rng.normal(10, 3, n)
+        y = pre + rng.normal(lift, 1, n)
+        rows.append(f"{name},{n},{y.sum()},{(y**2).sum()},{pre.sum()},{(pre**2).sum()},{(y * pre).sum()},"
+                    f"{3 if name == 'control' else 1}")
+    csv = write(tmp_path, "\n".join(rows) + "\n")
+    code, out, _ = run(["analyze", "--input", csv, "--metric-type", "mean", "--json"], capsys)
+    assert code == 0
+    data = json.loads(out)
+    assert data["cuped_theta"] == pytest.approx(1.0, abs=0.1)
+    assert data["srm_p_value"] > 0.5  # 3:1 split matches the 3:1 weights
+    assert data["results"][0]["p_value"] < 1e-6
+    code, out, _ = run(["analyze", "--input", csv, "--metric-type", "mean"], capsys)
+    assert code == 0 and "treatment" in out and "decision: ship treatment" in out
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("variant,users,sum\nA,100,10\nB,abc,12\n", "row 2, column 'users': expected a number, got 'abc'"),
+        ("variant,users\nA,100\nB,100\n", "column 'sum' is missing"),
+        ("variant,users,sum\nA,100,10\n", "need a control row and at least one treatment row"),
+        ("variant,users,sum\nA,100,10\nA,100,12\n", "'A' repeats row 1"),
+        ("variant,users,sum\nA,100,10\nB,100,120\n", "120.0 conversions for 100 users"),
+        ("variant,users,sum\nA,100,10,7\nB,100,12\n", "more values than the header"),
+        ("", "the file is empty"),
+        ("variant,users,sum,pre_sum\nA,100,10,5\nB,100,12,6\n", "CUPED needs all of"),
+    ],
+)
+def test_analyze_bad_csv_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, message: str
+) -> None:
+    code, out, err = run(["analyze", "--input", write(tmp_path, text)], capsys)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("error: ") and message in err
+    assert "Traceback" not in err
+
+
+def test_analyze_missing_file_and_mean_without_squares(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["analyze", "--input", str(tmp_path / "missing.csv")], capsys)
+    assert code == 2 and "cannot read" in err and err.count("\n") == 1
+    csv = write(tmp_path, "variant,users,sum\nA,100,10\nB,100,12\n")
+    code, _, err = run(["analyze", "--input", csv, "--metric-type", "mean"], capsys)
+    assert code == 2 and "sum_squares is required" in err
+
+
+# ----------------------------------------------------------------------------- experiments
+
+
+@pytest.fixture
+def cli_env(
+    tmp_path: Path, redis_url: str, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("RECOPS_DATA_DIR", str(tmp_path / "data"))
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def test_experiments_commands(tmp_path: Path, cli_env: None, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = {
+        "key": "cli-exp",
+        "name": "CLI experiment",
+        "variants": [{"name": "control", "model": "popularity"}, {"name": "als", "model": "als"}],
+    }
+    path = write(tmp_path, json.dumps(spec), "exp.json")
+    assert run(["experiments", "list"], capsys)[1].strip() == "no experiments"
+    code, out, _ = run(["experiments", "create", "--file", path], capsys)
+    assert code == 0 and "created cli-exp (draft, version 1)" in out
+    code, _, err = run(["experiments", "create", "--file", path], capsys)
+    assert code == 2 and "already exists" in err and err.count("\n") == 1
+    code, _, err = run(["experiments", "readout", "cli-exp"], capsys)
+    assert code == 2 and "has not started" in err
+    assert "cli-exp: running (phase 1" in run(["experiments", "start", "cli-exp"], capsys)[1]
+    assert "cli-exp: paused" in run(["experiments", "pause", "cli-exp"], capsys)[1]
+    code, _, err = run(["experiments", "pause", "cli-exp"], capsys)
+    assert code == 2 and "only a running experiment can pause" in err
+    code, out, _ = run(["experiments", "list"], capsys)
+    assert code == 0 and "cli-exp" in out and "paused" in out and "control:popularity@0.50" in out
+
+    code, out, _ = run(["experiments", "readout", "cli-exp", "--json", "--metric", "revenue"], capsys)
+    assert code == 0
+    data = json.loads(out)
+    assert data["key"] == "cli-exp" and data["goal"]["metric"] == "ctr"
+    assert [m["metric"] for m in data["secondary"]] == ["revenue"]
+    assert "srm_p_value" in data and "decision_text" in data
+    code, out, _ = run(["experiments", "readout", "cli-exp"], capsys)
+    assert code == 0 and "goal metric ctr" in out and "decision:" in out
+
+    assert "cli-exp: stopped" in run(["experiments", "stop", "cli-exp"], capsys)[1]
+    code, out, _ = run(["experiments", "show", "cli-exp"], capsys)
+    assert code == 0 and json.loads(out)["status"] == "stopped"
+
+
+def test_experiments_command_errors(tmp_path: Path, cli_env: None, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["experiments", "start", "nope"], capsys)
+    assert code == 2 and err.strip() == "error: no experiment 'nope'"
+    bad = write(tmp_path, json.dumps({"key": "x", "name": "x", "variants": [{"name": "a", "model": "als"}]}), "b.json")
+    code, _, err = run(["experiments", "create", "--file", bad], capsys)
+    assert code == 2 and "at least 2 variants" in err and err.count("\n") == 1
+    code, _, err = run(["experiments", "create", "--file", write(tmp_path, "{nope", "c.json")], capsys)
+    assert code == 2 and "not valid JSON" in err
+    code, _, err = run(["experiments", "create", "--file", str(tmp_path / "missing.json")], capsys)
+    assert code == 2 and "No such file" in err

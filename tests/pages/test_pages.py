@@ -1,0 +1,407 @@
+"""Every console page under Streamlit's AppTest, against the real test Redis and the small demo world.
+
+Pages are run from their files with the console's environment set (as ``recops up`` sets it), and
+their widgets are driven as an operator would.  Buttons inside ``st.dialog`` do not execute under
+AppTest: a confirmed action is handed to the next script run through session state (the page's own
+code path), which the tests set directly; the dialogs themselves are exercised in tests/test_browser.py.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from streamlit.testing.v1 import AppTest
+
+from engine.console import cache_actions
+from engine.console import experiments as console_experiments
+from tests.support.console import APP, console_engine, console_env, page, run_traffic, texts
+
+__all__ = ["console_env"]  # the fixture, imported for the tests below
+
+NO_EXCEPTION: list[str] = []
+
+
+def ran(at: AppTest) -> AppTest:
+    assert texts(at.exception) == NO_EXCEPTION, [e.stack_trace for e in at.exception]
+    return at
+
+
+def button(at: AppTest, label: str) -> object:
+    return next(b for b in at.button if b.label == label)
+
+
+def text_input(at: AppTest, label: str) -> object:
+    return next(t for t in at.text_input if t.label == label)
+
+
+def table_with(at: AppTest, column: str) -> object:
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+def joined(elements: object) -> str:
+    return "\n".join(texts(elements))
+
+
+# ------------------------------------------------------------------------------ navigation
+
+
+def test_app_routes_every_page_in_three_sections(console_env: dict[str, str]) -> None:
+    at = ran(AppTest.from_file(str(APP), default_timeout=120).run())
+    assert texts(at.title) == ["Overview"]
+    for path, title in (("pages/recommendations.py", "Recommendations"), ("pages/experiments.py", "Experiments"),
+                        ("pages/readout.py", "Readout"), ("pages/monitoring.py", "Monitoring"),
+                        ("pages/cache.py", "Cache and features")):
+        at.switch_page(path).run()
+        ran(at)
+        assert texts(at.title) == [title]
+
+
+# ------------------------------------------------------------------------------ overview and monitoring
+
+
+def test_overview_without_api_or_prometheus(console_env: dict[str, str]) -> None:
+    at = ran(page("overview").run())
+    assert texts(at.subheader) == ["Key metrics", "Running experiments", "Alerts firing"]
+    assert "No metrics source" in joined(at.info)
+    assert "No experiment is running" in joined(at.caption)
+
+
+def test_overview_and_monitoring_read_the_api_metrics_without_prometheus(
+    console_env: dict[str, str], api: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RECOPS_API_URL", api.url)  # type: ignore[attr-defined]
+    for user in ("u00001", "u00002", "u00001"):
+        httpx.post(f"{api.url}/recommendations", params={"user_id": user}, timeout=10)  # type: ignore[attr-defined]
+    at = ran(page("overview").run())
+    assert "totals since the API started" in joined(at.caption)
+    labels = [m.label for m in at.metric]
+    assert labels == ["CTR", "Conversion rate", "p95 latency", "Cache hit rate", "Catalog coverage", "Diversity",
+                      "Error ratio"]
+    p95 = next(m for m in at.metric if m.label == "p95 latency")
+    assert p95.value.endswith("ms")
+    mon = ran(page("monitoring").run())
+    assert "Prometheus is not running" in joined(mon.info)
+    assert len(mon.dataframe) == 3  # requests by status, latency quantiles, hit ratio per tier
+    statuses = mon.dataframe[0].value
+    assert int(statuses.loc[statuses["status"] == "ok", "requests"].iloc[0]) >= 3
+
+
+def test_monitoring_without_any_source(console_env: dict[str, str]) -> None:
+    at = ran(page("monitoring").run())
+    assert "Neither Prometheus nor the API" in joined(at.info)
+
+
+# ------------------------------------------------------------------------------ recommendations
+
+
+def test_recommendations_preview_compare_and_cold_start(console_env: dict[str, str]) -> None:
+    eng = console_engine()
+    top = eng.features.top_active_users(1)[0]
+    at = ran(page("recommendations").run())
+    assert texts(at.subheader) == [f"Recommended to {top}"]  # the most active user by default
+    table = at.dataframe[0].value
+    assert list(table.columns[:5]) == ["rank", "title", "category", "score", "reason"] and len(table) == 10
+    assert "as served: not in a running experiment" in joined(at.caption)
+    assert {m.label for m in at.metric} == {"Cache tier", "Latency", "Diversity", "Items", "Known user",
+                                           "Items in history", "Purchases"}
+    at.session_state["rec_tabs"] = "Compare two models"  # lazy tabs: only the open one runs
+    at.run()
+    ran(at)
+    assert {m.label for m in at.metric} >= {"Jaccard overlap", "Rank-biased overlap", "Diversity A / B",
+                                           "Novelty A / B"}
+    assert len(at.dataframe) == 3  # the list, then model A's and model B's side by side
+
+    at.selectbox(key="rec_model").select("popularity").run()
+    at.number_input(key="rec_n").set_value(5).run()
+    ran(at)
+    assert len(at.dataframe[0].value) == 5
+    assert "Model **popularity** — chosen here" in joined(at.caption)
+
+    at.text_input(key="rec_query").input("bad id!").run()
+    assert "not a valid user id" in joined(at.error)
+    at.text_input(key="rec_query").input("").run()
+    at.segmented_control(key="rec_mode").set_value("New user").run()
+    ran(at)
+    assert "cold start" in joined(at.info).lower()
+    assert texts(at.subheader)[0].startswith("Recommended to new-")
+
+
+# ------------------------------------------------------------------------------ cache
+
+
+def test_cache_page_keyspace_invalidate_user_after_confirmation(
+    console_env: dict[str, str], redis_client: redis.Redis
+) -> None:
+    eng = console_engine()
+    user = eng.features.top_active_users(1)[0]
+    for model in ("als", "popularity"):
+        eng.service.recommend(user, n=5, model=model)
+    keys = cache_actions.user_keys(eng.redis, eng.keys, user)
+    assert len(keys.lists) == 2
+
+    at = ran(page("cache").run())
+    families = at.dataframe[0].value
+    assert {"rec", "recidx", "feat:user"} <= set(families["family"])
+    at.session_state["cache_tab"] = "Operations"
+    at.run()
+    at.text_input(key="inv_user").input(user).run()
+    assert f"`{user}` has 2 cached list(s) and a cached feature hash." in joined(at.caption)
+    at.button(key="inv_user_btn").click().run()  # opens the confirmation dialog
+    ran(at)
+    assert all(redis_client.exists(k) for k in keys.lists)  # nothing happens before the confirmation
+
+    # what the dialog's "Invalidate" button stores before it reruns the page
+    at.session_state["cache_pending"] = {"kind": "invalidate_user", "user": user}
+    at.run()
+    ran(at)
+    assert f"Invalidated `{user}`: 2 cached lists and 1 feature hash deleted." in joined(at.success)
+    assert not any(redis_client.exists(k) for k in [*keys.lists, eng.keys.user_features(user)])
+    at.session_state["cache_tab"] = "Audit log"
+    at.run()
+    audit = table_with(at, "who")
+    assert list(audit.iloc[0][["who", "what", "target", "keys"]]) == ["console", "invalidate_user", user, 3]
+
+
+def test_cache_page_invalidate_all_refuses_without_the_typed_phrase(
+    console_env: dict[str, str], redis_client: redis.Redis
+) -> None:
+    eng = console_engine()
+    eng.service.warm(eng.features.top_active_users(7), n=5)
+    at = page("cache")
+    at.session_state["cache_tab"] = "Operations"
+    ran(at.run())
+    assert "7 cached recommendation lists in Redis." in joined(at.caption)
+    at.session_state["cache_pending"] = {"kind": "invalidate_all", "typed": "please"}
+    at.run()
+    assert "Type “invalidate all” to confirm. Nothing was done." in joined(at.error)
+    assert cache_actions.count_cached_lists(eng.redis, eng.keys) == 7
+    at.session_state["cache_pending"] = {"kind": "invalidate_all", "typed": "invalidate all"}
+    at.run()
+    assert "Invalidated every cached list: 7 deleted." in joined(at.success)
+    assert cache_actions.count_cached_lists(eng.redis, eng.keys) == 0
+
+
+def test_cache_page_warms_users_and_rejects_a_bad_list(console_env: dict[str, str]) -> None:
+    eng = console_engine()
+    at = page("cache")
+    at.session_state["cache_tab"] = "Operations"
+    ran(at.run())
+    at.number_input(key="warm_top").set_value(25)
+    button(at, "Warm").click().run()
+    ran(at)
+    assert "Warmed 25 users: 25 lists written" in joined(at.success)
+    assert cache_actions.count_cached_lists(eng.redis, eng.keys) == 25
+    entry = eng.audit.recent(1)[0]
+    assert (entry.action, entry.target, entry.keys) == ("warm", "25 users (top 25 active)", 25)
+
+    at.radio(key="warm_mode").set_value("Pasted list")
+    at.text_area(key="warm_list").input("u00001, ../etc/passwd")
+    button(at, "Warm").click().run()
+    assert "Not valid user ids: '../etc/passwd'. Nothing was warmed." in joined(at.error)
+    assert len(eng.audit.recent(10)) == 1
+
+
+def test_cache_page_inspects_user_and_item_features(console_env: dict[str, str]) -> None:
+    eng = console_engine()
+    user = eng.features.top_active_users(1)[0]
+    at = page("cache")
+    at.session_state["cache_tab"] = "Inspect features"
+    ran(at.run())
+    at.text_input(key="insp_id").input(user).run()
+    table = table_with(at, "feature")
+    features = dict(zip(table["feature"], table["value"], strict=True))
+    assert features["known user"] == "True" and int(features["history items"]) > 0
+    item = str(eng.catalog.item_ids[0])
+    at.segmented_control(key="insp_kind").set_value("Item").run()
+    at.text_input(key="insp_id").input(item).run()
+    table = table_with(at, "feature")
+    features = dict(zip(table["feature"], table["value"], strict=True))
+    assert features["title"] == eng.catalog.titles[0]
+
+
+# ------------------------------------------------------------------------------ access
+
+
+def test_writes_need_a_login_when_a_password_is_set(
+    console_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, redis_client: redis.Redis
+) -> None:
+    monkeypatch.setenv("RECOPS_CONSOLE_PASSWORD", "correct horse")
+    eng = console_engine()
+    user = eng.features.top_active_users(1)[0]
+    eng.service.recommend(user, n=5)
+    at = page("cache")
+    at.session_state["cache_tab"] = "Operations"
+    ran(at.run())
+    assert not [b for b in at.button if b.key == "inv_user_btn"] and len(at.text_input) == 2  # only the login
+    # a forged confirmation without a login does nothing
+    at.session_state["cache_pending"] = {"kind": "invalidate_user", "user": user}
+    at.run()
+    assert "Log in to change the cache; nothing was done." in joined(at.error)
+    assert cache_actions.user_keys(eng.redis, eng.keys, user).total == 2
+
+    text_input(at, "Your name (for the audit log)").input("ada")
+    text_input(at, "Console password").input("wrong")
+    button(at, "Log in").click().run()
+    assert "Wrong password." in joined(at.error) and "operator" not in at.session_state
+
+    text_input(at, "Your name (for the audit log)").input("ada")
+    text_input(at, "Console password").input("correct horse")
+    button(at, "Log in").click().run()
+    ran(at)
+    assert at.session_state["operator"] == "ada"
+    at.text_input(key="inv_user").input(user).run()
+    at.session_state["cache_pending"] = {"kind": "invalidate_user", "user": user}
+    at.run()
+    assert cache_actions.user_keys(eng.redis, eng.keys, user).total == 0
+    assert eng.audit.recent(1)[0].actor == "ada"
+    # the password is kept nowhere: not in session state (the form clears it), the audit log or the page
+    assert all("correct horse" not in str(v) for v in at.session_state.to_dict().values())
+    assert all("correct horse" not in f"{e}" for e in eng.audit.recent(10))
+    assert "correct horse" not in joined(at.markdown) + joined(at.caption) + joined(at.error)
+
+
+def test_password_from_secrets_and_login_for_reads(
+    console_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RECOPS_CONSOLE_LOGIN_FOR_READS", "1")
+    at = page("overview")
+    at.secrets["console_password"] = "from-secrets"
+    at.run()
+    ran(at)
+    assert texts(at.title) == ["RecOps console"] and not at.metric  # nothing but the login
+    text_input(at, "Console password").input("from-secrets")
+    button(at, "Log in").click().run()
+    ran(at)
+    assert texts(at.title) == ["Overview"]
+
+
+# ------------------------------------------------------------------------------ experiments
+
+
+def fill_new_experiment(at: AppTest, key: str, weights: tuple[float, float]) -> None:
+    at.text_input(key="ef-new-key").input(key)
+    at.text_input(key="ef-new-name").input("Popularity vs ALS")
+    at.text_area(key="ef-new-hyp").input("ALS lifts CTR")
+    at.selectbox(key="ef-new-vmodel0").select("popularity")
+    at.selectbox(key="ef-new-vmodel1").select("als")
+    at.number_input(key="ef-new-vweight0").set_value(weights[0])
+    at.number_input(key="ef-new-vweight1").set_value(weights[1])
+    at.multiselect(key="ef-new-guard").select("conversion_rate")
+
+
+def test_experiment_form_rejects_bad_weights_beside_the_field(console_env: dict[str, str]) -> None:
+    at = ran(page("experiments").run())
+    assert "users per variant" in joined(at.success)  # the calculator, inline
+    fill_new_experiment(at, "exp-bad", (0.7, 0.7))
+    at.button(key="ef-new-submit").click().run()
+    ran(at)
+    errors = texts(at.error)
+    assert any("variant weights must sum to 1" in e for e in errors)
+    assert any("Nothing was saved" in e for e in errors)
+    assert console_engine().experiments.list_experiments() == []  # type: ignore[union-attr]
+
+
+def test_experiment_create_then_start_from_the_page(console_env: dict[str, str]) -> None:
+    at = ran(page("experiments").run())
+    fill_new_experiment(at, "exp-good", (0.5, 0.5))
+    at.button(key="ef-new-submit").click().run()
+    ran(at)
+    svc = console_engine().experiments
+    exp = svc.get("exp-good")  # type: ignore[union-attr]
+    assert exp.status == "draft" and [v.model for v in exp.variants] == ["popularity", "als"]
+    assert exp.guardrail_metrics == ["conversion_rate"] and exp.planned_sample_size
+    assert "Saved `exp-good` (version 1, draft)." in joined(at.success)
+    assert texts(at.subheader)[-1] == "Edit exp-good (version 1)"
+    assert console_engine().audit.recent(1)[0].action == "experiment_create"
+
+    at.button(key="act_start").click().run()  # confirmation dialog
+    assert svc.get("exp-good").status == "draft"  # type: ignore[union-attr]
+    at.session_state["exp_pending"] = {"action": "start", "key": "exp-good"}
+    at.run()
+    ran(at)
+    assert svc.get("exp-good").status == "running"  # type: ignore[union-attr]
+    assert "`exp-good` is now **running** (phase 1)." in joined(at.success)
+
+    at.text_input(key="ef-exp-good-2-name").input("Renamed")
+    at.button(key="ef-exp-good-2-submit").click().run()
+    ran(at)
+    assert svc.get("exp-good").name == "Renamed"  # type: ignore[union-attr]
+
+
+def test_readout_switches_engine_and_exports_csv(console_env: dict[str, str]) -> None:
+    eng = console_engine()
+    console_experiments.create(eng, {"key": "ro", "name": "Readout", "guardrail_metrics": ["conversion_rate"],
+                                "variants": [{"name": "control", "model": "popularity", "weight": 0.5},
+                                             {"name": "als", "model": "als", "weight": 0.5}]}, "test")
+    console_experiments.transition(eng, "ro", "start", "test")
+    run_traffic(eng, eng.features.top_active_users(300), seed=3, boost={"als": 3.0})
+    at = ran(page("readout").run())
+    assert texts(at.subheader) == ["Goal: ctr", "Guardrails", "Arms"]
+    assert "**Decision:" in joined(at.info) + joined(at.success)  # frequentist, far from its sample size
+    assert "Sample ratio check passed" in joined(at.caption)
+    goal = at.table[0].value
+    assert "p-value" in goal.columns and goal.iloc[0]["direction"] == "better"
+    for engine, column in (("sequential", "p-value"), ("bayesian", "chance to win")):
+        at.segmented_control(key="readout_engine_ro").set_value(engine).run()
+        ran(at)
+        assert column in at.table[0].value.columns
+    assert "Decision: ship." in joined(at.success)  # a Bayesian verdict may be read at any time
+    assert len(at.get("download_button")) == 1
+
+
+def test_experiment_pages_without_experiments(console_env: dict[str, str]) -> None:
+    at = ran(page("readout").run())
+    assert "No experiment has started yet" in joined(at.info)
+
+
+# ------------------------------------------------------------------------------ Redis down
+
+
+@pytest.fixture
+def redis_down(console_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """REDIS_URL on a port we hold bound but never listen on: refused, and nobody else can take it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as held:
+        held.bind(("127.0.0.1", 0))
+        url = f"redis://127.0.0.1:{held.getsockname()[1]}/0"
+        monkeypatch.setenv("REDIS_URL", url)
+        yield url
+
+
+@pytest.mark.parametrize("name", ["overview", "recommendations", "experiments", "readout", "monitoring", "cache"])
+def test_every_page_shows_a_banner_when_redis_is_down(redis_down: str, name: str) -> None:
+    at = ran(page(name).run())
+    assert "Redis is unreachable" in joined(at.error)
+
+
+def test_pages_are_files_with_their_url_names() -> None:
+    # pages._ui.leave_legacy_pages_mode relies on the URL path being the file name
+    source = APP.read_text()
+    for path in sorted(Path(APP.parent, "pages").glob("[a-z]*.py")):
+        assert f'st.Page("pages/{path.name}"' in source and f'url_path="{path.stem}"' in source
+
+
+def test_srm_shows_as_a_banner_on_the_readout_and_a_badge_on_the_overview(console_env: dict[str, str]) -> None:
+    eng = console_engine()
+    console_experiments.create(eng, {"key": "skewed", "name": "Skewed", "variants": [
+        {"name": "control", "model": "popularity", "weight": 0.5}, {"name": "als", "model": "als", "weight": 0.5}]},
+        "test")
+    console_experiments.transition(eng, "skewed", "start", "test")
+    svc = eng.experiments
+    assert svc is not None
+    treated = 0
+    for user in eng.features.top_active_users(400):
+        a = svc.assign(user)
+        if a is not None and a.variant == "als":
+            treated += 1
+            if treated % 3:
+                continue  # two thirds of the treatment's exposures never logged
+        svc.record_exposure(a)
+    readout = ran(page("readout").run())
+    assert "Sample ratio mismatch" in joined(readout.error)
+    overview = ran(page("overview").run())
+    assert "sample ratio mismatch" in joined(overview.caption)

@@ -1,0 +1,95 @@
+"""A real API process (``recops serve``) on a free port against the test Redis and small world."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from engine.storage.embedded_redis import EmbeddedRedis, free_port
+from tests.support.engine_fixtures import SMALL_WORLD
+
+ADMIN_TOKEN = "test-admin-token-0123456789"
+
+
+@dataclass
+class ApiProcess:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+    env: dict[str, str]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def api_env(data_dir: Path, redis_url: str, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        REDIS_URL=redis_url,
+        RECOPS_DATA_DIR=str(data_dir),
+        RECOPS_DEMO_USERS=str(SMALL_WORLD["demo_users"]),
+        RECOPS_DEMO_ITEMS=str(SMALL_WORLD["demo_items"]),
+        RECOPS_DEMO_SEED=str(SMALL_WORLD["demo_seed"]),
+        RECOPS_ADMIN_TOKEN=ADMIN_TOKEN,
+        OPENBLAS_NUM_THREADS="1",
+    )
+    env.update(extra)
+    return env
+
+
+def start_api(env: dict[str, str], log: Path, workers: int = 1, timeout: float = 60.0) -> ApiProcess:
+    port = free_port()
+    cmd = [sys.executable, "-m", "engine.cli", "serve", "--port", str(port), "--workers", str(workers)]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    api = ApiProcess(url=f"http://127.0.0.1:{port}", process=proc, log=log, env=env)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"API exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(api.url + "/health", timeout=1.0).status_code == 200:
+                return api
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    api.stop()
+    raise RuntimeError(f"API did not answer within {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def api(
+    small_world_dir: Path, redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ApiProcess]:
+    """One single-worker API per test module (starting one costs seconds).
+
+    Tests sharing it keep apart by using their own user ids, and compare metrics as deltas.
+    Redis is flushed first: lists cached by earlier modules would otherwise show up as L2 hits.
+    """
+    flusher = redis.Redis.from_url(redis_server.url)
+    flusher.flushdb()
+    flusher.close()
+    proc = start_api(api_env(small_world_dir, redis_server.url), tmp_path_factory.mktemp("api") / "api.log")
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def client(api: ApiProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=api.url, timeout=10.0) as c:
+        yield c

@@ -1,0 +1,108 @@
+"""Support for the console tests: the console's environment and in-process traffic for experiments.
+
+The console reads its configuration from the environment (as ``recops up`` passes it), so a test
+sets the variables the way ``tests.support.api.api_env`` does and runs a page with AppTest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from engine.events.tracker import Event
+from engine.runtime import Engine
+from engine.storage.embedded_redis import EmbeddedRedis
+from tests.support.engine_fixtures import SMALL_WORLD
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PAGES = REPO_ROOT / "pages"
+APP = REPO_ROOT / "app.py"
+PAGE_TIMEOUT = 120.0
+
+
+def console_environment(data_dir: Path, redis_url: str, **extra: str) -> dict[str, str]:
+    env = {
+        "REDIS_URL": redis_url,
+        "RECOPS_DATA_DIR": str(data_dir),
+        "RECOPS_DEMO_USERS": str(SMALL_WORLD["demo_users"]),
+        "RECOPS_DEMO_ITEMS": str(SMALL_WORLD["demo_items"]),
+        "RECOPS_DEMO_SEED": str(SMALL_WORLD["demo_seed"]),
+        "RECOPS_CONSOLE_REFRESH_SECONDS": "0",
+        "OPENBLAS_NUM_THREADS": "1",
+    }
+    env.update(extra)
+    return env
+
+
+CONSOLE_VARIABLES = ("REDIS_URL", "RECOPS_DATA_DIR", "RECOPS_DEMO_USERS", "RECOPS_DEMO_ITEMS", "RECOPS_DEMO_SEED",
+                     "RECOPS_CONSOLE_REFRESH_SECONDS", "RECOPS_CONSOLE_PASSWORD", "RECOPS_CONSOLE_LOGIN_FOR_READS",
+                     "RECOPS_API_URL", "PROMETHEUS_URL")
+
+
+@pytest.fixture
+def console_env(
+    small_world_dir: Path, redis_server: EmbeddedRedis, redis_client: object, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, str]]:
+    """The console's environment on the test Redis (flushed) and the small world; nothing else set."""
+    for name in CONSOLE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    env = console_environment(small_world_dir, redis_server.url)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    # The console's engine lives as long as the process and Redis was just flushed: forget what the
+    # engine holds in process (L1 lists, the experiment snapshot) so no test sees another's state.
+    eng = console_engine()
+    eng.cache.l1.clear()
+    if eng.experiments is not None:
+        eng.experiments.refresh(force=True)
+    yield env
+
+
+def page(name: str) -> AppTest:
+    return AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=PAGE_TIMEOUT)
+
+
+def console_engine() -> Engine:
+    """The engine the pages use (one per process, shared with AppTest runs in this process)."""
+    from pages import _resources
+
+    return _resources.engine()
+
+
+def texts(elements: object) -> list[str]:
+    return [str(e.value) for e in elements]  # type: ignore[attr-defined]
+
+
+def run_traffic(engine: Engine, users: list[str], seed: int = 0, boost: dict[str, float] | None = None) -> int:
+    """Serve every user once through their assigned variant and send impressions and clicks.
+
+    Clicks follow the demo world's ground truth, scaled per variant by ``boost`` (so a test can
+    give one arm a real lift).  Returns the number of exposures recorded.
+    """
+    rng = np.random.default_rng(seed)
+    exposures = 0
+    experiments = engine.experiments
+    assert experiments is not None
+    events: list[Event] = []
+    for user in users:
+        assignment = experiments.assign(user)
+        if assignment is None:
+            continue
+        result = engine.service.recommend(user, n=10, model=assignment.model)
+        exposures += int(experiments.record_exposure(assignment))
+        items = [i["item_id"] for i in result.items]
+        if not items:
+            continue
+        p = engine.world.click_probability(user, items, np.arange(len(items)))
+        p = np.clip(np.asarray(p) * (boost or {}).get(assignment.variant, 1.0), 0, 1)
+        for item, clicked in zip(items, rng.random(len(items)) < p, strict=True):
+            events.append(Event(user_id=user, item_id=item, type="impression"))
+            if clicked:
+                events.append(Event(user_id=user, item_id=item, type="click"))
+    for start in range(0, len(events), 500):
+        engine.events.track_many(events[start:start + 500])
+    return exposures
