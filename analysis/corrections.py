@@ -1,8 +1,17 @@
 """Multiple-comparison adjustments for k treatments against one control.
 
 Both return adjusted p-values in the input order (compare them with the unadjusted alpha), and
-agree with ``statsmodels.stats.multitest.multipletests`` ("holm", "fdr_bh").  Confidence
-intervals are not adjusted: neither procedure has a simultaneous interval that matches its test.
+agree with ``statsmodels.stats.multitest.multipletests`` ("holm", "fdr_bh").
+
+Neither procedure has one simultaneous interval that matches its test, so :func:`adjusted_levels`
+gives each hypothesis the per-comparison level the procedure actually tested it at; the interval at
+that level excludes 0 exactly when the adjusted p-value is below alpha:
+
+- Holm steps down through the sorted p-values at ``alpha / (m - j + 1)``; a hypothesis rejected at
+  step j gets that level, and every hypothesis from the first one not rejected on gets the level of
+  the step where the procedure stopped.
+- Benjamini-Hochberg rejects the R smallest p-values; every hypothesis gets ``max(R, 1)·alpha/m``
+  (Benjamini & Yekutieli 2005's false-coverage-rate adjusted intervals).
 """
 
 from __future__ import annotations
@@ -52,3 +61,28 @@ def adjust(p_values: Sequence[float], method: Correction | None) -> np.ndarray:
     if method == "bh":
         return benjamini_hochberg(p_values)
     raise ValueError(f"unknown correction {method!r}: use 'holm', 'bh' or None")
+
+
+def adjusted_levels(p_values: Sequence[float], method: Correction | None, alpha: float) -> np.ndarray:
+    """Per-comparison alpha at which each hypothesis' interval agrees with its adjusted p-value."""
+    p = np.asarray(p_values, dtype=float)
+    m = p.size
+    if method is None or m == 0:
+        return np.full(m, alpha)
+    order = np.argsort(p, kind="stable")
+    sorted_p = p[order]
+    if method == "holm":
+        steps = alpha / (m - np.arange(m))  # alpha/m, alpha/(m-1), ..., alpha
+        failed = np.flatnonzero(sorted_p >= steps)
+        levels_sorted = steps.copy()
+        if failed.size:
+            levels_sorted[failed[0]:] = steps[failed[0]]
+    elif method == "bh":
+        passed = np.flatnonzero(sorted_p <= alpha * np.arange(1, m + 1) / m)
+        rejected = int(passed[-1]) + 1 if passed.size else 0
+        levels_sorted = np.full(m, max(rejected, 1) * alpha / m)
+    else:
+        raise ValueError(f"unknown correction {method!r}: use 'holm', 'bh' or None")
+    out = np.empty(m)
+    out[order] = levels_sorted
+    return out

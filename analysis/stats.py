@@ -22,8 +22,11 @@ import numpy as np
 def _sample_variance(n: int, total: float, total_sq: float) -> float:
     if n < 2:
         return 0.0
+    square = total * total  # not total**2: a float ** raises OverflowError where * gives inf
+    if not (math.isfinite(square) and math.isfinite(total_sq)):
+        return math.inf  # sums beyond a float's range: the tests report it instead of reading a zero variance
     # Cancellation can push a true zero slightly negative; a variance is never below zero.
-    return max((total_sq - total * total / n) / (n - 1), 0.0)
+    return max((total_sq - square / n) / (n - 1), 0.0)
 
 
 def _sample_covariance(n: int, sum_x: float, sum_y: float, sum_xy: float) -> float:
@@ -43,6 +46,11 @@ class Estimate:
     @property
     def var_of_mean(self) -> float:
         return self.variance / self.n if self.n > 0 else math.inf
+
+    @property
+    def finite(self) -> bool:
+        """Mean and variance are ordinary floats (sums near a float's limit overflow to inf or NaN)."""
+        return math.isfinite(self.mean) and math.isfinite(self.variance)
 
 
 @dataclass(frozen=True)
@@ -117,12 +125,12 @@ class RatioStats:
             return 0.0
         mu_n = self.num_sum / self.n
         mu_d = self.den_sum / self.n
-        var = (
-            self.numerator.variance / mu_d**2
-            - 2.0 * self.covariance * mu_n / mu_d**3
-            + self.denominator.variance * mu_n**2 / mu_d**4
-        )
-        return max(var, 0.0)
+        scale = mu_d * mu_d  # products rather than **: a float ** raises OverflowError where * gives inf
+        if scale == 0:
+            return math.inf  # a denominator mean so near 0 that its square underflows: the ratio is unstable
+        r = mu_n / mu_d
+        var = (self.numerator.variance - 2.0 * self.covariance * r + self.denominator.variance * r * r) / scale
+        return max(var, 0.0) if not math.isnan(var) else math.inf
 
     def estimate(self) -> Estimate:
         return Estimate(self.n, self.mean, self.variance)
@@ -154,8 +162,8 @@ class CupedStats:
         n = self.n
         if n == 0:
             return 0.0, 0.0, 0.0
-        syy = self.post.sum_squares - self.post.sum**2 / n
-        sxx = self.pre_sum_squares - self.pre_sum**2 / n
+        syy = self.post.sum_squares - self.post.sum * self.post.sum / n
+        sxx = self.pre_sum_squares - self.pre_sum * self.pre_sum / n
         sxy = self.sum_product - self.post.sum * self.pre_sum / n
         return syy, sxx, sxy
 
@@ -169,9 +177,10 @@ def cuped_theta(arms: Sequence[CupedStats]) -> float:
     """
     sxx = sum(a.centred_sums()[1] for a in arms)
     sxy = sum(a.centred_sums()[2] for a in arms)
-    if sxx <= 0:
+    if not sxx > 0:  # also NaN: sums beyond a float's range leave nothing to regress on
         return 0.0
-    return sxy / sxx
+    theta = sxy / sxx
+    return theta if math.isfinite(theta) else 0.0
 
 
 def cuped_estimate(arm: CupedStats, theta: float, pre_grand_mean: float) -> Estimate:
@@ -183,8 +192,8 @@ def cuped_estimate(arm: CupedStats, theta: float, pre_grand_mean: float) -> Esti
     if arm.n == 0:
         return Estimate(0, 0.0, 0.0)
     mean = arm.post.mean - theta * (arm.pre.mean - pre_grand_mean)
-    var = arm.post.variance + theta**2 * arm.pre.variance - 2.0 * theta * arm.covariance
-    return Estimate(arm.n, mean, max(var, 0.0))
+    var = arm.post.variance + theta * theta * arm.pre.variance - 2.0 * theta * arm.covariance
+    return Estimate(arm.n, mean, max(var, 0.0) if not math.isnan(var) else math.inf)
 
 
 def cuped_estimates(arms: Sequence[CupedStats]) -> tuple[list[Estimate], float]:
