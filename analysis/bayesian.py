@@ -13,22 +13,25 @@ changes — sharp posteriors of big arms next to a vague one included.  Quantile
 ``T - C`` and of the relative lift ``T/C - 1`` of two Beta posteriors come from the same machinery
 (``P(T - C <= d) = ∫ f_C(c) F_T(c + d) dc``) and a root finder.
 
-The Gaussian model puts a flat or normal prior on the relative lift, takes the delta-method
-estimate of the lift as the likelihood, and gets a normal posterior; chance to win and expected
-loss then have closed forms.
+The Gaussian model puts a flat or normal prior on the relative lift, takes the estimate of the
+lift as the likelihood — on the log scale ``log(m_t/m_c)`` when both means are positive, where it is
+close to normal even for skewed metrics (the delta-method ratio is not: its upper tail is compressed
+and a chance to win above 95% came up 2.7% of the time in A/A tests of a skewed revenue metric), see
+:class:`analysis.frequentist.RelativeMoments` — and gets a normal posterior; chance to win and
+expected loss then have closed forms.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
 from scipy import optimize, special, stats
 
-from analysis.frequentist import relative_lift
+from analysis.frequentist import Difference, RelativeMoments, overflow_message, relative_moments
 from analysis.stats import Estimate, SampleStats
 
 Interval = tuple[float, float]
@@ -67,8 +70,11 @@ def _common_nodes(dists: Sequence[stats.rv_continuous]) -> tuple[np.ndarray, np.
 def _best_integrands(dists: Sequence[stats.rv_continuous], lower_is_better: bool) -> tuple[np.ndarray, ...]:
     """Nodes, weights, and per arm ``f_i(x) Π_{j≠i} F_j(x)`` on them."""
     x, w = _common_nodes(dists)
-    pdf = np.array([d.pdf(x) for d in dists])
-    cdf = np.array([d.sf(x) if lower_is_better else d.cdf(x) for d in dists])
+    # Posteriors of astronomic spread put nodes near 1e154, whose squares overflow to a density of 0:
+    # the right value, without the warning.
+    with np.errstate(over="ignore", under="ignore"):
+        pdf = np.array([d.pdf(x) for d in dists])
+        cdf = np.array([d.sf(x) if lower_is_better else d.cdf(x) for d in dists])
     k = len(dists)
     rest = (
         np.array([np.prod(np.delete(cdf, i, axis=0), axis=0) for i in range(k)])
@@ -87,8 +93,9 @@ def prob_best(dists: Sequence[stats.rv_continuous], lower_is_better: bool = Fals
 def expected_losses(dists: Sequence[stats.rv_continuous], lower_is_better: bool = False) -> np.ndarray:
     """``E[best of all] - E[X_i]`` for each arm (≥ 0), by quadrature."""
     x, w, integrand = _best_integrands(dists, lower_is_better)
-    expected_best = float(((integrand * x) @ w).sum())
-    means = np.array([float((d.pdf(x) * x) @ w) for d in dists])
+    with np.errstate(over="ignore", under="ignore"):
+        expected_best = float(((integrand * x) @ w).sum())
+        means = np.array([float((d.pdf(x) * x) @ w) for d in dists])
     loss = means - expected_best if lower_is_better else expected_best - means
     return np.maximum(loss, 0.0)
 
@@ -126,7 +133,31 @@ class BayesianResult:
     message: str | None = None
 
 
-def _distribution_quantile(cdf: Callable[[float], float], q: float, lo: float, hi: float) -> float:
+_MAX_RATIO = 1e15  # the relative lift's quantile search stops here
+
+
+def _distribution_quantile(
+    cdf: Callable[[float], float], q: float, lo: float, hi: float, grow: bool = False
+) -> float | None:
+    """The ``q`` quantile of a distribution on ``[lo, hi]`` (``hi`` grown ×4 up to 1e15 when ``grow``).
+
+    The root is only searched once the bracket has been checked to change sign, so quadrature that
+    cannot resolve a quantile at the edge of the range gives that edge (the parameter's bound) or, for
+    an unbounded range, ``None`` — never scipy's "f(a) and f(b) must have different signs".
+    """
+    f_lo = cdf(lo) - q
+    if not math.isfinite(f_lo):
+        return None
+    if f_lo >= 0:
+        return lo
+    f_hi = cdf(hi) - q
+    while grow and math.isfinite(f_hi) and f_hi < 0 and hi < _MAX_RATIO:
+        hi *= 4.0
+        f_hi = cdf(hi) - q
+    if not math.isfinite(f_hi) or (f_hi < 0 and grow):
+        return None
+    if f_hi < 0:
+        return hi
     return float(optimize.brentq(lambda d: cdf(d) - q, lo, hi, xtol=1e-12, rtol=1e-10))
 
 
@@ -151,8 +182,13 @@ def beta_binomial_test(
     treatment: SampleStats,
     prior: BetaPrior = BetaPrior(),
     ci_level: float = 0.95,
+    intervals: bool = True,
 ) -> BayesianResult:
-    """Chance to win, expected losses and credible intervals of the difference and relative lift."""
+    """Chance to win, expected losses and credible intervals of the difference and relative lift.
+
+    ``intervals=False`` skips the intervals' root searches (most of the cost) when only the verdict's
+    inputs are needed, as in a calibration simulation.
+    """
     base = BayesianResult(model="beta-binomial", ci_level=ci_level)
     for arm, name in ((control, "control"), (treatment, "treatment")):
         if arm.n <= 0:
@@ -167,6 +203,17 @@ def beta_binomial_test(
     post_t = beta_posterior(treatment.sum, treatment.n, prior)
     ctw = float(prob_best([post_c, post_t])[1])
     loss_c, loss_t = (float(v) for v in expected_losses([post_c, post_t]))
+    decision_only = BayesianResult(
+        model=base.model,
+        ci_level=ci_level,
+        chance_to_win=ctw,
+        expected_loss=loss_t,
+        expected_loss_control=loss_c,
+        lift_abs=float(post_t.mean() - post_c.mean()),
+        lift_rel=float(post_t.mean() / post_c.mean() - 1.0),
+    )
+    if not intervals:
+        return decision_only
     tail = (1.0 - ci_level) / 2.0
 
     def diff_cdf(d: float) -> float:
@@ -175,28 +222,18 @@ def beta_binomial_test(
     def rel_cdf(r: float) -> float:
         return _ratio_cdf(post_c, post_t, r)
 
-    ci_abs = (
-        _distribution_quantile(diff_cdf, tail, -1.0, 1.0),
-        _distribution_quantile(diff_cdf, 1 - tail, -1.0, 1.0),
-    )
-    hi = 1.0
-    while rel_cdf(hi) < 1.0 - tail and hi < 1e12:
-        hi *= 4.0
-    ci_rel = (
-        _distribution_quantile(rel_cdf, tail, -1.0 + 1e-12, hi),
-        _distribution_quantile(rel_cdf, 1 - tail, -1.0 + 1e-12, hi),
-    )
-    return BayesianResult(
-        model=base.model,
-        ci_level=ci_level,
-        chance_to_win=ctw,
-        expected_loss=loss_t,
-        expected_loss_control=loss_c,
-        lift_abs=float(post_t.mean() - post_c.mean()),
-        ci_abs=ci_abs,
-        lift_rel=float(post_t.mean() / post_c.mean() - 1.0),
-        ci_rel=ci_rel,
-    )
+    ci_abs = _credible(diff_cdf, tail, -1.0, 1.0, grow=False)
+    ci_rel = _credible(rel_cdf, tail, -1.0 + 1e-12, 1.0, grow=True)
+    message = None
+    if ci_rel is None:
+        message = f"relative credible interval not computable: the lift is beyond {_MAX_RATIO:.0e}"
+    return replace(decision_only, ci_abs=ci_abs, ci_rel=ci_rel, message=message)
+
+
+def _credible(cdf: Callable[[float], float], tail: float, lo: float, hi: float, grow: bool) -> Interval | None:
+    low = _distribution_quantile(cdf, tail, lo, hi, grow)
+    high = _distribution_quantile(cdf, 1.0 - tail, lo, hi, grow)
+    return None if low is None or high is None else (low, high)
 
 
 # ---------------------------------------------------------------------------------- Gaussian
@@ -213,6 +250,17 @@ class GaussianPrior:
     def __post_init__(self) -> None:
         if self.proper and self.variance <= 0:
             raise ValueError(f"a proper Gaussian prior needs a positive variance, got {self.variance}")
+        if self.proper and self.mean <= -1:
+            raise ValueError(f"a prior mean lift must be above -100%, got {self.mean}")
+
+    def on_scale(self, rel: RelativeMoments) -> tuple[float, float | None]:
+        """(mean, variance) of the prior on the scale the relative likelihood is on (delta method
+        for the log scale); variance ``None`` for the flat prior."""
+        if not self.proper:
+            return 0.0, None
+        if rel.scale == "log":
+            return math.log1p(self.mean), self.variance / ((1.0 + self.mean) * (1.0 + self.mean))
+        return self.mean, self.variance
 
 
 def _normal_posterior(
@@ -238,44 +286,56 @@ def gaussian_test(
     treatment: Estimate,
     prior: GaussianPrior = GaussianPrior(),
     ci_level: float = 0.95,
+    difference: Difference = "relative",
 ) -> BayesianResult:
     """Normal posterior for the lift from arm estimates (means, ratios or CUPED-adjusted means).
 
     The prior is on the relative lift; the absolute lift uses the same prior scaled by the control
-    mean, so both scales tell the same story.  Chance to win and losses are on the absolute scale.
+    mean.  The two posteriors come from different (delta-method) approximations, so the chance to win
+    is read on the ``difference`` scale — the one whose interval is shown beside the verdict — and
+    the expected losses on the absolute scale.
     """
     base = BayesianResult(model="gaussian", ci_level=ci_level)
     if control.n < 2 or treatment.n < 2:
         which = "control" if control.n < 2 else "treatment"
         return BayesianResult(model=base.model, ci_level=ci_level, message=f"{which} has fewer than 2 users")
+    problem = overflow_message(control, treatment)
+    if problem:
+        return BayesianResult(model=base.model, ci_level=ci_level, message=problem)
     var_abs = control.var_of_mean + treatment.var_of_mean
-    if var_abs <= 0:
+    if not var_abs > 0 or not math.isfinite(var_abs):
         return BayesianResult(
             model=base.model, ci_level=ci_level, message="zero variance in both arms: no posterior spread"
         )
     z = float(special.ndtri(0.5 + ci_level / 2.0))
     messages: list[str] = []
-    rel = relative_lift(control, treatment)
+    rel = relative_moments(control, treatment)
     m_c = control.mean
-    prior_var_abs = prior.variance * m_c**2 if prior.proper and m_c != 0 else None
+    prior_var_abs = prior.variance * m_c * m_c if prior.proper and m_c != 0 else None
     if prior.proper and m_c == 0:
         messages.append("control mean is 0: prior on the relative lift ignored")
     mu_abs, v_abs = _normal_posterior(treatment.mean - m_c, var_abs, prior.mean * m_c, prior_var_abs)
+    if not (math.isfinite(mu_abs) and v_abs > 0 and math.isfinite(v_abs)):
+        return BayesianResult(model=base.model, ci_level=ci_level,
+                              message="the difference overflows a float: no posterior is possible")
     sd_abs = math.sqrt(v_abs)
     loss_t, loss_c = normal_losses(mu_abs, sd_abs)
+    ctw = float(special.ndtr(mu_abs / sd_abs))
     lift_rel = ci_rel = None
     if rel is None:
-        messages.append("control mean is 0: relative lift is undefined")
-    else:
-        mu_rel, v_rel = _normal_posterior(
-            rel[0], rel[1], prior.mean, prior.variance if prior.proper else None
+        messages.append(
+            "control mean is 0: the relative lift and its interval are undefined; chance to win is on the difference"
         )
-        lift_rel = mu_rel
-        ci_rel = (mu_rel - z * math.sqrt(v_rel), mu_rel + z * math.sqrt(v_rel))
+    elif rel.var > 0:
+        mu_rel, v_rel = _normal_posterior(rel.estimate, rel.var, *prior.on_scale(rel))
+        lift_rel = rel.to_lift(mu_rel)
+        ci_rel = rel.interval((mu_rel - z * math.sqrt(v_rel), mu_rel + z * math.sqrt(v_rel)))
+        if difference == "relative":
+            ctw = float(special.ndtr(mu_rel / math.sqrt(v_rel)))
     return BayesianResult(
         model=base.model,
         ci_level=ci_level,
-        chance_to_win=float(special.ndtr(mu_abs / sd_abs)),
+        chance_to_win=ctw,
         expected_loss=loss_t,
         expected_loss_control=loss_c,
         lift_abs=mu_abs,

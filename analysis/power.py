@@ -25,12 +25,26 @@ def _z_sum(alpha: float, power: float, two_sided: bool) -> float:
     if not 0.0 < power < 1.0:
         raise ValueError(f"power must be in (0, 1), got {power}")
     z_alpha = special.ndtri(1.0 - (alpha / 2.0 if two_sided else alpha))
-    return float(z_alpha + special.ndtri(power))
+    total = float(z_alpha + special.ndtri(power))
+    if not math.isfinite(total):
+        raise ValueError(f"alpha {alpha:g} and power {power:g} are beyond a normal quantile's range")
+    return total
 
 
 def _check_rate(p: float, name: str) -> None:
     if not 0.0 < p < 1.0:
         raise ValueError(f"{name} must be strictly between 0 and 1, got {p}")
+
+
+def _check_positive(value: float, name: str) -> None:
+    """Finite and > 0: NaN and inf fail here with a message instead of surfacing as NaN or a ZeroDivisionError."""
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {value}")
+
+
+def _check_effect(mde: float) -> None:
+    if not math.isfinite(mde) or mde == 0:
+        raise ValueError(f"mde must be a non-zero finite number, got {mde}")
 
 
 def treatment_rate(baseline: float, mde: float, relative: bool = True) -> float:
@@ -46,6 +60,7 @@ def sample_size_proportions(
     two_sided: bool = True,
 ) -> int:
     """Users per variant to detect ``baseline → baseline·(1 + mde)`` (or ``+ mde`` when absolute)."""
+    _check_effect(mde)
     p1 = baseline
     p2 = treatment_rate(baseline, mde, relative)
     _check_rate(p1, "baseline")
@@ -60,10 +75,8 @@ def sample_size_means(
     std: float, mde: float, alpha: float = 0.05, power: float = 0.8, two_sided: bool = True
 ) -> int:
     """Users per variant to detect an absolute difference ``mde`` in means with per-user sd ``std``."""
-    if std <= 0:
-        raise ValueError(f"std must be positive, got {std}")
-    if mde == 0:
-        raise ValueError("mde must be non-zero")
+    _check_positive(std, "std")
+    _check_effect(mde)
     ratio = std / mde
     return _finite_ceil(2.0 * _z_sum(alpha, power, two_sided) ** 2 * ratio * ratio, mde)
 
@@ -79,19 +92,34 @@ def power_proportions(
     n_per_arm: float, baseline: float, treatment: float, alpha: float = 0.05, two_sided: bool = True
 ) -> float:
     """Power of the (unpooled) two-proportion z test with ``n_per_arm`` users in each arm."""
+    _check_positive(n_per_arm, "n_per_arm")
     _check_rate(baseline, "baseline")
     _check_rate(treatment, "treatment")
     se = math.sqrt((baseline * (1 - baseline) + treatment * (1 - treatment)) / n_per_arm)
-    return _power(abs(treatment - baseline) / se, alpha, two_sided)
+    return _power(_drift(abs(treatment - baseline), se), alpha, two_sided)
 
 
 def power_means(
     n_per_arm: float, std: float, mde: float, alpha: float = 0.05, two_sided: bool = True
 ) -> float:
-    return _power(abs(mde) / (std * math.sqrt(2.0 / n_per_arm)), alpha, two_sided)
+    _check_positive(n_per_arm, "n_per_arm")
+    _check_positive(std, "std")
+    _check_effect(mde)
+    return _power(_drift(abs(mde), std * math.sqrt(2.0 / n_per_arm)), alpha, two_sided)
+
+
+def _drift(effect: float, se: float) -> float:
+    """Expected z of ``effect``; a standard error that underflowed to 0 (astronomic samples) means certainty."""
+    if se == 0:
+        return math.inf if effect > 0 else 0.0
+    return effect / se
 
 
 def _power(drift: float, alpha: float, two_sided: bool) -> float:
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    if math.isinf(drift):
+        return 1.0  # certain detection, even against an alpha so small its critical value is inf
     z_alpha = float(special.ndtri(1.0 - (alpha / 2.0 if two_sided else alpha)))
     upper = float(special.ndtr(drift - z_alpha))
     return upper + (float(special.ndtr(-drift - z_alpha)) if two_sided else 0.0)
@@ -101,9 +129,9 @@ def mde_means(
     n_per_arm: float, std: float, alpha: float = 0.05, power: float = 0.8, two_sided: bool = True
 ) -> float:
     """Smallest absolute difference in means detectable with ``power``."""
-    if n_per_arm <= 0:
-        raise ValueError(f"n_per_arm must be positive, got {n_per_arm}")
-    return _z_sum(alpha, power, two_sided) * std * math.sqrt(2.0 / n_per_arm)
+    _check_positive(n_per_arm, "n_per_arm")
+    _check_positive(std, "std")
+    return _z_sum(alpha, power, two_sided) * (std * math.sqrt(2.0) / math.sqrt(n_per_arm))
 
 
 def mde_proportions(
@@ -116,8 +144,7 @@ def mde_proportions(
 ) -> float | None:
     """Smallest upward lift detectable with ``power`` (relative by default); ``None`` if even 100% is not."""
     _check_rate(baseline, "baseline")
-    if n_per_arm <= 0:
-        raise ValueError(f"n_per_arm must be positive, got {n_per_arm}")
+    _check_positive(n_per_arm, "n_per_arm")
     z = _z_sum(alpha, power, two_sided)
 
     def gap(delta: float) -> float:
@@ -133,8 +160,9 @@ def mde_proportions(
 
 def daily_rate(users: float, days_elapsed: float) -> float:
     """Observed traffic: users entering the experiment per day."""
-    if days_elapsed <= 0:
-        raise ValueError(f"days_elapsed must be positive, got {days_elapsed}")
+    _check_positive(days_elapsed, "days_elapsed")
+    if not (math.isfinite(users) and users >= 0):
+        raise ValueError(f"users must be a finite number >= 0, got {users}")
     return users / days_elapsed
 
 
@@ -150,7 +178,12 @@ def expected_duration_days(
     The arm with the smallest share is the bottleneck.  With ``current_users`` it is the time
     *remaining*; 0 when every arm is already there.  ``inf`` when there is no traffic.
     """
-    share = np.full(arms, 1.0 / arms) if weights is None else np.asarray(weights, float) / np.sum(weights)
+    w = None if weights is None else np.asarray(weights, dtype=float)
+    if arms < 1 or (w is not None and not (np.all(np.isfinite(w)) and np.all(w >= 0) and 0 < w.max() < 1e300)):
+        raise ValueError(f"weights must be finite, non-negative and not all zero, got {list(map(float, w or []))}")
+    if not math.isfinite(n_per_arm) or math.isnan(users_per_day):
+        raise ValueError(f"n_per_arm and users_per_day must be numbers, got {n_per_arm} and {users_per_day}")
+    share = np.full(arms, 1.0 / arms) if w is None else w / np.sum(w)
     have = np.zeros(share.size) if current_users is None else np.asarray(current_users, float)
     if have.size != share.size:
         raise ValueError(f"{have.size} current counts for {share.size} arms")
@@ -159,4 +192,5 @@ def expected_duration_days(
         return 0.0
     if users_per_day <= 0 or np.any(share[missing > 0] <= 0):
         return math.inf
-    return float(np.max(missing / (users_per_day * share)))
+    with np.errstate(divide="ignore", over="ignore"):  # a trickle of traffic: the duration is inf
+        return float(np.max(missing / (users_per_day * share)))

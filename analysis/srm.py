@@ -14,6 +14,16 @@ import numpy as np
 from scipy import stats
 
 SRM_THRESHOLD = 0.001
+_LARGEST = 1e150  # counts and weights above this overflow the chi-square's squares
+
+
+def _floats(values: np.ndarray) -> tuple[float, ...]:
+    return tuple(float(v) for v in values.tolist())
+
+
+def _numbers(values: np.ndarray) -> str:
+    """``[20400, 19600]``: plain numbers, never numpy's ``np.float64(...)`` repr."""
+    return "[" + ", ".join(f"{v:.0f}" if np.isfinite(v) and v == round(v) else f"{v:g}" for v in values.tolist()) + "]"
 
 
 @dataclass(frozen=True)
@@ -37,21 +47,24 @@ def srm_test(
     w = np.ones(k) if weights is None else np.asarray(weights, dtype=float)
     if w.size != k:
         raise ValueError(f"{w.size} weights for {k} arms")
-    if np.any(w < 0) or not np.all(np.isfinite(w)) or w.sum() <= 0:
-        raise ValueError(f"weights must be non-negative and not all zero, got {list(w)}")
-    if np.any(counts < 0):
-        raise ValueError(f"user counts must be non-negative, got {list(counts)}")
+    # Bounds rather than a check of the sum: summing 1e308s overflows (with a numpy warning) first.
+    if not (np.all(np.isfinite(w)) and np.all(w >= 0) and 0 < w.max() <= _LARGEST):
+        raise ValueError(f"weights must be finite, non-negative and not all zero, got {_numbers(w)}")
+    if not (np.all(np.isfinite(counts)) and np.all(counts >= 0) and np.all(counts == np.round(counts))):
+        raise ValueError(f"user counts must be whole numbers >= 0, got {_numbers(counts)}")
+    if counts.max() > _LARGEST:
+        raise ValueError(f"user counts beyond {_LARGEST:g} cannot be checked in floating point, got {_numbers(counts)}")
     total = counts.sum()
     expected = w / w.sum() * total
     if total == 0:
-        return SrmResult(1.0, 0.0, tuple(expected), False, threshold, "no users yet: nothing to check")
+        return SrmResult(1.0, 0.0, _floats(expected), False, threshold, "no users yet: nothing to check")
     starved = (expected == 0) & (counts > 0)
     if np.any(starved):
         arms = ", ".join(str(i) for i in np.flatnonzero(starved))
         return SrmResult(
             0.0,
             float("inf"),
-            tuple(expected),
+            _floats(expected),
             True,
             threshold,
             f"arm(s) {arms} have users but a configured weight of 0",
@@ -59,14 +72,14 @@ def srm_test(
     live = expected > 0
     if live.sum() < 2:
         return SrmResult(
-            1.0, 0.0, tuple(expected), False, threshold, "only one arm has traffic: nothing to check"
+            1.0, 0.0, _floats(expected), False, threshold, "only one arm has traffic: nothing to check"
         )
     chi2, p = stats.chisquare(counts[live], expected[live])
     flagged = bool(p < threshold)
     message = (
-        f"sample ratio mismatch: p = {p:.2g} < {threshold:g}; observed {counts.astype(int).tolist()}, "
-        f"expected {np.round(expected).astype(int).tolist()}"
+        f"sample ratio mismatch: p = {p:.2g} < {threshold:g}; observed {_numbers(counts)}, "
+        f"expected {_numbers(np.round(expected))}"
         if flagged
         else None
     )
-    return SrmResult(float(p), float(chi2), tuple(float(e) for e in expected), flagged, threshold, message)
+    return SrmResult(float(p), float(chi2), _floats(expected), flagged, threshold, message)

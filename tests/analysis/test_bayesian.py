@@ -104,9 +104,16 @@ def test_extreme_conversion_rates_give_finite_results() -> None:
 
 def test_gaussian_model_flat_prior_is_the_normal_approximation() -> None:
     c, t = Estimate(5000, 10.0, 25.0), Estimate(5000, 10.3, 26.0)
-    r = gaussian_test(c, t)
+    r = gaussian_test(c, t, difference="absolute")
     se = math.sqrt(25 / 5000 + 26 / 5000)
     assert r.chance_to_win == pytest.approx(stats.norm.cdf(0.3 / se))
+    # Read on the relative scale (the default), the chance to win is the relative posterior's, so it
+    # agrees with the relative credible interval shown beside it.
+    rel = gaussian_test(c, t, ci_level=0.90)
+    se_log = math.sqrt(26 / 5000 / 10.3**2 + 25 / 5000 / 10.0**2)  # on the log scale: log(10.3 / 10)
+    assert rel.chance_to_win == pytest.approx(stats.norm.cdf(math.log(1.03) / se_log))
+    assert rel.lift_rel == pytest.approx(0.03) and rel.ci_rel[1] - 0.03 > 0.03 - rel.ci_rel[0]  # exp(): skewed
+    assert (rel.chance_to_win >= 0.95) == (rel.ci_rel[0] > 0)
     draws = np.random.default_rng(3).normal(0.3, se, MC_DRAWS)
     assert r.expected_loss == pytest.approx(np.mean(np.maximum(-draws, 0)), rel=0.02)
     assert r.expected_loss_control == pytest.approx(np.mean(np.maximum(draws, 0)), rel=0.01)
@@ -148,3 +155,12 @@ def test_thompson_weights_edge_cases() -> None:
         thompson_weights([1, 2, 3], [10, 10, 10], min_weight=0.4)
     with pytest.raises(ValueError, match="not a proportion"):
         thompson_weights([11, 2], [10, 10])
+
+
+def test_huge_lifts_do_not_leak_root_finder_errors() -> None:
+    """A lift beyond the old [-1, 1e12] brackets raised scipy's "f(a) and f(b) must have different signs"."""
+    for control, treatment in (((10**13, 0), (10**13, 10**13)), ((10**14, 0), (10**6, 10**6)), ((10**15, 1), (10, 10))):
+        r = beta_binomial_test(SampleStats.binomial(*control), SampleStats.binomial(*treatment))
+        assert r.chance_to_win == pytest.approx(1.0)
+        assert r.ci_rel is None or (r.ci_rel[0] > 1e6 and math.isfinite(r.ci_rel[1]))
+        assert r.ci_rel is not None or "not computable" in r.message
