@@ -1,20 +1,30 @@
-"""Turn a readout's evidence into one recommendation in words.
+"""Turn a readout's evidence into one recommendation in words: the only place the ship/stop rule lives.
 
 Order of precedence: an SRM makes every number untrustworthy, so it wins; then a significant
 winner is shipped (the largest significant lift if several); a treatment that is significantly
 worse, with no winner, means keeping the control; otherwise the experiment either needs more
 users (to reach the sample size planned for the MDE) or has reached it without a detectable
 difference.  Higher metric values are assumed to be better.
+
+An experiment adds two rules on top (:func:`experiment_decision`): reading a fixed-horizon engine
+before its planned sample size is peeking, so its "ship" becomes "keep running" (only engines
+that may be read at any time — sequential, Bayesian — stop early); and a winner that is
+significantly worse on a guardrail metric is put on "hold".
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 Action = Literal["ship", "keep_running", "no_difference", "untrustworthy", "not_enough_data"]
+ExperimentAction = Literal["ship", "keep_running", "no_difference", "untrustworthy", "not_enough_data", "hold"]
+
+ANYTIME_ENGINES = frozenset({"sequential", "bayesian"})  # valid whenever they are read
+VERDICTS = frozenset({"ship", "hold", "no_difference"})  # actions that end an experiment
+LOSS_CHANCE = 0.05  # a Bayesian guardrail fails when the chance the treatment is better is below this
 
 
 @dataclass(frozen=True)
@@ -97,3 +107,91 @@ def decide(
         days = more / (users_per_day * share)
         text += f", ~{math.ceil(days)} more days at current traffic"
     return Decision("keep_running", text + ")", more_users_per_arm=more, days_remaining=days)
+
+
+# ------------------------------------------------------------------------------- experiments
+
+
+def reads_anytime(engine: str) -> bool:
+    """Whether ``engine``'s verdict is valid at any look (sequential, Bayesian), not only at the plan."""
+    return engine in ANYTIME_ENGINES
+
+
+def peeking(engine: str, planned_fraction: float | None) -> bool:
+    """A fixed-horizon verdict read before its planned sample size: with 14 looks a 5% test
+    rejects a true null about 22% of the time (Armitage et al.)."""
+    return not reads_anytime(engine) and planned_fraction is not None and planned_fraction < 1
+
+
+def ready_to_decide(engine: str, action: str, planned_fraction: float | None) -> bool:
+    """The planned sample is reached, or an engine that may be read any time has a verdict."""
+    return (planned_fraction or 0.0) >= 1 or (action in VERDICTS and reads_anytime(engine))
+
+
+def bayesian_call(
+    chance_to_win: float | None,
+    expected_loss: float | None,
+    expected_loss_control: float | None,
+    control_mean: float | None,
+    ctw_threshold: float = 0.95,
+    loss_threshold: float = 0.0025,
+) -> bool:
+    """The Bayesian verdict: ship when the chance to win passes the threshold at an expected loss
+    below the limit, keep the control in the mirror case.  The limit is relative to the control mean
+    (gbstats' default 0.25%)."""
+    if chance_to_win is None or not control_mean:
+        return False
+    cheap = loss_threshold * abs(control_mean)
+    ship = chance_to_win >= ctw_threshold and (expected_loss or 0.0) <= cheap
+    keep = chance_to_win <= 1 - ctw_threshold and (expected_loss_control or 0.0) <= cheap
+    return ship or keep
+
+
+def significantly_worse(
+    decision_engine: str, significant: bool | None, lift_abs: float | None, chance_to_win: float | None
+) -> bool:
+    """A treatment's guardrail verdict: worse than the control with the engine's own evidence."""
+    if decision_engine == "bayesian":
+        return chance_to_win is not None and chance_to_win < LOSS_CHANCE
+    return bool(significant) and (lift_abs or 0.0) < 0
+
+
+@dataclass(frozen=True)
+class ExperimentVerdict:
+    action: ExperimentAction
+    text: str
+    variant: str | None = None
+
+
+def experiment_decision(
+    goal: Decision | None,
+    goal_metric: str,
+    control: str,
+    engine: str,
+    guardrail_failures: Mapping[str, Sequence[str]],
+    planned_fraction: float | None = None,
+    planned_users: int | None = None,
+    planned_source: str = "planned",
+    goal_error: str | None = None,
+) -> ExperimentVerdict:
+    """The goal metric's :func:`decide`, with the peeking and guardrail rules of an experiment."""
+    if goal is None:
+        return ExperimentVerdict("not_enough_data", f"no readout: {goal_error}")
+    text, action = goal.text, goal.action
+    if action == "ship" and peeking(engine, planned_fraction):
+        return ExperimentVerdict(
+            "keep_running",
+            f"keep running: the fixed-horizon test looks significant ({text}) but is valid only at the "
+            f"{planned_source} {planned_users or 0:,} users per arm ({planned_fraction or 0.0:.0%} reached); "
+            "to decide before then, read the sequential engine",
+        )
+    out_action: ExperimentAction = action
+    if action == "ship" and goal.variant and goal.variant != control:
+        broken = sorted(m for m, variants in guardrail_failures.items() if goal.variant in variants)
+        if broken:
+            out_action = "hold"
+            text = f"hold {goal.variant}: it wins on {goal_metric} ({text}) but is significantly worse on {broken}"
+    if guardrail_failures and out_action != "hold":
+        warned = "; ".join(f"{m}: {', '.join(v)}" for m, v in sorted(guardrail_failures.items()))
+        text += f" (guardrails significantly worse — {warned})"
+    return ExperimentVerdict(out_action, text, goal.variant)

@@ -16,7 +16,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from analysis.frequentist import excludes_zero
 from analysis.readout import AnalysisSettings, Readout, VariantSummary, analyze
+from analysis.sequential import SequentialPlan
 from engine.experiments.metrics import METRICS
 from engine.experiments.model import Experiment, ExperimentError, parse_experiment
 from engine.models.registry import MODEL_CLASSES
@@ -75,6 +77,9 @@ def analysis_settings(draw: st.DrawFn, arms: int) -> AnalysisSettings:
         alternative=draw(st.sampled_from(["two-sided", "greater", "less"])),
         use_cuped=draw(st.booleans()),
         gs_info_fractions=draw(st.sampled_from([None, (0.5,), (0.25, 0.5, 1.0)])),
+        test=draw(st.sampled_from(["relative", "absolute"])),
+        sequential=draw(st.sampled_from([SequentialPlan(), SequentialPlan(looks=14, mde=0.1),
+                                         SequentialPlan("group", 50_000, 5)])),
     )
 
 
@@ -96,8 +101,14 @@ def _check_readout(readout: Readout) -> None:
     for r in readout.results:
         for p in (r.p_value, r.p_value_adjusted, r.chance_to_win, r.prob_best):
             assert p is None or 0.0 <= p <= 1.0, (r.variant, p)
-        for ci in (r.ci_abs, r.ci_rel):
+        for ci in (r.ci_abs, r.ci_rel, r.ci):
             assert ci is None or ci[0] <= ci[1], (r.variant, ci)
+        # The one rule: each p-value agrees with the interval of the same test, and the verdict with both.
+        for p, ci in ((r.p_value_abs, r.ci_abs), (r.p_value_rel, r.ci_rel)):
+            if p is not None:
+                assert (p < readout.settings.alpha) == excludes_zero(ci), (r.variant, p, ci)
+        if r.decisive_p_value is not None:
+            assert r.significant == excludes_zero(r.ci) == (r.decisive_p_value < readout.settings.alpha)
     assert 0.0 <= readout.srm_p_value <= 1.0
     assert readout.decision_text
 

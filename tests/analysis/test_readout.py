@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from statsmodels.stats.multitest import multipletests
 
-from analysis.decision import Evidence, decide
-from analysis.frequentist import ztest_proportions
+from analysis.decision import Evidence, decide, experiment_decision
+from analysis.frequentist import excludes_zero, proportions_test
 from analysis.readout import AnalysisSettings, Readout, VariantSummary, analyze, summaries_from_rows
+from analysis.sequential import SequentialPlan
 from analysis.stats import SampleStats
 
 
@@ -28,11 +29,22 @@ def _json(readout: Readout) -> dict:
 # ------------------------------------------------------------------------------------- engines
 
 
-def test_frequentist_binomial_readout_matches_the_z_test_and_holm() -> None:
+def _one_rule(readout: Readout) -> None:
+    """The verdict, the p-value and the interval shown beside it are one test's, on every pair."""
+    for r in readout.results:
+        for p, ci in ((r.p_value_abs, r.ci_abs), (r.p_value_rel, r.ci_rel)):
+            if p is not None:
+                assert (p < readout.settings.alpha) == excludes_zero(ci), (r.variant, p, ci)
+        if r.decisive_p_value is not None:
+            assert r.significant == excludes_zero(r.ci) == (r.decisive_p_value < readout.settings.alpha)
+            assert r.p_value == (r.p_value_rel if r.test == "relative" else r.p_value_abs)
+
+
+def test_frequentist_binomial_readout_matches_the_test_and_holm() -> None:
     variants = [_conv("control", 10_000, 1_000), _conv("B", 10_000, 1_100), _conv("C", 10_000, 1_010)]
     r = analyze(variants, "binomial", "frequentist")
     raw = [
-        ztest_proportions(SampleStats.binomial(10_000, 1_000), SampleStats.binomial(10_000, x)).p_value
+        proportions_test(SampleStats.binomial(10_000, 1_000), SampleStats.binomial(10_000, x)).p_value
         for x in (1_100, 1_010)
     ]
     assert [t.p_value for t in r.results] == pytest.approx(raw)
@@ -41,11 +53,56 @@ def test_frequentist_binomial_readout_matches_the_z_test_and_holm() -> None:
     )
     b = r.results[0]
     assert b.variant == "B" and b.mean == pytest.approx(0.11) and b.lift_rel == pytest.approx(0.10)
-    assert b.ci_rel == pytest.approx((0.010870113, 0.189129887), abs=1e-8)  # delta-method interval
+    assert b.test == "relative" and b.method == "welch-t" and b.p_value == b.p_value_rel
+    assert b.ci_rel == pytest.approx((0.010864708, 0.189135292), abs=1e-8)  # delta-method interval
+    # Holm tested B at alpha/2: its adjusted p (0.056) misses 0.05 and the interval at that level has 0.
+    assert b.ci == b.frequentist.ci_adjusted and b.ci[0] < 0 < b.ci_rel[0] and not b.significant
     assert b.chance_to_win is None and b.bayesian is None  # the Bayesian engine did not run
-    assert r.decision.action == "ship" and r.decision_text.startswith("ship B (+10.0%")
+    assert r.decision.action == "keep_running"
+    bigger = analyze([_conv("control", 10_000, 1_000), _conv("B", 10_000, 1_130), _conv("C", 10_000, 1_010)])
+    assert bigger.decision_text == "ship B (+13.0%, adjusted relative p = 0.0101)"
+    assert bigger.results[0].ci[0] > 0
+    _one_rule(bigger)
     assert any("delta-method" in m for m in r.messages)
+    assert any("one test: the relative one" in m for m in r.messages)
     assert r.required_users_per_arm > 10_000  # 5% MDE at a 2.5% (Holm, 2 treatments) alpha
+    _one_rule(r)
+
+
+def test_gbstats_reference_in_the_readout() -> None:
+    r = analyze([_conv("control", 10_000, 500), _conv("B", 10_000, 560)], "binomial")
+    b = r.results[0]
+    assert b.p_value_rel == pytest.approx(0.07359, abs=5e-6) and b.p_value_abs == pytest.approx(0.05825, abs=5e-6)
+    assert b.ci_rel == pytest.approx((-0.01146, 0.25146), abs=5e-6) and b.ci == b.ci_rel
+    absolute = analyze([_conv("control", 10_000, 500), _conv("B", 10_000, 560)], "binomial",
+                       settings=AnalysisSettings(test="absolute"))
+    assert absolute.results[0].test == "absolute" and absolute.results[0].p_value == pytest.approx(0.05825, abs=5e-6)
+    _one_rule(r)
+    _one_rule(absolute)
+
+
+def test_issue_13_significant_verdict_beside_an_interval_with_zero_is_gone() -> None:
+    r = analyze([_conv("control", 10_000, 500), _conv("B", 10_000, 564)], "binomial")
+    b = r.results[0]
+    assert b.ci_rel[0] < 0 < b.ci_rel[1] and not b.significant and b.p_value > 0.05
+    assert r.decision.action != "ship"
+    _one_rule(r)
+
+
+def test_small_binomial_samples_name_the_exact_test() -> None:
+    r = analyze([_conv("control", 20, 2), _conv("B", 20, 7)], "binomial", "all")
+    b = r.results[0]
+    assert b.method == "fisher-exact" and b.p_value == pytest.approx(0.127386, rel=1e-5)
+    assert any("Fisher's exact test" in m for m in b.messages)
+    _one_rule(r)
+
+
+def test_zero_control_conversions_say_why_there_is_no_relative_interval() -> None:
+    r = analyze([_conv("control", 5_000, 0), _conv("B", 5_000, 25)], "binomial", "frequentist")
+    b = r.results[0]
+    assert b.ci_rel is None and b.test == "absolute" and b.p_value == b.p_value_abs
+    assert any("control mean is 0" in m and "undefined" in m for m in b.messages)
+    _one_rule(r)
 
 
 def test_all_engines_fill_every_section() -> None:
@@ -54,6 +111,7 @@ def test_all_engines_fill_every_section() -> None:
     b = r.results[0]
     assert b.frequentist and b.sequential and b.bayesian
     assert b.p_value == b.frequentist.p_value  # headline: frequentist for "all"
+    _one_rule(r)
     assert b.chance_to_win == pytest.approx(b.bayesian.chance_to_win) and b.chance_to_win > 0.99
     assert b.expected_loss is not None and b.expected_loss < 1e-4
     assert b.sequential.p_value > b.frequentist.p_value  # always-valid p pays for peeking
@@ -66,10 +124,14 @@ def test_sequential_and_bayesian_headlines() -> None:
     variants = [_conv("control", 20_000, 2_000), _conv("B", 20_000, 2_200)]
     seq = analyze(variants, "binomial", "sequential")
     s = seq.results[0]
-    assert s.p_value == s.sequential.p_value and s.ci_abs == s.sequential.ci_abs
+    assert s.p_value == s.sequential.p_value_rel and s.ci_abs == s.sequential.ci_abs and s.method == "msprt"
+    assert any("mSPRT" in m and "tuned to the plan" in m for m in seq.messages)
+    _one_rule(seq)
     bay = analyze(variants, "binomial", "bayesian", AnalysisSettings(loss_threshold=0.01))
     b = bay.results[0]
     assert b.p_value is None and b.ci_abs == b.bayesian.ci_abs and b.lift_abs == pytest.approx(0.01)
+    assert b.bayesian.ci_level == pytest.approx(0.90)  # 2 x 95% - 1: excludes 0 exactly when ctw passes 95%
+    assert b.significant and b.ci == b.ci_rel and b.ci_rel[0] > 0
     assert bay.decision.action == "ship" and "chance to win" in bay.decision_text
 
 
@@ -78,9 +140,17 @@ def test_group_sequential_look_in_the_readout() -> None:
     early = analyze(variants, "binomial", "sequential", AnalysisSettings(gs_info_fractions=(0.2, 0.4)))
     gs = early.results[0].group_sequential
     assert gs is not None and gs.boundary == pytest.approx(3.3569, abs=6e-4) and not gs.reject
+    assert early.results[0].method == "group-sequential" and early.results[0].p_value == gs.p_value_rel
     assert early.decision.action == "keep_running"
     final = analyze(variants, "binomial", "sequential", AnalysisSettings(gs_info_fractions=(0.5, 1.0)))
     assert final.results[0].group_sequential.reject and final.decision.action == "ship"
+    assert "repeated relative p" in final.decision_text
+    # The same looks from a plan: 12,000 planned users per arm over 5 looks, read at 6,000.
+    planned = analyze(variants, "binomial", "sequential", AnalysisSettings(
+        sequential=SequentialPlan(method="group", planned_users_per_arm=15_000, looks=5)))
+    assert planned.results[0].group_sequential.info_fractions == pytest.approx((0.2, 0.4))
+    for r in (early, final, planned):
+        _one_rule(r)
 
 
 def test_mean_metric_with_cuped() -> None:
@@ -100,7 +170,11 @@ def test_mean_metric_with_cuped() -> None:
     assert r.cuped_theta == pytest.approx(0.8, abs=0.03) and any("CUPED" in m for m in r.messages)
     assert b.frequentist.test == "cuped-t" and p.frequentist.test == "welch-t"
     assert b.lift_abs == pytest.approx(b.frequentist.lift_abs)  # the headline lift is the adjusted one
-    assert b.mean == pytest.approx(variants[1].sum / 2_000)  # the arm's mean is not
+    assert b.mean == pytest.approx(variants[1].sum / 2_000)  # the arm's mean is not ...
+    # ... so the adjusted means are reported too, and the lifts are exactly theirs.
+    assert b.lift_abs == pytest.approx(b.adjusted_mean - b.control_adjusted_mean)
+    assert b.lift_rel == pytest.approx(b.adjusted_mean / b.control_adjusted_mean - 1)
+    assert r.arms[0].adjusted_mean == b.control_adjusted_mean and plain.arms[0].adjusted_mean is None
     assert b.frequentist.se_abs < 0.6 * p.frequentist.se_abs
     assert b.bayesian.model == "gaussian" and b.chance_to_win > 0.99
     assert r.required_users_per_arm < plain.required_users_per_arm  # CUPED's variance plans fewer users
@@ -272,3 +346,19 @@ def test_to_dict_replaces_non_finite_numbers() -> None:
     assert r.srm.chi2 == math.inf
     data = _json(r)
     assert data["srm"]["chi2"] is None and data["srm_p_value"] == 0.0
+
+
+# ------------------------------------------------------------------------------ the experiment rule
+
+
+def test_experiment_decision_peeking_and_guardrails() -> None:
+    ship = decide("control", 5_000, [Evidence("B", 5_000, 0.01, 0.1, True, "relative p = 0.01")],
+                  required_users_per_arm=20_000)
+    peek = experiment_decision(ship, "ctr", "control", "frequentist", {}, planned_fraction=0.25, planned_users=20_000)
+    assert peek.action == "keep_running" and "valid only at the planned 20,000 users per arm (25% reached)" in peek.text
+    anytime = experiment_decision(ship, "ctr", "control", "sequential", {}, planned_fraction=0.25)
+    assert anytime.action == "ship" and anytime.variant == "B"
+    hold = experiment_decision(ship, "ctr", "control", "sequential", {"revenue": ["B"]}, planned_fraction=1.0)
+    assert hold.action == "hold" and "significantly worse on ['revenue']" in hold.text
+    missing = experiment_decision(None, "ctr", "control", "frequentist", {}, goal_error="no users")
+    assert missing.action == "not_enough_data" and missing.text == "no readout: no users"
