@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 # Heavier modules (scipy via analysis, redis) load inside the commands: building the parser for
 # `recops --help` should not import them.
 if TYPE_CHECKING:
-    from analysis.readout import Readout
+    from analysis.readout import AnalysisSettings, Engine, Readout
     from engine.experiments.results import ExperimentReadout, MetricResult
 
 USAGE_ERROR = 2
@@ -53,18 +53,30 @@ def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def _lift_format(test: str) -> Callable[[float | None], str]:
+    return _pct if test == "relative" else _num
+
+
 def treatment_table(readout: Readout) -> str:
+    """One row per arm.  Lift, interval, p and the verdict are one test's (the ``test`` column says
+    which pair); with CUPED the means shown are the adjusted ones the lift is computed from."""
     control = readout.arms[0]
-    rows = [[f"{control.name} (control)", str(control.users), _num(control.mean), "", "", "", "", "", ""]]
+    cuped = readout.cuped_theta is not None
+    rows = [[f"{control.name} (control)", str(control.users), _num(control.adjusted_mean if cuped else control.mean),
+             "", "", "", "", "", "", "", ""]]
     for r in readout.results:
+        fmt = _lift_format(r.test)
         rows.append([
-            r.variant, str(r.users), _num(r.mean), _pct(r.lift_rel), _interval(r.ci_rel, _pct),
-            _num(r.p_value_adjusted if r.p_value_adjusted is not None else r.p_value, 3),
+            r.variant, str(r.users), _num(r.adjusted_mean if cuped else r.mean), fmt(r.lift), _interval(r.ci, fmt),
+            _num(r.decisive_p_value, 3), r.test, r.method or "-",
             "yes" if r.significant else ("no" if r.significant is not None else "-"),
             _num(r.chance_to_win, 3), _num(r.expected_loss, 3),
         ])
+    mean = "mean (CUPED-adjusted)" if cuped else "mean"
+    p = "adjusted p" if any(r.p_value_adjusted is not None for r in readout.results) else "p"
     return text_table(
-        ["variant", "users", "mean", "lift", "ci (rel)", "p", "significant", "chance to win", "expected loss"], rows
+        ["variant", "users", mean, "lift", "ci", p, "test", "method", "significant", "chance to win", "expected loss"],
+        rows,
     )
 
 
@@ -81,12 +93,19 @@ def compact(readout: Readout) -> dict[str, Any]:
             "users": r.users,
             "mean": r.mean,
             "control_mean": r.control_mean,
+            "adjusted_mean": r.adjusted_mean,
+            "control_adjusted_mean": r.control_adjusted_mean,
             "lift_abs": r.lift_abs,
             "lift_rel": r.lift_rel,
+            "test": r.test,
+            "method": r.method,
+            "p_value_abs": r.p_value_abs,
             "ci_abs": r.ci_abs,
+            "p_value_rel": r.p_value_rel,
             "ci_rel": r.ci_rel,
             "p_value": r.p_value,
             "p_value_adjusted": r.p_value_adjusted,
+            "ci": r.ci,
             "significant": r.significant,
             "chance_to_win": r.chance_to_win,
             "expected_loss": r.expected_loss,
@@ -100,7 +119,9 @@ def compact(readout: Readout) -> dict[str, Any]:
         "metric_type": readout.metric_type,
         "engine": readout.engine,
         "decision_engine": readout.decision_engine,
-        "control": {"variant": control.name, "users": control.users, "mean": control.mean},
+        "test": readout.test,
+        "control": {"variant": control.name, "users": control.users, "mean": control.mean,
+                    "adjusted_mean": control.adjusted_mean},
         "results": results,
         "srm_p_value": readout.srm_p_value,
         "srm_flag": readout.srm_flag,
@@ -116,8 +137,16 @@ def add_analyze_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", required=True, help="CSV: variant,users,sum[,sum_squares][,pre_sum,"
                         "pre_sum_squares,sum_product][,weight]; the first row is the control")
     parser.add_argument("--metric-type", choices=["binomial", "mean"], default="binomial")
-    parser.add_argument("--engine", choices=["frequentist", "sequential", "bayesian", "all"], default="frequentist")
-    parser.add_argument("--alpha", type=float, default=0.05)
+    parser.add_argument("--engine", choices=["frequentist", "sequential", "bayesian", "all"], default=None,
+                        help="frequentist by default; sequential when --sequential is given")
+    parser.add_argument("--alpha", default="0.05")
+    parser.add_argument("--test", choices=["relative", "absolute"], default="relative",
+                        help="the pair (p-value with its interval) the verdict uses")
+    parser.add_argument("--sequential", choices=["msprt", "group"], default=None,
+                        help="the sequential engine's method: mSPRT tuned to the plan, or group-sequential")
+    parser.add_argument("--planned-users", default=None, help="planned users per arm (default: what --mde needs)")
+    parser.add_argument("--looks", default=None, help="planned, equally spaced looks (required by --sequential group)")
+    parser.add_argument("--mde", default=None, help="relative minimum detectable effect, e.g. 0.05 (default 0.05)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
@@ -133,16 +162,69 @@ def read_rows(path: Path) -> list[dict[str, str]]:
     return rows
 
 
-def analyze_command(args: argparse.Namespace) -> int:
-    from analysis.readout import AnalysisSettings, analyze, summaries_from_rows
+def _number_flag(args: argparse.Namespace, name: str, *, whole: bool = False) -> float | None:
+    """A numeric flag parsed here rather than by argparse, so a bad value is one line on stderr."""
+    text = getattr(args, name)
+    if text is None:
+        return None
+    flag = "--" + name.replace("_", "-")
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{flag}: expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{flag}: must be a positive finite number, got {text!r}")
+    if whole and value != int(value):
+        raise ValueError(f"{flag}: expected a whole number, got {text!r}")
+    return value
 
+
+def analysis_settings(args: argparse.Namespace) -> tuple[Engine, AnalysisSettings]:
+    """The engine and :class:`analysis.readout.AnalysisSettings` the ``analyze`` flags ask for."""
+    from analysis.readout import AnalysisSettings
+    from analysis.sequential import SequentialPlan
+
+    alpha = _number_flag(args, "alpha") or 0.05
+    mde = _number_flag(args, "mde")
+    planned = _number_flag(args, "planned_users", whole=True)
+    looks = _number_flag(args, "looks", whole=True)
+    if args.sequential is not None and args.engine not in (None, "sequential", "all"):
+        raise ValueError(f"--sequential reads the sequential engine, not --engine {args.engine}")
+    if args.sequential == "group" and looks is None:
+        raise ValueError("--sequential group needs --looks (the planned number of equally spaced looks)")
+    engine: Engine = args.engine or ("sequential" if args.sequential else "frequentist")
+    plan = SequentialPlan(
+        method=args.sequential or "msprt",
+        planned_users_per_arm=int(planned) if planned else None,
+        looks=int(looks) if looks else None,
+        mde=mde,
+    )
+    settings = AnalysisSettings(
+        alpha=alpha,
+        mde=mde or AnalysisSettings.mde,
+        test=args.test,
+        sequential=plan,
+        decision_engine="sequential" if args.sequential and engine == "all" else None,
+    )
+    return engine, settings
+
+
+def analyze_command(args: argparse.Namespace) -> int:
+    from analysis.readout import analyze, summaries_from_rows
+
+    try:
+        engine, settings = analysis_settings(args)
+    except ValueError as exc:
+        return _fail(str(exc))
     try:
         rows = read_rows(Path(args.input))
         variants = summaries_from_rows(rows)
-        readout = analyze(variants, args.metric_type, args.engine, AnalysisSettings(alpha=args.alpha))
+        readout = analyze(variants, args.metric_type, engine, settings)
     except OSError as exc:
         return _fail(f"cannot read {args.input}: {exc.strerror or exc}")
-    except (ValueError, csv.Error, UnicodeDecodeError) as exc:
+    except (ValueError, csv.Error, UnicodeDecodeError, ArithmeticError) as exc:
+        # ArithmeticError: the analysis reports overflow as messages; should any slip through, the
+        # user still gets one line, not a traceback.
         return _fail(f"{args.input}: {exc}")
     if args.json:
         print(json.dumps(compact(readout), indent=2))
@@ -152,6 +234,9 @@ def analyze_command(args: argparse.Namespace) -> int:
     print(f"SRM p = {_num(readout.srm_p_value, 3)}{' (MISMATCH)' if readout.srm_flag else ''}")
     for message in readout.messages:
         print(f"note: {message}")
+    for r in readout.results:
+        for message in r.messages:
+            print(f"note ({r.variant}): {message}")
     print(f"decision: {readout.decision_text}")
     return 0
 

@@ -18,6 +18,7 @@ import pandas as pd
 from pydantic import ValidationError
 from scipy import stats
 
+from analysis import decision as decision_rules
 from engine.experiments import METRICS, Experiment, ExperimentError, ExperimentReadout, MetricResult
 from engine.experiments.planning import SampleSizePlan, plan_sample_size
 from engine.runtime import Engine
@@ -151,7 +152,7 @@ def plan(
     spec = METRICS.get(goal_metric)
     if spec is None:
         raise ValueError(f"unknown metric {goal_metric!r}")
-    metric_type = "mean" if spec.kind == "mean" else "binomial"
+    metric_type: Literal["binomial", "mean"] = "mean" if spec.kind == "mean" else "binomial"
     if len(weights) < 2 or any(w <= 0 for w in weights):
         raise ValueError("the calculator needs at least two variants with positive weights")
     total = sum(weights)
@@ -172,9 +173,8 @@ class Badge:
 
 
 def peeking(readout: ExperimentReadout) -> bool:
-    """A fixed-horizon (frequentist) verdict read before its planned sample size: a peek."""
-    fraction = readout.progress.fraction
-    return readout.engine == "frequentist" and fraction is not None and fraction < 1
+    """A fixed-horizon verdict read before its planned sample size: a peek (:func:`analysis.decision.peeking`)."""
+    return decision_rules.peeking(readout.engine, readout.progress.fraction)
 
 
 def status_badge(readout: ExperimentReadout) -> Badge:
@@ -193,8 +193,8 @@ def status_badge(readout: ExperimentReadout) -> Badge:
     if progress.source == "planned" and required and planned and planned < required:
         return Badge("underpowered", "orange", f"planned {planned:,} users per variant but the MDE needs "
                                                f"{required:,} at the observed baseline")
-    verdict = readout.decision.action in ("ship", "hold", "no_difference")
-    if (progress.fraction or 0) >= 1 or (verdict and readout.engine != "frequentist"):
+    verdict = readout.decision.action in decision_rules.VERDICTS
+    if decision_rules.ready_to_decide(readout.engine, readout.decision.action, progress.fraction):
         return Badge("ready to decide", "blue", readout.decision_text)
     days = goal.decision.days_remaining if goal is not None else None
     if days is not None and days > UNDERPOWERED_DAYS:
@@ -273,7 +273,7 @@ def posterior_curves(readout: ExperimentReadout, points: int = 200) -> pd.DataFr
     """Density of each treatment's relative lift on the goal metric: a normal matched to the Bayesian
     credible interval (an approximation of the posterior, for display)."""
     goal = readout.goal.readout
-    rows = []
+    rows: list[dict[str, Any]] = []
     if goal is None:
         return pd.DataFrame(columns=["variant", "lift", "density"])
     for r in goal.results:

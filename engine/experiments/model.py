@@ -85,6 +85,24 @@ class BanditSettings(BaseModel):
     prob_best: list[float] | None = None
 
 
+class SequentialPlanSpec(BaseModel):
+    """How the sequential engine reads the experiment; its planned size and MDE are the experiment's
+    ``planned_sample_size`` (or the size the MDE requires) and ``mde``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["msprt", "group"] = Field(
+        default="msprt", description="msprt: always valid, tuned to the plan; group: Lan-DeMets spending over the looks"
+    )
+    looks: int | None = Field(default=None, ge=1, le=1000, description="Planned, equally spaced looks")
+
+    @model_validator(mode="after")
+    def _group_needs_looks(self) -> SequentialPlanSpec:
+        if self.method == "group" and self.looks is None:
+            raise ValueError("a group-sequential plan needs its number of looks")
+        return self
+
+
 class Phase(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -116,6 +134,7 @@ class Experiment(BaseModel):
     power: float = Field(default=0.8, ge=0.5, lt=1)
     mde: float = Field(default=0.05, gt=0, description="Minimum detectable effect, relative to the control")
     planned_sample_size: int | None = Field(default=None, ge=1, description="Users per variant")
+    sequential: SequentialPlanSpec | None = Field(default=None, description="Plan of the sequential engine")
     forced: dict[str, str] = Field(default_factory=dict, description="QA user id -> variant they always get")
     bandit: BanditSettings | None = None
     salt: str = Field(default="", max_length=128, description="Hash salt; the key when empty")

@@ -16,13 +16,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from analysis.decision import experiment_decision, significantly_worse
 from analysis.readout import AnalysisSettings, Readout, analyze
+from analysis.sequential import SequentialPlan
 from engine.experiments.arm_stats import ArmStats, cumulate, summaries
 from engine.experiments.metrics import COUNTERS, METRICS, MetricKind, MetricSpec
 from engine.experiments.model import Experiment, ExperimentError, Variant
 
 Role = Literal["goal", "guardrail", "secondary"]
-LOSS_CHANCE = 0.05  # a Bayesian guardrail fails when the chance the treatment is better is below this
 MIN_DAYS_FOR_RATE = 1.0 / 24  # traffic per day is extrapolated only from at least an hour of data
 
 
@@ -54,15 +55,9 @@ class MetricResult:
         """Treatments significantly worse than the control on this metric (higher is better)."""
         if self.readout is None:
             return []
-        out = []
-        for r in self.readout.results:
-            if self.readout.decision_engine == "bayesian":
-                bad = r.chance_to_win is not None and r.chance_to_win < LOSS_CHANCE
-            else:
-                bad = bool(r.significant) and (r.lift_abs or 0.0) < 0
-            if bad:
-                out.append(r.variant)
-        return out
+        engine = self.readout.decision_engine
+        return [r.variant for r in self.readout.results
+                if significantly_worse(engine, r.significant, r.lift_abs, r.chance_to_win)]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -203,32 +198,31 @@ def _decision(
     engine: str,
     progress: Progress,
 ) -> ExperimentDecision:
+    """The goal's decision with the experiment's peeking and guardrail rules (:mod:`analysis.decision`)."""
     failures = {g.metric: worse for g in guardrails if (worse := g.worse())}
-    if goal.readout is None:
-        return ExperimentDecision("not_enough_data", f"no readout: {goal.error}", None, failures)
-    base = goal.readout.decision
-    text = base.text
-    action = base.action
-    if action == "ship" and engine == "frequentist" and progress.fraction is not None and progress.fraction < 1:
-        # Reading a fixed-horizon test before its planned size is peeking: with 14 looks a 5% test
-        # rejects a true null about 22% of the time.  Only the sequential engine may stop early.
-        return ExperimentDecision(
-            "keep_running",
-            f"keep running: the fixed-horizon test looks significant ({text}) but is valid only at the "
-            f"{progress.source} {progress.planned_per_variant:,} users per arm ({progress.fraction:.0%} reached); "
-            "to decide before then, read the sequential engine",
-            None,
-            failures,
-        )
-    if action == "ship" and base.variant and base.variant != control:
-        broken = sorted(m for m, variants in failures.items() if base.variant in variants)
-        if broken:
-            action = "hold"
-            text = f"hold {base.variant}: it wins on {goal.metric} ({text}) but is significantly worse on {broken}"
-    if failures and action != "hold":
-        warned = "; ".join(f"{m}: {', '.join(v)}" for m, v in sorted(failures.items()))
-        text += f" (guardrails significantly worse — {warned})"
-    return ExperimentDecision(action, text, base.variant, failures)
+    verdict = experiment_decision(
+        goal.readout.decision if goal.readout is not None else None,
+        goal.metric,
+        control,
+        engine,
+        failures,
+        planned_fraction=progress.fraction,
+        planned_users=progress.planned_per_variant,
+        planned_source=progress.source,
+        goal_error=goal.error,
+    )
+    return ExperimentDecision(verdict.action, verdict.text, verdict.variant, failures)
+
+
+def sequential_plan(exp: Experiment) -> SequentialPlan:
+    """The analysis' plan from the experiment's: method and looks, with its planned size and MDE."""
+    spec = exp.sequential
+    return SequentialPlan(
+        method=spec.method if spec else "msprt",
+        planned_users_per_arm=exp.planned_sample_size,
+        looks=spec.looks if spec else None,
+        mde=exp.mde,
+    )
 
 
 def _progress(exp: Experiment, goal: MetricResult, arms: Sequence[ArmInfo]) -> Progress:
@@ -273,6 +267,7 @@ def build_readout(
         mde=exp.mde,
         weights=shares,
         users_per_day=_users_per_day(exp, phase, total, now),
+        sequential=sequential_plan(exp),
     )
     goal_spec = METRICS[exp.goal_metric]
     goal = metric_result(goal_spec, "goal", names, arms, engine, settings)
@@ -376,8 +371,10 @@ def time_series(
                     "variant": r.variant,
                     "lift_abs": r.lift_abs,
                     "lift_rel": r.lift_rel,
+                    "test": r.test,
                     "ci_rel": r.ci_rel,
-                    "p_value": r.p_value_adjusted if r.p_value_adjusted is not None else r.p_value,
+                    "ci": r.ci,  # the interval that agrees with p_value (adjusted with several treatments)
+                    "p_value": r.decisive_p_value,
                 }
                 for r in result.readout.results
             ]

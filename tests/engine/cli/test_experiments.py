@@ -31,7 +31,7 @@ def write(tmp_path: Path, text: str, name: str = "summary.csv") -> str:
 
 
 def test_analyze_binomial_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    csv = write(tmp_path, "variant,users,sum\ncontrol,10000,1000\nb,10000,1100\nc,10000,1010\n")
+    csv = write(tmp_path, "variant,users,sum\ncontrol,10000,1000\nb,10000,1130\nc,10000,1010\n")
     code, out, err = run(["analyze", "--input", csv, "--engine", "all", "--json"], capsys)
     assert code == 0 and err == ""
     data = json.loads(out)
@@ -39,15 +39,16 @@ def test_analyze_binomial_json(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert [r["variant"] for r in data["results"]] == ["b", "c"]
     b = data["results"][0]
     for field in ("variant", "mean", "lift_abs", "lift_rel", "ci_abs", "ci_rel", "p_value", "chance_to_win",
-                  "expected_loss"):
+                  "expected_loss", "p_value_abs", "p_value_rel", "test", "method", "ci"):
         assert field in b
     expected = analyze(
-        [VariantSummary("control", 10000, 1000), VariantSummary("b", 10000, 1100), VariantSummary("c", 10000, 1010)],
+        [VariantSummary("control", 10000, 1000), VariantSummary("b", 10000, 1130), VariantSummary("c", 10000, 1010)],
         "binomial",
         "all",
     )
     assert b["p_value"] == pytest.approx(expected.results[0].p_value)
-    assert b["mean"] == pytest.approx(0.11) and b["lift_rel"] == pytest.approx(0.1)
+    assert b["mean"] == pytest.approx(0.113) and b["lift_rel"] == pytest.approx(0.13)
+    assert b["test"] == "relative" and b["p_value"] == b["p_value_rel"] and data["test"] == "relative"
     assert b["chance_to_win"] > 0.95 and data["decision"] == "ship"
 
 
@@ -98,6 +99,93 @@ def test_analyze_missing_file_and_mean_without_squares(tmp_path: Path, capsys: p
     csv = write(tmp_path, "variant,users,sum\nA,100,10\nB,100,12\n")
     code, _, err = run(["analyze", "--input", csv, "--metric-type", "mean"], capsys)
     assert code == 2 and "sum_squares is required" in err
+
+
+def test_analyze_pins_gbstats_and_keeps_the_one_rule(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 13: 10000/564 was "ship (+12.8%, p = 0.0438)" beside a relative interval holding 0."""
+    csv = write(tmp_path, "variant,users,sum\ncontrol,10000,500\nb,10000,560\n")
+    code, out, _ = run(["analyze", "--input", csv, "--json"], capsys)
+    b = json.loads(out)["results"][0]
+    assert code == 0 and b["method"] == "welch-t"
+    assert b["p_value_rel"] == pytest.approx(0.07359, abs=5e-6) and b["p_value_abs"] == pytest.approx(0.05825, abs=5e-6)
+    assert b["ci_rel"] == pytest.approx([-0.01146, 0.25146], abs=5e-6) and b["ci"] == b["ci_rel"]
+    csv = write(tmp_path, "variant,users,sum\ncontrol,10000,500\nb,10000,564\n")
+    code, out, _ = run(["analyze", "--input", csv], capsys)
+    assert code == 0 and "decision: ship" not in out
+    assert "one test: the relative one (p_value_rel with ci_rel)" in out
+    code, out, _ = run(["analyze", "--input", csv, "--test", "absolute", "--json"], capsys)
+    data = json.loads(out)
+    assert data["test"] == "absolute" and data["decision"] == "ship" and data["results"][0]["ci"][0] > 0
+
+
+def test_analyze_notes_exact_tests_and_missing_relative_intervals(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(["analyze", "--input", write(tmp_path, "variant,users,sum\nA,20,2\nB,20,7\n")], capsys)
+    assert code == 0 and "fisher-exact" in out and "note (B): frequentist: Fisher's exact test" in out
+    code, out, _ = run(["analyze", "--input", write(tmp_path, "variant,users,sum\nA,5000,0\nB,5000,25\n")], capsys)
+    assert code == 0 and "note (B): frequentist: control mean is 0: the relative lift" in out
+    assert " absolute " in out  # the verdict's test column
+
+
+def test_analyze_cuped_table_shows_the_adjusted_means(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = ["variant,users,sum,sum_squares,pre_sum,pre_sum_squares,sum_product",
+            "control,1000,10500,120000,10000,110000,114000", "treatment,1000,10900,128000,10300,115000,120000"]
+    csv = write(tmp_path, "\n".join(rows) + "\n")
+    code, out, _ = run(["analyze", "--input", csv, "--metric-type", "mean"], capsys)
+    assert code == 0 and "mean (CUPED-adjusted)" in out
+    code, out, _ = run(["analyze", "--input", csv, "--metric-type", "mean", "--json"], capsys)
+    r = json.loads(out)["results"][0]
+    assert r["lift_rel"] == pytest.approx(r["adjusted_mean"] / r["control_adjusted_mean"] - 1)
+    assert r["adjusted_mean"] != pytest.approx(r["mean"])
+
+
+def test_analyze_sequential_plan_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    csv = write(tmp_path, "variant,users,sum\ncontrol,14000,700\nb,14000,790\n")
+    code, out, _ = run(["analyze", "--input", csv, "--sequential", "msprt", "--planned-users", "31000",
+                        "--looks", "14", "--mde", "0.1", "--json"], capsys)
+    data = json.loads(out)
+    assert code == 0 and data["engine"] == "sequential" and data["results"][0]["method"] == "msprt"
+    assert any("31,000 users per arm, 14 planned looks, most powerful at a +10.0% lift" in m for m in data["messages"])
+    code, out, _ = run(["analyze", "--input", csv, "--sequential", "group", "--planned-users", "28000",
+                        "--looks", "4", "--json"], capsys)
+    data = json.loads(out)
+    assert code == 0 and data["results"][0]["method"] == "group-sequential"
+    assert any("look 2 at 50% of the planned information" in m for m in data["results"][0]["messages"])
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--sequential", "group"], "--sequential group needs --looks"),
+        (["--planned-users", "nan"], "--planned-users: must be a positive finite number"),
+        (["--looks", "2.5"], "--looks: expected a whole number"),
+        (["--mde", "abc"], "--mde: expected a number"),
+        (["--alpha", "inf"], "--alpha: must be a positive finite number"),
+        (["--alpha", "1.5"], "alpha must be in (0, 1)"),
+        (["--sequential", "msprt", "--engine", "bayesian"], "--sequential reads the sequential engine"),
+    ],
+)
+def test_analyze_bad_flags_are_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    csv = write(tmp_path, "variant,users,sum\nA,100,10\nB,100,12\n")
+    code, out, err = run(["analyze", "--input", csv, *flags], capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1 and message in err
+
+
+@pytest.mark.filterwarnings("error")  # a numpy RuntimeWarning would reach the user's stderr too
+@pytest.mark.parametrize(
+    "row",
+    ["B,100,12,1e308", "B,100,1e308,1e308", "B,100,nan,5", "B,100,inf,inf", "B,-5,1,1", "B,0,0,0", "B,100,-3,9"],
+)
+def test_analyze_never_prints_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str], row: str) -> None:
+    """Any finite or infinite number, NaN, zero or negative count: a result, or one line and exit 2."""
+    csv = write(tmp_path, f"variant,users,sum,sum_squares\nA,100,10,1e308\n{row}\n")
+    for engine in ("frequentist", "sequential", "bayesian", "all"):
+        code, out, err = run(["analyze", "--input", csv, "--metric-type", "mean", "--engine", engine], capsys)
+        assert "Traceback" not in err and "Warning" not in err
+        assert (code == 0 and "decision:" in out and err == "") or (code == 2 and err.count("\n") == 1)
 
 
 # ----------------------------------------------------------------------------- experiments
