@@ -15,7 +15,9 @@ BENCHMARKS = {
     "http": "bench.http",
     "soak": "bench.soak",
     "console": "bench.console",
+    "calibration": "bench.calibration",
 }
+ONLY_WHEN_NAMED = ("soak", "calibration")  # minutes each; calibration measures statistics, not speed
 
 
 def main(argv: list[str]) -> int:
@@ -25,8 +27,7 @@ def main(argv: list[str]) -> int:
     if unknown:
         print(f"unknown benchmark(s) {unknown}; choose from {sorted(BENCHMARKS)}", file=sys.stderr)
         return 2
-    # the soak runs for minutes: only when named
-    for name in argv or [b for b in BENCHMARKS if b != "soak"]:
+    for name in argv or [b for b in BENCHMARKS if b not in ONLY_WHEN_NAMED]:
         print(f"\n== {name} ==")
         importlib.import_module(BENCHMARKS[name]).main([])
     return 0
