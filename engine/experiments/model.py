@@ -28,7 +28,6 @@ from engine.models.registry import MODEL_CLASSES
 
 KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$"
-USER_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
 WEIGHT_TOLERANCE = 1e-6
 
 Status = Literal["draft", "running", "paused", "stopped"]

@@ -44,7 +44,6 @@ from engine.experiments.model import (
     Phase,
     parse_experiment,
 )
-from engine.experiments.planning import SampleSizePlan, plan_sample_size
 from engine.experiments.results import ExperimentReadout, build_readout, phase_variants, time_series
 from engine.experiments.scripts import EXPOSE, OBSERVE
 from engine.experiments.store import ExperimentStore
@@ -370,11 +369,6 @@ class ExperimentService:
         names = [v.name for v in phase_variants(exp, phase)]
         days = [(day, parse_stats(raw, names)) for day, raw in self.store.read_daily(key, phase)]
         return time_series(exp, days, phase, metric)
-
-    @staticmethod
-    def sample_size(baseline: float, mde: float, **options: Any) -> SampleSizePlan:
-        """See :func:`engine.experiments.planning.plan_sample_size`."""
-        return plan_sample_size(baseline, mde, **options)
 
     # ================================================================== bandits
     def recompute_bandit_weights(self, key: str) -> Experiment:

@@ -23,7 +23,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from analysis.ranking import catalog_coverage, intra_list_diversity, novelty, ranking_metrics
 from engine.data.demo import DemoWorld, position_bias
@@ -237,8 +236,3 @@ def evaluate_command(args: argparse.Namespace) -> int:
             print("truth: expected clicks of the lists as a share of the ideal lists (the demo world's ground "
                   "truth; offline metrics there reward predicting past exposure)")
     return 0
-
-
-def reports_frame(reports: Sequence[ModelReport]) -> pd.DataFrame:
-    """The reports as a DataFrame (for the console)."""
-    return pd.DataFrame([asdict(r) for r in reports])

@@ -27,7 +27,6 @@ from engine.storage.embedded_redis import free_port
 DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 CONFIG_TEMPLATE = "prometheus.yml.tmpl"
 RULE_FILES = ("recording.yml", "alerts.yml")
-JOB_NAME = "recops-api"
 
 
 class PrometheusUnavailableError(RuntimeError):
