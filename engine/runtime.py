@@ -11,12 +11,8 @@ import gc
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
-from redis.backoff import NoBackoff
-from redis.cluster import RedisCluster
-from redis.retry import Retry
 
 from engine.config import Settings
 from engine.data.catalog import ItemCatalog
@@ -30,6 +26,7 @@ from engine.serving.cache import RefreshQueue, TieredCache
 from engine.serving.diversity import DiversitySettings
 from engine.serving.service import RecommendationService
 from engine.storage.audit import AuditLog
+from engine.storage.client import redis_client
 from engine.storage.embedded_redis import EmbeddedRedis, ensure_redis_url
 from engine.storage.feature_store import FeatureSource, FeatureStore
 from engine.storage.keys import Keys
@@ -55,27 +52,6 @@ def prepare_models(settings: Settings, dataset: Dataset) -> ModelRegistry:
         log.info("no trained models in %s: training on %s", settings.models_dir, dataset.name)
         registry.train_all(dataset)
     return registry
-
-
-def is_cluster_url(url: str) -> bool:
-    return parse_qs(urlsplit(url).query).get("cluster", ["false"])[0].lower() in ("1", "true", "yes")
-
-
-def redis_client(url: str) -> redis.Redis:
-    """A client for ``REDIS_URL``: ``redis://``, ``rediss://`` (TLS), with AUTH in the URL, and
-    Redis Cluster when the URL carries ``?cluster=true`` (the cluster client has the same API)."""
-    # Short timeouts: a Redis that hangs must turn into a fallback list fast, not a stuck request.
-    # No automatic retries: a re-sent pipeline could append an event to the stream twice, and
-    # the service's fallback is the better answer to a failed call anyway.
-    common = {"decode_responses": True, "socket_connect_timeout": 0.5, "socket_timeout": 1.0}
-    if is_cluster_url(url):
-        parts = urlsplit(url)
-        query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "cluster"])
-        plain = urlunsplit((parts.scheme, parts.netloc, "/", query, ""))
-        return RedisCluster.from_url(plain, **common)  # type: ignore[return-value]
-    return redis.Redis.from_url(
-        url, **common, health_check_interval=15, max_connections=256, retry=Retry(NoBackoff(), 0)
-    )
 
 
 @dataclass

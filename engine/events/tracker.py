@@ -38,7 +38,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from engine.config import Settings
 from engine.data.schema import EVENT_TYPES
 from engine.monitoring.prometheus_metrics import EVENTS, EVENTS_REJECTED
-from engine.storage.feature_store import LIVE_LOG_TTL_SECONDS, LiveEntry, eval_script_batch, logged_in_live_log
+from engine.storage.client import eval_script_batch
+from engine.storage.feature_store import LIVE_LOG_TTL_SECONDS, LiveEntry, logged_in_live_log
 from engine.storage.keys import Keys
 
 log = logging.getLogger(__name__)

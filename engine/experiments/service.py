@@ -47,7 +47,7 @@ from engine.experiments.model import (
 from engine.experiments.results import ExperimentReadout, build_readout, phase_variants, time_series
 from engine.experiments.scripts import EXPOSE, OBSERVE
 from engine.experiments.store import ExperimentStore
-from engine.storage.feature_store import eval_script_batch
+from engine.storage.client import eval_script_batch
 from engine.storage.keys import Keys
 
 log = logging.getLogger(__name__)

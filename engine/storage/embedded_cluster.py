@@ -3,7 +3,7 @@
     cluster = EmbeddedRedisCluster(Path("data/cluster"), masters=3).start()
     REDIS_URL = cluster.url        # "redis://127.0.0.1:<port>/0?cluster=true"
 
-``engine.runtime.redis_client`` opens a ``RedisCluster`` client for URLs with ``cluster=true``.
+``engine.storage.client.redis_client`` opens a ``RedisCluster`` client for URLs with ``cluster=true``.
 Every multi-key operation of the engine keeps its keys in one slot with hash tags (``{u:<id>}``
 per user, ``{e:<key>}`` per experiment), so Lua scripts and MGETs work unchanged on a cluster.
 """
@@ -42,11 +42,6 @@ def free_cluster_port() -> int:
         if _port_free(port) and _port_free(port + 10_000):
             return port
     raise RedisUnavailableError("no free port pair for a cluster node")
-
-
-def is_cluster(client: object) -> bool:
-    """redis-py's cluster client refuses scripts inside pipelines; callers branch on this."""
-    return isinstance(client, RedisCluster)
 
 
 @dataclass

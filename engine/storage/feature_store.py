@@ -27,13 +27,11 @@ import numpy as np
 import orjson
 import pandas as pd
 import redis
-from redis.commands.core import Script
-from redis.exceptions import NoScriptError
 
 from engine.config import Settings
 from engine.data.schema import EVENT_WEIGHTS, Dataset
 from engine.monitoring.prometheus_metrics import FEATURE_REQUESTS
-from engine.storage.embedded_cluster import is_cluster
+from engine.storage.client import eval_script_batch
 from engine.storage.keys import Keys
 
 T = TypeVar("T")
@@ -76,39 +74,6 @@ def _finite_or_none(value: Any) -> float | None:
         return None
     value = float(value)
     return value if math.isfinite(value) else None
-
-
-def eval_script_batch(
-    client: redis.Redis, script: Script, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]
-) -> list[Any]:
-    """Run a registered script once per call, all in one pipelined round trip.
-
-    EVALSHA is queued directly: redis-py's ``Script`` inside a pipeline first sends SCRIPT EXISTS,
-    an extra round trip per batch.  Calls answered NOSCRIPT (server restarted, SCRIPT FLUSH) did
-    not run, so only those are retried after loading the script; the others ran and must not
-    run twice.
-    """
-    if is_cluster(client):
-        # redis-py's cluster pipeline refuses EVALSHA: one call each (a round trip per call)
-        return [script(keys=list(keys), args=list(args)) for keys, args in calls]
-    results: list[Any] = [None] * len(calls)
-    pending = list(range(len(calls)))
-    for attempt in range(2):
-        pipe = client.pipeline(transaction=False)
-        for i in pending:
-            keys, args = calls[i]
-            pipe.evalsha(script.sha, len(keys), *keys, *args)
-        for i, result in zip(pending, pipe.execute(raise_on_error=False), strict=True):
-            results[i] = result
-        pending = [i for i in pending if isinstance(results[i], NoScriptError)]
-        if not pending:
-            break
-        if attempt == 0:
-            client.script_load(script.script)
-    for result in results:
-        if isinstance(result, Exception):
-            raise result
-    return results
 
 
 # --------------------------------------------------------------------------- live log

@@ -31,7 +31,7 @@ from engine.serving.cache.coordination import SingleFlight, WriteGuard, WriteTic
 from engine.serving.cache.entry import CachedValue, xfetch_due
 from engine.serving.cache.l1 import L1Cache
 from engine.serving.cache.listener import InvalidationListener
-from engine.storage.embedded_cluster import is_cluster
+from engine.storage.client import is_cluster
 from engine.storage.keys import Keys
 
 log = logging.getLogger(__name__)

@@ -98,8 +98,8 @@ def test_invalidation_reaches_another_process_l1_through_cluster_pubsub(
 ) -> None:
     import time
 
-    from engine.runtime import redis_client
     from engine.serving.cache import TieredCache
+    from engine.storage.client import redis_client
 
     other = TieredCache(redis_client(cluster.url), cluster_engine.keys, cluster_engine.settings)
     assert other.start_listener(wait_seconds=5.0)
