@@ -29,7 +29,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedisC
 def cluster_engine(cluster: EmbeddedRedisCluster, small_world_dir: Path) -> Iterator[Engine]:
     client = cluster.client()
     client.flushall()
-    eng = build_engine(Settings(data_dir=small_world_dir, redis_url=cluster.url, **SMALL_WORLD))
+    # no refresh-ahead: the test reads the miss that follows an invalidation
+    eng = build_engine(
+        Settings(data_dir=small_world_dir, redis_url=cluster.url, refresh_after_invalidation=False, **SMALL_WORLD)
+    )
     yield eng
     eng.close()
 
