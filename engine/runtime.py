@@ -9,7 +9,8 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 
 import redis
@@ -22,7 +23,7 @@ from engine.events.tracker import EventTracker
 from engine.experiments import ExperimentService, PreExposure
 from engine.models.base import Recommender
 from engine.models.registry import ModelRegistry
-from engine.serving.cache import RefreshQueue, TieredCache
+from engine.serving.cache import ListRefresher, NoRefresh, RefreshQueue, TieredCache
 from engine.serving.diversity import DiversitySettings
 from engine.serving.service import RecommendationService
 from engine.storage.audit import AuditLog
@@ -69,13 +70,18 @@ class Engine:
     events: EventTracker
     service: RecommendationService
     audit: AuditLog
-    experiments: ExperimentService | None = None
-    embedded_redis: EmbeddedRedis | None = None
-    refresher: RefreshQueue | None = None
+    experiments: ExperimentService  # always there; idle (no background thread) in a console process
+    refresher: ListRefresher = field(default_factory=NoRefresh)
+    # the redis-server this engine started (when REDIS_URL was unset): stopped on close, and no
+    # caller needs it otherwise, so it is no attribute
+    embedded_redis: InitVar[EmbeddedRedis | None] = None
+
+    def __post_init__(self, embedded_redis: EmbeddedRedis | None) -> None:
+        self._stop_redis: Callable[[], None] = embedded_redis.stop if embedded_redis is not None else _nothing
 
     def serving_model(self, user_id: str) -> str | None:
         """The model the API serves ``user_id``: their experiment variant's, else None (the default)."""
-        assignment = self.experiments.assign(user_id) if self.experiments else None
+        assignment = self.experiments.assign(user_id)
         return assignment.model if assignment else None
 
     def refresh_list(self, user_id: str) -> None:
@@ -90,15 +96,16 @@ class Engine:
         self.service.swap_models(self.models, self.registry.default)
 
     def close(self) -> None:
-        if self.refresher is not None:
-            self.refresher.close()
-        if self.experiments is not None:
-            self.experiments.close()
+        self.refresher.close()
+        self.experiments.close()
         self.cache.close()
         with contextlib.suppress(redis.RedisError):
             self.redis.close()
-        if self.embedded_redis is not None:
-            self.embedded_redis.stop()
+        self._stop_redis()
+
+
+def _nothing() -> None:
+    pass
 
 
 def freeze_startup_heap() -> None:
@@ -152,5 +159,5 @@ def build_engine(settings: Settings, start_listener: bool = True) -> Engine:
     # serving processes (the ones with a listener) refresh lists ahead; the console does not
     if start_listener and settings.refresh_after_invalidation:
         engine.refresher = RefreshQueue(engine.refresh_list).start()
-        events.after_invalidation = engine.refresher.submit_all
+    events.after_invalidation = engine.refresher.submit_all
     return engine

@@ -57,8 +57,7 @@ def console_env(
     # engine holds in process (L1 lists, the experiment snapshot) so no test sees another's state.
     eng = console_engine()
     eng.cache.l1.clear()
-    if eng.experiments is not None:
-        eng.experiments.refresh(force=True)
+    eng.experiments.refresh(force=True)
     yield env
 
 
