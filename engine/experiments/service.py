@@ -60,10 +60,19 @@ _UNSET = object()
 
 
 class ObservedEvent(Protocol):
-    user_id: str
-    type: str
-    timestamp: float
-    value: float | None
+    """What ``observe`` reads of an accepted event (``engine.events.tracker.Event`` has it)."""
+
+    @property
+    def user_id(self) -> str: ...
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def timestamp(self) -> float: ...
+
+    @property
+    def value(self) -> float | None: ...
 
 
 @lru_cache(maxsize=64)

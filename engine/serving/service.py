@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, TypedDict
+from typing import Any, TypedDict, TypeVar
 
 import numpy as np
 import redis
@@ -65,14 +65,18 @@ class RecommendationResult:
         return asdict(self)
 
 
-class _Children(dict):  # type: ignore[type-arg]
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _Children(dict[K, V]):
     """A dict that fills itself from a factory on first access."""
 
-    def __init__(self, factory: Callable[[Any], Any]) -> None:
+    def __init__(self, factory: Callable[[K], V]) -> None:
         super().__init__()
         self._factory = factory
 
-    def __missing__(self, key: Any) -> Any:
+    def __missing__(self, key: K) -> V:
         value = self[key] = self._factory(key)
         return value
 
@@ -90,7 +94,7 @@ class RecommendationService:
     def __init__(
         self,
         models: Mapping[str, Recommender],
-        default_model: str,
+        default_model: str | None,
         catalog: ItemCatalog,
         features: FeatureStore,
         cache: TieredCache,
@@ -117,8 +121,9 @@ class RecommendationService:
         )
         self._latency: dict[str, Any] = _Children(lambda tier: metrics.RECOMMENDATION_LATENCY.labels(tier=tier))
 
-    def _install(self, models: Mapping[str, Recommender], default_model: str) -> None:
-        if default_model not in models:
+    def _install(self, models: Mapping[str, Recommender], default_model: str | None) -> None:
+        # None is what a registry without any model names as its default
+        if default_model is None or default_model not in models:
             raise UnknownModelError(f"default model {default_model!r} is not among {sorted(models)}")
         self.models = dict(models)
         self.default_model = default_model
@@ -127,7 +132,7 @@ class RecommendationService:
         sim_model = models.get(self.similarity_model) if self.similarity_model else None
         self.vectors = self._catalog_vectors(sim_model)
 
-    def swap_models(self, models: Mapping[str, Recommender], default_model: str) -> int:
+    def swap_models(self, models: Mapping[str, Recommender], default_model: str | None) -> int:
         """Serve newly loaded models; cached lists of the old ones are dropped everywhere."""
         self._install(models, default_model)
         return self.cache.invalidate_all(reason="model_reload")

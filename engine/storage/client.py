@@ -4,12 +4,14 @@
     >>> flags = eval_script_batch(client, script, [(keys, args), ...])   # one round trip
 
 A Redis Cluster client has the same API as a plain one, except that redis-py refuses scripts
-inside its pipelines; ``is_cluster`` is what callers branch on.
+inside its pipelines; ``is_cluster`` is what callers branch on.  Replies are text with the engine's
+clients (``decode_responses``); ``as_text``, ``text_hash`` and ``stream_entries`` also accept the
+bytes of a client opened without it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -78,3 +80,20 @@ def eval_script_batch(
         if isinstance(result, Exception):
             raise result
     return results
+
+
+def as_text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def text_hash(raw: Mapping[Any, Any]) -> dict[str, str]:
+    """An HGETALL reply as ``{field: value}`` text."""
+    return {as_text(k): as_text(v) for k, v in raw.items()}
+
+
+def stream_entries(
+    reply: Iterable[tuple[str | bytes | None, Mapping[Any, Any] | None]] | None,
+) -> list[tuple[str, dict[str, str]]]:
+    """An XRANGE/XREVRANGE reply as ``(entry id, fields)`` text pairs.  The reply types allow an
+    entry without id or fields (an entry trimmed while it was read); there is nothing to show of it."""
+    return [(as_text(i), text_hash(f)) for i, f in reply or () if i is not None and f is not None]

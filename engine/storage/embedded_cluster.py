@@ -76,7 +76,7 @@ class EmbeddedRedisCluster:
             states = []
             for node in self.nodes:
                 with contextlib.suppress(redis.RedisError):
-                    states.append(redis.Redis(port=node.port).cluster("info")["cluster_state"])
+                    states.append(redis.Redis.from_url(node.url).cluster("info")["cluster_state"])
             if states == ["ok"] * self.masters:
                 return self
             time.sleep(0.2)
@@ -84,7 +84,7 @@ class EmbeddedRedisCluster:
         raise RedisUnavailableError(f"the cluster did not reach state ok within {timeout}s")
 
     def client(self) -> RedisCluster:
-        return RedisCluster(host="127.0.0.1", port=self.nodes[0].port, decode_responses=True)
+        return RedisCluster.from_url(self.nodes[0].url, decode_responses=True)
 
     def stop(self) -> None:
         for node in self.nodes:

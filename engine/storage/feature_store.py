@@ -17,8 +17,8 @@ stale refresh from re-creating it).
 
 from __future__ import annotations
 
+import heapq
 import math
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -31,7 +31,7 @@ import redis
 from engine.config import Settings
 from engine.data.schema import EVENT_WEIGHTS, Dataset
 from engine.monitoring.prometheus_metrics import FEATURE_REQUESTS
-from engine.storage.client import eval_script_batch
+from engine.storage.client import as_text, eval_script_batch, text_hash
 from engine.storage.keys import Keys
 
 T = TypeVar("T")
@@ -51,14 +51,6 @@ redis.call('HSET', KEYS[1], unpack(ARGV, 3))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1
 """
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _decode_hash(raw: Mapping[Any, Any]) -> dict[str, str]:
-    return {_text(k): _text(v) for k, v in raw.items()}
 
 
 def _opt_float(value: float | None) -> str:
@@ -139,7 +131,7 @@ class UserFeatures:
 
     @classmethod
     def from_hash(cls, user_id: str, raw: Mapping[Any, Any]) -> UserFeatures:
-        data = _decode_hash(raw)
+        data = text_hash(raw)
         return cls(
             user_id=user_id,
             history=tuple(orjson.loads(data["history"])),
@@ -171,7 +163,7 @@ class ItemFeatures:
 
     @classmethod
     def from_hash(cls, item_id: str, raw: Mapping[Any, Any]) -> ItemFeatures:
-        data = _decode_hash(raw)
+        data = text_hash(raw)
         return cls(
             item_id=item_id,
             category=data["category"],
@@ -314,8 +306,8 @@ class FeatureSource:
             log, bought = raw[2 * n], raw[2 * n + 1]
             states[user_id] = LiveState(
                 entries=tuple(LiveEntry.decode(entry) for entry in log),
-                purchased=frozenset(_text(i) for i in bought),
-                head=_text(log[0]) if log else "",
+                purchased=frozenset(as_text(i) for i in bought),
+                head=as_text(log[0]) if log else "",
             )
         return states
 
@@ -330,15 +322,17 @@ class FeatureSource:
         recent = [e.item_id for e in entries] + list(base.history)
         history = tuple(dict.fromkeys(recent))[: self.history_length]
 
-        weights: Counter[str] = Counter(base.category_weight)
+        weights = dict(base.category_weight)
         total = base.total_weight
         for entry in entries:
             w = EVENT_WEIGHTS.get(entry.type, 0.0)
             item = self.items.get(entry.item_id)
             total += w
             if item is not None:
-                weights[item.category] += w
-        affinity = {c: round(w / total, 6) for c, w in weights.most_common(TOP_CATEGORIES)} if total > 0 else {}
+                weights[item.category] = weights.get(item.category, 0.0) + w
+        # the heaviest categories first, ties in insertion order (what Counter.most_common does)
+        top = heapq.nlargest(TOP_CATEGORIES, weights.items(), key=lambda cw: cw[1])
+        affinity = {c: round(w / total, 6) for c, w in top} if total > 0 else {}
         last_seen = [t for t in [base.last_active, *(e.timestamp for e in entries)] if t is not None]
         return UserFeatures(
             user_id=user_id,

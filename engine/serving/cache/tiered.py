@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 import redis
+from redis.typing import EncodableT
 
 from engine.config import Settings
 from engine.monitoring.prometheus_metrics import CACHE_INVALIDATIONS, CACHE_REQUESTS
@@ -302,7 +303,7 @@ class TieredCache:
         pipelined = len(rows) > 1 and not is_cluster(self._client)
         target: Any = self._client.pipeline(transaction=False) if pipelined else self._client
         for r in rows:
-            args = [r.entry.envelope(), max(1, int(r.ttl * 1000)), self._index_ttl_ms, r.token]
+            args: list[EncodableT] = [r.entry.envelope(), max(1, int(r.ttl * 1000)), self._index_ttl_ms, r.token]
             self._store(keys=[r.key, self._keys.rec_index(r.ticket.user), self._keys.rec_lock(r.key)], args=args,
                         client=target)
         if target is not self._client:
@@ -460,10 +461,11 @@ class TieredCache:
 
     def stats(self) -> dict[str, Any]:
         c = self._stats.snapshot()
-        tiers = {t: {r: c[f"{t}:{r}"] for r in RESULTS} for t in TIERS}
+        tiers: dict[str, dict[str, float | None]] = {}
         for t in TIERS:
-            looked = sum(tiers[t].values())
-            tiers[t]["hit_ratio"] = tiers[t]["hit"] / looked if looked else None
+            counts = {r: c[f"{t}:{r}"] for r in RESULTS}
+            looked = sum(counts.values())
+            tiers[t] = {**counts, "hit_ratio": counts["hit"] / looked if looked else None}
         return {
             "instance_id": self.instance_id,
             "since": self._started,
