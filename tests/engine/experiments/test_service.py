@@ -23,8 +23,8 @@ from engine.experiments import (
     PreExposure,
 )
 from engine.experiments.arm_stats import parse_stats
+from engine.experiments.exposure import utc_day
 from engine.experiments.metrics import COUNTERS
-from engine.experiments.service import utc_day
 from engine.runtime import Engine
 from engine.storage.keys import Keys
 from tests.support.redis_roundtrips import counting_client
