@@ -3,7 +3,7 @@
 Pages are run from their files with the console's environment set (as ``recops up`` sets it), and
 their widgets are driven as an operator would.  Buttons inside ``st.dialog`` do not execute under
 AppTest: a confirmed action is handed to the next script run through session state (the page's own
-code path), which the tests set directly; the dialogs themselves are exercised in tests/test_browser.py.
+code path), which the tests set directly; the dialogs themselves are exercised in tests/pages/test_browser.py.
 """
 
 from __future__ import annotations
@@ -331,6 +331,20 @@ def test_experiment_create_then_start_from_the_page(console_env: dict[str, str])
     at.button(key="ef-exp-good-2-submit").click().run()
     ran(at)
     assert svc.get("exp-good").name == "Renamed"  # type: ignore[union-attr]
+
+
+def test_experiment_service_errors_show_beside_their_field(console_env: dict[str, str]) -> None:
+    console_experiments.create(console_engine(), {"key": "taken", "name": "First", "variants": [
+        {"name": "control", "model": "popularity", "weight": 0.5}, {"name": "als", "model": "als", "weight": 0.5}]},
+        "test")
+    at = ran(page("experiments").run())
+    fill_new_experiment(at, "taken", (0.5, 0.5))
+    at.button(key="ef-new-submit").click().run()
+    ran(at)
+    assert texts(at.error) == ["experiment 'taken' already exists"]  # beside the key, nothing else said
+    at.selectbox(key="exp_selected").select("taken").run()
+    at.button(key="ef-taken-1-submit").click().run()
+    assert "Nothing changed." in joined(at.info)
 
 
 def test_readout_switches_engine_and_exports_csv(console_env: dict[str, str]) -> None:
