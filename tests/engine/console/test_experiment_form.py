@@ -12,7 +12,7 @@ from engine.console import experiments as console_experiments
 from engine.console.experiment_form import GENERAL, Editor, VariantRow
 from engine.experiments import ExperimentError, parse_experiment
 from engine.runtime import Engine
-from tests.engine.console.samples import two_arm_spec
+from tests.support.console import two_arm_spec
 
 MODELS = ["als", "item_item", "popularity"]
 

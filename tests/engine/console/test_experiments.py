@@ -9,7 +9,7 @@ import pytest
 from engine.console import experiments as console_experiments
 from engine.experiments import ExperimentError
 from engine.runtime import Engine
-from tests.engine.console.samples import two_arm_spec
+from tests.support.console import two_arm_spec
 
 
 def test_life_cycle_actions_are_audited_and_refused_when_not_allowed(engine: Engine) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from engine.console import monitoring_panels
 from engine.storage.embedded_redis import free_port
-from tests.engine.console.samples import EXPOSITION
+from tests.engine.console.exposition_sample import EXPOSITION
 
 
 def test_exposition_snapshot_computes_the_kpis() -> None:

@@ -9,7 +9,7 @@ import pandas as pd
 from engine.console import monitoring_view
 from engine.console.cards import MetricCard
 from engine.console.monitoring_panels import PANELS, Alert, ExpositionSnapshot, Window, parse_alerts
-from tests.engine.console.samples import EXPOSITION
+from tests.engine.console.exposition_sample import EXPOSITION
 
 LATENCY = next(p for p in PANELS if p.key == "latency")
 END = dt.datetime(2026, 1, 2, 12, tzinfo=dt.timezone.utc)

@@ -12,8 +12,7 @@ from engine.console import experiments as console_experiments
 from engine.console import preview, readout_view
 from engine.experiments import ExperimentReadout
 from engine.runtime import Engine
-from tests.engine.console.samples import two_arm_spec
-from tests.support.console import run_traffic
+from tests.support.console import run_traffic, two_arm_spec
 
 
 def _boosted_readout(engine: Engine, decision_engine: str | None = None) -> ExperimentReadout:

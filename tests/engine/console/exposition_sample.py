@@ -1,9 +1,6 @@
-"""Sample inputs shared by the console backend tests: an API /metrics text with known KPIs, and a two-arm
-experiment spec (popularity against ALS)."""
+"""A sample of the API's /metrics text with known KPIs, for the console's metrics tests."""
 
 from __future__ import annotations
-
-from typing import Any
 
 EXPOSITION = """\
 # TYPE recops_recommendation_requests_total counter
@@ -36,9 +33,3 @@ recops_list_diversity_ratio_sum 82.0
 recops_catalog_coverage_ratio 0.42
 """
 
-
-def two_arm_spec(**overrides: Any) -> dict[str, Any]:
-    spec: dict[str, Any] = {"key": "exp-1", "name": "Popularity vs ALS", "variants": [
-        {"name": "control", "model": "popularity", "weight": 0.5}, {"name": "als", "model": "als", "weight": 0.5}]}
-    spec.update(overrides)
-    return spec
