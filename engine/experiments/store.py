@@ -64,7 +64,7 @@ class ExperimentStore:
 
     def insert(self, exp: Experiment) -> Experiment:
         if not self.redis.set(self.keys.experiment_config(exp.key), exp.model_dump_json(), nx=True):
-            raise ExperimentError(f"experiment {exp.key!r} already exists")
+            raise ExperimentError(f"experiment {exp.key!r} already exists", "key")
         self.redis.sadd(self.keys.experiment_index, exp.key)
         self._bump()
         return exp

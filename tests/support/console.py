@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -74,6 +75,14 @@ def console_engine() -> Engine:
 
 def texts(elements: object) -> list[str]:
     return [str(e.value) for e in elements]  # type: ignore[attr-defined]
+
+
+def two_arm_spec(**overrides: Any) -> dict[str, Any]:
+    """An experiment spec with two arms, popularity (the control) against ALS; ``overrides`` on top."""
+    spec: dict[str, Any] = {"key": "exp-1", "name": "Popularity vs ALS", "variants": [
+        {"name": "control", "model": "popularity", "weight": 0.5}, {"name": "als", "model": "als", "weight": 0.5}]}
+    spec.update(overrides)
+    return spec
 
 
 def run_traffic(engine: Engine, users: list[str], seed: int = 0, boost: dict[str, float] | None = None) -> int:
