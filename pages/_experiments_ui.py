@@ -13,15 +13,6 @@ from pages import _ui as ui
 READOUT_TTL = 15
 
 
-def available() -> bool:
-    """Whether this engine has an experiment service; a notice when it does not."""
-    if not backend.available(res.engine()):
-        st.info("Experiments are not available in this engine (no experiment service is wired into "
-                "`build_engine`).", icon=":material/info:")
-        return False
-    return True
-
-
 def experiments() -> list[Experiment]:
     return backend.listed(res.engine())
 
@@ -33,8 +24,6 @@ def readout(key: str, engine: str | None, phase: int | None, version: int) -> Ex
 
 
 def running_summary() -> None:
-    if not available():
-        return
     running = backend.running(experiments())
     if not running:
         st.caption("No experiment is running. Create one on the Experiments page.")

@@ -25,8 +25,6 @@ RESULT = "exp_result"
 if not ui.header("Experiments", "A/B tests and bandits over the serving models: create and edit them, plan their "
                                 "sample size, and start, pause or stop them."):
     st.stop()
-if not exp_ui.available():
-    st.stop()
 eng = res.engine()
 
 

@@ -16,8 +16,6 @@ from pages import _ui as ui
 if not ui.header("Readout", "The results of an experiment: lifts with intervals, significance or chance to win, "
                             "guardrails, and what to decide."):
     st.stop()
-if not exp_ui.available():
-    st.stop()
 
 
 def posterior_plot(r: ExperimentReadout) -> None:

@@ -15,7 +15,7 @@ from pandas.io.formats.style import Styler
 
 from engine.console.formatting import MISSING, when
 from engine.console.notices import Notice
-from engine.experiments import Experiment, ExperimentError, ExperimentReadout, ExperimentService
+from engine.experiments import Experiment, ExperimentError, ExperimentReadout
 from engine.runtime import Engine
 
 ACTIONS = ("start", "pause", "stop")
@@ -24,18 +24,6 @@ ALLOWED: dict[str, tuple[str, ...]] = {"draft": ("start",), "running": ("pause",
 TRAFFIC_SAMPLE_EVENTS = 5_000
 MIN_TRAFFIC_SPAN_SECONDS = 60.0  # a rate extrapolated from less than a minute of events is noise
 STATUS_BACKGROUND = {"running": "#dcfce7", "paused": "#ffedd5", "stopped": "#ede9fe", "draft": "#f1f5f9"}
-UNAVAILABLE = "experiments are not available in this engine"
-
-
-def service(engine: Engine) -> ExperimentService:
-    """The engine's experiment service; ``ExperimentError`` when this engine has none."""
-    if engine.experiments is None:
-        raise ExperimentError(UNAVAILABLE)
-    return engine.experiments
-
-
-def available(engine: Engine) -> bool:
-    return engine.experiments is not None
 
 
 # ------------------------------------------------------------------------------ the list
@@ -43,13 +31,13 @@ def available(engine: Engine) -> bool:
 
 def listed(engine: Engine) -> list[Experiment]:
     """Every experiment, running ones first, then the most recently started or created."""
-    return sorted(service(engine).list_experiments(),
+    return sorted(engine.experiments.list_experiments(),
                   key=lambda e: (e.status != "running", -(e.start_time or e.created_at)))
 
 
 def get(engine: Engine, key: str) -> Experiment:
     """``NotFoundError`` when there is no experiment ``key``."""
-    return service(engine).get(key)
+    return engine.experiments.get(key)
 
 
 def listing(exps: Sequence[Experiment]) -> Styler:
@@ -105,13 +93,13 @@ def _audit(engine: Engine, actor: str, action: str, key: str, detail: str) -> No
 
 
 def create(engine: Engine, spec: Mapping[str, Any], actor: str) -> Experiment:
-    exp = service(engine).create(spec)
+    exp = engine.experiments.create(spec)
     _audit(engine, actor, "create", exp.key, f"{len(exp.variants)} variants, goal {exp.goal_metric}")
     return exp
 
 
 def update(engine: Engine, key: str, changes: Mapping[str, Any], expected_version: int, actor: str) -> Experiment:
-    exp = service(engine).update(key, changes, expected_version=expected_version)
+    exp = engine.experiments.update(key, changes, expected_version=expected_version)
     _audit(engine, actor, "update", key, f"version {exp.version}, phase {exp.phase}, fields {sorted(changes)}")
     return exp
 
@@ -120,7 +108,7 @@ def transition(engine: Engine, key: str, action: str, actor: str) -> Experiment:
     """start, pause or stop; ``ExperimentError`` when the state does not allow it."""
     if action not in ACTIONS:
         raise ExperimentError(f"unknown action {action!r}; one of {ACTIONS}")
-    svc = service(engine)
+    svc = engine.experiments
     exp = {"start": svc.start, "pause": svc.pause, "stop": svc.stop}[action](key)
     _audit(engine, actor, action, key, f"now {exp.status}, phase {exp.phase}")
     return exp
@@ -140,11 +128,11 @@ def run_confirmed(engine: Engine, action: Mapping[str, str], actor: str) -> Noti
 
 def readout(engine: Engine, key: str, phase: int | None = None, decision_engine: str | None = None
             ) -> ExperimentReadout:
-    return service(engine).readout(key, phase=phase, engine=decision_engine)
+    return engine.experiments.readout(key, phase=phase, engine=decision_engine)
 
 
 def time_series(engine: Engine, key: str, metric: str) -> list[dict[str, Any]]:
-    return service(engine).time_series(key, metric)
+    return engine.experiments.time_series(key, metric)
 
 
 def users_per_day(engine: Engine, sample: int = TRAFFIC_SAMPLE_EVENTS) -> float | None:

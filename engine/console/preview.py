@@ -98,7 +98,7 @@ class ServedChoice:
 
 def served_choice(engine: Engine, user_id: str) -> ServedChoice:
     """The model the API serves this user: the assigned variant's, else the default."""
-    assignment = engine.experiments.assign(user_id) if engine.experiments is not None else None
+    assignment = engine.experiments.assign(user_id)
     if assignment is None:
         return ServedChoice(engine.service.default_model)
     return ServedChoice(assignment.model, assignment.experiment, assignment.variant)

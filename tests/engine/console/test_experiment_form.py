@@ -106,7 +106,7 @@ def test_submit_creates_refuses_and_updates(engine: Engine) -> None:
     assert again.errors == {"key": ["experiment 'exp-f' already exists"]} and not again.invalid
 
     exp = console_experiments.get(engine, "exp-f")
-    svc = console_experiments.service(engine)
+    svc = engine.experiments
     svc.update("exp-f", {"forced": {"qa-user": "treatment"}, "variants": [
         {**v.model_dump(), "params": {"k": 1} if v.name == "control" else {}} for v in exp.variants]})
     exp = console_experiments.get(engine, "exp-f")

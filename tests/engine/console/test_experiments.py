@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 from engine.console import experiments as console_experiments
-from engine.experiments import ExperimentError
 from engine.runtime import Engine
 from tests.support.console import two_arm_spec
 
@@ -62,8 +59,3 @@ def test_the_list_running_first_as_a_table(engine: Engine) -> None:
     assert "background-color: #dcfce7" in html and "50%" in html  # running is green; coverage as a percentage
 
 
-def test_an_engine_without_experiments(engine: Engine) -> None:
-    bare = dataclasses.replace(engine, experiments=None)
-    assert not console_experiments.available(bare) and console_experiments.available(engine)
-    with pytest.raises(ExperimentError, match="not available"):
-        console_experiments.listed(bare)

@@ -106,7 +106,7 @@ def test_tables_and_charts_for_display(engine: Engine) -> None:
 def test_srm_badge_when_one_arm_loses_exposures(engine: Engine) -> None:
     console_experiments.create(engine, two_arm_spec(), "ada")
     console_experiments.transition(engine, "exp-1", "start", "ada")
-    svc = console_experiments.service(engine)
+    svc = engine.experiments
     kept = 0
     for user in preview.known_users(engine)[:400]:
         a = svc.assign(user)
