@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from engine.cli.up import REPO_ROOT, find_console_app
 from engine.monitoring.prometheus_server import find_prometheus_binary
 from engine.storage.embedded_redis import pid_alive
 from tests.conftest import require_binary
@@ -103,3 +104,11 @@ def test_a_signal_during_start_up_leaves_nothing_running(small_world_dir: Path, 
 
 def test_prometheus_binary_lookup_matches_path() -> None:
     assert (find_prometheus_binary() is None) == (shutil.which("prometheus") is None)
+
+
+def test_the_console_app_is_found_beside_its_pages_only(tmp_path: Path) -> None:
+    assert find_console_app([REPO_ROOT]) == REPO_ROOT / "app.py"  # this checkout
+    (tmp_path / "app.py").write_text("")
+    assert find_console_app([tmp_path]) is None  # an app.py without pages/ is somebody else's
+    (tmp_path / "pages").mkdir()
+    assert find_console_app([tmp_path / "site-packages", tmp_path]) == tmp_path / "app.py"
