@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ import redis
 
 from engine.storage.embedded_redis import EmbeddedRedis, free_port
 from tests.support.engine_fixtures import SMALL_WORLD
+from tests.support.polling import poll
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 
@@ -58,16 +58,17 @@ def start_api(env: dict[str, str], log: Path, workers: int = 1, timeout: float =
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
     api = ApiProcess(url=f"http://127.0.0.1:{port}", process=proc, log=log, env=env)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def healthy() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"API exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
         try:
-            if httpx.get(api.url + "/health", timeout=1.0).status_code == 200:
-                return api
+            return httpx.get(api.url + "/health", timeout=1.0).status_code == 200
         except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
+            return False
+
+    if poll(healthy, timeout, every=0.1):
+        return api
     api.stop()
     raise RuntimeError(f"API did not answer within {timeout}s:\n{log.read_text()[-3000:]}")
 

@@ -29,6 +29,7 @@ from engine.storage.embedded_redis import EmbeddedRedis, free_port
 from engine.storage.keys import Keys
 from tests.support.api import ApiProcess, api_env, start_api
 from tests.support.engine_fixtures import SMALL_WORLD
+from tests.support.polling import seconds_until
 
 # the module's API and Redis are shared by its tests: keep them on one xdist worker
 pytestmark = pytest.mark.xdist_group("faults")
@@ -139,16 +140,6 @@ class Poller:
             self._stop.wait(self.every)
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, every: float = 0.1) -> float:
-    """Seconds until ``condition()`` held; fails the test after ``timeout``."""
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout:
-            pytest.fail(f"condition not met within {timeout}s")
-        time.sleep(every)
-    return time.monotonic() - started
-
-
 def _health(url: str) -> str:
     try:
         r = httpx.get(url + "/health", timeout=2.0)
@@ -188,7 +179,7 @@ def api_url(fault_api: ApiProcess, own_redis: EmbeddedRedis) -> str:
     """The API, with its Redis up and healthy (a previous test may have just restarted it)."""
     if own_redis.process is None or own_redis.process.poll() is not None:
         own_redis.restart()
-    wait_until(lambda: _health(fault_api.url) == "healthy" and _serves_computed_lists(fault_api.url), 30)
+    seconds_until(lambda: _health(fault_api.url) == "healthy" and _serves_computed_lists(fault_api.url), 30)
     return fault_api.url
 
 
@@ -211,8 +202,8 @@ def test_redis_outage_under_load_degrades_and_recovers(api_url: str, own_redis: 
         time.sleep(max(0.0, down + OUTAGE_SECONDS - time.monotonic()))
         up = time.monotonic()
         own_redis.restart()
-        recovery = wait_until(lambda: _health(api_url) == "healthy" and _serves_computed_lists(api_url),
-                              RECOVERY_DEADLINE)
+        recovery = seconds_until(lambda: _health(api_url) == "healthy" and _serves_computed_lists(api_url),
+                                 RECOVERY_DEADLINE)
         recovered = time.monotonic()
         time.sleep(3.0)
     print(f"\nRedis outage: stopped {OUTAGE_SECONDS:.0f}s; healthy and computing lists {recovery:.2f}s "
@@ -364,7 +355,7 @@ def test_a_killed_worker_is_replaced_and_metrics_stay_monotonic(
     api = start_api(api_env(small_world_dir, redis_url), tmp_path / "api.log", workers=2)
     try:
         master = api.process.pid
-        wait_until(lambda: len(worker_pids(master)) == 2, 60)
+        seconds_until(lambda: len(worker_pids(master)) == 2, 60)
         first = worker_pids(master)
 
         def scrape() -> tuple[float, float]:
@@ -377,12 +368,12 @@ def test_a_killed_worker_is_replaced_and_metrics_stay_monotonic(
             victim = first[0]
             os.kill(victim, signal.SIGKILL)
             killed = time.monotonic()
-            replaced_after = wait_until(
+            replaced_after = seconds_until(
                 lambda: len(pids := worker_pids(master)) == 2 and victim not in pids, 60
             )
             replacement = next(p for p in worker_pids(master) if p not in first)
             # the new worker has started once it answers: fresh connections until one lands on it
-            wait_until(lambda: _health(api.url) == "healthy", 60)
+            seconds_until(lambda: _health(api.url) == "healthy", 60)
             time.sleep(5.0)
             settled = time.monotonic()
             time.sleep(3.0)

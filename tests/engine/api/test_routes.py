@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.support.api import ADMIN_TOKEN, ApiProcess, api_env, start_api
+from tests.support.polling import poll
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -59,10 +59,8 @@ def test_purchase_recomputes_the_list_without_the_item(client: httpx.Client) -> 
     assert r.status_code == 200 and r.json()["accepted"] is True
     # the purchase dropped the cached list and the API recomputes it in the background
     # (refresh-ahead, on by default), so the next request is a hit on the new list
-    deadline = time.monotonic() + 10
-    while (_metric(client.get("/metrics").text, "recops_cache_refreshes_total", result="done") <= refreshed
-           and time.monotonic() < deadline):
-        time.sleep(0.05)
+    assert poll(lambda: _metric(client.get("/metrics").text, "recops_cache_refreshes_total", result="done")
+                > refreshed, 10, every=0.05), "no background refresh after the purchase"
     after = client.post("/recommendations", params={"user_id": uid, "n": 10}).json()
     assert after["cache_tier"] in ("l1", "l2")
     assert bought not in {i["item_id"] for i in after["items"]}

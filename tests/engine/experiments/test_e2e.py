@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from engine.runtime import prepare_world
 from engine.simulator import SimulationConfig, SimulationSummary, run_simulation
 from engine.storage.keys import Keys
 from tests.support.api import ApiProcess
+from tests.support.polling import poll
 
 # one xdist worker runs both, so they share one API process
 pytestmark = [pytest.mark.timeout(240), pytest.mark.slow, pytest.mark.xdist_group("experiments-e2e")]
@@ -95,15 +95,15 @@ def world_of(api: ApiProcess) -> DemoWorld:
 
 def wait_until_served(api: ApiProcess, key: str, timeout: float = 20.0) -> None:
     """The API reloads configs when it sees the version change; wait for it to serve ``key``."""
-    deadline = time.monotonic() + timeout
     with httpx.Client(base_url=api.url, timeout=10) as client:
-        while time.monotonic() < deadline:
-            body = client.post("/recommendations", params={"user_id": QA_USER, "n": LIST_LENGTH}).json()
-            if body.get("experiment") == key:
-                assert body["variant"] == "control"
-                return
-            time.sleep(0.1)
-    raise AssertionError(f"the API did not pick up experiment {key!r} within {timeout}s")
+
+        def served() -> dict[str, Any] | None:
+            body: dict[str, Any] = client.post("/recommendations", params={"user_id": QA_USER, "n": LIST_LENGTH}).json()
+            return body if body.get("experiment") == key else None
+
+        body = poll(served, timeout, every=0.1)
+    assert body is not None, f"the API did not pick up experiment {key!r} within {timeout}s"
+    assert body["variant"] == "control"
 
 
 def run_experiment(api: ApiProcess, redis_client: redis.Redis, spec: dict[str, Any], seed: int) -> Run:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,6 +26,7 @@ from engine.experiments.metrics import COUNTERS
 from engine.experiments.service import utc_day
 from engine.runtime import Engine
 from engine.storage.keys import Keys
+from tests.support.polling import poll
 from tests.support.redis_roundtrips import counting_client
 
 DAY = 86_400.0
@@ -200,10 +200,7 @@ def test_other_processes_pick_changes_up_by_version(service: ExperimentService, 
         assert other.assign("u0001") is None
         service.create(spec())
         service.start("exp")
-        deadline = time.monotonic() + 10
-        while other.assign("u0001") is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assigned = other.assign("u0001")
+        assigned = poll(lambda: other.assign("u0001"), 10)
         assert assigned is not None and assigned == service.assign("u0001")
         assert other.refresh() is False  # nothing changed since: no reload
     finally:

@@ -19,6 +19,7 @@ from engine.config import Settings
 from engine.serving.cache import CachedValue, L1Cache, TieredCache, xfetch_due
 from engine.storage.embedded_redis import EmbeddedRedis
 from engine.storage.keys import Keys
+from tests.support.polling import poll
 
 FORCE_EARLY = 1e-300  # ln(1e-300) ≈ -691: any positive delta makes a value due at once
 NEVER_EARLY = 1.0  # ln(1) = 0: a value is due only once it has expired
@@ -43,15 +44,6 @@ class Counting:
         if self.error is not None:
             raise self.error
         return self.value
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 @pytest.fixture
@@ -537,16 +529,16 @@ def test_listener_resubscribes_after_redis_restart(own_redis: EmbeddedRedis, key
         listening.get_or_compute("u1", key, Counting())
 
         own_redis.stop()
-        assert wait_until(lambda: not listening.listener_connected)
+        assert poll(lambda: not listening.listener_connected)
         own_redis.restart()
-        assert wait_until(lambda: listening.listener_connected)
+        assert poll(lambda: listening.listener_connected)
         assert listening.stats()["listener_resubscribes"] >= 1
         assert listening.peek_l1(key) == (None, None), "messages lost in the outage: L1 starts over"
 
         listening.get_or_compute("u1", key, Counting())  # back in L1
         assert listening.peek_l1(key)[1] == "l1"
         assert sender.invalidate_user("u1") == 1
-        assert wait_until(lambda: listening.peek_l1(key) == (None, None))
+        assert poll(lambda: listening.peek_l1(key) == (None, None))
         assert listening.stats()["remote_invalidations"] == 1
     finally:
         listening.close()
@@ -565,6 +557,6 @@ def test_listener_ignores_its_own_and_malformed_messages(make_cache: Callable[..
     cache.get_or_compute("u1", key, Counting())
     redis_client.publish(keys.invalidation_channel, "not json")
     redis_client.publish(keys.invalidation_channel, '{"user": "someone-else"}')
-    assert wait_until(lambda: cache.stats()["remote_invalidations"] == 1)
+    assert poll(lambda: cache.stats()["remote_invalidations"] == 1)
     assert cache.peek_l1(key)[1] == "l1"
     assert cache.listener_connected
