@@ -3,6 +3,7 @@ bound, Redis outages and listener recovery."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +18,8 @@ from redis.retry import Retry
 
 from engine.config import Settings
 from engine.serving.cache import CachedValue, L1Cache, TieredCache, xfetch_due
+from engine.serving.cache import listener as listener_module
+from engine.serving.cache.listener import InvalidationListener
 from engine.storage.embedded_redis import EmbeddedRedis
 from engine.storage.keys import Keys
 from tests.support.polling import poll
@@ -546,6 +549,37 @@ def test_listener_resubscribes_after_redis_restart(own_redis: EmbeddedRedis, key
         listening_client.close()
         sender_client.close()
     assert not listening.listener_connected
+
+
+def test_a_listener_outage_logs_one_warning_and_its_retries_at_debug_level(
+    own_redis: EmbeddedRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger=listener_module.__name__)
+    client = redis.Redis.from_url(own_redis.url, socket_connect_timeout=1)
+    listener = InvalidationListener(client, "channel", on_message=lambda doc: None, on_resubscribe=lambda: None,
+                                    backoff=0.02, max_backoff=0.05)
+
+    def outage() -> None:
+        assert listener.connected.wait(5)
+        caplog.clear()
+        failed_before = listener.errors
+        own_redis.stop()
+        assert poll(lambda: listener.errors >= failed_before + 3)
+        own_redis.restart()
+        assert poll(listener.connected.is_set)
+        levels = [r.levelno for r in caplog.records if "lost Redis" in r.getMessage()]
+        assert levels[0] == logging.WARNING and len(levels) >= 3
+        assert set(levels[1:]) == {logging.DEBUG}
+        [back] = [r for r in caplog.records if "subscribed again" in r.getMessage()]
+        assert back.levelno == logging.INFO
+
+    listener.start()
+    try:
+        outage()
+        outage()  # the next outage warns again
+    finally:
+        listener.stop()
+        client.close()
 
 
 def test_listener_ignores_its_own_and_malformed_messages(make_cache: Callable[..., TieredCache], keys: Keys,
