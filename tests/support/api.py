@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -13,8 +14,9 @@ import httpx
 import pytest
 import redis
 
+from engine.config import Settings
 from engine.storage.embedded_redis import EmbeddedRedis, free_port
-from tests.support.engine_fixtures import SMALL_WORLD
+from tests.support.engine_fixtures import SMALL_WORLD, small_world_env
 from tests.support.polling import poll
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
@@ -26,6 +28,11 @@ class ApiProcess:
     process: subprocess.Popen[bytes]
     log: Path
     env: dict[str, str]
+
+    def settings(self) -> Settings:
+        """The settings the API process reads from its environment, so a test loads the same world."""
+        return Settings(data_dir=Path(self.env["RECOPS_DATA_DIR"]), redis_url=self.env["REDIS_URL"],
+                        **{name: int(self.env[f"RECOPS_{name.upper()}"]) for name in SMALL_WORLD})
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -39,12 +46,10 @@ class ApiProcess:
 
 def api_env(data_dir: Path, redis_url: str, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
+    env.update(small_world_env())
     env.update(
         REDIS_URL=redis_url,
         RECOPS_DATA_DIR=str(data_dir),
-        RECOPS_DEMO_USERS=str(SMALL_WORLD["demo_users"]),
-        RECOPS_DEMO_ITEMS=str(SMALL_WORLD["demo_items"]),
-        RECOPS_DEMO_SEED=str(SMALL_WORLD["demo_seed"]),
         RECOPS_ADMIN_TOKEN=ADMIN_TOKEN,
         OPENBLAS_NUM_THREADS="1",
     )
@@ -73,6 +78,16 @@ def start_api(env: dict[str, str], log: Path, workers: int = 1, timeout: float =
     raise RuntimeError(f"API did not answer within {timeout}s:\n{log.read_text()[-3000:]}")
 
 
+@contextlib.contextmanager
+def running_api(env: dict[str, str], log: Path, workers: int = 1) -> Iterator[ApiProcess]:
+    """``start_api``, stopped when the block ends however it ends."""
+    api = start_api(env, log, workers)
+    try:
+        yield api
+    finally:
+        api.stop()
+
+
 @pytest.fixture(scope="module")
 def api(
     small_world_dir: Path, redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory
@@ -85,9 +100,8 @@ def api(
     flusher = redis.Redis.from_url(redis_server.url)
     flusher.flushdb()
     flusher.close()
-    proc = start_api(api_env(small_world_dir, redis_server.url), tmp_path_factory.mktemp("api") / "api.log")
-    yield proc
-    proc.stop()
+    with running_api(api_env(small_world_dir, redis_server.url), tmp_path_factory.mktemp("api") / "api.log") as proc:
+        yield proc
 
 
 @pytest.fixture

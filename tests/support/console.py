@@ -17,7 +17,7 @@ from engine.config import Settings
 from engine.events.tracker import Event
 from engine.runtime import Engine, build_engine
 from engine.storage.embedded_redis import EmbeddedRedis
-from tests.support.engine_fixtures import SMALL_WORLD
+from tests.support.engine_fixtures import small_world_env
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PAGES = REPO_ROOT / "pages"
@@ -29,9 +29,7 @@ def console_environment(data_dir: Path, redis_url: str, **extra: str) -> dict[st
     env = {
         "REDIS_URL": redis_url,
         "RECOPS_DATA_DIR": str(data_dir),
-        "RECOPS_DEMO_USERS": str(SMALL_WORLD["demo_users"]),
-        "RECOPS_DEMO_ITEMS": str(SMALL_WORLD["demo_items"]),
-        "RECOPS_DEMO_SEED": str(SMALL_WORLD["demo_seed"]),
+        **small_world_env(),
         "RECOPS_CONSOLE_REFRESH_SECONDS": "0",
         "OPENBLAS_NUM_THREADS": "1",
     }
@@ -39,9 +37,8 @@ def console_environment(data_dir: Path, redis_url: str, **extra: str) -> dict[st
     return env
 
 
-CONSOLE_VARIABLES = ("REDIS_URL", "RECOPS_DATA_DIR", "RECOPS_DEMO_USERS", "RECOPS_DEMO_ITEMS", "RECOPS_DEMO_SEED",
-                     "RECOPS_CONSOLE_REFRESH_SECONDS", "RECOPS_CONSOLE_PASSWORD", "RECOPS_CONSOLE_LOGIN_FOR_READS",
-                     "RECOPS_API_URL", "PROMETHEUS_URL")
+CONSOLE_VARIABLES = ("REDIS_URL", "RECOPS_DATA_DIR", *small_world_env(), "RECOPS_CONSOLE_REFRESH_SECONDS",
+                     "RECOPS_CONSOLE_PASSWORD", "RECOPS_CONSOLE_LOGIN_FOR_READS", "RECOPS_API_URL", "PROMETHEUS_URL")
 
 
 class ConsoleEngines:

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.api import ADMIN_TOKEN, ApiProcess, api_env, start_api
+from tests.support.api import ADMIN_TOKEN, api_env, running_api
 from tests.support.polling import poll
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -121,12 +121,9 @@ def test_admin_needs_the_token(client: httpx.Client) -> None:
 def test_admin_is_disabled_without_a_configured_token(
     small_world_dir: Path, redis_url: str, redis_client: object, tmp_path: Path
 ) -> None:
-    proc: ApiProcess = start_api(api_env(small_world_dir, redis_url, RECOPS_ADMIN_TOKEN=""), tmp_path / "api.log")
-    try:
+    with running_api(api_env(small_world_dir, redis_url, RECOPS_ADMIN_TOKEN=""), tmp_path / "api.log") as proc:
         r = httpx.post(proc.url + "/admin/cache/invalidate/all", headers=ADMIN)
         assert r.status_code == 403 and "disabled" in r.json()["detail"]
-    finally:
-        proc.stop()
 
 
 def test_health(client: httpx.Client) -> None:
@@ -168,16 +165,13 @@ def test_metrics_after_traffic(client: httpx.Client) -> None:
 def test_multi_worker_metrics_sum_over_workers(
     small_world_dir: Path, redis_url: str, redis_client: object, tmp_path: Path
 ) -> None:
-    proc = start_api(api_env(small_world_dir, redis_url), tmp_path / "api.log", workers=2)
-    try:
-        with httpx.Client(base_url=proc.url, timeout=10) as c:
-            # fresh connections spread requests over both workers
-            for i in range(40):
-                r = httpx.post(proc.url + "/recommendations", params={"user_id": f"mw{i}", "n": 5})
-                assert r.status_code == 200
-            texts = [c.get("/metrics", headers={"Connection": "close"}).text for _ in range(6)]
-        # every scrape, whichever worker answers it, reports the total of both
-        for text in texts:
-            assert _metric(text, "recops_recommendation_requests_total") == 40
-    finally:
-        proc.stop()
+    with running_api(api_env(small_world_dir, redis_url), tmp_path / "api.log", workers=2) as proc, \
+            httpx.Client(base_url=proc.url, timeout=10) as c:
+        # fresh connections spread requests over both workers
+        for i in range(40):
+            r = httpx.post(proc.url + "/recommendations", params={"user_id": f"mw{i}", "n": 5})
+            assert r.status_code == 200
+        texts = [c.get("/metrics", headers={"Connection": "close"}).text for _ in range(6)]
+    # every scrape, whichever worker answers it, reports the total of both
+    for text in texts:
+        assert _metric(text, "recops_recommendation_requests_total") == 40

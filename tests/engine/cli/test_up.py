@@ -16,7 +16,7 @@ from engine.cli.up import REPO_ROOT, find_console_app
 from engine.monitoring.prometheus_server import find_prometheus_binary
 from engine.storage.embedded_redis import pid_alive
 from tests.conftest import require_binary
-from tests.support.engine_fixtures import SMALL_WORLD
+from tests.support.engine_fixtures import small_world_env
 from tests.support.polling import poll
 
 
@@ -26,13 +26,7 @@ def _stack_env(small_world_dir: Path, tmp_path: Path) -> tuple[Path, dict[str, s
     data_dir = tmp_path / "stack-data"
     shutil.copytree(small_world_dir, data_dir)
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "PROMETHEUS_URL")}
-    env.update(
-        RECOPS_DATA_DIR=str(data_dir),
-        RECOPS_DEMO_USERS=str(SMALL_WORLD["demo_users"]),
-        RECOPS_DEMO_ITEMS=str(SMALL_WORLD["demo_items"]),
-        RECOPS_DEMO_SEED=str(SMALL_WORLD["demo_seed"]),
-        RECOPS_API_PORT="0",
-    )
+    env.update(small_world_env(), RECOPS_DATA_DIR=str(data_dir), RECOPS_API_PORT="0")
     return data_dir, env
 
 

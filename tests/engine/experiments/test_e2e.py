@@ -15,7 +15,6 @@ import asyncio
 import json
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,7 +22,6 @@ import numpy as np
 import pytest
 import redis
 
-from engine.config import Settings
 from engine.data.demo import DemoWorld
 from engine.experiments import ExperimentReadout, ExperimentService
 from engine.runtime import prepare_world
@@ -80,19 +78,6 @@ class Run:
     readout: ExperimentReadout
 
 
-def world_of(api: ApiProcess) -> DemoWorld:
-    env = api.env
-    return prepare_world(
-        Settings(
-            data_dir=Path(env["RECOPS_DATA_DIR"]),
-            redis_url=env["REDIS_URL"],
-            demo_users=int(env["RECOPS_DEMO_USERS"]),
-            demo_items=int(env["RECOPS_DEMO_ITEMS"]),
-            demo_seed=int(env["RECOPS_DEMO_SEED"]),
-        )
-    )
-
-
 def wait_until_served(api: ApiProcess, key: str, timeout: float = 20.0) -> None:
     """The API reloads configs when it sees the version change; wait for it to serve ``key``."""
     with httpx.Client(base_url=api.url, timeout=10) as client:
@@ -111,7 +96,7 @@ def run_experiment(api: ApiProcess, redis_client: redis.Redis, spec: dict[str, A
     service.create({**spec, "forced": {QA_USER: "control"}})
     service.start(spec["key"])
     wait_until_served(api, spec["key"])
-    world = world_of(api)
+    world = prepare_world(api.settings())  # the world the API serves
     truth = TruthTransport(world)
     rate = 200.0
     config = SimulationConfig(

@@ -249,26 +249,32 @@ def test_invalidation_during_compute_caches_nothing(make_cache: Callable[..., Ti
 
 # --- single-flight and the cross-process lock ------------------------------------------------
 
-def test_hundred_concurrent_misses_compute_once(make_cache: Callable[..., TieredCache], keys: Keys) -> None:
-    cache = make_cache()
-    key = keys.rec_list("hot", "als", 10)
-    compute = Counting({"items": ["x"]}, sleep=0.05)
-    start = threading.Barrier(100)
-    results: list[tuple[Any, str]] = []
+def call_from_threads(call: Callable[[], Any], threads: int) -> tuple[list[Any], list[BaseException]]:
+    """``call()`` from ``threads`` threads released together; what they returned and what they raised."""
+    start = threading.Barrier(threads)
+    results: list[Any] = []
     errors: list[BaseException] = []
 
     def worker() -> None:
         start.wait()
         try:
-            results.append(cache.get_or_compute("hot", key, compute))
+            results.append(call())
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=worker) for _ in range(100)]
-    for t in threads:
+    workers = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in workers:
         t.start()
-    for t in threads:
+    for t in workers:
         t.join()
+    return results, errors
+
+
+def test_hundred_concurrent_misses_compute_once(make_cache: Callable[..., TieredCache], keys: Keys) -> None:
+    cache = make_cache()
+    key = keys.rec_list("hot", "als", 10)
+    compute = Counting({"items": ["x"]}, sleep=0.05)
+    results, errors = call_from_threads(lambda: cache.get_or_compute("hot", key, compute), 100)
 
     assert errors == []
     assert compute.calls == 1
@@ -283,20 +289,8 @@ def test_compute_error_reaches_every_waiter_and_frees_the_lock(
     cache = make_cache()
     key = keys.rec_list("u1", "als", 10)
     compute = Counting(sleep=0.05, error=ValueError("model not loaded"))
-    errors: list[BaseException] = []
-
-    def worker() -> None:
-        try:
-            cache.get_or_compute("u1", key, compute)
-        except ValueError as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker) for _ in range(5)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(errors) == 5 and compute.calls == 1
+    _, errors = call_from_threads(lambda: cache.get_or_compute("u1", key, compute), 5)
+    assert len(errors) == 5 and all(isinstance(e, ValueError) for e in errors) and compute.calls == 1
     assert not redis_client.exists(keys.rec_lock(key))
     assert cache.get_or_compute("u1", key, Counting({"ok": 1})) == ({"ok": 1}, "miss")
 
