@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import table
+from bench.harness import table
 from engine.config import Settings
 
 CHROMIUM = "/usr/bin/chromium"

@@ -1,7 +1,7 @@
 """The seed's KPIs against their targets, read from Prometheus or, without it, from the API's /metrics.
 
 Prometheus is queried through ``prometheus-api-client`` for the recording rules of
-``deploy/prometheus/rules/recording.yml`` (instant values for the KPI cards, ranges for the charts);
+``engine/monitoring/prometheus/rules/recording.yml`` (instant values for the KPI cards, ranges for the charts);
 firing alerts come from its ``/api/v1/alerts`` with their summaries and runbooks.  When no
 Prometheus runs, ``ExpositionSnapshot`` parses the API's ``/metrics`` text and computes the same
 KPIs from the raw counters and histograms — as totals since the API started, since a single

@@ -8,8 +8,9 @@
    then beyond-accuracy: catalog coverage over the training items, intra-list diversity by
    category, novelty as the mean −log2 of the fraction of training users who had the item.
 
-``recops evaluate`` runs it: ``--dataset demo`` on the default demo world, ``--dataset movielens
---path DIR`` on a MovieLens directory.
+``recops evaluate`` runs it: ``--dataset demo`` on the demo world the settings describe
+(``RECOPS_DEMO_SEED``, ``RECOPS_DEMO_USERS``, ``RECOPS_DEMO_ITEMS``; the split keeps its own seed 42),
+``--dataset movielens --path DIR`` on a MovieLens directory.
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from analysis.ranking import catalog_coverage, intra_list_diversity, novelty, ranking_metrics
+from engine.config import Settings
 from engine.data.demo import DemoWorld, position_bias
 from engine.data.schema import Dataset, DatasetError, InteractionMatrix
 from engine.data.split import stratified_split
@@ -56,8 +59,9 @@ class EvaluationSplit:
     train: InteractionMatrix
     test_users: list[str]
     relevant: list[set[str]]
-    categories: dict[str, str]
-    user_share: dict[str, float]  # item → fraction of training users who had it (for novelty)
+    # keyed by item id; typed as analysis.ranking takes them (its Mapping keys are any Hashable)
+    categories: Mapping[Hashable, Hashable]
+    user_share: Mapping[Hashable, float]  # item → fraction of training users who had it (for novelty)
 
     @classmethod
     def build(cls, dataset: Dataset, seed: int = 42, min_rating: float | None = None) -> EvaluationSplit:
@@ -204,25 +208,26 @@ def reports_to_json(reports: Sequence[ModelReport], **meta: Any) -> str:
 # ---- command line ----------------------------------------------------------------------------
 
 
-def load_dataset(kind: str, path: str | None) -> tuple[Dataset, DemoWorld | None]:
+def load_dataset(kind: str, path: str | None, settings: Settings) -> tuple[Dataset, DemoWorld | None]:
+    """The dataset to evaluate on; the demo world is the one ``RECOPS_DEMO_*`` describe."""
     if kind == "demo":
-        world = DemoWorld.generate(seed=42)
+        world = DemoWorld.generate(seed=settings.demo_seed, n_users=settings.demo_users, n_items=settings.demo_items)
         return world.dataset(), world
     if kind == "movielens":
         if not path:
             raise DatasetError("--dataset movielens needs --path DIR (an ml-100k or ml-latest directory)")
         from engine.data.movielens import load_movielens
 
-        return load_movielens(path), None
+        return load_movielens(Path(path)), None
     raise DatasetError(f"unknown dataset {kind!r}: use demo or movielens")
 
 
-def evaluate_command(args: argparse.Namespace) -> int:
+def evaluate_command(args: argparse.Namespace, settings: Settings) -> int:
     """``recops evaluate``: print the table (or JSON); a dataset problem is one line and exit code 2."""
     k = int(getattr(args, "k", 10))
     kind = getattr(args, "dataset", "demo")
     try:
-        dataset, world = load_dataset(kind, getattr(args, "path", None))
+        dataset, world = load_dataset(kind, getattr(args, "path", None), settings)
         reports = evaluate(dataset, k=k, world=world)
     except DatasetError as exc:
         print(f"recops evaluate: {exc}", file=sys.stderr)

@@ -19,9 +19,19 @@ from streamlit.testing.v1 import AppTest
 
 from engine.console import cache_actions
 from engine.console import experiments as console_experiments
-from tests.support.console import APP, console_engine, console_env, page, run_traffic, texts, two_arm_spec
+from tests.support.console import (
+    APP,
+    ConsoleEngines,
+    console_engine,
+    console_engines,
+    console_env,
+    page,
+    run_traffic,
+    texts,
+    two_arm_spec,
+)
 
-__all__ = ["console_env"]  # the fixture, imported for the tests below
+__all__ = ["console_engines", "console_env"]  # the fixtures, imported for the tests below
 
 NO_EXCEPTION: list[str] = []
 
@@ -373,13 +383,16 @@ def test_experiment_pages_without_experiments(console_env: dict[str, str]) -> No
 
 
 @pytest.fixture
-def redis_down(console_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def redis_down(
+    console_env: dict[str, str], console_engines: ConsoleEngines, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
     """REDIS_URL on a port we hold bound but never listen on: refused, and nobody else can take it."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as held:
         held.bind(("127.0.0.1", 0))
         url = f"redis://127.0.0.1:{held.getsockname()[1]}/0"
         monkeypatch.setenv("REDIS_URL", url)
         yield url
+        console_engines.close(url)  # the engine the page built on that port: its threads would retry forever
 
 
 @pytest.mark.parametrize("name", ["overview", "recommendations", "experiments", "readout", "monitoring", "cache"])
