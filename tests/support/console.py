@@ -15,6 +15,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from engine.config import Settings
+from engine.console.resource_keys import engine_fingerprint
 from engine.events.tracker import Event
 from engine.runtime import Engine, build_engine
 from engine.storage.embedded_redis import EmbeddedRedis
@@ -59,7 +60,7 @@ class ConsoleEngines:
         from pages import _resources
 
         for engine in [e for e in self.built if redis_url in (None, e.settings.redis_url)]:
-            _resources._engine_for.clear(_resources._fingerprint(engine.settings))
+            _resources._engine_for.clear(engine_fingerprint(engine.settings))
             engine.close()
             self.built.remove(engine)
 
