@@ -73,6 +73,7 @@ ITEM_REJECTS = "items.rejects.csv"
 PARQUET_COMPRESSION = "zstd"
 # Dictionary pages pay off for the few event labels; for ids they cost more time than they save space.
 DICTIONARY_COLUMNS = ["event"]
+ROW_GROUP_ROWS = 1 << 19  # ~30 MB of stored rows: large enough for fast scans, small enough to hold twice
 EXAMPLES = 5
 DEFAULT_MAX_REJECT_SHARE = 0.01
 _HASH_CHUNK = 1 << 20
@@ -203,11 +204,12 @@ class _RejectsWriter:
 
 
 class _BackgroundWriter:
-    """``interactions.parquet`` written by a thread of its own, one batch behind the reader.
+    """``interactions.parquet`` written by a thread of its own while the next batches are read.
 
-    Encoding and compressing a batch takes about as long as parsing and checking the next one,
-    and pyarrow releases the GIL for both, so the two overlap; waiting for the previous batch
-    before handing over the next keeps at most two batches in memory.
+    Batches are gathered into row groups of ``ROW_GROUP_ROWS``; encoding and compressing one
+    takes about as long as parsing and checking the rows of the next, and pyarrow releases the
+    GIL for both, so the two overlap.  Waiting for the previous row group before handing over the
+    next keeps at most two in memory.
     """
 
     def __init__(self, path: Path) -> None:
@@ -216,10 +218,21 @@ class _BackgroundWriter:
         )
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet")
         self._pending: Future[None] | None = None
+        self._gathered: list[pa.Table] = []
+        self._gathered_rows = 0
 
     def write(self, table: pa.Table) -> None:
+        self._gathered.append(table)
+        self._gathered_rows += table.num_rows
+        if self._gathered_rows >= ROW_GROUP_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
         self._wait()
-        self._pending = self._thread.submit(self._writer.write_table, table)
+        if self._gathered:
+            group = pa.concat_tables(self._gathered)
+            self._gathered, self._gathered_rows = [], 0
+            self._pending = self._thread.submit(self._writer.write_table, group, row_group_size=group.num_rows)
 
     def _wait(self) -> None:
         if self._pending is not None:
@@ -232,6 +245,7 @@ class _BackgroundWriter:
     def __exit__(self, *exc: object) -> None:
         try:
             if exc[0] is None:
+                self._flush()
                 self._wait()
         finally:
             self._thread.shutdown(wait=True)

@@ -158,6 +158,8 @@ class DatasetStore:
             yield path
         finally:
             shutil.rmtree(path, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only when empty: a first import that failed leaves no trace
 
     def publish(self, name: str, staging: Path, manifest: dict[str, Any]) -> int:
         """Make ``staging`` the next version of ``name`` and point ``current`` at it; returns the version.

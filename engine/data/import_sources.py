@@ -42,7 +42,9 @@ SUPPORTED_TYPES = ".csv, .tsv (optionally .gz, .bz2 or .zst compressed), .parque
 _SNIFF_BYTES = 1 << 20  # the first MiB is checked for binary content and the encoding
 _MAGIC = {b"PAR1": "a Parquet file", b"PK\x03\x04": "a zip archive (an Excel workbook?)"}
 
-DEFAULT_BLOCK_BYTES = 8 << 20
+# pyarrow's streaming CSV reader parses ~40 blocks ahead of its consumer: 2 MiB blocks bound that to ~80 MB
+# (8 MiB blocks made it ~320 MB) at no measurable cost in speed.
+DEFAULT_BLOCK_BYTES = 2 << 20
 DEFAULT_BATCH_ROWS = 256 * 1024
 
 
@@ -203,7 +205,9 @@ def iter_batches(
         try:
             parquet = pq.ParquetFile(source.path)
             for batch in parquet.iter_batches(batch_size=batch_rows, columns=list(source.columns.values())):
-                yield pa.RecordBatch.from_arrays(batch.columns, names=names), []
+                # categorical columns (pandas writes them as dictionaries) are checked as their values
+                columns = [c.dictionary_decode() if pa.types.is_dictionary(c.type) else c for c in batch.columns]
+                yield pa.RecordBatch.from_arrays(columns, names=names), []
         except (pa.ArrowException, OSError) as exc:
             raise SourceError(f"{source.path}: unreadable Parquet data ({_first_line(exc)})") from None
         return
@@ -220,7 +224,7 @@ def iter_batches(
     try:
         reader = pa_csv.open_csv(
             pa.input_stream(str(source.path), compression="detect"),
-            read_options=pa_csv.ReadOptions(block_size=block_bytes, encoding=source.encoding),
+            read_options=pa_csv.ReadOptions(block_size=block_bytes, encoding=source.encoding, use_threads=True),
             parse_options=pa_csv.ParseOptions(
                 delimiter=source.delimiter, newlines_in_values=multiline_values, invalid_row_handler=on_malformed
             ),

@@ -9,13 +9,17 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+import engine.data.dataset_import as dataset_import
 import engine.data.dataset_store as dataset_store
+import engine.data.import_sources as import_sources
 from engine.data.dataset_import import ImportOptions, ImportRefused, import_dataset
 from engine.data.dataset_store import DatasetStore
+from engine.data.import_sources import SourceError
 from tests.engine.data.fixture_files import (
     INTERACTION_HEADER,
     CliRunner,
@@ -147,7 +151,7 @@ def test_column_mapping(tmp_path: Path, cli: CliRunner, store: DatasetStore) -> 
                         [[1, 31, 2.5, 1260759144], [1, 1029, 3.0, 1260759179]])  # fmt: skip
     movies = write_csv(tmp_path / "movies.csv", ["movieId", "title", "genres"],
                        [[31, "Dangerous Minds (1995)", "Drama"], [1029, "Dumbo (1941)", "Animation"]])  # fmt: skip
-    code, out, err = cli(["import", "--name", "ml", "--interactions", str(ratings), "--items", str(movies),
+    code, _, err = cli(["import", "--name", "ml", "--interactions", str(ratings), "--items", str(movies),
                           "--column", "user_id=userId", "--column", "item_id=movieId"])  # fmt: skip
     assert code == 0, err
     stored = store.load("ml")
@@ -204,7 +208,7 @@ def test_items_that_do_not_cover_the_interactions(tmp_path: Path, cli: CliRunner
     assert code == 2 and err.count("\n") == 1
     assert "20 of 100 rows rejected" in err and "item_id not in the item file ×20" in err
     assert store.versions("shop") == []
-    code, out, err = cli(["import", "--name", "shop", "--interactions", str(interactions), "--items", str(items),
+    code, _, err = cli(["import", "--name", "shop", "--interactions", str(interactions), "--items", str(items),
                           "--max-reject-share", "0.2"])  # fmt: skip
     assert code == 0 and store.manifest("shop")["rows"] == {"interactions": 80, "items": 8}
 
@@ -271,6 +275,7 @@ def test_crash_mid_import_leaves_no_partial_version(
         real_write(self, table, *args, **kwargs)
 
     monkeypatch.setattr(pq.ParquetWriter, "write_table", failing_write)
+    monkeypatch.setattr(dataset_import, "ROW_GROUP_ROWS", 1)  # one row group per batch
     with pytest.raises(OSError, match="No space left"):
         import_dataset(store, "shop", source, options=ImportOptions(block_bytes=4096))
     assert len(calls) == 2  # it did fail mid-stream, after a batch had been written
@@ -327,3 +332,30 @@ def test_killed_import_leaves_staging_that_the_next_import_removes(tmp_path: Pat
     import_dataset(store, "shop", source)
     assert not abandoned.exists() and mine.exists()
     assert store.versions("shop") == [1]
+
+
+def test_parquet_written_by_pandas_with_categoricals(tmp_path: Path, store: DatasetStore) -> None:
+    frame = pd.DataFrame({
+        "user_id": pd.Categorical(["a", "b", "a"]),
+        "item_id": ["x", "y", "x"],
+        "event": pd.Categorical(["view", "purchase", "view"]),
+        "timestamp": pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03"]),
+    })  # fmt: skip
+    path = tmp_path / "events.parquet"
+    frame.to_parquet(path)
+    result = import_dataset(store, "pandas", path)
+    assert result.manifest["events"] == {"view": 2, "purchase": 1}
+    assert result.manifest["time_range"]["max_utc"] == "2024-01-03T00:00:00Z"
+    assert result.manifest["users"] == 2
+
+
+def test_failed_first_import_leaves_no_dataset_folder(
+    tmp_path: Path, store: DatasetStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(import_sources, "_SNIFF_BYTES", 64)  # the bad byte is found mid-stream
+    rows = interaction_rows()
+    rows[50][3] = "caf\xe9"
+    path = write_csv(tmp_path / "e.csv", INTERACTION_HEADER, rows, encoding="latin-1")
+    with pytest.raises(SourceError, match="is not utf-8 text"):
+        import_dataset(store, "new", path)
+    assert not (store.root / "new").exists()

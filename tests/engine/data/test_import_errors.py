@@ -1,4 +1,4 @@
-"""Files and options ``recops import`` refuses: exit 2, one line on stderr naming the problem, nothing stored changed."""
+"""What `recops import` refuses: exit 2, one line on stderr naming the problem, nothing stored changed."""
 
 from __future__ import annotations
 
@@ -67,12 +67,21 @@ CASES: dict[str, tuple[FileMaker, str]] = {
         lambda t: write_csv(t / "e.csv", ["196", "242", "3"], [["186", "302", "3"]]),
         "missing required column 'user_id' (found: 196, 242, 3) (the first line must be a header)",
     ),
-    "wrong file type": (lambda t: write_csv(t / "e.xlsx", ["user_id", "item_id"], [["u", "i"]]), "unsupported file type (.xlsx)"),
+    "wrong file type": (
+        lambda t: write_csv(t / "e.xlsx", ["user_id", "item_id"], [["u", "i"]]),
+        "unsupported file type (.xlsx)",
+    ),
     "zip content": (lambda t: _write(t / "e.csv", b"PK\x03\x04rest of a workbook"), "e.csv is a zip archive"),
     "parquet named csv": (_renamed_parquet, "actually-parquet.csv is a Parquet file, not comma-separated text"),
     "binary": (lambda t: _write(t / "e.csv", b"user_id,item_id\n\x00\x01\x02"), "e.csv holds binary data"),
-    "not parquet": (lambda t: _write(t / "e.parquet", b"user_id,item_id\nu,i\n"), "e.parquet is not a readable Parquet file"),
-    "wrong encoding": (_latin1, "latin.csv is not utf-8 text (byte 0xe8 on line 2); save it as UTF-8 or pass --encoding"),
+    "not parquet": (
+        lambda t: _write(t / "e.parquet", b"user_id,item_id\nu,i\n"),
+        "e.parquet is not a readable Parquet file",
+    ),
+    "wrong encoding": (
+        _latin1,
+        "latin.csv is not utf-8 text (byte 0xe8 on line 2); save it as UTF-8 or pass --encoding",
+    ),
     "duplicate header": (
         lambda t: write_csv(t / "e.csv", ["user_id", "item_id", "User_ID"], [["u", "i", "v"]]),
         "e.csv: duplicate column 'User_ID' in the header",
@@ -82,7 +91,7 @@ CASES: dict[str, tuple[FileMaker, str]] = {
     "header only": (lambda t: _write(t / "e.csv", b"user_id,item_id\n"), "e.csv has a header but no data rows"),
     "no such file": (lambda t: t / "missing.csv", "missing.csv: no such file"),
     "a directory": (lambda t: t, "is not a file"),
-}  # fmt: skip
+}
 
 
 def _write(path: Path, data: bytes) -> Path:
@@ -140,7 +149,7 @@ def test_compressed_csv(tmp_path: Path, cli: CliRunner, store: DatasetStore) -> 
     plain = write_csv(tmp_path / "e.csv", INTERACTION_HEADER, interaction_rows())
     packed = tmp_path / "e.csv.gz"
     packed.write_bytes(gzip.compress(plain.read_bytes()))
-    code, out, err = cli(_import(packed))
+    code, _, err = cli(_import(packed))
     assert code == 0, err
     assert store.manifest("shop")["rows"]["interactions"] == 100
 
