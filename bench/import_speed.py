@@ -13,7 +13,8 @@ Every run is a fresh Python process, so its peak RSS (``VmHWM``) is that run's a
 - ``imports only``: the interpreter with pyarrow and pandas loaded, the floor under every RSS.
 
 Ratios are against the pyarrow baseline measured in the same run: time ratio > 1 means slower,
-RSS ratio < 1 means less memory.
+RSS ratio < 1 means less memory.  CPU seconds (all threads) are reported beside wall time: on a
+shared machine they move less with the load than the wall clock does.
 """
 
 from __future__ import annotations
@@ -91,10 +92,16 @@ def _run(method: str, source: Path, work: Path) -> int:
 
 
 def worker(method: str, source: Path, work: Path) -> None:
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), _cpu_seconds()
     rows = _run(method, source, work)
-    seconds = time.perf_counter() - started
-    print(json.dumps({"rows": rows, "seconds": seconds, "peak_mb": peak_rss_mb()}))
+    seconds, cpu = time.perf_counter() - started, _cpu_seconds() - cpu_started
+    print(json.dumps({"rows": rows, "seconds": seconds, "cpu_seconds": cpu, "peak_mb": peak_rss_mb()}))
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process, all threads: steadier than wall time on a busy machine."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def peak_rss_mb() -> float:
@@ -144,9 +151,8 @@ def main(argv: list[str]) -> int:
         for method in methods:
             with tempfile.TemporaryDirectory(dir=root) as work:
                 runs[method].append(measure(method, source, Path(work)))
-    med = {
-        m: {k: statistics.median(r[k] for r in rs) for k in ("rows", "seconds", "peak_mb")} for m, rs in runs.items()
-    }
+    keys = ("rows", "seconds", "cpu_seconds", "peak_mb")
+    med = {m: {k: statistics.median(r[k] for r in rs) for k in keys} for m, rs in runs.items()}
     base = med["pyarrow"]
     rows = []
     for method in methods:
@@ -156,13 +162,16 @@ def main(argv: list[str]) -> int:
             LABELS[method],
             f"{m['rows']:,.0f}" if timed else "-",
             m["seconds"] if timed else "-",
+            m["cpu_seconds"] if timed else "-",
             f"{args.rows / m['seconds']:,.0f}" if timed else "-",
             f"{m['peak_mb']:,.0f}",
             f"{m['seconds'] / base['seconds']:.2f}" if timed else "-",
+            f"{m['cpu_seconds'] / base['cpu_seconds']:.2f}" if timed else "-",
             f"{m['peak_mb'] / base['peak_mb']:.2f}",
         ])  # fmt: skip
     print(f"{args.rows:,} input rows, {source.stat().st_size / 1e6:,.0f} MB CSV, median of {args.repeat} run(s)")
-    print(table(["method", "rows stored", "seconds", "rows/s", "peak RSS MB", "time ratio", "RSS ratio"], rows))
+    headers = ["method", "rows stored", "wall s", "CPU s", "rows/s", "peak RSS MB", "wall ratio", "CPU ratio"]
+    print(table([*headers, "RSS ratio"], rows))
     return 0
 
 
