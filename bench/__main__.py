@@ -15,6 +15,7 @@ BENCHMARKS = {
     "http": "bench.http",
     "soak": "bench.soak",
     "console": "bench.console",
+    "import": "bench.import_speed",
 }
 
 

@@ -102,6 +102,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_fetch_arguments(p)
     p.set_defaults(handler=fetch_command)
 
+    from engine.cli.datasets import add_datasets_arguments, add_import_arguments, datasets_command, import_command
+
+    p = sub.add_parser("import", help="import interactions (and items) from CSV or Parquet as a new dataset version")
+    add_import_arguments(p)
+    p.set_defaults(handler=import_command)
+
+    p = sub.add_parser("datasets", help="list imported datasets, show a version's manifest")
+    add_datasets_arguments(p)
+    p.set_defaults(handler=datasets_command)
+
     p = sub.add_parser("config", help="print the configuration table (environment variables)")
     p.set_defaults(handler=cmd_config)
 
