@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO_ROOT
 
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"engine.cli"}),
@@ -54,7 +54,7 @@ def part(module: str) -> str | None:
 
 
 def module_name(path: Path) -> str:
-    names = list(path.relative_to(REPO).with_suffix("").parts)
+    names = list(path.relative_to(REPO_ROOT).with_suffix("").parts)
     return ".".join(names[:-1] if names[-1] == "__init__" else names)
 
 
@@ -79,12 +79,12 @@ def imports() -> tuple[Import, ...]:
     """Every import from one part into another."""
     found = []
     for top in ("engine", "analysis"):
-        for path in sorted((REPO / top).rglob("*.py")):
+        for path in sorted((REPO_ROOT / top).rglob("*.py")):
             source = part(module_name(path))
             for module, line in imported_modules(path):
                 target = part(module)
                 if source and target and target != source:
-                    found.append(Import(source, target, f"{path.relative_to(REPO)}:{line}"))
+                    found.append(Import(source, target, f"{path.relative_to(REPO_ROOT)}:{line}"))
     return tuple(found)
 
 
@@ -93,7 +93,7 @@ def layer(name: str) -> int:
 
 
 def engine_parts() -> set[str]:
-    return {f"engine.{p.stem}" for p in (REPO / "engine").iterdir()
+    return {f"engine.{p.stem}" for p in (REPO_ROOT / "engine").iterdir()
             if (p.is_dir() and (p / "__init__.py").exists()) or (p.suffix == ".py" and p.stem != "__init__")} - {
         "engine.__main__"}
 
@@ -157,13 +157,14 @@ def test_the_middle_parts_import_each_other_without_a_cycle() -> None:
 
 
 def test_no_module_is_named_like_a_junk_drawer() -> None:
-    found = [str(p.relative_to(REPO)) for folder in PYTHON_FOLDERS for p in (REPO / folder).rglob("*")
+    found = [str(p.relative_to(REPO_ROOT)) for folder in PYTHON_FOLDERS for p in (REPO_ROOT / folder).rglob("*")
              if p.stem in JUNK_DRAWER_NAMES and (p.suffix == ".py" or p.is_dir()) and "__pycache__" not in p.parts]
     assert not found, f"name these for what they do: {found}"
 
 
 def test_the_engine_never_imports_streamlit() -> None:
     # the console's pages are the only Streamlit code; the engine runs in the API and the CLI too
-    found = [f"{path.relative_to(REPO)}:{line}" for top in ("engine", "analysis") for path in (REPO / top).rglob("*.py")
+    found = [f"{path.relative_to(REPO_ROOT)}:{line}" for top in ("engine", "analysis")
+             for path in (REPO_ROOT / top).rglob("*.py")
              for module, line in imported_modules(path) if module.split(".")[0] == "streamlit"]
     assert not found

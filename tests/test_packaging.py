@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO_ROOT
+
 SOURCES = ("pyproject.toml", "README.md", "engine", "analysis")
-CONFIG_DIR = REPO / "engine" / "monitoring" / "prometheus"
+CONFIG_DIR = REPO_ROOT / "engine" / "monitoring" / "prometheus"
 
 
 def pip(*args: str | Path) -> None:
@@ -33,10 +34,10 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source = root / "source"
     source.mkdir()
     for name in SOURCES:
-        if (REPO / name).is_dir():
-            shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        if (REPO_ROOT / name).is_dir():
+            shutil.copytree(REPO_ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         else:
-            shutil.copy2(REPO / name, source / name)
+            shutil.copy2(REPO_ROOT / name, source / name)
     pip("wheel", "--quiet", "--no-deps", "--wheel-dir", root / "dist", source)
     [built] = (root / "dist").glob("recops-*.whl")
     return built
@@ -44,10 +45,10 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_wheel_holds_every_package_and_the_prometheus_files(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
-    packages = [p.parent for top in ("engine", "analysis") for p in (REPO / top).rglob("__init__.py")]
+    packages = [p.parent for top in ("engine", "analysis") for p in (REPO_ROOT / top).rglob("__init__.py")]
     for package in packages:
-        assert f"{package.relative_to(REPO).as_posix()}/__init__.py" in names
-    config_files = [p.relative_to(REPO).as_posix() for p in CONFIG_DIR.rglob("*") if p.is_file()]
+        assert f"{package.relative_to(REPO_ROOT).as_posix()}/__init__.py" in names
+    config_files = [p.relative_to(REPO_ROOT).as_posix() for p in CONFIG_DIR.rglob("*") if p.is_file()]
     assert {"engine/monitoring/prometheus/rules/alerts.yml", "engine/monitoring/prometheus/rules/recording.yml",
             "engine/monitoring/prometheus/prometheus.yml.tmpl"} <= set(config_files)
     missing = sorted(set(config_files) - names)

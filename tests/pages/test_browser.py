@@ -29,14 +29,14 @@ from bench.console import (
 from engine.config import Settings
 from engine.console import monitoring_panels
 from engine.storage.keys import Keys
-from tests.conftest import require_binary
+from tests.conftest import REPO_ROOT, require_binary
 from tests.support.engine_fixtures import SMALL_WORLD
 from tests.support.polling import poll
 
 # one worker runs the whole module: its stack is started once per module (per worker)
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("console-browser")]
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+ARTIFACTS = REPO_ROOT / "test-artifacts"
 TALL = {"width": 1440, "height": 2200}
 # what each page shows once its data is there, beyond its heading
 CONTENT = {

@@ -19,9 +19,9 @@ from engine.console.resource_keys import engine_fingerprint
 from engine.events.tracker import Event
 from engine.runtime import Engine, build_engine
 from engine.storage.embedded_redis import EmbeddedRedis
+from tests.conftest import REPO_ROOT
 from tests.support.engine_fixtures import small_world_env
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 PAGES = REPO_ROOT / "pages"
 APP = REPO_ROOT / "app.py"
 PAGE_TIMEOUT = 120.0

@@ -23,7 +23,8 @@ import httpx
 import pytest
 import redis
 
-from bench.soak import metric_total, worker_pids
+from bench.harness import metric_total
+from bench.soak import worker_pids
 from engine.config import Settings
 from engine.events.tracker import Event, EventTracker
 from engine.storage.embedded_redis import EmbeddedRedis, free_port

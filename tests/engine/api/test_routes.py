@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.harness import metric_total
 from tests.support.api import ADMIN_TOKEN, api_env, running_api
 from tests.support.polling import poll
 
@@ -54,12 +55,12 @@ def test_purchase_recomputes_the_list_without_the_item(client: httpx.Client) -> 
     uid = _active_user(client)
     before = client.post("/recommendations", params={"user_id": uid, "n": 10}).json()
     bought = before["items"][0]["item_id"]
-    refreshed = _metric(client.get("/metrics").text, "recops_cache_refreshes_total", result="done")
+    refreshed = metric_total(client.get("/metrics").text, "recops_cache_refreshes_total", result="done")
     r = client.post("/events", json={"user_id": uid, "item_id": bought, "type": "purchase", "value": 12.5})
     assert r.status_code == 200 and r.json()["accepted"] is True
     # the purchase dropped the cached list and the API recomputes it in the background
     # (refresh-ahead, on by default), so the next request is a hit on the new list
-    assert poll(lambda: _metric(client.get("/metrics").text, "recops_cache_refreshes_total", result="done")
+    assert poll(lambda: metric_total(client.get("/metrics").text, "recops_cache_refreshes_total", result="done")
                 > refreshed, 10, every=0.05), "no background refresh after the purchase"
     after = client.post("/recommendations", params={"user_id": uid, "n": 10}).json()
     assert after["cache_tier"] in ("l1", "l2")
@@ -132,16 +133,6 @@ def test_health(client: httpx.Client) -> None:
     assert body["redis"]["status"] == "ok" and body["models"]["status"] == "ok"
 
 
-def _metric(text: str, name: str, **labels: str) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(name + "{") and not line.startswith(name + " "):
-            continue
-        if all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
 def test_metrics_after_traffic(client: httpx.Client) -> None:
     checks = [
         ("recops_recommendation_requests_total", {"status": "ok"}, 3),
@@ -157,8 +148,8 @@ def test_metrics_after_traffic(client: httpx.Client) -> None:
     client.post("/track/click", params={"user_id": "metrics-user-6", "item_id": "i00001"})
     after = client.get("/metrics").text
     for name, labels, delta in checks:
-        assert _metric(after, name, **labels) - _metric(before, name, **labels) == delta, name
-    assert _metric(after, "recops_catalog_coverage_ratio") > 0
+        assert metric_total(after, name, **labels) - metric_total(before, name, **labels) == delta, name
+    assert metric_total(after, "recops_catalog_coverage_ratio") > 0
     assert "metrics-user-6" not in after  # no user ids in labels
 
 
@@ -174,4 +165,4 @@ def test_multi_worker_metrics_sum_over_workers(
         texts = [c.get("/metrics", headers={"Connection": "close"}).text for _ in range(6)]
     # every scrape, whichever worker answers it, reports the total of both
     for text in texts:
-        assert _metric(text, "recops_recommendation_requests_total") == 40
+        assert metric_total(text, "recops_recommendation_requests_total") == 40

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.harness import metric_total
 from engine.cli.up import REPO_ROOT, find_console_app
 from engine.monitoring.prometheus_server import find_prometheus_binary
 from engine.storage.embedded_redis import pid_alive
@@ -52,9 +53,7 @@ def test_up_starts_the_stack_and_stops_it_cleanly(small_world_dir: Path, tmp_pat
         assert httpx.get(api + "/health", timeout=5).json()["status"] == "healthy"
 
         def simulated_traffic() -> bool:
-            text = httpx.get(api + "/metrics", timeout=5).text
-            return any(line.startswith("recops_events_total{") and not line.endswith(" 0.0")
-                       for line in text.splitlines())
+            return metric_total(httpx.get(api + "/metrics", timeout=5).text, "recops_events_total") > 0
 
         assert poll(simulated_traffic, 60, every=0.25), "the simulator sent no events"
         assert httpx.get(state["urls"]["prometheus"] + "/-/ready", timeout=5).status_code == 200
