@@ -18,7 +18,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -39,6 +39,7 @@ class Recommender(ABC):
         self.item_index: dict[str, int] = {}
         self.user_index: dict[str, int] = {}
         self.user_items: list[np.ndarray] = []  # per known user, the item indices they interacted with
+        self.version: str | None = None  # the registry version it was loaded from (None: not saved)
 
     # ---- training -------------------------------------------------------------
     @abstractmethod
@@ -133,14 +134,14 @@ class Recommender(ABC):
         users = np.asarray(list(self.user_index), dtype=object)
         lengths = np.asarray([len(x) for x in self.user_items], dtype=np.int64)
         flat = np.concatenate(self.user_items) if self.user_items else np.empty(0, dtype=np.int64)
-        np.savez(
-            path / "arrays.npz",
-            __item_ids=item_ids.astype(str),
-            __user_ids=users.astype(str),
-            __user_items_len=lengths,
-            __user_items=flat.astype(np.int64),
+        arrays: dict[str, Any] = {
+            "__item_ids": item_ids.astype(str),
+            "__user_ids": users.astype(str),
+            "__user_items_len": lengths,
+            "__user_items": flat.astype(np.int64),
             **self._arrays(),
-        )
+        }
+        np.savez(path / "arrays.npz", **arrays)
         (path / "model.json").write_text(json.dumps({"name": self.name, "params": self.params()}, indent=2))
         return path
 
