@@ -33,7 +33,7 @@ def measure_tiers(engine: Engine, repeat: int, rounds: int = 3) -> dict[str, dic
     users = _users(engine)
     hot = str(users[0])
     svc.recommend(hot)
-    key = engine.keys.rec_list(hot, svc.default_model, engine.settings.default_n, svc.diversity.signature)
+    key = svc.list_key(hot, svc.default_model, engine.settings.default_n)
     per_round: dict[str, list[dict[str, float]]] = {"l1": [], "l2": [], "redis GET": [], "miss": []}
     n_miss = min(repeat // 4, (len(users) - 1) // rounds)
     for r in range(rounds):

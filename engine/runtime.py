@@ -26,6 +26,7 @@ from engine.events.tracker import EventTracker
 from engine.experiments import ExperimentService, PreExposure
 from engine.models.base import Recommender
 from engine.models.registry import ModelRegistry
+from engine.models.watch import RegistryWatcher
 from engine.serving.cache import RefreshQueue, TieredCache
 from engine.serving.diversity import DiversitySettings
 from engine.serving.service import RecommendationService
@@ -96,6 +97,7 @@ class Engine:
     experiments: ExperimentService | None = None
     embedded_redis: EmbeddedRedis | None = None
     refresher: RefreshQueue | None = None
+    model_watcher: RegistryWatcher | None = None
 
     def serving_model(self, user_id: str) -> str | None:
         """The model the API serves ``user_id``: their experiment variant's, else None (the default)."""
@@ -113,7 +115,13 @@ class Engine:
         self.models = {name: self.registry.load(name) for name in self.registry.names()}
         self.service.swap_models(self.models, self.registry.default)
 
+    def served_versions(self) -> tuple[dict[str, str], str | None]:
+        """Model name → the version this process serves, and the default model."""
+        return {name: m.version or "" for name, m in self.models.items()}, self.service.default_model
+
     def close(self) -> None:
+        if self.model_watcher is not None:
+            self.model_watcher.close()
         if self.refresher is not None:
             self.refresher.close()
         if self.experiments is not None:
@@ -177,4 +185,9 @@ def build_engine(settings: Settings, start_listener: bool = True) -> Engine:
     if start_listener and settings.refresh_after_invalidation:
         engine.refresher = RefreshQueue(engine.refresh_list).start()
         events.after_invalidation = engine.refresher.submit_all
+    # serving processes pick up a promotion or rollback by themselves (engine/models/watch.py)
+    if start_listener:
+        engine.model_watcher = RegistryWatcher(
+            registry, dataset.name, engine.served_versions, engine.reload_models, settings.model_poll_seconds
+        ).start()
     return engine

@@ -64,6 +64,10 @@ class ALSRecommender(Recommender):
         super().__init__()
         if weighting not in WEIGHTINGS:
             raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+        if factors < 1 or iterations < 1:
+            raise ValueError(f"factors and iterations must be at least 1, got {factors} and {iterations}")
+        if regularization < 0 or alpha < 0 or bm25_k1 < 0 or not 0.0 <= bm25_b <= 1.0:
+            raise ValueError("regularization, alpha and bm25_k1 must be non-negative and bm25_b in [0, 1]")
         self.factors = factors
         self.regularization = regularization
         self.alpha = alpha

@@ -48,7 +48,7 @@ def check_catalogue(n_items: int, max_items: int) -> None:
     if n_items > max_items:
         raise CatalogueTooLargeError(
             f"EASE needs an items × items matrix: {n_items:,} items would take about "
-            f"{peak_bytes(n_items) / 1e9:.1f} GB while training, above the cap of {max_items:,} items "
+            f"{peak_bytes(n_items) / 1e6:,.0f} MB while training, above the cap of {max_items:,} items "
             "(RECOPS_EASE_MAX_ITEMS); train another model or raise the cap on a machine with the memory"
         )
 

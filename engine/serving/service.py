@@ -65,7 +65,7 @@ class RecommendationResult:
         return asdict(self)
 
 
-class _Children(dict):  # type: ignore[type-arg]
+class _Children(dict[Any, Any]):
     """A dict that fills itself from a factory on first access."""
 
     def __init__(self, factory: Callable[[Any], Any]) -> None:
@@ -90,7 +90,7 @@ class RecommendationService:
     def __init__(
         self,
         models: Mapping[str, Recommender],
-        default_model: str,
+        default_model: str | None,
         catalog: ItemCatalog,
         features: FeatureStore,
         cache: TieredCache,
@@ -117,9 +117,13 @@ class RecommendationService:
         )
         self._latency: dict[str, Any] = _Children(lambda tier: metrics.RECOMMENDATION_LATENCY.labels(tier=tier))
 
-    def _install(self, models: Mapping[str, Recommender], default_model: str) -> None:
-        if default_model not in models:
+    def _install(self, models: Mapping[str, Recommender], default_model: str | None) -> None:
+        if default_model is None or default_model not in models:
             raise UnknownModelError(f"default model {default_model!r} is not among {sorted(models)}")
+        # Cached lists are keyed by model version (``name@version`` for a registry model), so a
+        # process that has not yet picked up a promotion never serves, or overwrites, the lists of
+        # the version that replaced it — and the new version never reads the old one's.
+        self._cache_names = {name: f"{name}@{m.version}" if m.version else name for name, m in models.items()}
         self.models = dict(models)
         self.default_model = default_model
         # Item vectors for MMR similarity and reasons: the latent factors of a factor model when
@@ -127,7 +131,7 @@ class RecommendationService:
         sim_model = models.get(self.similarity_model) if self.similarity_model else None
         self.vectors = self._catalog_vectors(sim_model)
 
-    def swap_models(self, models: Mapping[str, Recommender], default_model: str) -> int:
+    def swap_models(self, models: Mapping[str, Recommender], default_model: str | None) -> int:
         """Serve newly loaded models; cached lists of the old ones are dropped everywhere."""
         self._install(models, default_model)
         return self.cache.invalidate_all(reason="model_reload")
@@ -146,6 +150,11 @@ class RecommendationService:
         return out
 
     # ------------------------------------------------------------------ public
+    def list_key(self, user_id: str, model_name: str, n: int, diversity: DiversitySettings | None = None) -> str:
+        """The cache key of a user's list from ``model_name`` (at its loaded version)."""
+        return self.keys.rec_list(user_id, self._cache_names.get(model_name, model_name), n,
+                                  (diversity or self.diversity).signature)
+
     def recommend_from_l1(
         self, user_id: str, n: int = 10, model: str | None = None, diversity: DiversitySettings | None = None
     ) -> RecommendationResult | None:
@@ -154,7 +163,7 @@ class RecommendationService:
         model_name = model or self.default_model
         if model_name not in self.models:
             return None
-        key = self.keys.rec_list(user_id, model_name, n, (diversity or self.diversity).signature)
+        key = self.list_key(user_id, model_name, n, diversity)
         value, _ = self.cache.peek_l1(key)
         if value is None:
             return None
@@ -175,7 +184,7 @@ class RecommendationService:
         if model_name not in self.models:
             raise UnknownModelError(f"unknown model {model_name!r}; known: {sorted(self.models)}")
         div = diversity or self.diversity
-        key = self.keys.rec_list(user_id, model_name, n, div.signature)
+        key = self.list_key(user_id, model_name, n, div)
         try:
             if use_cache:
                 value, tier = self.cache.get_or_compute(
@@ -222,7 +231,7 @@ class RecommendationService:
         div = self.diversity
 
         def lists_for(user_id: str) -> list[tuple[str, dict[str, Any]]]:
-            key = self.keys.rec_list(user_id, model_name, n, div.signature)
+            key = self.list_key(user_id, model_name, n, div)
             return [(key, self._compute(user_id, n, model_name, div))]
 
         return self.cache.warm(user_ids, lists_for, progress=progress)
