@@ -117,7 +117,7 @@ class Engine:
 
     def served_versions(self) -> tuple[dict[str, str], str | None]:
         """Model name → the version this process serves, and the default model."""
-        return {name: m.version or "" for name, m in self.models.items()}, self.service.default_model
+        return {name: m.version or "" for name, m in self.service.models.items()}, self.service.default_model
 
     def close(self) -> None:
         if self.model_watcher is not None:
