@@ -15,6 +15,7 @@ BENCHMARKS = {
     "http": "bench.http",
     "soak": "bench.soak",
     "console": "bench.console",
+    "training": "bench.training",
 }
 
 
