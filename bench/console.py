@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import table
+from bench.harness import table
 from engine.config import Settings
 
 CHROMIUM = "/usr/bin/chromium"
@@ -153,7 +153,6 @@ def start_experiment(settings: Settings, key: str = "als-vs-popularity") -> None
 
     engine = build_engine(settings, start_listener=False)
     try:
-        assert engine.experiments is not None
         engine.experiments.create({
             "key": key, "name": "ALS vs popularity", "hypothesis": "ALS lifts CTR by at least 5% over popularity",
             "guardrail_metrics": ["conversion_rate"],

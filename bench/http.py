@@ -25,7 +25,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import table
+from bench.harness import table
 from engine.cli.up import wait_http
 from engine.config import Settings
 from engine.runtime import prepare_models, prepare_world

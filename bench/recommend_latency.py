@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from bench.common import bench_engine, percentiles_ms, table, time_calls
+from bench.harness import bench_engine, percentiles_ms, table, time_calls
 from engine.runtime import Engine
 
 TARGETS_MS = {("l1", "p99"): 0.2, ("l2", "p99"): 1.0}

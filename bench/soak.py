@@ -37,7 +37,7 @@ import httpx
 import orjson
 import redis
 
-from bench.common import table
+from bench.harness import table
 from engine.cli.up import wait_http
 from engine.config import Settings
 from engine.data.demo import DemoWorld

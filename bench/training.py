@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import table
+from bench.harness import table
 from engine.data.dataset_store import StoredDataset
 from engine.data.fetch import DEFAULT_TARGET, has_ml100k
 from engine.data.movielens import load_movielens

@@ -82,10 +82,6 @@ class Settings(BaseSettings):
     def models_dir(self) -> Path:
         return self.data_dir / "models"
 
-    @property
-    def redis_dir(self) -> Path:
-        return self.data_dir / "redis"
-
 
 def settings_table() -> str:
     """The README's configuration table, generated so that it cannot drift from the code."""

@@ -67,7 +67,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from engine.models.evaluation import evaluate_command
 
-    return evaluate_command(args)
+    return evaluate_command(args, _settings())
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -34,11 +34,13 @@ from typing import Annotated, Any, Literal
 
 import redis
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
+from redis.typing import EncodableT, FieldT
 
 from engine.config import Settings
 from engine.data.schema import EVENT_TYPES
 from engine.monitoring.prometheus_metrics import EVENTS, EVENTS_REJECTED
-from engine.storage.feature_store import LIVE_LOG_TTL_SECONDS, LiveEntry, eval_script_batch, logged_in_live_log
+from engine.storage.client import as_text, eval_script_batch, stream_entries, text_hash
+from engine.storage.feature_store import LIVE_LOG_TTL_SECONDS, LiveEntry, logged_in_live_log
 from engine.storage.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -117,8 +119,8 @@ class Event(BaseModel):
             raise ValueError(f"a purchase value is the price paid and cannot be negative, got {self.value}")
         return self
 
-    def stream_fields(self) -> dict[str, str]:
-        fields = {
+    def stream_fields(self) -> dict[FieldT, EncodableT]:
+        fields: dict[FieldT, EncodableT] = {
             "event_id": self.event_id,
             "user_id": self.user_id,
             "item_id": self.item_id,
@@ -155,10 +157,6 @@ class TrackResult:
     duplicate: bool
     stream_id: str | None
     event_id: str = ""
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class EventTracker:
@@ -217,16 +215,15 @@ class EventTracker:
     # ------------------------------------------------------------------ console
     def counts(self) -> dict[str, int]:
         raw = self.redis.hgetall(self.keys.event_counts)
-        stored = {_text(k): int(v) for k, v in raw.items()}
+        stored = {k: int(v) for k, v in text_hash(raw).items()}
         return {t: stored.get(t, 0) for t in EVENT_TYPES}
 
     def recent(self, n: int = 50) -> list[dict[str, Any]]:
         """Newest first, with ``stream_id`` and the numeric fields as floats."""
         out: list[dict[str, Any]] = []
-        for stream_id, raw in self.redis.xrevrange(self.keys.event_stream, count=n):
-            entry: dict[str, Any] = {"stream_id": _text(stream_id)}
-            for k, v in raw.items():
-                key, text = _text(k), _text(v)
+        for stream_id, fields in stream_entries(self.redis.xrevrange(self.keys.event_stream, count=n)):
+            entry: dict[str, Any] = {"stream_id": stream_id}
+            for key, text in fields.items():
                 entry[key] = float(text) if key in ("timestamp", "value") else text
             out.append(entry)
         return out
@@ -266,7 +263,7 @@ class EventTracker:
         for event in accepted:
             # done: from now on a copy of this event is a duplicate
             pipe.set(self.keys.event_id(event.user_id, event.event_id), "d", keepttl=True)
-        return [_text(i) for i in pipe.execute()[: len(accepted)]]
+        return [as_text(i) for i in pipe.execute()[: len(accepted)]]
 
     def _release_pending(self, accepted: list[Event]) -> None:
         """After a failed append, drop the pending marks so that an immediate retry is accepted.

@@ -18,7 +18,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
@@ -134,14 +134,15 @@ class Recommender(ABC):
         users = np.asarray(list(self.user_index), dtype=object)
         lengths = np.asarray([len(x) for x in self.user_items], dtype=np.int64)
         flat = np.concatenate(self.user_items) if self.user_items else np.empty(0, dtype=np.int64)
-        arrays: dict[str, Any] = {
-            "__item_ids": item_ids.astype(str),
-            "__user_ids": users.astype(str),
-            "__user_items_len": lengths,
-            "__user_items": flat.astype(np.int64),
+        np.savez(
+            path / "arrays.npz",
+            allow_pickle=False,  # an object array would need pickle to load: refuse it at save time
+            __item_ids=item_ids.astype(str),
+            __user_ids=users.astype(str),
+            __user_items_len=lengths,
+            __user_items=flat.astype(np.int64),
             **self._arrays(),
-        }
-        np.savez(path / "arrays.npz", **arrays)
+        )
         (path / "model.json").write_text(json.dumps({"name": self.name, "params": self.params()}, indent=2))
         return path
 

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, TypedDict
+from typing import Any, TypedDict, TypeVar
 
 import numpy as np
 import redis
@@ -65,14 +65,18 @@ class RecommendationResult:
         return asdict(self)
 
 
-class _Children(dict[Any, Any]):
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _Children(dict[K, V]):
     """A dict that fills itself from a factory on first access."""
 
-    def __init__(self, factory: Callable[[Any], Any]) -> None:
+    def __init__(self, factory: Callable[[K], V]) -> None:
         super().__init__()
         self._factory = factory
 
-    def __missing__(self, key: Any) -> Any:
+    def __missing__(self, key: K) -> V:
         value = self[key] = self._factory(key)
         return value
 
@@ -118,6 +122,7 @@ class RecommendationService:
         self._latency: dict[str, Any] = _Children(lambda tier: metrics.RECOMMENDATION_LATENCY.labels(tier=tier))
 
     def _install(self, models: Mapping[str, Recommender], default_model: str | None) -> None:
+        # None is what a registry without any model names as its default
         if default_model is None or default_model not in models:
             raise UnknownModelError(f"default model {default_model!r} is not among {sorted(models)}")
         self.models = dict(models)

@@ -13,7 +13,7 @@ from engine.cli.main import main
 from engine.config import get_settings
 from engine.storage.audit import AuditLog
 from engine.storage.keys import Keys
-from tests.support.engine_fixtures import SMALL_WORLD
+from tests.support.engine_fixtures import small_world_env
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -31,8 +31,8 @@ def data_dir(small_world_dir: Path, tmp_path: Path, redis_url: str, redis_client
     (data / "world").symlink_to(small_world_dir / "world", target_is_directory=True)
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("RECOPS_DATA_DIR", str(data))
-    for name, value in SMALL_WORLD.items():
-        monkeypatch.setenv(f"RECOPS_{name.upper()}", str(value))
+    for name, value in small_world_env().items():
+        monkeypatch.setenv(name, value)
     get_settings.cache_clear()
     yield data
     get_settings.cache_clear()

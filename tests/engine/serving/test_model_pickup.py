@@ -16,6 +16,7 @@ from engine.models.als import ALSRecommender
 from engine.models.registry import ModelRegistry
 from engine.runtime import Engine, build_engine
 from tests.support.engine_fixtures import SMALL_WORLD
+from tests.support.polling import poll
 
 
 @pytest.fixture
@@ -28,15 +29,6 @@ def watched_engine(small_world_dir: Path, tmp_path: Path, redis_url: str, redis_
     engine = build_engine(settings)
     yield engine
     engine.close()
-
-
-def wait_for(condition: object, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_a_promoted_version_serves_within_seconds(watched_engine: Engine) -> None:
@@ -54,7 +46,7 @@ def test_a_promoted_version_serves_within_seconds(watched_engine: Engine) -> Non
     assert engine.service.models["als"].version == old_version
 
     lifecycle.promote(registry, engine.audit, "ada", "als", version)
-    assert wait_for(lambda: engine.service.models["als"].version == version)
+    assert poll(lambda: engine.service.models["als"].version == version)
     after = engine.service.recommend(user)
     assert not after.cached  # the old version's list is not served from any tier
     assert engine.service.list_key(user, "als", 10) != engine.keys.rec_list(user, f"als@{old_version}", 10,
@@ -65,5 +57,5 @@ def test_a_promoted_version_serves_within_seconds(watched_engine: Engine) -> Non
     assert engine.audit.recent(1)[0].action == "promote_model"
 
     lifecycle.rollback(registry, engine.audit, "ada", "als")
-    assert wait_for(lambda: engine.service.models["als"].version == old_version)
+    assert poll(lambda: engine.service.models["als"].version == old_version)
     assert [i["item_id"] for i in engine.service.recommend(user).items] == [i["item_id"] for i in first.items]

@@ -31,7 +31,7 @@ def test_a_purchase_is_followed_by_a_cached_list_without_the_item(refreshing_eng
     user = _buyer(engine)
     bought = engine.service.recommend(user).items[0]["item_id"]
     engine.events.track(Event(user_id=user, item_id=bought, type="purchase", value=5.0))
-    assert engine.refresher is not None and engine.refresher.wait_idle(timeout=10)
+    assert engine.refresher.wait_idle(timeout=10)
     key = engine.service.list_key(user, engine.service.default_model, engine.settings.default_n)
     assert engine.redis.exists(key) == 1  # in L2 for every process, not only in this one's L1
     after = engine.service.recommend(user)
@@ -55,7 +55,6 @@ def test_a_batch_refreshes_each_user_once_after_all_its_events(refreshing_engine
 
 def test_the_refresh_serves_the_users_experiment_variant(refreshing_engine: Engine) -> None:
     engine = refreshing_engine
-    assert engine.experiments is not None
     engine.experiments.create({
         "key": "pop", "name": "Best-sellers for everyone", "hypothesis": "both arms serve best-sellers",
         "variants": [{"name": "control", "model": "popularity"}, {"name": "same", "model": "popularity"}],

@@ -1,4 +1,4 @@
-"""Shared helpers for the benchmarks: percentiles, tables, a private engine on its own Redis."""
+"""The benchmarks' harness: percentiles, timed calls, tables, a private engine on its own Redis."""
 
 from __future__ import annotations
 
