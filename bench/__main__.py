@@ -16,6 +16,7 @@ BENCHMARKS = {
     "soak": "bench.soak",
     "console": "bench.console",
     "import": "bench.import_speed",
+    "training": "bench.training",
 }
 
 

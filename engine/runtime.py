@@ -23,6 +23,7 @@ from engine.events.tracker import EventTracker
 from engine.experiments import ExperimentService, PreExposure
 from engine.models.base import Recommender
 from engine.models.registry import ModelRegistry
+from engine.models.watch import RegistryWatcher
 from engine.serving.cache import ListRefresher, NoRefresh, RefreshQueue, TieredCache
 from engine.serving.diversity import DiversitySettings
 from engine.serving.service import RecommendationService
@@ -72,6 +73,7 @@ class Engine:
     audit: AuditLog
     experiments: ExperimentService  # always there; idle (no background thread) in a console process
     refresher: ListRefresher = field(default_factory=NoRefresh)
+    model_watcher: RegistryWatcher | None = None  # serving processes only
     # the redis-server this engine started (when REDIS_URL was unset): stopped on close, and no
     # caller needs it otherwise, so it is no attribute
     embedded_redis: InitVar[EmbeddedRedis | None] = None
@@ -95,7 +97,13 @@ class Engine:
         self.models = {name: self.registry.load(name) for name in self.registry.names()}
         self.service.swap_models(self.models, self.registry.default)
 
+    def served_versions(self) -> tuple[dict[str, str], str | None]:
+        """Model name → the version this process serves, and the default model."""
+        return {name: m.version or "" for name, m in self.service.models.items()}, self.service.default_model
+
     def close(self) -> None:
+        if self.model_watcher is not None:
+            self.model_watcher.close()
         self.refresher.close()
         self.experiments.close()
         self.cache.close()
@@ -160,4 +168,9 @@ def build_engine(settings: Settings, start_listener: bool = True) -> Engine:
     if start_listener and settings.refresh_after_invalidation:
         engine.refresher = RefreshQueue(engine.refresh_list).start()
     events.after_invalidation = engine.refresher.submit_all
+    # serving processes pick up a promotion or rollback by themselves (engine/models/watch.py)
+    if start_listener:
+        engine.model_watcher = RegistryWatcher(
+            registry, dataset.name, engine.served_versions, engine.reload_models, settings.model_poll_seconds
+        ).start()
     return engine

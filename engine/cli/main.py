@@ -136,6 +136,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_experiments_arguments(p)
     p.set_defaults(handler=experiments_command)
 
+    from engine.cli.models import add_models_arguments, add_train_arguments, models_command, train_command
+
+    p = sub.add_parser("train", help="train models on a dataset, score them on two holdouts, register versions")
+    add_train_arguments(p)
+    p.set_defaults(handler=train_command)
+
+    p = sub.add_parser("models", help="list model versions with lineage; promote or roll back what serves")
+    add_models_arguments(p)
+    p.set_defaults(handler=models_command)
+
     p = sub.add_parser("evaluate", help="offline evaluation of every model")
     p.add_argument("--dataset", choices=["demo", "movielens"], default="demo")
     p.add_argument("--path", help="MovieLens directory (ml-100k, ml-latest or ml-latest-small)")

@@ -39,6 +39,7 @@ class Recommender(ABC):
         self.item_index: dict[str, int] = {}
         self.user_index: dict[str, int] = {}
         self.user_items: list[np.ndarray] = []  # per known user, the item indices they interacted with
+        self.version: str | None = None  # the registry version it was loaded from (None: not saved)
 
     # ---- training -------------------------------------------------------------
     @abstractmethod

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from analysis.ranking import catalog_coverage, intra_list_diversity, novelty, ranking_metrics
 from engine.config import Settings
@@ -65,11 +66,24 @@ class EvaluationSplit:
 
     @classmethod
     def build(cls, dataset: Dataset, seed: int = 42, min_rating: float | None = None) -> EvaluationSplit:
+        """The per-user stratified split (``engine.data.split``)."""
         train_events, test_events = stratified_split(dataset.events, seed=seed, min_rating=min_rating)
         if train_events.empty or test_events.empty:
             raise DatasetError(f"{dataset.name}: too few interactions per user to hold any out for testing")
+        return cls.from_halves(dataset, train_events, test_events)
+
+    @classmethod
+    def from_halves(cls, dataset: Dataset, train_events: pd.DataFrame, test_events: pd.DataFrame) -> EvaluationSplit:
+        """Train on ``train_events``; each user known in training must find their test items.
+
+        A test item the user already had in training is not counted: the lists never show it.
+        """
         train = dataset.with_events(train_events, name=f"{dataset.name}-train").interactions()
         test = test_events[test_events["user_id"].isin(train.user_index)]
+        had = pd.MultiIndex.from_frame(train_events[["user_id", "item_id"]])
+        test = test[~pd.MultiIndex.from_frame(test[["user_id", "item_id"]]).isin(had)]
+        if test.empty:
+            raise DatasetError(f"{dataset.name}: no user known in training has a new item to find in the test half")
         grouped = test.groupby("user_id", sort=True)["item_id"].agg(set)
         binary = train.matrix.copy()
         binary.data[:] = 1.0
