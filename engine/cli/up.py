@@ -24,9 +24,10 @@ from pathlib import Path
 import httpx
 
 from engine.config import Settings
+from engine.local_processes import free_port
 from engine.monitoring.prometheus_server import PrometheusServer, PrometheusUnavailableError, find_prometheus_binary
 from engine.runtime import prepare_models, prepare_world
-from engine.storage.embedded_redis import EmbeddedRedis, ensure_redis_url, free_port, redact_url
+from engine.storage.embedded_redis import EmbeddedRedis, ensure_redis_url, redact_url
 
 # The checkout when the package is installed editable; site-packages after a plain ``pip install .``.
 REPO_ROOT = Path(__file__).resolve().parents[2]
