@@ -15,6 +15,8 @@ BENCHMARKS = {
     "http": "bench.http",
     "soak": "bench.soak",
     "console": "bench.console",
+    "import": "bench.import_speed",
+    "training": "bench.training",
     "calibration": "bench.calibration",
 }
 ONLY_WHEN_NAMED = ("soak", "calibration")  # minutes each; calibration measures statistics, not speed

@@ -55,7 +55,7 @@ from analysis.msprt import msprt_p_values, msprt_power, msprt_test, power_optima
 from analysis.power import sample_size_proportions
 from analysis.sequential import planned_drift
 from analysis.stats import CupedStats, SampleStats
-from bench.common import table
+from bench.harness import table
 
 SEED = 20240613
 ALPHA, POWER = 0.05, 0.80

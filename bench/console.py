@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import table
+from bench.harness import metric_total, table
 from engine.config import Settings
 
 CHROMIUM = "/usr/bin/chromium"
@@ -132,9 +132,7 @@ def start_stack(data_dir: Path, env: dict[str, str], simulator_rate: float = 5.0
 
 
 def events_seen(api_url: str) -> float:
-    text = httpx.get(f"{api_url}/metrics", timeout=5).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("recops_events_total{"))
+    return metric_total(httpx.get(f"{api_url}/metrics", timeout=5).text, "recops_events_total")
 
 
 def wait_for_traffic(api_url: str, events: int, timeout: float = 120.0) -> float:
@@ -153,7 +151,6 @@ def start_experiment(settings: Settings, key: str = "als-vs-popularity") -> None
 
     engine = build_engine(settings, start_listener=False)
     try:
-        assert engine.experiments is not None
         engine.experiments.create({
             "key": key, "name": "ALS vs popularity", "hypothesis": "ALS lifts CTR by at least 5% over popularity",
             "guardrail_metrics": ["conversion_rate"],

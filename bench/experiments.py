@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from analysis.readout import analyze
-from bench.common import table, time_calls
+from bench.harness import table, time_calls
 from engine.events.tracker import Event
 from engine.experiments import METRICS, ExperimentService, PreExposure
 from engine.experiments.arm_stats import summaries_from_arrays

@@ -10,10 +10,11 @@ redis-py GET of the same list, timed in the same rounds, is the floor under an L
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 
 import numpy as np
 
-from bench.common import bench_engine, percentiles_ms, table, time_calls
+from bench.harness import bench_engine, percentiles_ms, table, time_calls
 from engine.runtime import Engine
 
 TARGETS_MS = {("l1", "p99"): 0.2, ("l2", "p99"): 1.0}
@@ -33,7 +34,7 @@ def measure_tiers(engine: Engine, repeat: int, rounds: int = 3) -> dict[str, dic
     users = _users(engine)
     hot = str(users[0])
     svc.recommend(hot)
-    key = engine.keys.rec_list(hot, svc.default_model, engine.settings.default_n, svc.diversity.signature)
+    key = svc.list_key(hot, svc.default_model, engine.settings.default_n)
     per_round: dict[str, list[dict[str, float]]] = {"l1": [], "l2": [], "redis GET": [], "miss": []}
     n_miss = min(repeat // 4, (len(users) - 1) // rounds)
     for r in range(rounds):
@@ -45,7 +46,11 @@ def measure_tiers(engine: Engine, repeat: int, rounds: int = 3) -> dict[str, dic
         per_round["redis GET"].append(percentiles_ms(time_calls(lambda: engine.redis.get(key), repeat)))
         # miss: users never requested, so the list and (mostly) their features are computed
         fresh = iter(users[1 + r * n_miss: 1 + (r + 1) * n_miss].tolist())
-        per_round["miss"].append(percentiles_ms(time_calls(lambda it=fresh: svc.recommend(str(next(it))), n_miss)))
+
+        def miss(it: Iterator[object] = fresh) -> object:
+            return svc.recommend(str(next(it)))
+
+        per_round["miss"].append(percentiles_ms(time_calls(miss, n_miss)))
     return {tier: {q: float(np.median([p[q] for p in ps])) for q in ps[0]} for tier, ps in per_round.items()}
 
 

@@ -37,14 +37,15 @@ import httpx
 import orjson
 import redis
 
-from bench.common import table
+from bench.harness import metric_total, table
 from engine.cli.up import wait_http
 from engine.config import Settings
 from engine.data.demo import DemoWorld
 from engine.events.tracker import INVALIDATING_TYPES
+from engine.local_processes import free_port
 from engine.runtime import prepare_models, prepare_world
 from engine.simulator import SimulationConfig, SimulationSummary, run_simulation
-from engine.storage.embedded_redis import EmbeddedRedis, free_port
+from engine.storage.embedded_redis import EmbeddedRedis
 
 # ------------------------------------------------------------------------------ processes
 
@@ -80,17 +81,6 @@ def rss_mb(pid: int) -> float | None:
         return None
     match = re.search(r"^VmRSS:\s+(\d+)\s+kB", status, re.M)
     return int(match.group(1)) / 1024 if match else None
-
-
-def metric_total(text: str, name: str, **labels: str) -> float:
-    """Sum of one metric's samples in a Prometheus exposition whose labels include ``labels``."""
-    total = 0.0
-    for line in text.splitlines():
-        if not (line.startswith(name + "{") or line.startswith(name + " ")):
-            continue
-        if all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 def server_errors(metrics_text: str) -> float:

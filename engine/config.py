@@ -57,6 +57,19 @@ class Settings(BaseSettings):
     mmr_lambda: float = Field(default=0.7, ge=0.0, le=1.0, description="MMR relevance weight (1 = no diversity)")
     history_length: int = Field(default=50, ge=1, description="Recent items kept per user")
 
+    # --- training and model lifecycle ---------------------------------------
+    # EASE holds items × items matrices while it solves (about 20 bytes per cell at the peak, see
+    # engine/models/ease.py): 10,000 items take ~2 GB; above the cap `recops train` refuses it.
+    ease_max_items: int = Field(
+        default=10_000, ge=1, description="Largest catalogue EASE trains on (its memory grows with items²)"
+    )
+    holdout_days: float = Field(
+        default=7.0, gt=0, description="`recops train` evaluates on the last N days of interactions (time holdout)"
+    )
+    model_poll_seconds: float = Field(
+        default=2.0, gt=0, description="How often serving processes check the registry for a promotion"
+    )
+
     # --- serving -----------------------------------------------------------
     api_host: str = Field(default="127.0.0.1", description="Address the API binds to")
     api_port: int = Field(default=8000, ge=0, description="API port (taken: `recops up` picks a free one)")
@@ -68,10 +81,6 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
-
-    @property
-    def redis_dir(self) -> Path:
-        return self.data_dir / "redis"
 
 
 def settings_table() -> str:

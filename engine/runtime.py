@@ -9,14 +9,11 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
-from redis.backoff import NoBackoff
-from redis.cluster import RedisCluster
-from redis.retry import Retry
 
 from engine.config import Settings
 from engine.data.catalog import ItemCatalog
@@ -26,10 +23,12 @@ from engine.events.tracker import EventTracker
 from engine.experiments import ExperimentService, PreExposure
 from engine.models.base import Recommender
 from engine.models.registry import ModelRegistry
-from engine.serving.cache import RefreshQueue, TieredCache
+from engine.models.watch import RegistryWatcher
+from engine.serving.cache import ListRefresher, NoRefresh, RefreshQueue, TieredCache
 from engine.serving.diversity import DiversitySettings
 from engine.serving.service import RecommendationService
 from engine.storage.audit import AuditLog
+from engine.storage.client import redis_client
 from engine.storage.embedded_redis import EmbeddedRedis, ensure_redis_url
 from engine.storage.feature_store import FeatureSource, FeatureStore
 from engine.storage.keys import Keys
@@ -57,27 +56,6 @@ def prepare_models(settings: Settings, dataset: Dataset) -> ModelRegistry:
     return registry
 
 
-def is_cluster_url(url: str) -> bool:
-    return parse_qs(urlsplit(url).query).get("cluster", ["false"])[0].lower() in ("1", "true", "yes")
-
-
-def redis_client(url: str) -> redis.Redis:
-    """A client for ``REDIS_URL``: ``redis://``, ``rediss://`` (TLS), with AUTH in the URL, and
-    Redis Cluster when the URL carries ``?cluster=true`` (the cluster client has the same API)."""
-    # Short timeouts: a Redis that hangs must turn into a fallback list fast, not a stuck request.
-    # No automatic retries: a re-sent pipeline could append an event to the stream twice, and
-    # the service's fallback is the better answer to a failed call anyway.
-    common = {"decode_responses": True, "socket_connect_timeout": 0.5, "socket_timeout": 1.0}
-    if is_cluster_url(url):
-        parts = urlsplit(url)
-        query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "cluster"])
-        plain = urlunsplit((parts.scheme, parts.netloc, "/", query, ""))
-        return RedisCluster.from_url(plain, **common)  # type: ignore[return-value]
-    return redis.Redis.from_url(
-        url, **common, health_check_interval=15, max_connections=256, retry=Retry(NoBackoff(), 0)
-    )
-
-
 @dataclass
 class Engine:
     settings: Settings
@@ -93,13 +71,19 @@ class Engine:
     events: EventTracker
     service: RecommendationService
     audit: AuditLog
-    experiments: ExperimentService | None = None
-    embedded_redis: EmbeddedRedis | None = None
-    refresher: RefreshQueue | None = None
+    experiments: ExperimentService  # always there; idle (no background thread) in a console process
+    refresher: ListRefresher = field(default_factory=NoRefresh)
+    model_watcher: RegistryWatcher | None = None  # serving processes only
+    # the redis-server this engine started (when REDIS_URL was unset): stopped on close, and no
+    # caller needs it otherwise, so it is no attribute
+    embedded_redis: InitVar[EmbeddedRedis | None] = None
+
+    def __post_init__(self, embedded_redis: EmbeddedRedis | None) -> None:
+        self._stop_redis: Callable[[], None] = embedded_redis.stop if embedded_redis is not None else _nothing
 
     def serving_model(self, user_id: str) -> str | None:
         """The model the API serves ``user_id``: their experiment variant's, else None (the default)."""
-        assignment = self.experiments.assign(user_id) if self.experiments else None
+        assignment = self.experiments.assign(user_id)
         return assignment.model if assignment else None
 
     def refresh_list(self, user_id: str) -> None:
@@ -113,16 +97,23 @@ class Engine:
         self.models = {name: self.registry.load(name) for name in self.registry.names()}
         self.service.swap_models(self.models, self.registry.default)
 
+    def served_versions(self) -> tuple[dict[str, str], str | None]:
+        """Model name → the version this process serves, and the default model."""
+        return {name: m.version or "" for name, m in self.service.models.items()}, self.service.default_model
+
     def close(self) -> None:
-        if self.refresher is not None:
-            self.refresher.close()
-        if self.experiments is not None:
-            self.experiments.close()
+        if self.model_watcher is not None:
+            self.model_watcher.close()
+        self.refresher.close()
+        self.experiments.close()
         self.cache.close()
         with contextlib.suppress(redis.RedisError):
             self.redis.close()
-        if self.embedded_redis is not None:
-            self.embedded_redis.stop()
+        self._stop_redis()
+
+
+def _nothing() -> None:
+    pass
 
 
 def freeze_startup_heap() -> None:
@@ -176,5 +167,10 @@ def build_engine(settings: Settings, start_listener: bool = True) -> Engine:
     # serving processes (the ones with a listener) refresh lists ahead; the console does not
     if start_listener and settings.refresh_after_invalidation:
         engine.refresher = RefreshQueue(engine.refresh_list).start()
-        events.after_invalidation = engine.refresher.submit_all
+    events.after_invalidation = engine.refresher.submit_all
+    # serving processes pick up a promotion or rollback by themselves (engine/models/watch.py)
+    if start_listener:
+        engine.model_watcher = RegistryWatcher(
+            registry, dataset.name, engine.served_versions, engine.reload_models, settings.model_poll_seconds
+        ).start()
     return engine

@@ -18,28 +18,21 @@ from engine.config import Settings
 from engine.console import dependencies, monitoring_panels
 from engine.console.auth import AccessPolicy, configured_password
 from engine.console.experiments import users_per_day
-from engine.console.keyspace import KeyspaceReport, scan_keyspace
+from engine.console.keyspace import MAX_AGE_SECONDS, KeyspaceReport, scan_keyspace
 from engine.console.options import ConsoleOptions
 from engine.console.preview import popularity_shares
+from engine.console.resource_keys import engine_fingerprint, settings_environment
 from engine.console.stale_while_revalidate import Aged, StaleWhileRevalidate
 from engine.runtime import Engine, build_engine
 
 HEALTH_TTL = 5
 METRICS_TTL = 10
-KEYSPACE_TTL = 30
-KEYSPACE_SAMPLE = 200  # keys per family asked for MEMORY USAGE and PTTL
-SETTINGS_ENV_PREFIX = "RECOPS_"  # what Settings reads (engine/config.py), matched case-insensitively as it does
-SETTINGS_ENV_NAMES = ("REDIS_URL", "PROMETHEUS_URL")
+KEYSPACE_TTL = MAX_AGE_SECONDS
 
 
 def settings() -> Settings:
     """The settings of the current environment (the tests change it between runs)."""
-    return _settings_for(_settings_environment())
-
-
-def _settings_environment() -> tuple[tuple[str, str], ...]:
-    return tuple(sorted((k, v) for k, v in os.environ.items()
-                        if k.upper().startswith(SETTINGS_ENV_PREFIX) or k.upper() in SETTINGS_ENV_NAMES))
+    return _settings_for(settings_environment(os.environ))
 
 
 @functools.lru_cache(maxsize=16)
@@ -64,11 +57,6 @@ def access_policy() -> AccessPolicy:
     return AccessPolicy(configured_password(settings(), _secrets()), options().login_for_reads)
 
 
-def _fingerprint(s: Settings) -> tuple[str, ...]:
-    return (str(s.redis_url), str(s.data_dir.resolve()), str(s.demo_users), str(s.demo_items),
-            str(s.demo_seed), s.key_prefix)
-
-
 @st.cache_resource(show_spinner="Loading the engine (demo world and models) …")
 def _engine_for(fingerprint: tuple[str, ...]) -> Engine:
     return build_engine(settings())
@@ -76,7 +64,7 @@ def _engine_for(fingerprint: tuple[str, ...]) -> Engine:
 
 def engine() -> Engine:
     """The process-wide engine for the current settings (one per distinct Redis / data dir)."""
-    return _engine_for(_fingerprint(settings()))
+    return _engine_for(engine_fingerprint(settings()))
 
 
 @st.cache_resource
@@ -85,7 +73,7 @@ def _shares_for(fingerprint: tuple[str, ...]) -> dict[str, float]:
 
 
 def item_popularity_shares() -> dict[str, float]:
-    return _shares_for(_fingerprint(settings()))
+    return _shares_for(engine_fingerprint(settings()))
 
 
 @st.cache_resource
@@ -96,6 +84,10 @@ def prometheus(url: str) -> monitoring_panels.PrometheusSource:
 @st.cache_resource
 def exposition(api_url: str) -> monitoring_panels.ExpositionSource:
     return monitoring_panels.ExpositionSource(api_url)
+
+
+def _source(kind: str, url: str) -> monitoring_panels.MetricsSource:
+    return prometheus(url) if kind == "prometheus" else exposition(url)
 
 
 @st.cache_resource
@@ -110,33 +102,46 @@ def service_health(api_url: str | None, prometheus_url: str | None) -> tuple[dep
     return dependencies.check_api(api_url, client), dependencies.check_prometheus(prometheus_url, client)
 
 
+def api_and_prometheus_health() -> tuple[dependencies.Health, dependencies.Health]:
+    return service_health(options().api_url, settings().prometheus_url)
+
+
 def redis_health() -> dependencies.Health:
     # not cached: the banner must appear on the very run that finds Redis down
     eng = engine()
     return dependencies.check_redis(eng.redis, eng.settings.redis_url)
 
 
-def metrics_source() -> monitoring_panels.MetricsSource | None:
+def source_choice() -> monitoring_panels.SourceChoice | None:
     """Prometheus when it answers, else the API's /metrics, else None."""
-    s, o = settings(), options()
-    _, prom = service_health(o.api_url, s.prometheus_url)
-    if prom.ok and s.prometheus_url:
-        return prometheus(s.prometheus_url)
-    if o.api_url:
-        return exposition(o.api_url)
-    return None
+    _, prom = api_and_prometheus_health()
+    return monitoring_panels.choose_source(prom.ok, settings().prometheus_url, options().api_url)
+
+
+def metrics_source() -> monitoring_panels.MetricsSource | None:
+    choice = source_choice()
+    return None if choice is None else _source(choice.kind, choice.url)
 
 
 @st.cache_data(ttl=METRICS_TTL, show_spinner=False)
 def current_kpis(kind: str, url: str) -> dict[str, float | None]:
-    source = prometheus(url) if kind == "prometheus" else exposition(url)
-    return source.current()
+    return _source(kind, url).current()
 
 
 @st.cache_data(ttl=METRICS_TTL, show_spinner=False)
 def tier_hit_ratios(kind: str, url: str) -> dict[str, float | None]:
-    source = prometheus(url) if kind == "prometheus" else exposition(url)
-    return source.tier_hit_ratios()
+    return _source(kind, url).tier_hit_ratios()
+
+
+def kpis_now() -> dict[str, float | None]:
+    """The current KPI values, or none at all when no metrics source answers (a default stands in)."""
+    source = metrics_source()
+    if source is None:
+        return {}
+    try:
+        return current_kpis(source.kind, source.url)
+    except Exception:  # a missing metrics backend only loses what the values were for
+        return {}
 
 
 @st.cache_data(ttl=METRICS_TTL, show_spinner=False)
@@ -149,18 +154,10 @@ def alerts(prometheus_url: str) -> list[monitoring_panels.Alert]:
     return prometheus(prometheus_url).alerts()
 
 
-def source_url(source: monitoring_panels.MetricsSource) -> str:
-    if isinstance(source, monitoring_panels.PrometheusSource):
-        return source.url
-    assert isinstance(source, monitoring_panels.ExpositionSource)
-    return source.api_url
-
-
 @st.cache_resource
-def _keyspace_scans(fingerprint: tuple[str, ...], sample_per_family: int) -> StaleWhileRevalidate[KeyspaceReport]:
+def _keyspace_scans(fingerprint: tuple[str, ...]) -> StaleWhileRevalidate[KeyspaceReport]:
     eng = engine()
-    return StaleWhileRevalidate(lambda: scan_keyspace(eng.redis, eng.keys, sample_per_family=sample_per_family),
-                                KEYSPACE_TTL)
+    return StaleWhileRevalidate(lambda: scan_keyspace(eng.redis, eng.keys), KEYSPACE_TTL)
 
 
 @st.cache_resource
@@ -172,19 +169,19 @@ def _traffic(fingerprint: tuple[str, ...]) -> StaleWhileRevalidate[float | None]
 def traffic_users_per_day() -> float | None:
     """Distinct users per day in the latest events (a 5,000-entry stream read, ~0.1 s: refreshed in the
     background every 30 s)."""
-    return _traffic(_fingerprint(settings())).get().value
+    return _traffic(engine_fingerprint(settings())).get().value
 
 
-def keyspace_report(sample_per_family: int = KEYSPACE_SAMPLE) -> Aged[KeyspaceReport]:
+def keyspace_report() -> Aged[KeyspaceReport]:
     """The last keyspace scan and its age: a scan visits every key (seconds on a large Redis), so past
     ``KEYSPACE_TTL`` the page shows the last one while the next runs in the background."""
-    scans = _keyspace_scans(_fingerprint(settings()), sample_per_family)
+    scans = _keyspace_scans(engine_fingerprint(settings()))
     if scans.has_value:
         return scans.get()
     with st.spinner("Scanning the keyspace (SCAN, sampled MEMORY USAGE) …"):
         return scans.get()
 
 
-def rescan_keyspace(sample_per_family: int = KEYSPACE_SAMPLE) -> None:
+def rescan_keyspace() -> None:
     """Forget the last scan (after a write, or on the operator's request): the next read scans afresh."""
-    _keyspace_scans(_fingerprint(settings()), sample_per_family).clear()
+    _keyspace_scans(engine_fingerprint(settings())).clear()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine.console.monitoring_panels import KPIS
+from engine.console import badges
+from engine.console.monitoring_view import firing
 from pages import _experiments_ui as exp_ui
 from pages import _resources as res
 from pages import _ui as ui
@@ -18,9 +19,8 @@ redis_ok_at_load = ui.header(
 
 
 def health_row() -> bool:
-    s, o = res.settings(), res.options()
     redis_h = res.redis_health()
-    api_h, prom_h = res.service_health(o.api_url, s.prometheus_url)
+    api_h, prom_h = res.api_and_prometheus_health()
     if not redis_h.ok and redis_ok_at_load:  # went down since the page loaded (a live refresh found it)
         ui.redis_down_banner(redis_h)
     for col, h in zip(st.columns(3), (redis_h, api_h, prom_h), strict=True):
@@ -37,29 +37,24 @@ def kpi_grid() -> None:
                 "`recops up` (it sets PROMETHEUS_URL and RECOPS_API_URL for the console).")
         return
     with ui.guard("reading the key metrics"):
-        values = res.current_kpis(source.kind, res.source_url(source))
+        values = res.current_kpis(source.kind, source.url)
         st.caption(f"Source: {source.window}.")
-        for start in range(0, len(KPIS), KPI_COLUMNS):
-            row = KPIS[start:start + KPI_COLUMNS]
-            for col, kpi in zip(st.columns(KPI_COLUMNS), row, strict=False):
-                with col:
-                    ui.kpi_card(kpi, values.get(kpi.key))
+        ui.kpi_grid(values, KPI_COLUMNS)
 
 
 def firing_alerts() -> None:
     st.subheader("Alerts firing")
-    s = res.settings()
-    _, prom = res.service_health(res.options().api_url, s.prometheus_url)
-    if not (prom.ok and s.prometheus_url):
+    choice = res.source_choice()
+    if choice is None or choice.kind != "prometheus":
         st.caption("Alerts are evaluated by Prometheus, which is not running: none can be shown.")
         return
     with ui.guard("reading alerts"):
-        firing = [a for a in res.alerts(s.prometheus_url) if a.state == "firing"]
-        if not firing:
+        alerts = firing(res.alerts(choice.url))
+        if not alerts:
             st.success("No alert is firing.", icon=":material/check_circle:")
-        for alert in firing:
+        for alert in alerts:
             with st.container(border=True):
-                ui.status_badge(alert.severity, {"critical": ("red", "critical"), "warning": ("orange", "warning")})
+                ui.badge(badges.severity_badge(alert.severity))
                 st.markdown(f"**{alert.name}** — {alert.summary}")
                 if alert.description:
                     st.caption(alert.description)

@@ -19,6 +19,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 pytest_plugins = ["tests.support.engine_fixtures", "tests.support.api"]
 
 REQUIRE_BINARIES = os.environ.get("RECOPS_REQUIRE_BINARIES") == "1"
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 DEBIAN_PACKAGE = {"promtool": "prometheus"}

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from engine.config import settings_table
+from tests.conftest import REPO_ROOT
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+README = (REPO_ROOT / "README.md").read_text()
 
 
 def test_readme_has_the_generated_settings_table() -> None:

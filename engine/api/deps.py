@@ -16,7 +16,8 @@ _bearer = HTTPBearer(auto_error=False, description="RECOPS_ADMIN_TOKEN")
 async def get_engine(request: Request) -> Engine:
     # async on purpose: FastAPI runs a plain ``def`` dependency in the thread pool, and that hop
     # cost more than the whole cache-hit request
-    return request.app.state.engine  # type: ignore[no-any-return]
+    engine: Engine = request.app.state.engine
+    return engine
 
 
 EngineDep = Annotated[Engine, Depends(get_engine)]

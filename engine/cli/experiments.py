@@ -267,7 +267,7 @@ def _service() -> Any:
     from engine.config import get_settings
     from engine.experiments.service import ExperimentService
     from engine.models.registry import ModelRegistry
-    from engine.runtime import redis_client
+    from engine.storage.client import redis_client
     from engine.storage.embedded_redis import ensure_redis_url
     from engine.storage.keys import Keys
 

@@ -67,7 +67,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from engine.models.evaluation import evaluate_command
 
-    return evaluate_command(args)
+    return evaluate_command(args, _settings())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,6 +102,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_fetch_arguments(p)
     p.set_defaults(handler=fetch_command)
 
+    from engine.cli.datasets import add_datasets_arguments, add_import_arguments, datasets_command, import_command
+
+    p = sub.add_parser("import", help="import interactions (and items) from CSV or Parquet as a new dataset version")
+    add_import_arguments(p)
+    p.set_defaults(handler=import_command)
+
+    p = sub.add_parser("datasets", help="list imported datasets, show a version's manifest")
+    add_datasets_arguments(p)
+    p.set_defaults(handler=datasets_command)
+
     p = sub.add_parser("config", help="print the configuration table (environment variables)")
     p.set_defaults(handler=cmd_config)
 
@@ -125,6 +135,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("experiments", help="list, create, start, pause, stop and read out experiments")
     add_experiments_arguments(p)
     p.set_defaults(handler=experiments_command)
+
+    from engine.cli.models import add_models_arguments, add_train_arguments, models_command, train_command
+
+    p = sub.add_parser("train", help="train models on a dataset, score them on two holdouts, register versions")
+    add_train_arguments(p)
+    p.set_defaults(handler=train_command)
+
+    p = sub.add_parser("models", help="list model versions with lineage; promote or roll back what serves")
+    add_models_arguments(p)
+    p.set_defaults(handler=models_command)
 
     p = sub.add_parser("evaluate", help="offline evaluation of every model")
     p.add_argument("--dataset", choices=["demo", "movielens"], default="demo")

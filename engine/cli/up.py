@@ -1,7 +1,8 @@
 """``recops up``: the whole stack from one command.
 
 Embedded Redis (unless ``REDIS_URL``), the demo world and trained models (reused when the data
-dir has them), the API, Prometheus when its binary exists, a gentle simulator and the console.
+dir has them), the API, Prometheus when its binary exists, a gentle simulator and the console
+(which runs from a source checkout: see ``find_console_app``).
 Children run in their own sessions so that Ctrl-C reaches only this supervisor, which stops
 them in reverse order; ``stack.json`` in the data dir lists their pids while the stack runs.
 """
@@ -16,17 +17,24 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
 from engine.config import Settings
+from engine.local_processes import free_port
 from engine.monitoring.prometheus_server import PrometheusServer, PrometheusUnavailableError, find_prometheus_binary
 from engine.runtime import prepare_models, prepare_world
-from engine.storage.embedded_redis import EmbeddedRedis, ensure_redis_url, free_port, redact_url
+from engine.storage.embedded_redis import EmbeddedRedis, ensure_redis_url, redact_url
 
+# The checkout when the package is installed editable; site-packages after a plain ``pip install .``.
 REPO_ROOT = Path(__file__).resolve().parents[2]
+CONSOLE_MISSING = (
+    "console: not started: app.py and pages/ are not part of the installed package; run `recops up` "
+    "from a RecOps source checkout (or install it with `pip install -e .`)"
+)
 
 
 @dataclass
@@ -53,6 +61,19 @@ def port_or_free(wanted: int) -> int:
         except OSError:
             return free_port()
     return wanted
+
+
+def find_console_app(folders: Sequence[Path]) -> Path | None:
+    """The Streamlit console's ``app.py``: the first folder holding it beside ``pages/``.
+
+    The console is a Streamlit script with its pages, not a module of the package (a wheel would
+    otherwise install top-level ``app`` and ``pages`` modules), so it runs from a source checkout:
+    the one an editable install points at, or the working directory.
+    """
+    for folder in folders:
+        if (folder / "app.py").is_file() and (folder / "pages").is_dir():
+            return folder / "app.py"
+    return None
 
 
 def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> bool:
@@ -101,9 +122,9 @@ class Stack:
     def state_file(self) -> Path:
         return self.settings.data_dir / "stack.json"
 
-    def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> Child:
+    def _spawn(self, name: str, args: list[str], env: dict[str, str], cwd: Path = REPO_ROOT) -> Child:
         log = (self.settings.data_dir / "logs" / f"{name}.log").open("ab")
-        proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+        proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
                                 start_new_session=True)
         child = Child(name, proc)
         self.children.append(child)
@@ -170,13 +191,16 @@ class Stack:
                                             "--rate", str(o.simulator_rate), "--duration", "86400"], env)
             print(f"simulator   {o.simulator_rate:g} requests/s against the API (log: logs/{sim.name}.log)", flush=True)
 
-        if o.console and (REPO_ROOT / "app.py").exists():
+        app = find_console_app([REPO_ROOT, Path.cwd()]) if o.console else None
+        if o.console and app is None:
+            self.notes.append(CONSOLE_MISSING)
+        if app is not None:
             port = o.console_port or port_or_free(s.console_port)
             console = self._spawn("console", [
-                sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "app.py"),
+                sys.executable, "-m", "streamlit", "run", str(app),
                 "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
                 "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-            ], env)
+            ], env, cwd=app.parent)
             console.url = f"http://127.0.0.1:{port}"
             if wait_http(console.url + "/_stcore/health", 60, console.process):
                 self.urls["console"] = console.url

@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from engine.config import Settings
 
 SECRET_KEY = "console_password"
+WRONG_PASSWORD = "Wrong password."
 OPERATOR_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@ -]{0,63}$")
 ANONYMOUS = "console"
 
@@ -64,3 +65,21 @@ class AccessPolicy:
     def check(self, supplied: str) -> bool:
         """Whether ``supplied`` is the password (always True for an open console)."""
         return self.password is None or password_matches(supplied, self.password)
+
+    def log_in(self, name: str, password: str) -> str:
+        """The operator's name once ``password`` is right; ``ValueError`` with a message fit for the
+        page when the name is unusable or the password wrong (the name is checked first)."""
+        who = operator_name(name)
+        if not self.check(password):
+            raise ValueError(WRONG_PASSWORD)
+        return who
+
+    def may_read(self, logged_in: str | None) -> bool:
+        return logged_in is not None or not self.login_required(write=False)
+
+    def writer(self, logged_in: str | None, open_name: str | None) -> str | None:
+        """Who may write now: the logged-in operator; on an open console, else the name given in the
+        sidebar, else ``ANONYMOUS``; None when a login is needed and has not happened."""
+        if not self.login_required(write=True):
+            return logged_in or open_name or ANONYMOUS
+        return logged_in

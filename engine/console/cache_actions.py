@@ -8,12 +8,14 @@ walks it with SCAN; a user's keys are read from the user's index set, as invalid
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
-from engine.console.keyspace import SCAN_COUNT, key_family
+from engine.console.keyspace import SCAN_COUNT, key_family, key_text
+from engine.console.notices import Notice
 from engine.runtime import Engine
 from engine.serving.cache import WarmReport
 from engine.storage.keys import Keys
@@ -24,10 +26,6 @@ CONFIRM_ALL_PHRASE = "invalidate all"
 MAX_WARM_USERS = 10_000
 REASON = "console"
 LIST_FAMILY = "rec"
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def check_user_id(raw: str) -> str:
@@ -65,7 +63,7 @@ class UserKeys:
 
 
 def user_keys(client: redis.Redis, keys: Keys, user_id: str) -> UserKeys:
-    members = sorted(_text(m) for m in client.smembers(keys.rec_index(user_id)))  # type: ignore[union-attr]
+    members = sorted(key_text(m) for m in client.smembers(keys.rec_index(user_id)))
     pipe = client.pipeline(transaction=False)
     for key in members:
         pipe.exists(key)
@@ -79,7 +77,7 @@ def count_cached_lists(client: redis.Redis, keys: Keys) -> int:
     total, cursor = 0, 0
     while True:
         cursor, batch = client.scan(cursor, match=keys.rec_scan_pattern, count=SCAN_COUNT)
-        total += sum(1 for k in batch if key_family(_text(k), keys.prefix) == LIST_FAMILY)
+        total += sum(1 for k in batch if key_family(key_text(k), keys.prefix) == LIST_FAMILY)
         if int(cursor) == 0:
             return total
 
@@ -138,3 +136,20 @@ def warm(
     engine.audit.record(actor, "warm", target=f"{len(user_ids)} users ({source})", keys=report.keys_written,
                         detail=f"n={size}, {report.failed} failed, {report.seconds:.2f}s")
     return report
+
+
+def run_confirmed(engine: Engine, action: Mapping[str, Any], actor: str) -> Notice:
+    """Run the action a confirmation dialog stored (``{"kind": "invalidate_user", "user": ...}`` or
+    ``{"kind": "invalidate_all", "typed": ...}``); what happened, or why nothing did."""
+    kind = action.get("kind")
+    try:
+        if kind == "invalidate_user":
+            r = invalidate_user(engine, action["user"], actor)
+            return Notice("success", f"Invalidated `{action['user']}`: {r.lists} cached lists and {r.features} "
+                          "feature hash deleted.")
+        if kind == "invalidate_all":
+            r = invalidate_all(engine, actor, action.get("typed", ""))
+            return Notice("success", f"Invalidated every cached list: {r.lists} deleted.")
+    except ValueError as exc:
+        return Notice("error", f"{exc} Nothing was done.")
+    return Notice("error", f"Unknown action {kind!r}; nothing was done.")

@@ -27,6 +27,12 @@ class Health:
     def ok(self) -> bool:
         return self.state == "up"
 
+    @property
+    def summary(self) -> str:
+        """The detail, the answer's latency when measured, and the (redacted) URL on a line of its own."""
+        detail = self.detail if self.latency_ms is None else f"{self.detail} · {self.latency_ms:.0f} ms"
+        return detail if not self.url else f"{detail}  \n`{self.url}`"
+
 
 def _elapsed_ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000.0

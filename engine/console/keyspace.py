@@ -20,6 +20,8 @@ import redis
 from engine.storage.keys import Keys
 
 SCAN_COUNT = 1000
+SAMPLE_PER_FAMILY = 200  # keys per family asked for MEMORY USAGE and PTTL
+MAX_AGE_SECONDS = 30.0  # a scan older than this is redone in the background (see StaleWhileRevalidate)
 MAX_FAMILY_DEPTH = 2
 LOCK_SUFFIX = ":lock"
 
@@ -49,7 +51,8 @@ FAMILY_LABELS = {
 }
 
 
-def _text(value: str | bytes) -> str:
+def key_text(value: str | bytes) -> str:
+    """A key name as text, whether the client decodes replies or not."""
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
@@ -124,7 +127,7 @@ class KeyspaceReport:
 def scan_keyspace(
     client: redis.Redis,
     keys: Keys,
-    sample_per_family: int = 200,
+    sample_per_family: int = SAMPLE_PER_FAMILY,
     max_keys: int = 1_000_000,
     seed: int = 0,
 ) -> KeyspaceReport:
@@ -138,7 +141,7 @@ def scan_keyspace(
     while True:
         cursor, batch = client.scan(cursor, match=keys.scan_pattern(), count=SCAN_COUNT)
         for raw in batch:
-            key = _text(raw)
+            key = key_text(raw)
             family = key_family(key, keys.prefix)
             fam = stats[family]
             fam.family = family

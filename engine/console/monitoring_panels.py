@@ -1,7 +1,7 @@
 """The seed's KPIs against their targets, read from Prometheus or, without it, from the API's /metrics.
 
 Prometheus is queried through ``prometheus-api-client`` for the recording rules of
-``deploy/prometheus/rules/recording.yml`` (instant values for the KPI cards, ranges for the charts);
+``engine/monitoring/prometheus/rules/recording.yml`` (instant values for the KPI cards, ranges for the charts);
 firing alerts come from its ``/api/v1/alerts`` with their summaries and runbooks.  When no
 Prometheus runs, ``ExpositionSnapshot`` parses the API's ``/metrics`` text and computes the same
 KPIs from the raw counters and histograms — as totals since the API started, since a single
@@ -24,7 +24,8 @@ from prometheus_api_client import PrometheusApiClientException, PrometheusConnec
 from prometheus_client.parser import text_string_to_metric_families
 from urllib3.util.retry import Retry
 
-Unit = Literal["percent", "seconds", "ratio", "per_second"]
+from engine.console.formatting import Unit, format_value
+
 Status = Literal["ok", "bad", "no data", "info"]
 TIMEOUT_SECONDS = 3.0
 QUANTILES = (0.5, 0.95, 0.99)
@@ -35,18 +36,6 @@ _Out = TypeVar("_Out")
 
 class MetricsUnavailableError(RuntimeError):
     """The metrics backend did not answer; the message says which and why."""
-
-
-def format_value(value: float | None, unit: Unit) -> str:
-    if value is None or not math.isfinite(value):
-        return "–"
-    if unit == "percent":
-        return f"{value:.2%}" if abs(value) < 0.1 else f"{value:.1%}"
-    if unit == "seconds":
-        return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
-    if unit == "per_second":
-        return f"{value:.2f}/s"
-    return f"{value:.3f}"
 
 
 @dataclass(frozen=True)
@@ -170,8 +159,12 @@ class Alert:
     labels: Mapping[str, str] = field(default_factory=dict)
 
 
+SourceKind = Literal["prometheus", "api"]
+
+
 class MetricsSource(Protocol):
-    kind: str  # "prometheus" or "api"
+    kind: SourceKind
+    url: str  # Prometheus', or the API's (whose /metrics is read)
     window: str  # what the numbers cover, for the page to say
 
     def current(self) -> dict[str, float | None]: ...
@@ -180,7 +173,7 @@ class MetricsSource(Protocol):
 
 
 class PrometheusSource:
-    kind = "prometheus"
+    kind: SourceKind = "prometheus"
     window = "last 1–5 minutes (Prometheus recording rules)"
 
     def __init__(self, url: str, timeout: float = TIMEOUT_SECONDS) -> None:
@@ -378,20 +371,20 @@ class ExpositionSnapshot:
 
 
 class ExpositionSource:
-    kind = "api"
+    kind: SourceKind = "api"
     window = "totals since the API started (no Prometheus: read from the API's /metrics)"
 
     def __init__(self, api_url: str, timeout: float = TIMEOUT_SECONDS) -> None:
-        self.api_url = api_url.rstrip("/")
+        self.url = api_url.rstrip("/")
         self.timeout = timeout
         self.http = httpx.Client(timeout=timeout)
 
     def snapshot(self) -> ExpositionSnapshot:
         try:
-            response = self.http.get(f"{self.api_url}/metrics")
+            response = self.http.get(f"{self.url}/metrics")
             response.raise_for_status()
         except httpx.HTTPError as exc:
-            raise MetricsUnavailableError(f"the API's /metrics at {self.api_url} failed: {exc}") from exc
+            raise MetricsUnavailableError(f"the API's /metrics at {self.url} failed: {exc}") from exc
         try:
             return ExpositionSnapshot.parse(response.text)
         except ValueError as exc:
@@ -406,3 +399,31 @@ class ExpositionSource:
 
 def now_utc() -> datetime:
     return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class SourceChoice:
+    kind: SourceKind
+    url: str
+
+
+def choose_source(prometheus_ok: bool, prometheus_url: str | None, api_url: str | None) -> SourceChoice | None:
+    """Where the console reads metrics: Prometheus when it answers, else the API's /metrics, else nowhere."""
+    if prometheus_ok and prometheus_url:
+        return SourceChoice("prometheus", prometheus_url)
+    if api_url:
+        return SourceChoice("api", api_url)
+    return None
+
+
+@dataclass(frozen=True)
+class Window:
+    start: datetime
+    end: datetime
+    step: float  # seconds between points
+
+
+def window(range_label: str, end: datetime) -> Window:
+    """The span of ``TIME_RANGES[range_label]`` ending at ``end``, with its query step."""
+    span = TIME_RANGES[range_label]
+    return Window(end - span, end, step_for(span))

@@ -31,6 +31,15 @@ class ConsoleOptions:
     def live(self) -> bool:
         return self.refresh_seconds > 0
 
+    @property
+    def run_every(self) -> float | None:
+        """How often live panels re-run (``st.fragment(run_every=...)``), None when live refresh is off."""
+        return self.refresh_seconds if self.live else None
+
+    @property
+    def refresh_text(self) -> str:
+        return f"Live refresh every {self.refresh_seconds:g} s" if self.live else "Live refresh off"
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ConsoleOptions:
         env = os.environ if environ is None else environ

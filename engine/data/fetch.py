@@ -30,11 +30,6 @@ ITEM_MEMBER = f"{ATOMIC_DIR}/ml-100k.item"
 ML100K_RATINGS = 100_000
 ML100K_ITEMS = 1_682
 DEFAULT_TARGET = Path("data/ml-100k")
-SOURCE_NOTE = (
-    "MovieLens-100k (GroupLens, F. M. Harper and J. A. Konstan, 2015) is taken from the ml-100k atomic files "
-    f"shipped inside the PyPI wheel {RECBOLE_REQUIREMENT}, converted by `recops fetch-movielens` to the classic "
-    "u.data/u.item layout (release dates and IMDb URLs are not in that copy and stay empty)."
-)
 
 # RecBole writes movie 267, whose title is "unknown" in u.item, with the title and year misspelt "unkonwn"
 _MISSING = frozenset({"", UNKNOWN, "unkonwn"})

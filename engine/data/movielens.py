@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import itertools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -87,7 +87,7 @@ _ML_LATEST_HEADERS = {
 class _Format:
     sep: str
     encoding: str
-    quoting: int
+    quoting: Literal[0, 1, 2, 3]  # a csv.QUOTE_* constant
     header: tuple[str, ...] | None = None
 
 
@@ -203,18 +203,9 @@ def _read_rows(path: Path, columns: Sequence[_Column], fmt: _Format) -> pd.DataF
     first_row = _line_fields(path, first_line, fmt)
     if first_row and len(first_row) != len(columns):
         raise DatasetError(f"{path} line {first_line}: expected {len(columns)} fields, found {len(first_row)}")
-    options = {
-        "sep": fmt.sep,
-        "header": None,
-        "skiprows": first_line - 1,
-        "encoding": fmt.encoding,
-        "quoting": fmt.quoting,
-        "skip_blank_lines": False,  # keeps row i on line first_line + i
-        "engine": "c",
-    }
     dtypes = {k: {"int": "int64", "float": "float64", "str": "str"}[c.kind] for k, c in enumerate(columns)}
     try:
-        frame = pd.read_csv(path, dtype=dtypes, **options)
+        frame = _read_table(path, fmt, first_line, dtypes)
     except pd.errors.EmptyDataError:
         return _empty(columns)
     except pd.errors.ParserError as exc:
@@ -226,14 +217,31 @@ def _read_rows(path: Path, columns: Sequence[_Column], fmt: _Format) -> pd.DataF
         if all(c.valid is None or bool(c.valid(frame[c.name]).all()) for c in columns):
             frame.index = frame.index + first_line
             return frame
-    return _read_rows_as_text(path, columns, fmt, options)
+    return _read_rows_as_text(path, columns, fmt, first_line)
 
 
-def _read_rows_as_text(path: Path, columns: Sequence[_Column], fmt: _Format, options: dict) -> pd.DataFrame:
+def _read_table(
+    path: Path, fmt: _Format, first_line: int, dtype: Mapping[int, str] | type[str], keep_default_na: bool = True
+) -> pd.DataFrame:
+    """The data lines from ``first_line`` on, with pandas' C parser, in the file's format."""
+    return pd.read_csv(
+        path,
+        dtype=dtype,
+        sep=fmt.sep,
+        header=None,
+        skiprows=first_line - 1,
+        encoding=fmt.encoding,
+        quoting=fmt.quoting,
+        keep_default_na=keep_default_na,
+        skip_blank_lines=False,  # keeps row i on line first_line + i
+        engine="c",
+    )
+
+
+def _read_rows_as_text(path: Path, columns: Sequence[_Column], fmt: _Format, first_line: int) -> pd.DataFrame:
     """The slow path: parse every field by hand, skip blank lines, raise on the first malformed line."""
-    first_line = options["skiprows"] + 1
     try:
-        text = pd.read_csv(path, dtype=str, keep_default_na=False, **options)
+        text = _read_table(path, fmt, first_line, str, keep_default_na=False)
     except UnicodeDecodeError as exc:
         raise DatasetError(f"{path}: not {fmt.encoding} text ({exc})") from exc
     if text.shape[1] != len(columns):

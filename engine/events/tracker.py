@@ -28,17 +28,19 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import redis
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from redis.typing import EncodableT, FieldT
 
 from engine.config import Settings
 from engine.data.schema import EVENT_TYPES
 from engine.monitoring.prometheus_metrics import EVENTS, EVENTS_REJECTED
-from engine.storage.feature_store import LIVE_LOG_TTL_SECONDS, LiveEntry, eval_script_batch, logged_in_live_log
+from engine.storage.client import as_text, eval_script_batch, stream_entries, text_hash
+from engine.storage.feature_store import LIVE_LOG_TTL_SECONDS, LiveEntry, logged_in_live_log
 from engine.storage.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -117,8 +119,8 @@ class Event(BaseModel):
             raise ValueError(f"a purchase value is the price paid and cannot be negative, got {self.value}")
         return self
 
-    def stream_fields(self) -> dict[str, str]:
-        fields = {
+    def stream_fields(self) -> dict[FieldT, EncodableT]:
+        fields: dict[FieldT, EncodableT] = {
             "event_id": self.event_id,
             "user_id": self.user_id,
             "item_id": self.item_id,
@@ -130,15 +132,6 @@ class Event(BaseModel):
         if self.request_id is not None:
             fields["request_id"] = self.request_id
         return fields
-
-
-def parse_event(data: Mapping[str, Any]) -> Event:
-    """``Event`` from untrusted input, counting refusals; re-raises the ``ValidationError``."""
-    try:
-        return Event.model_validate(data)
-    except ValidationError:
-        EVENTS_REJECTED.labels(reason="invalid").inc()
-        raise
 
 
 class UnknownItemError(ValueError):
@@ -155,10 +148,6 @@ class TrackResult:
     duplicate: bool
     stream_id: str | None
     event_id: str = ""
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class EventTracker:
@@ -217,16 +206,15 @@ class EventTracker:
     # ------------------------------------------------------------------ console
     def counts(self) -> dict[str, int]:
         raw = self.redis.hgetall(self.keys.event_counts)
-        stored = {_text(k): int(v) for k, v in raw.items()}
+        stored = {k: int(v) for k, v in text_hash(raw).items()}
         return {t: stored.get(t, 0) for t in EVENT_TYPES}
 
     def recent(self, n: int = 50) -> list[dict[str, Any]]:
         """Newest first, with ``stream_id`` and the numeric fields as floats."""
         out: list[dict[str, Any]] = []
-        for stream_id, raw in self.redis.xrevrange(self.keys.event_stream, count=n):
-            entry: dict[str, Any] = {"stream_id": _text(stream_id)}
-            for k, v in raw.items():
-                key, text = _text(k), _text(v)
+        for stream_id, fields in stream_entries(self.redis.xrevrange(self.keys.event_stream, count=n)):
+            entry: dict[str, Any] = {"stream_id": stream_id}
+            for key, text in fields.items():
                 entry[key] = float(text) if key in ("timestamp", "value") else text
             out.append(entry)
         return out
@@ -266,7 +254,7 @@ class EventTracker:
         for event in accepted:
             # done: from now on a copy of this event is a duplicate
             pipe.set(self.keys.event_id(event.user_id, event.event_id), "d", keepttl=True)
-        return [_text(i) for i in pipe.execute()[: len(accepted)]]
+        return [as_text(i) for i in pipe.execute()[: len(accepted)]]
 
     def _release_pending(self, accepted: list[Event]) -> None:
         """After a failed append, drop the pending marks so that an immediate retry is accepted.

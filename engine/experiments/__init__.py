@@ -3,9 +3,11 @@
     >>> from engine.experiments import ExperimentService
     >>> service.create({...}); service.start(key); service.readout(key).decision_text
 
-Modules: ``model`` (the config and its validation), ``assignment`` (pure hashing of users to
-variants), ``scripts`` and ``store`` (Redis), ``stats`` and ``readout`` (from stored statistics to
-a decision), ``planning`` (sample sizes), ``service`` (all of it behind one object), ``cli``.
+Modules: ``model`` (the config and its validation), ``assignment`` and ``hashing`` (pure hashing
+of users to variants), ``store`` and ``scripts`` (Redis), ``snapshot`` (the configs a process
+serves), ``exposure`` (exposures and metric updates), ``lifecycle`` (create, start, stop...),
+``bandits`` (re-weighting), ``arm_stats``, ``results`` and ``readouts`` (from stored statistics to
+a decision), ``planning`` (sample sizes), ``service`` (all of it behind one object).
 """
 
 from engine.experiments.assignment import Assignment, AssignmentTable, Holdout

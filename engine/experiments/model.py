@@ -22,13 +22,13 @@ import time
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails, InitErrorDetails
 
 from engine.experiments.metrics import METRICS
 from engine.models.registry import MODEL_CLASSES
 
 KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$"
-USER_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
 WEIGHT_TOLERANCE = 1e-6
 
 Status = Literal["draft", "running", "paused", "stopped"]
@@ -47,7 +47,12 @@ DESCRIPTIVE_FIELDS = frozenset({"name", "hypothesis"})
 
 
 class ExperimentError(ValueError):
-    """An invalid experiment or an action its state does not allow; the message says which."""
+    """An invalid experiment or an action its state does not allow; the message says which, and
+    ``field`` names the experiment field it is about when there is one (a form shows it there)."""
+
+    def __init__(self, message: str = "", field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class NotFoundError(ExperimentError, KeyError):
@@ -169,41 +174,50 @@ class Experiment(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Experiment:
-        problems: list[str] = []
+        problems: list[ExperimentError] = []
         names = [v.name for v in self.variants]
         if len(names) < 2:
-            problems.append(f"an experiment needs at least 2 variants, got {len(names)}")
+            problems.append(ExperimentError(f"an experiment needs at least 2 variants, got {len(names)}", "variants"))
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
-            problems.append(f"variant names must be unique; repeated: {repeated}")
+            problems.append(ExperimentError(f"variant names must be unique; repeated: {repeated}", "variants"))
         total = math.fsum(v.weight for v in self.variants)
         if abs(total - 1.0) > WEIGHT_TOLERANCE:
             shares = ", ".join(f"{v.name}={v.weight:g}" for v in self.variants)
-            problems.append(f"variant weights must sum to 1, got {total:g} ({shares})")
-        for metric in [self.goal_metric, *self.guardrail_metrics]:
-            if metric not in METRICS:
-                problems.append(f"unknown metric {metric!r}; known: {sorted(METRICS)}")
+            problems.append(ExperimentError(f"variant weights must sum to 1, got {total:g} ({shares})", "variants"))
+        for field, metrics in (("goal_metric", [self.goal_metric]), ("guardrail_metrics", self.guardrail_metrics)):
+            problems.extend(ExperimentError(f"unknown metric {m!r}; known: {sorted(METRICS)}", field)
+                            for m in metrics if m not in METRICS)
         if self.goal_metric in self.guardrail_metrics:
-            problems.append(f"the goal metric {self.goal_metric!r} cannot also be a guardrail")
+            problems.append(ExperimentError(f"the goal metric {self.goal_metric!r} cannot also be a guardrail",
+                                            "guardrail_metrics"))
         for user, variant in self.forced.items():
             if variant not in names:
-                problems.append(f"forced user {user!r}: no variant {variant!r} (variants: {names})")
+                # filed under the variants: renaming one is what breaks a forced user's reference
+                problems.append(ExperimentError(f"forced user {user!r}: no variant {variant!r} (variants: {names})",
+                                                "variants"))
         problems.extend(self._bandit_problems(len(names)))
         if problems:
-            raise ValueError("; ".join(problems))
+            # one error line per problem, each carrying its field (``error_field``); no location, as
+            # they are about the experiment as a whole, so messages read as before
+            raise ValidationError.from_exception_data(type(self).__name__, [
+                InitErrorDetails(type="value_error", loc=(), input=self.key, ctx={"error": p}) for p in problems])
         return self
 
-    def _bandit_problems(self, k: int) -> list[str]:
+    def _bandit_problems(self, k: int) -> list[ExperimentError]:
         if self.kind == "ab":
-            return ["bandit settings are only for kind 'bandit'"] if self.bandit is not None else []
+            stray = self.bandit is not None
+            return [ExperimentError("bandit settings are only for kind 'bandit'", "kind")] if stray else []
         problems = []
         goal = METRICS.get(self.goal_metric)
         if goal is not None and goal.kind == "mean":
-            problems.append(
-                f"a bandit needs a rate as its goal (ratio or binomial metric), not the mean {self.goal_metric!r}"
-            )
+            problems.append(ExperimentError(
+                f"a bandit needs a rate as its goal (ratio or binomial metric), not the mean {self.goal_metric!r}",
+                "kind"))
         if self.bandit is not None and k and self.bandit.min_weight * k > 1:
-            problems.append(f"bandit min_weight {self.bandit.min_weight:g} is more than 1/{k} of the traffic")
+            # filed under the variants: fewer of them is the fix a form can make
+            problems.append(ExperimentError(
+                f"bandit min_weight {self.bandit.min_weight:g} is more than 1/{k} of the traffic", "variants"))
         return problems
 
     # ------------------------------------------------------------------ derived
@@ -243,19 +257,31 @@ class Experiment(BaseModel):
         )
 
 
-def _location(error: Any) -> str:
+def _location(error: ErrorDetails) -> str:
     return ".".join(str(part) for part in error["loc"]) or "experiment"
 
 
+def error_field(error: ErrorDetails) -> str | None:
+    """The experiment field a line of a ``ValidationError`` is about: the first part of its location,
+    else the field of the ``ExperimentError`` a model-wide check raised; None when neither says."""
+    if error["loc"]:
+        return str(error["loc"][0])
+    cause = error.get("ctx", {}).get("error")
+    return cause.field if isinstance(cause, ExperimentError) else None
+
+
 def parse_experiment(data: Any) -> Experiment:
-    """``Experiment`` from untrusted input; every problem in one ``ExperimentError`` message."""
+    """``Experiment`` from untrusted input; every problem in one ``ExperimentError`` message, whose
+    ``field`` is set when all the problems are about one field."""
     if isinstance(data, Experiment):
         data = data.model_dump()
     try:
         return Experiment.model_validate(data)
     except ValidationError as exc:
-        parts = []
+        parts, fields = [], set()
         for error in exc.errors(include_url=False):
             message = str(error["msg"]).removeprefix("Value error, ")
             parts.append(message if not error["loc"] else f"{_location(error)}: {message}")
-        raise ExperimentError("invalid experiment: " + "; ".join(parts)) from None
+            fields.add(error_field(error))
+        field = fields.pop() if len(fields) == 1 else None
+        raise ExperimentError("invalid experiment: " + "; ".join(parts), field) from None

@@ -22,14 +22,11 @@ import redis
 
 from engine.experiments.assignment import Holdout
 from engine.experiments.model import ConflictError, Experiment, ExperimentError, NotFoundError, parse_experiment
+from engine.storage.client import as_text, text_hash
 from engine.storage.keys import Keys
 
 log = logging.getLogger(__name__)
 UPDATE_ATTEMPTS = 10
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class ExperimentStore:
@@ -40,10 +37,10 @@ class ExperimentStore:
     # ------------------------------------------------------------------ configs
     def version(self) -> str | None:
         raw = self.redis.get(self.keys.experiment_version)
-        return None if raw is None else _text(raw)
+        return None if raw is None else as_text(raw)
 
     def load_all(self) -> list[Experiment]:
-        names = sorted(_text(k) for k in self.redis.smembers(self.keys.experiment_index))
+        names = sorted(as_text(k) for k in self.redis.smembers(self.keys.experiment_index))
         if not names:
             return []
         pipe = self.redis.pipeline(transaction=False)
@@ -67,7 +64,7 @@ class ExperimentStore:
 
     def insert(self, exp: Experiment) -> Experiment:
         if not self.redis.set(self.keys.experiment_config(exp.key), exp.model_dump_json(), nx=True):
-            raise ExperimentError(f"experiment {exp.key!r} already exists")
+            raise ExperimentError(f"experiment {exp.key!r} already exists", "key")
         self.redis.sadd(self.keys.experiment_index, exp.key)
         self._bump()
         return exp
@@ -108,7 +105,7 @@ class ExperimentStore:
         doomed = [self.keys.experiment_config(exp.key), self.keys.experiment_bandit_log(exp.key)]
         for phase in range(1, exp.phase + 1):
             days = self.redis.smembers(self.keys.experiment_days(exp.key, phase))
-            doomed += [self.keys.experiment_daily(exp.key, phase, _text(d)) for d in days]
+            doomed += [self.keys.experiment_daily(exp.key, phase, as_text(d)) for d in days]
             doomed += [
                 self.keys.experiment_assignments(exp.key, phase),
                 self.keys.experiment_units(exp.key, phase),
@@ -142,24 +139,21 @@ class ExperimentStore:
 
     # ------------------------------------------------------------------ statistics
     def read_stats(self, key: str, phase: int) -> dict[str, str]:
-        return {_text(k): _text(v) for k, v in self.redis.hgetall(self.keys.experiment_stats(key, phase)).items()}
+        return text_hash(self.redis.hgetall(self.keys.experiment_stats(key, phase)))
 
     def read_daily(self, key: str, phase: int) -> list[tuple[str, dict[str, str]]]:
         """Each day's increments, oldest first (days are ISO dates, so they sort as text)."""
-        days = sorted(_text(d) for d in self.redis.smembers(self.keys.experiment_days(key, phase)))
+        days = sorted(as_text(d) for d in self.redis.smembers(self.keys.experiment_days(key, phase)))
         if not days:
             return []
         pipe = self.redis.pipeline(transaction=False)
         for day in days:
             pipe.hgetall(self.keys.experiment_daily(key, phase, day))
-        return [
-            (day, {_text(k): _text(v) for k, v in raw.items()})
-            for day, raw in zip(days, pipe.execute(), strict=True)
-        ]
+        return [(day, text_hash(raw)) for day, raw in zip(days, pipe.execute(), strict=True)]
 
     def epoch_weights(self, key: str) -> dict[int, list[float]]:
         raw: Mapping[Any, Any] = self.redis.hgetall(self.keys.experiment_bandit_log(key))
-        return {int(_text(k)): [float(w) for w in json.loads(v)["weights"]] for k, v in raw.items()}
+        return {int(as_text(k)): [float(w) for w in json.loads(v)["weights"]] for k, v in raw.items()}
 
     def record_epoch(self, key: str, epoch: int, weights: list[float], at: float) -> None:
         entry = json.dumps({"weights": weights, "at": at})

@@ -33,13 +33,15 @@ BM25_K1 = 100.0
 BM25_B = 0.8
 
 
-def bm25_weights(matrix: sparse.csr_matrix, idf: np.ndarray, avg_length: float) -> sparse.csr_matrix:
+def bm25_weights(
+    matrix: sparse.csr_matrix, idf: np.ndarray, avg_length: float, k1: float = BM25_K1, b: float = BM25_B
+) -> sparse.csr_matrix:
     """Okapi BM25 of a users × items matrix: saturating term weight × item idf, user-length normalised."""
     out = sparse.csr_matrix(matrix, dtype=np.float64, copy=True)
     lengths = np.asarray(out.sum(axis=1), dtype=np.float64).ravel()
-    norm = (1.0 - BM25_B) + BM25_B * lengths / max(avg_length, 1e-12)
+    norm = (1.0 - b) + b * lengths / max(avg_length, 1e-12)
     row_of = np.repeat(np.arange(out.shape[0]), np.diff(out.indptr))
-    out.data = out.data * (BM25_K1 + 1.0) / (BM25_K1 * norm[row_of] + out.data) * idf[out.indices]
+    out.data = out.data * (k1 + 1.0) / (k1 * norm[row_of] + out.data) * idf[out.indices]
     return out
 
 
@@ -56,16 +58,24 @@ class ALSRecommender(Recommender):
         iterations: int = 15,
         random_state: int = 42,
         weighting: Weighting = "bm25",
+        bm25_k1: float = BM25_K1,
+        bm25_b: float = BM25_B,
     ) -> None:
         super().__init__()
         if weighting not in WEIGHTINGS:
             raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+        if factors < 1 or iterations < 1:
+            raise ValueError(f"factors and iterations must be at least 1, got {factors} and {iterations}")
+        if regularization < 0 or alpha < 0 or bm25_k1 < 0 or not 0.0 <= bm25_b <= 1.0:
+            raise ValueError("regularization, alpha and bm25_k1 must be non-negative and bm25_b in [0, 1]")
         self.factors = factors
         self.regularization = regularization
         self.alpha = alpha
         self.iterations = iterations
         self.random_state = random_state
         self.weighting: str = weighting
+        self.bm25_k1 = bm25_k1
+        self.bm25_b = bm25_b
         self.user_factors = np.empty((0, factors), dtype=np.float32)
         self.item_factors = np.empty((0, factors), dtype=np.float32)
         self.idf = np.empty(0, dtype=np.float64)
@@ -76,7 +86,7 @@ class ALSRecommender(Recommender):
     # ---- training -------------------------------------------------------------
     def _weigh(self, matrix: sparse.csr_matrix) -> sparse.csr_matrix:
         if self.weighting == "bm25":
-            return bm25_weights(matrix, self.idf, float(self.avg_length[0]))
+            return bm25_weights(matrix, self.idf, float(self.avg_length[0]), self.bm25_k1, self.bm25_b)
         return sparse.csr_matrix(matrix, dtype=np.float64, copy=True)
 
     def _confidence(self, matrix: sparse.csr_matrix) -> sparse.csr_matrix:
@@ -185,4 +195,6 @@ class ALSRecommender(Recommender):
             "iterations": self.iterations,
             "random_state": self.random_state,
             "weighting": self.weighting,
+            "bm25_k1": self.bm25_k1,
+            "bm25_b": self.bm25_b,
         }

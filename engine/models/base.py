@@ -39,6 +39,7 @@ class Recommender(ABC):
         self.item_index: dict[str, int] = {}
         self.user_index: dict[str, int] = {}
         self.user_items: list[np.ndarray] = []  # per known user, the item indices they interacted with
+        self.version: str | None = None  # the registry version it was loaded from (None: not saved)
 
     # ---- training -------------------------------------------------------------
     @abstractmethod
@@ -135,6 +136,7 @@ class Recommender(ABC):
         flat = np.concatenate(self.user_items) if self.user_items else np.empty(0, dtype=np.int64)
         np.savez(
             path / "arrays.npz",
+            allow_pickle=False,  # an object array would need pickle to load: refuse it at save time
             __item_ids=item_ids.astype(str),
             __user_ids=users.astype(str),
             __user_items_len=lengths,

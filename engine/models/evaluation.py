@@ -8,8 +8,9 @@
    then beyond-accuracy: catalog coverage over the training items, intra-list diversity by
    category, novelty as the mean −log2 of the fraction of training users who had the item.
 
-``recops evaluate`` runs it: ``--dataset demo`` on the default demo world, ``--dataset movielens
---path DIR`` on a MovieLens directory.
+``recops evaluate`` runs it: ``--dataset demo`` on the demo world the settings describe
+(``RECOPS_DEMO_SEED``, ``RECOPS_DEMO_USERS``, ``RECOPS_DEMO_ITEMS``; the split keeps its own seed 42),
+``--dataset movielens --path DIR`` on a MovieLens directory.
 """
 
 from __future__ import annotations
@@ -18,14 +19,16 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from analysis.ranking import catalog_coverage, intra_list_diversity, novelty, ranking_metrics
+from engine.config import Settings
 from engine.data.demo import DemoWorld, position_bias
 from engine.data.schema import Dataset, DatasetError, InteractionMatrix
 from engine.data.split import stratified_split
@@ -57,16 +60,30 @@ class EvaluationSplit:
     train: InteractionMatrix
     test_users: list[str]
     relevant: list[set[str]]
-    categories: dict[str, str]
-    user_share: dict[str, float]  # item → fraction of training users who had it (for novelty)
+    # keyed by item id; typed as analysis.ranking takes them (its Mapping keys are any Hashable)
+    categories: Mapping[Hashable, Hashable]
+    user_share: Mapping[Hashable, float]  # item → fraction of training users who had it (for novelty)
 
     @classmethod
     def build(cls, dataset: Dataset, seed: int = 42, min_rating: float | None = None) -> EvaluationSplit:
+        """The per-user stratified split (``engine.data.split``)."""
         train_events, test_events = stratified_split(dataset.events, seed=seed, min_rating=min_rating)
         if train_events.empty or test_events.empty:
             raise DatasetError(f"{dataset.name}: too few interactions per user to hold any out for testing")
+        return cls.from_halves(dataset, train_events, test_events)
+
+    @classmethod
+    def from_halves(cls, dataset: Dataset, train_events: pd.DataFrame, test_events: pd.DataFrame) -> EvaluationSplit:
+        """Train on ``train_events``; each user known in training must find their test items.
+
+        A test item the user already had in training is not counted: the lists never show it.
+        """
         train = dataset.with_events(train_events, name=f"{dataset.name}-train").interactions()
         test = test_events[test_events["user_id"].isin(train.user_index)]
+        had = pd.MultiIndex.from_frame(train_events[["user_id", "item_id"]])
+        test = test[~pd.MultiIndex.from_frame(test[["user_id", "item_id"]]).isin(had)]
+        if test.empty:
+            raise DatasetError(f"{dataset.name}: no user known in training has a new item to find in the test half")
         grouped = test.groupby("user_id", sort=True)["item_id"].agg(set)
         binary = train.matrix.copy()
         binary.data[:] = 1.0
@@ -205,25 +222,26 @@ def reports_to_json(reports: Sequence[ModelReport], **meta: Any) -> str:
 # ---- command line ----------------------------------------------------------------------------
 
 
-def load_dataset(kind: str, path: str | None) -> tuple[Dataset, DemoWorld | None]:
+def load_dataset(kind: str, path: str | None, settings: Settings) -> tuple[Dataset, DemoWorld | None]:
+    """The dataset to evaluate on; the demo world is the one ``RECOPS_DEMO_*`` describe."""
     if kind == "demo":
-        world = DemoWorld.generate(seed=42)
+        world = DemoWorld.generate(seed=settings.demo_seed, n_users=settings.demo_users, n_items=settings.demo_items)
         return world.dataset(), world
     if kind == "movielens":
         if not path:
             raise DatasetError("--dataset movielens needs --path DIR (an ml-100k or ml-latest directory)")
         from engine.data.movielens import load_movielens
 
-        return load_movielens(path), None
+        return load_movielens(Path(path)), None
     raise DatasetError(f"unknown dataset {kind!r}: use demo or movielens")
 
 
-def evaluate_command(args: argparse.Namespace) -> int:
+def evaluate_command(args: argparse.Namespace, settings: Settings) -> int:
     """``recops evaluate``: print the table (or JSON); a dataset problem is one line and exit code 2."""
     k = int(getattr(args, "k", 10))
     kind = getattr(args, "dataset", "demo")
     try:
-        dataset, world = load_dataset(kind, getattr(args, "path", None))
+        dataset, world = load_dataset(kind, getattr(args, "path", None), settings)
         reports = evaluate(dataset, k=k, world=world)
     except DatasetError as exc:
         print(f"recops evaluate: {exc}", file=sys.stderr)
@@ -237,8 +255,3 @@ def evaluate_command(args: argparse.Namespace) -> int:
             print("truth: expected clicks of the lists as a share of the ideal lists (the demo world's ground "
                   "truth; offline metrics there reward predicting past exposure)")
     return 0
-
-
-def reports_frame(reports: Sequence[ModelReport]) -> pd.DataFrame:
-    """The reports as a DataFrame (for the console)."""
-    return pd.DataFrame([asdict(r) for r in reports])

@@ -1,11 +1,27 @@
-"""Versioned model storage: train, save, list and load models without retraining.
+"""Versioned model storage with a lifecycle: train, save, promote, roll back, load without retraining.
 
 Layout under ``models_dir``::
 
-    registry.json                      {"default": "als", "default_pinned": false,
-                                        "models": {"als": {"current": "<version>", "versions": [...]}}}
+    registry.json                      see below
     <name>/<version>/model.json        written by ``Recommender.save``
     <name>/<version>/arrays.npz
+
+``registry.json`` (format 2)::
+
+    {"format": 2, "default": "als", "default_pinned": false,
+     "models": {"als": {"versions": {"<version>": {"dataset": "demo", "stage": "production",
+                                                   "lineage": {...}}},
+                        "production": {"demo": ["<older production>", "<current production>"]}}}}
+
+Every version belongs to one dataset and has a stage: ``production`` (served for its dataset; at
+most one per model and dataset), ``candidate`` (trained, waiting for a person's promotion) or
+``archived`` (was production, replaced).  The first version of a model on a dataset becomes
+production; later ones are candidates.  ``production`` keeps, per dataset, the versions that were
+production in the order they were promoted, so a rollback knows where to go back to.
+
+A registry written before the lifecycle (format 1: ``{"current": v, "versions": [...]}`` per
+model) is read as dataset "demo" with the current version in production and the rest archived,
+and is rewritten in format 2 on the next change.
 
 A version is ``YYYYmmddTHHMMSSffffffZ-<hash>``: it sorts by creation time, and the short hash of the
 saved arrays tells two versions apart even when they were made in the same microsecond.
@@ -17,13 +33,16 @@ complete before the registry points at it.
 from __future__ import annotations
 
 import contextlib
+import copy
 import fcntl
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -31,19 +50,32 @@ from typing import Any
 from engine.data.schema import Dataset
 from engine.models.als import ALSRecommender
 from engine.models.base import Recommender
+from engine.models.ease import EASERecommender
 from engine.models.item_item import ItemItemRecommender
+from engine.models.lineage import lineage
 from engine.models.popularity import PopularityRecommender
 
 MODEL_CLASSES: dict[str, type[Recommender]] = {
     "popularity": PopularityRecommender,
     "item_item": ItemItemRecommender,
     "als": ALSRecommender,
+    "ease": EASERecommender,
 }
+# What the engine trains by itself on first start.  EASE is trained on request (`recops train`):
+# its items × items matrix costs 100 MB per serving process on the 5,000-item demo catalogue.
+STARTUP_MODELS: tuple[str, ...] = ("popularity", "item_item", "als")
 # The model served when a request names none, until ``set_default`` says otherwise: ALS measured
 # best offline on ml-100k and on the demo world's ground truth (see engine/models/als.py).
 DEFAULT_MODEL = "als"
+DEMO_DATASET = "demo"
 REGISTRY_FILE = "registry.json"
 LOCK_FILE = ".registry.lock"
+FORMAT = 2
+
+PRODUCTION = "production"
+CANDIDATE = "candidate"
+ARCHIVED = "archived"
+STAGES: tuple[str, ...] = (PRODUCTION, CANDIDATE, ARCHIVED)
 
 
 class UnknownModelError(KeyError):
@@ -51,6 +83,14 @@ class UnknownModelError(KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class LifecycleError(ValueError):
+    """A promotion or rollback that cannot be done (already production, nothing to go back to...)."""
+
+
+class RegistryError(RuntimeError):
+    """``registry.json`` exists but cannot be read."""
 
 
 def model_class(name: str) -> type[Recommender]:
@@ -65,14 +105,48 @@ def new_model(name: str, params: Mapping[str, Any] | None = None) -> Recommender
     return model_class(name)(**dict(params or {}))
 
 
-class RegistryError(RuntimeError):
-    """``registry.json`` exists but cannot be read."""
+def version_time(version: str) -> str | None:
+    """The creation time written in a version name, ISO 8601 (None if it has none)."""
+    try:
+        moment = datetime.strptime(version.split("-", 1)[0], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
+    return moment.isoformat(timespec="seconds")
 
 
-def _fallback_default(models: Mapping[str, Any]) -> str | None:
-    if DEFAULT_MODEL in models:
+@dataclass(frozen=True)
+class VersionRecord:
+    """One saved version as ``recops models list`` shows it."""
+
+    model: str
+    version: str
+    dataset: str
+    stage: str
+    lineage: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def trained_at(self) -> str | None:
+        return self.lineage.get("trained_at") or version_time(self.version)
+
+
+@dataclass(frozen=True)
+class StageChange:
+    """A promotion or rollback as done, with the model entry before and after (for ``revert``)."""
+
+    action: str
+    model: str
+    dataset: str
+    version: str  # production after the change
+    previous: str | None  # production before it
+    before: dict[str, Any] = field(repr=False)
+    after: dict[str, Any] = field(repr=False)
+
+
+def _fallback_default(names: Iterable[str]) -> str | None:
+    names = sorted(names)
+    if DEFAULT_MODEL in names:
         return DEFAULT_MODEL
-    return min(models) if models else None
+    return names[0] if names else None
 
 
 def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
@@ -97,8 +171,33 @@ def _digest(directory: Path) -> str:
     return h.hexdigest()[:8]
 
 
+def _upgrade_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    """A model entry in format 2, whatever format it was written in (see the module docstring)."""
+    if isinstance(entry.get("versions"), list):  # format 1
+        current = entry.get("current")
+        return {
+            "versions": {
+                v: {"dataset": DEMO_DATASET, "stage": PRODUCTION if v == current else ARCHIVED, "lineage": {}}
+                for v in entry["versions"]
+            },
+            "production": {DEMO_DATASET: [current]} if current in entry["versions"] else {},
+        }
+    entry.setdefault("versions", {})
+    entry.setdefault("production", {})
+    for info in entry["versions"].values():
+        info.setdefault("dataset", DEMO_DATASET)
+        info.setdefault("lineage", {})
+        info.setdefault("stage", CANDIDATE)
+    return entry
+
+
+def _production(entry: dict[str, Any], dataset: str) -> str | None:
+    history = entry["production"].get(dataset) or []
+    return str(history[-1]) if history else None
+
+
 class ModelRegistry:
-    """Models on disk, by name and version; see the module docstring."""
+    """Models on disk, by name, dataset and version; see the module docstring."""
 
     def __init__(self, models_dir: Path) -> None:
         self.models_dir = Path(models_dir)
@@ -112,20 +211,30 @@ class ModelRegistry:
         try:
             data = json.loads(self._path.read_text())
         except FileNotFoundError:
-            return {"default": None, "default_pinned": False, "models": {}}
+            return {"format": FORMAT, "default": None, "default_pinned": False, "models": {}}
         except ValueError as exc:
             raise RegistryError(f"{self._path} is not valid JSON ({exc})") from exc
-        data.setdefault("models", {})
+        data["format"] = FORMAT
         data.setdefault("default", None)
         data.setdefault("default_pinned", False)
+        data["models"] = {name: _upgrade_entry(entry) for name, entry in data.get("models", {}).items()}
         return data
+
+    def generation(self) -> tuple[int, int, int] | None:
+        """Changes whenever ``registry.json`` is rewritten (each write is a new file): a cheap poll."""
+        try:
+            st = os.stat(self._path)
+        except FileNotFoundError:
+            return None
+        return st.st_ino, st.st_mtime_ns, st.st_size
 
     @contextlib.contextmanager
     def _updating(self) -> Iterator[dict[str, Any]]:
         """Read, let the caller change, and write the registry under an exclusive lock.
 
         Readers need no lock (the file is replaced atomically); two writers — a retrain from the
-        console and one from the CLI — would otherwise lose one another's versions.
+        console and one from the CLI — would otherwise lose one another's versions.  If the
+        caller raises, nothing is written.
         """
         self.models_dir.mkdir(parents=True, exist_ok=True)
         with (self.models_dir / LOCK_FILE).open("a") as lock:
@@ -148,28 +257,72 @@ class ModelRegistry:
     def _entry(self, data: dict[str, Any], name: str) -> dict[str, Any]:
         entry = data["models"].get(name)
         if entry is None:
+            model_class(name)  # an unknown kind of model says so, with the known ones
             raise UnknownModelError(f"no saved model {name!r} in {self.models_dir}; saved: {sorted(data['models'])}")
         return entry
 
+    def _version_info(self, entry: dict[str, Any], name: str, version: str) -> dict[str, Any]:
+        info = entry["versions"].get(version)
+        if info is None:
+            raise UnknownModelError(f"{name!r} has no version {version!r}; versions: {sorted(entry['versions'])}")
+        return info
+
     # ---- queries ---------------------------------------------------------------
-    def names(self) -> list[str]:
-        """Names with at least one saved version, sorted."""
-        return sorted(self._read()["models"])
+    def names(self, dataset: str = DEMO_DATASET) -> list[str]:
+        """Names with a production version on ``dataset``, sorted: the models served for it."""
+        return sorted(self.served(dataset))
 
-    def versions(self, name: str) -> list[str]:
-        """Saved versions of ``name``, oldest first."""
-        return list(self._entry(self._read(), name)["versions"])
+    def served(self, dataset: str = DEMO_DATASET) -> dict[str, str]:
+        """Model name → its production version on ``dataset``."""
+        out = {}
+        for name, entry in self._read()["models"].items():
+            version = _production(entry, dataset)
+            if version is not None:
+                out[name] = version
+        return out
 
-    def current_version(self, name: str) -> str:
-        return str(self._entry(self._read(), name)["current"])
+    def versions(self, name: str, dataset: str | None = None) -> list[str]:
+        """Saved versions of ``name`` (on ``dataset``, or on any), oldest first."""
+        entry = self._entry(self._read(), name)
+        return sorted(v for v, info in entry["versions"].items() if dataset is None or info["dataset"] == dataset)
+
+    def current_version(self, name: str, dataset: str = DEMO_DATASET) -> str:
+        """The production version of ``name`` on ``dataset``."""
+        version = _production(self._entry(self._read(), name), dataset)
+        if version is None:
+            raise UnknownModelError(f"{name!r} has no production version on dataset {dataset!r}")
+        return version
+
+    def record(self, name: str, version: str) -> VersionRecord:
+        entry = self._entry(self._read(), name)
+        info = self._version_info(entry, name, version)
+        return VersionRecord(name, version, info["dataset"], info["stage"], info["lineage"])
+
+    def records(self, dataset: str | None = None) -> list[VersionRecord]:
+        """Every saved version (of ``dataset``, or of all), by dataset, model and age."""
+        out = [
+            VersionRecord(name, version, info["dataset"], info["stage"], info["lineage"])
+            for name, entry in self._read()["models"].items()
+            for version, info in entry["versions"].items()
+            if dataset is None or info["dataset"] == dataset
+        ]
+        return sorted(out, key=lambda r: (r.dataset, r.model, r.version))
+
+    def datasets(self) -> list[str]:
+        return sorted({r.dataset for r in self.records()})
+
+    def default_model(self, dataset: str = DEMO_DATASET) -> str | None:
+        """The model served when a request names none: the one set, else ``DEFAULT_MODEL`` or the
+        first name, among those with a production version on ``dataset``."""
+        data = self._read()
+        served = [name for name, entry in data["models"].items() if _production(entry, dataset) is not None]
+        if data["default_pinned"] and data["default"] in served:
+            return str(data["default"])
+        return _fallback_default(served)
 
     @property
     def default(self) -> str | None:
-        """The default model's name: the one set, else ``DEFAULT_MODEL`` or the first saved name."""
-        data = self._read()
-        if data["default_pinned"] and data["default"] in data["models"]:
-            return str(data["default"])
-        return _fallback_default(data["models"])
+        return self.default_model(DEMO_DATASET)
 
     # ---- changes ---------------------------------------------------------------
     def set_default(self, name: str) -> None:
@@ -178,16 +331,14 @@ class ModelRegistry:
             data["default"] = name
             data["default_pinned"] = True
 
-    def set_current(self, name: str, version: str) -> None:
-        """Serve ``version`` of ``name`` from now on (a rollback is this with an older version)."""
-        with self._updating() as data:
-            entry = self._entry(data, name)
-            if version not in entry["versions"]:
-                raise UnknownModelError(f"{name!r} has no version {version!r}; versions: {entry['versions']}")
-            entry["current"] = version
+    def save(
+        self, name: str, model: Recommender, dataset: str = DEMO_DATASET, lineage: Mapping[str, Any] | None = None
+    ) -> str:
+        """Save a fitted ``model`` as a new version of ``name`` trained on ``dataset`` and return it.
 
-    def save(self, name: str, model: Recommender) -> str:
-        """Save a fitted ``model`` as a new version of ``name``, make it current, and return the version."""
+        The first version of ``name`` on ``dataset`` goes straight to production; later ones are
+        candidates until promoted.
+        """
         model_class(name)
         if model.name != name:
             raise ValueError(f"a {model.name!r} model cannot be saved as {name!r}")
@@ -210,25 +361,92 @@ class ModelRegistry:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         with self._updating() as data:
-            entry = data["models"].setdefault(name, {"versions": [], "current": None})
-            entry["versions"] = sorted({*entry["versions"], version})
-            entry["current"] = version
+            entry = data["models"].setdefault(name, {"versions": {}, "production": {}})
+            first = _production(entry, dataset) is None
+            entry["versions"][version] = {
+                "dataset": dataset,
+                "stage": PRODUCTION if first else CANDIDATE,
+                "lineage": {"dataset": dataset, **dict(lineage or {})},
+            }
+            if first:
+                entry["production"][dataset] = [version]
         return version
 
-    def load(self, name: str, version: str | None = None) -> Recommender:
-        """The saved model ``name`` at ``version`` (the current one by default), ready to serve."""
-        cls = model_class(name)
-        data = self._read()
-        entry = self._entry(data, name)
-        version = version or entry["current"]
-        if version not in entry["versions"]:
-            raise UnknownModelError(f"{name!r} has no version {version!r}; versions: {entry['versions']}")
-        return cls.load(self.models_dir / name / version)
+    def promote(self, name: str, version: str, dataset: str | None = None) -> StageChange:
+        """Make ``version`` production for its dataset; the production version before it is archived."""
+        with self._updating() as data:
+            entry = self._entry(data, name)
+            info = self._version_info(entry, name, version)
+            if dataset is not None and info["dataset"] != dataset:
+                raise LifecycleError(f"{name} {version} was trained on dataset {info['dataset']!r}, not {dataset!r}")
+            if info["stage"] == PRODUCTION:
+                raise LifecycleError(f"{name} {version} is already production on dataset {info['dataset']!r}")
+            before = copy.deepcopy(entry)
+            previous = _production(entry, info["dataset"])
+            if previous is not None:
+                entry["versions"][previous]["stage"] = ARCHIVED
+            info["stage"] = PRODUCTION
+            entry["production"].setdefault(info["dataset"], []).append(version)
+            return StageChange("promote", name, info["dataset"], version, previous, before, copy.deepcopy(entry))
 
-    def train_all(self, dataset: Dataset, names: Iterable[str] | None = None) -> dict[str, str]:
-        """Fit and save each model (all of ``MODEL_CLASSES`` by default); returns name → new version."""
-        chosen = list(names) if names is not None else list(MODEL_CLASSES)
+    def rollback(self, name: str, dataset: str = DEMO_DATASET) -> StageChange:
+        """Serve the version that was production before the current one; the current one is archived."""
+        with self._updating() as data:
+            entry = self._entry(data, name)
+            history = entry["production"].get(dataset) or []
+            if not history:
+                raise LifecycleError(f"{name!r} has no production version on dataset {dataset!r}")
+            if len(history) < 2:
+                raise LifecycleError(f"{name} on dataset {dataset!r}: no earlier production version to roll back to")
+            before = copy.deepcopy(entry)
+            current = history.pop()
+            target = history[-1]
+            entry["versions"][current]["stage"] = ARCHIVED
+            entry["versions"][target]["stage"] = PRODUCTION
+            return StageChange("rollback", name, dataset, target, current, before, copy.deepcopy(entry))
+
+    def revert(self, change: StageChange) -> None:
+        """Undo ``change`` (when it could not be audited), unless the entry changed again since."""
+        with self._updating() as data:
+            entry = self._entry(data, change.model)
+            if entry != change.after:
+                raise LifecycleError(f"{change.model} changed again after the {change.action}; not reverted")
+            data["models"][change.model] = copy.deepcopy(change.before)
+
+    def set_current(self, name: str, version: str) -> None:
+        """Serve ``version`` of ``name`` from now on (kept for callers from before the lifecycle)."""
+        self.promote(name, version)
+
+    def load(self, name: str, version: str | None = None, dataset: str = DEMO_DATASET) -> Recommender:
+        """The saved model ``name`` at ``version`` (production on ``dataset`` by default), ready to serve.
+
+        The loaded model knows its ``version``: serving keys its cached lists by it.
+        """
+        cls = model_class(name)
+        entry = self._entry(self._read(), name)
+        if version is None:
+            version = _production(entry, dataset)
+            if version is None:
+                raise UnknownModelError(f"{name!r} has no production version on dataset {dataset!r}")
+        self._version_info(entry, name, version)
+        model = cls.load(self.models_dir / name / version)
+        model.version = version
+        return model
+
+    def train_all(
+        self, dataset: Dataset, names: Iterable[str] | None = None, dataset_version: int | None = None
+    ) -> dict[str, str]:
+        """Fit and save each model (``STARTUP_MODELS`` by default) on ``dataset``, named by
+        ``dataset.name``; returns name → new version."""
+        chosen = list(names) if names is not None else list(STARTUP_MODELS)
         for name in chosen:
             model_class(name)  # fail before spending time on training
         interactions = dataset.interactions()
-        return {name: self.save(name, new_model(name).fit(interactions)) for name in chosen}
+        versions = {}
+        for name in chosen:
+            started = time.perf_counter()
+            model = new_model(name).fit(interactions)
+            record = lineage(dataset=dataset.name, dataset_version=dataset_version, events=dataset.events,
+                             params=model.params(), train_seconds=time.perf_counter() - started)
+            versions[name] = self.save(name, model, dataset=dataset.name, lineage=record)
+        return versions

@@ -1,8 +1,9 @@
 """A real Prometheus started by the project when no ``PROMETHEUS_URL`` is given.
 
-The configuration template and the rule files live in ``deploy/prometheus`` at the repository
-root (next to the ``engine`` package, which is installed editable).  They are rendered and copied
-into ``data_dir/prometheus`` so that the running server never depends on the checkout changing
+The configuration template and the rule files are package data of ``engine.monitoring`` (the
+``prometheus/`` folder beside this module, declared in pyproject.toml), so an editable checkout, a
+``pip install .`` and a wheel all find them.  They are rendered and copied into
+``data_dir/prometheus`` so that the running server never depends on the installed files changing
 under it.  The server binds to loopback, keeps a bounded TSDB under the data dir, and writes
 ``server.json`` there so that a second process (the console, a CLI command) reuses a server that
 is already running for the same API target instead of failing on the TSDB lock.  Only the process
@@ -18,16 +19,22 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
-from engine.storage.embedded_redis import free_port
+from engine.local_processes import free_port
 
-DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
+if TYPE_CHECKING:
+    from importlib.abc import Traversable  # importlib.resources.abc from Python 3.11 on
+
+# A Traversable rather than a Path: importlib.resources finds package data however the package
+# was installed, and every use below only reads files.
+CONFIG_FILES: Traversable = resources.files("engine.monitoring").joinpath("prometheus")
 CONFIG_TEMPLATE = "prometheus.yml.tmpl"
 RULE_FILES = ("recording.yml", "alerts.yml")
-JOB_NAME = "recops-api"
 
 
 class PrometheusUnavailableError(RuntimeError):
@@ -38,28 +45,28 @@ def find_prometheus_binary() -> str | None:
     return shutil.which("prometheus")
 
 
-def deploy_dir(source: Path = DEPLOY_DIR) -> Path:
-    """The directory with the template and ``rules/``; a clear error when the checkout lacks it."""
-    missing = [p for p in (source / CONFIG_TEMPLATE, *(source / "rules" / f for f in RULE_FILES)) if not p.is_file()]
+def config_files(source: Traversable = CONFIG_FILES) -> Traversable:
+    """The folder with the template and ``rules/``; a clear error when the installation lacks them."""
+    wanted = [source.joinpath(CONFIG_TEMPLATE), *(source.joinpath("rules").joinpath(name) for name in RULE_FILES)]
+    missing = [str(p) for p in wanted if not p.is_file()]
     if missing:
         raise FileNotFoundError(
-            f"Prometheus deploy files missing: {', '.join(str(p) for p in missing)}. They ship in the "
-            "repository's deploy/prometheus directory; install the engine editable from a full checkout "
-            "(pip install -e .)."
+            f"Prometheus config files missing: {', '.join(missing)}. They are package data of "
+            "engine.monitoring (engine/monitoring/prometheus/); reinstall recops from a complete source tree."
         )
     return source
 
 
-def render_config(target_dir: Path, api_target: str, source: Path = DEPLOY_DIR) -> Path:
+def render_config(target_dir: Path, api_target: str, source: Traversable = CONFIG_FILES) -> Path:
     """Write ``target_dir/prometheus.yml`` scraping ``api_target`` (host:port) and copy the rules beside it."""
     if "://" in api_target or "/" in api_target:
         raise ValueError(f"api_target must be host:port, got {api_target!r}")
-    source = deploy_dir(source)
+    source = config_files(source)
     rules_dir = target_dir / "rules"
     rules_dir.mkdir(parents=True, exist_ok=True)
     for name in RULE_FILES:
-        shutil.copyfile(source / "rules" / name, rules_dir / name)
-    template = (source / CONFIG_TEMPLATE).read_text()
+        (rules_dir / name).write_bytes(source.joinpath("rules").joinpath(name).read_bytes())
+    template = source.joinpath(CONFIG_TEMPLATE).read_text()
     config = target_dir / "prometheus.yml"
     config.write_text(template.format(api_target=api_target, rules_dir=rules_dir.resolve()))
     return config
@@ -81,7 +88,7 @@ class PrometheusServer:
     port: int | None = None
     retention_time: str = "2d"
     retention_size: str = "512MB"
-    source: Path = DEPLOY_DIR
+    source: Traversable = CONFIG_FILES
     process: subprocess.Popen[bytes] | None = None
     url: str = ""
 

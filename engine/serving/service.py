@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, TypedDict
+from typing import Any, TypedDict, TypeVar
 
 import numpy as np
 import redis
@@ -65,14 +65,18 @@ class RecommendationResult:
         return asdict(self)
 
 
-class _Children(dict):  # type: ignore[type-arg]
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _Children(dict[K, V]):
     """A dict that fills itself from a factory on first access."""
 
-    def __init__(self, factory: Callable[[Any], Any]) -> None:
+    def __init__(self, factory: Callable[[K], V]) -> None:
         super().__init__()
         self._factory = factory
 
-    def __missing__(self, key: Any) -> Any:
+    def __missing__(self, key: K) -> V:
         value = self[key] = self._factory(key)
         return value
 
@@ -90,7 +94,7 @@ class RecommendationService:
     def __init__(
         self,
         models: Mapping[str, Recommender],
-        default_model: str,
+        default_model: str | None,
         catalog: ItemCatalog,
         features: FeatureStore,
         cache: TieredCache,
@@ -117,8 +121,9 @@ class RecommendationService:
         )
         self._latency: dict[str, Any] = _Children(lambda tier: metrics.RECOMMENDATION_LATENCY.labels(tier=tier))
 
-    def _install(self, models: Mapping[str, Recommender], default_model: str) -> None:
-        if default_model not in models:
+    def _install(self, models: Mapping[str, Recommender], default_model: str | None) -> None:
+        # None is what a registry without any model names as its default
+        if default_model is None or default_model not in models:
             raise UnknownModelError(f"default model {default_model!r} is not among {sorted(models)}")
         self.models = dict(models)
         self.default_model = default_model
@@ -127,7 +132,7 @@ class RecommendationService:
         sim_model = models.get(self.similarity_model) if self.similarity_model else None
         self.vectors = self._catalog_vectors(sim_model)
 
-    def swap_models(self, models: Mapping[str, Recommender], default_model: str) -> int:
+    def swap_models(self, models: Mapping[str, Recommender], default_model: str | None) -> int:
         """Serve newly loaded models; cached lists of the old ones are dropped everywhere."""
         self._install(models, default_model)
         return self.cache.invalidate_all(reason="model_reload")
@@ -146,15 +151,28 @@ class RecommendationService:
         return out
 
     # ------------------------------------------------------------------ public
+    def list_key(self, user_id: str, model_name: str, n: int, diversity: DiversitySettings | None = None) -> str:
+        """The cache key of a user's list from ``model_name`` (at the version loaded now)."""
+        return self._key(user_id, model_name, self.models.get(model_name), n, diversity or self.diversity)
+
+    def _key(self, user_id: str, model_name: str, model: Recommender | None, n: int, div: DiversitySettings) -> str:
+        # Cached lists are keyed by model version (``name@version`` for a registry model), so a
+        # process that has not yet picked up a promotion never serves, or overwrites, the lists of
+        # the version that replaced it — and the new version never reads the old one's.  The key
+        # and the list come from the same model object, even while ``swap_models`` runs.
+        version = model.version if model is not None else None
+        return self.keys.rec_list(user_id, f"{model_name}@{version}" if version else model_name, n, div.signature)
+
     def recommend_from_l1(
         self, user_id: str, n: int = 10, model: str | None = None, diversity: DiversitySettings | None = None
     ) -> RecommendationResult | None:
         """The in-process cached list, or None; never does I/O (safe on an event loop)."""
         started = time.perf_counter()
         model_name = model or self.default_model
-        if model_name not in self.models:
+        chosen = self.models.get(model_name)
+        if chosen is None:
             return None
-        key = self.keys.rec_list(user_id, model_name, n, (diversity or self.diversity).signature)
+        key = self._key(user_id, model_name, chosen, n, diversity or self.diversity)
         value, _ = self.cache.peek_l1(key)
         if value is None:
             return None
@@ -172,17 +190,16 @@ class RecommendationService:
     ) -> RecommendationResult:
         started = time.perf_counter()
         model_name = model or self.default_model
-        if model_name not in self.models:
+        chosen = self.models.get(model_name)
+        if chosen is None:
             raise UnknownModelError(f"unknown model {model_name!r}; known: {sorted(self.models)}")
         div = diversity or self.diversity
-        key = self.keys.rec_list(user_id, model_name, n, div.signature)
+        key = self._key(user_id, model_name, chosen, n, div)
         try:
             if use_cache:
-                value, tier = self.cache.get_or_compute(
-                    user_id, key, lambda: self._compute(user_id, n, model_name, div)
-                )
+                value, tier = self.cache.get_or_compute(user_id, key, lambda: self._compute(user_id, n, chosen, div))
             else:
-                value, tier = self._compute(user_id, n, model_name, div), "miss"
+                value, tier = self._compute(user_id, n, chosen, div), "miss"
             result = self._result_from(user_id, value, model_name, tier)
             status = "ok"
         except Exception as exc:  # the caller must always get a list; the cause is logged and counted
@@ -219,11 +236,11 @@ class RecommendationService:
     ) -> WarmReport:
         """Compute and cache the default lists of ``user_ids`` (pipelined writes, with progress)."""
         model_name = model or self.default_model
+        chosen = self.models[model_name]
         div = self.diversity
 
         def lists_for(user_id: str) -> list[tuple[str, dict[str, Any]]]:
-            key = self.keys.rec_list(user_id, model_name, n, div.signature)
-            return [(key, self._compute(user_id, n, model_name, div))]
+            return [(self._key(user_id, model_name, chosen, n, div), self._compute(user_id, n, chosen, div))]
 
         return self.cache.warm(user_ids, lists_for, progress=progress)
 
@@ -234,13 +251,12 @@ class RecommendationService:
         return removed
 
     # ----------------------------------------------------------------- compute
-    def _compute(self, user_id: str, n: int, model_name: str, div: DiversitySettings) -> dict[str, Any]:
+    def _compute(self, user_id: str, n: int, model: Recommender, div: DiversitySettings) -> dict[str, Any]:
         feats = self.features.get_user(user_id)
         purchased = set(feats.purchased)
         history = [i for i in feats.history if i in self.catalog]
         if not history:
             return self._cold_start(n, purchased)
-        model = self.models[model_name]
         pool = max(self.candidate_pool, n)
         candidates = model.recommend(user_id, n=pool, exclude=purchased, history=history)
         if not candidates:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import numpy as np
@@ -121,8 +122,8 @@ async def _drain(in_flight: set[asyncio.Task[None]], stop: asyncio.Event, grace:
     """Let running visits finish within ``grace`` (a short one once stopped); cancel the rest.
     True when the run was stopped."""
     if in_flight:
-        everything = asyncio.gather(*in_flight, return_exceptions=True)
-        stopper = asyncio.ensure_future(stop.wait())
+        everything: asyncio.Future[Any] = asyncio.gather(*in_flight, return_exceptions=True)
+        stopper: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
         if not stop.is_set():
             await asyncio.wait({everything, stopper}, timeout=grace, return_when=asyncio.FIRST_COMPLETED)
         if not everything.done() and stop.is_set():

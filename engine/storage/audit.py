@@ -10,7 +10,9 @@ import time
 from dataclasses import dataclass
 
 import redis
+from redis.typing import EncodableT, FieldT
 
+from engine.storage.client import stream_entries
 from engine.storage.keys import Keys
 
 MAX_ENTRIES = 100_000
@@ -32,14 +34,13 @@ class AuditLog:
         self.key = keys.audit_log
 
     def record(self, actor: str, action: str, target: str = "", keys: int = 0, detail: str = "") -> None:
-        fields = {"at": f"{time.time():.3f}", "actor": actor, "action": action, "target": target,
-                  "keys": str(keys), "detail": detail}
-        self.client.xadd(self.key, fields, maxlen=MAX_ENTRIES, approximate=True)  # type: ignore[arg-type]
+        fields: dict[FieldT, EncodableT] = {"at": f"{time.time():.3f}", "actor": actor, "action": action,
+                                            "target": target, "keys": str(keys), "detail": detail}
+        self.client.xadd(self.key, fields, maxlen=MAX_ENTRIES, approximate=True)
 
     def recent(self, n: int = 100) -> list[AuditEntry]:
-        rows = self.client.xrevrange(self.key, count=n)
         return [
             AuditEntry(at=float(f["at"]), actor=f["actor"], action=f["action"], target=f.get("target", ""),
                        keys=int(f.get("keys", 0)), detail=f.get("detail", ""))
-            for _, f in rows  # type: ignore[union-attr]
+            for _, f in stream_entries(self.client.xrevrange(self.key, count=n))
         ]

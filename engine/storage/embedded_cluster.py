@@ -3,7 +3,7 @@
     cluster = EmbeddedRedisCluster(Path("data/cluster"), masters=3).start()
     REDIS_URL = cluster.url        # "redis://127.0.0.1:<port>/0?cluster=true"
 
-``engine.runtime.redis_client`` opens a ``RedisCluster`` client for URLs with ``cluster=true``.
+``engine.storage.client.redis_client`` opens a ``RedisCluster`` client for URLs with ``cluster=true``.
 Every multi-key operation of the engine keeps its keys in one slot with hash tags (``{u:<id>}``
 per user, ``{e:<key>}`` per experiment), so Lua scripts and MGETs work unchanged on a cluster.
 """
@@ -20,7 +20,8 @@ from pathlib import Path
 import redis
 from redis.cluster import RedisCluster
 
-from engine.storage.embedded_redis import EmbeddedRedis, RedisUnavailableError, find_redis_binary, free_port
+from engine.local_processes import free_port
+from engine.storage.embedded_redis import EmbeddedRedis, RedisUnavailableError, find_redis_binary
 
 
 def _port_free(port: int) -> bool:
@@ -42,11 +43,6 @@ def free_cluster_port() -> int:
         if _port_free(port) and _port_free(port + 10_000):
             return port
     raise RedisUnavailableError("no free port pair for a cluster node")
-
-
-def is_cluster(client: object) -> bool:
-    """redis-py's cluster client refuses scripts inside pipelines; callers branch on this."""
-    return isinstance(client, RedisCluster)
 
 
 @dataclass
@@ -81,7 +77,7 @@ class EmbeddedRedisCluster:
             states = []
             for node in self.nodes:
                 with contextlib.suppress(redis.RedisError):
-                    states.append(redis.Redis(port=node.port).cluster("info")["cluster_state"])
+                    states.append(redis.Redis.from_url(node.url).cluster("info")["cluster_state"])
             if states == ["ok"] * self.masters:
                 return self
             time.sleep(0.2)
@@ -89,7 +85,7 @@ class EmbeddedRedisCluster:
         raise RedisUnavailableError(f"the cluster did not reach state ok within {timeout}s")
 
     def client(self) -> RedisCluster:
-        return RedisCluster(host="127.0.0.1", port=self.nodes[0].port, decode_responses=True)
+        return RedisCluster.from_url(self.nodes[0].url, decode_responses=True)
 
     def stop(self) -> None:
         for node in self.nodes:

@@ -17,8 +17,8 @@ stale refresh from re-creating it).
 
 from __future__ import annotations
 
+import heapq
 import math
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -27,13 +27,11 @@ import numpy as np
 import orjson
 import pandas as pd
 import redis
-from redis.commands.core import Script
-from redis.exceptions import NoScriptError
 
 from engine.config import Settings
 from engine.data.schema import EVENT_WEIGHTS, Dataset
 from engine.monitoring.prometheus_metrics import FEATURE_REQUESTS
-from engine.storage.embedded_cluster import is_cluster
+from engine.storage.client import as_text, eval_script_batch, text_hash
 from engine.storage.keys import Keys
 
 T = TypeVar("T")
@@ -55,14 +53,6 @@ return 1
 """
 
 
-def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _decode_hash(raw: Mapping[Any, Any]) -> dict[str, str]:
-    return {_text(k): _text(v) for k, v in raw.items()}
-
-
 def _opt_float(value: float | None) -> str:
     return "" if value is None else repr(float(value))
 
@@ -76,39 +66,6 @@ def _finite_or_none(value: Any) -> float | None:
         return None
     value = float(value)
     return value if math.isfinite(value) else None
-
-
-def eval_script_batch(
-    client: redis.Redis, script: Script, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]
-) -> list[Any]:
-    """Run a registered script once per call, all in one pipelined round trip.
-
-    EVALSHA is queued directly: redis-py's ``Script`` inside a pipeline first sends SCRIPT EXISTS,
-    an extra round trip per batch.  Calls answered NOSCRIPT (server restarted, SCRIPT FLUSH) did
-    not run, so only those are retried after loading the script; the others ran and must not
-    run twice.
-    """
-    if is_cluster(client):
-        # redis-py's cluster pipeline refuses EVALSHA: one call each (a round trip per call)
-        return [script(keys=list(keys), args=list(args)) for keys, args in calls]
-    results: list[Any] = [None] * len(calls)
-    pending = list(range(len(calls)))
-    for attempt in range(2):
-        pipe = client.pipeline(transaction=False)
-        for i in pending:
-            keys, args = calls[i]
-            pipe.evalsha(script.sha, len(keys), *keys, *args)
-        for i, result in zip(pending, pipe.execute(raise_on_error=False), strict=True):
-            results[i] = result
-        pending = [i for i in pending if isinstance(results[i], NoScriptError)]
-        if not pending:
-            break
-        if attempt == 0:
-            client.script_load(script.script)
-    for result in results:
-        if isinstance(result, Exception):
-            raise result
-    return results
 
 
 # --------------------------------------------------------------------------- live log
@@ -174,7 +131,7 @@ class UserFeatures:
 
     @classmethod
     def from_hash(cls, user_id: str, raw: Mapping[Any, Any]) -> UserFeatures:
-        data = _decode_hash(raw)
+        data = text_hash(raw)
         return cls(
             user_id=user_id,
             history=tuple(orjson.loads(data["history"])),
@@ -206,7 +163,7 @@ class ItemFeatures:
 
     @classmethod
     def from_hash(cls, item_id: str, raw: Mapping[Any, Any]) -> ItemFeatures:
-        data = _decode_hash(raw)
+        data = text_hash(raw)
         return cls(
             item_id=item_id,
             category=data["category"],
@@ -349,8 +306,8 @@ class FeatureSource:
             log, bought = raw[2 * n], raw[2 * n + 1]
             states[user_id] = LiveState(
                 entries=tuple(LiveEntry.decode(entry) for entry in log),
-                purchased=frozenset(_text(i) for i in bought),
-                head=_text(log[0]) if log else "",
+                purchased=frozenset(as_text(i) for i in bought),
+                head=as_text(log[0]) if log else "",
             )
         return states
 
@@ -365,15 +322,17 @@ class FeatureSource:
         recent = [e.item_id for e in entries] + list(base.history)
         history = tuple(dict.fromkeys(recent))[: self.history_length]
 
-        weights: Counter[str] = Counter(base.category_weight)
+        weights = dict(base.category_weight)
         total = base.total_weight
         for entry in entries:
             w = EVENT_WEIGHTS.get(entry.type, 0.0)
             item = self.items.get(entry.item_id)
             total += w
             if item is not None:
-                weights[item.category] += w
-        affinity = {c: round(w / total, 6) for c, w in weights.most_common(TOP_CATEGORIES)} if total > 0 else {}
+                weights[item.category] = weights.get(item.category, 0.0) + w
+        # the heaviest categories first, ties in insertion order (what Counter.most_common does)
+        top = heapq.nlargest(TOP_CATEGORIES, weights.items(), key=lambda cw: cw[1])
+        affinity = {c: round(w / total, 6) for c, w in top} if total > 0 else {}
         last_seen = [t for t in [base.last_active, *(e.timestamp for e in entries)] if t is not None]
         return UserFeatures(
             user_id=user_id,

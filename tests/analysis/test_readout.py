@@ -285,28 +285,9 @@ def test_summaries_from_rows() -> None:
     ]
     out = summaries_from_rows(rows)
     assert out[1] == VariantSummary("B", 1000, 120.0, None, None, None, None, 0.5)
-    cuped = summaries_from_rows(
-        [
-            {
-                "variant": "a",
-                "users": "3",
-                "sum": "6",
-                "sum_squares": "14",
-                "pre_sum": "3",
-                "pre_sum_squares": "5",
-                "sum_product": "8",
-            },
-            {
-                "variant": "b",
-                "users": "3",
-                "sum": "6",
-                "sum_squares": "14",
-                "pre_sum": "3",
-                "pre_sum_squares": "5",
-                "sum_product": "8",
-            },
-        ]
-    )
+    with_pre_period = {"users": "3", "sum": "6", "sum_squares": "14", "pre_sum": "3", "pre_sum_squares": "5",
+                       "sum_product": "8"}
+    cuped = summaries_from_rows([{"variant": "a", **with_pre_period}, {"variant": "b", **with_pre_period}])
     assert all(v.has_cuped for v in cuped)
     assert analyze(out, "binomial").results[0].lift_rel == pytest.approx(0.2)
 

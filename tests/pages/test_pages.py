@@ -3,7 +3,7 @@
 Pages are run from their files with the console's environment set (as ``recops up`` sets it), and
 their widgets are driven as an operator would.  Buttons inside ``st.dialog`` do not execute under
 AppTest: a confirmed action is handed to the next script run through session state (the page's own
-code path), which the tests set directly; the dialogs themselves are exercised in tests/test_browser.py.
+code path), which the tests set directly; the dialogs themselves are exercised in tests/pages/test_browser.py.
 """
 
 from __future__ import annotations
@@ -19,9 +19,19 @@ from streamlit.testing.v1 import AppTest
 
 from engine.console import cache_actions
 from engine.console import experiments as console_experiments
-from tests.support.console import APP, console_engine, console_env, page, run_traffic, texts
+from tests.support.console import (
+    APP,
+    ConsoleEngines,
+    console_engine,
+    console_engines,
+    console_env,
+    page,
+    run_traffic,
+    texts,
+    two_arm_spec,
+)
 
-__all__ = ["console_env"]  # the fixture, imported for the tests below
+__all__ = ["console_engines", "console_env"]  # the fixtures, imported for the tests below
 
 NO_EXCEPTION: list[str] = []
 
@@ -333,11 +343,21 @@ def test_experiment_create_then_start_from_the_page(console_env: dict[str, str])
     assert svc.get("exp-good").name == "Renamed"  # type: ignore[union-attr]
 
 
+def test_experiment_service_errors_show_beside_their_field(console_env: dict[str, str]) -> None:
+    console_experiments.create(console_engine(), two_arm_spec(key="taken"), "test")
+    at = ran(page("experiments").run())
+    fill_new_experiment(at, "taken", (0.5, 0.5))
+    at.button(key="ef-new-submit").click().run()
+    ran(at)
+    assert texts(at.error) == ["experiment 'taken' already exists"]  # beside the key, nothing else said
+    at.selectbox(key="exp_selected").select("taken").run()
+    at.button(key="ef-taken-1-submit").click().run()
+    assert "Nothing changed." in joined(at.info)
+
+
 def test_readout_switches_engine_and_exports_csv(console_env: dict[str, str]) -> None:
     eng = console_engine()
-    console_experiments.create(eng, {"key": "ro", "name": "Readout", "guardrail_metrics": ["conversion_rate"],
-                                "variants": [{"name": "control", "model": "popularity", "weight": 0.5},
-                                             {"name": "als", "model": "als", "weight": 0.5}]}, "test")
+    console_experiments.create(eng, two_arm_spec(key="ro", guardrail_metrics=["conversion_rate"]), "test")
     console_experiments.transition(eng, "ro", "start", "test")
     run_traffic(eng, eng.features.top_active_users(300), seed=3, boost={"als": 3.0})
     at = ran(page("readout").run())
@@ -363,13 +383,16 @@ def test_experiment_pages_without_experiments(console_env: dict[str, str]) -> No
 
 
 @pytest.fixture
-def redis_down(console_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def redis_down(
+    console_env: dict[str, str], console_engines: ConsoleEngines, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
     """REDIS_URL on a port we hold bound but never listen on: refused, and nobody else can take it."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as held:
         held.bind(("127.0.0.1", 0))
         url = f"redis://127.0.0.1:{held.getsockname()[1]}/0"
         monkeypatch.setenv("REDIS_URL", url)
         yield url
+        console_engines.close(url)  # the engine the page built on that port: its threads would retry forever
 
 
 @pytest.mark.parametrize("name", ["overview", "recommendations", "experiments", "readout", "monitoring", "cache"])
@@ -387,9 +410,7 @@ def test_pages_are_files_with_their_url_names() -> None:
 
 def test_srm_shows_as_a_banner_on_the_readout_and_a_badge_on_the_overview(console_env: dict[str, str]) -> None:
     eng = console_engine()
-    console_experiments.create(eng, {"key": "skewed", "name": "Skewed", "variants": [
-        {"name": "control", "model": "popularity", "weight": 0.5}, {"name": "als", "model": "als", "weight": 0.5}]},
-        "test")
+    console_experiments.create(eng, two_arm_spec(key="skewed"), "test")
     console_experiments.transition(eng, "skewed", "start", "test")
     svc = eng.experiments
     assert svc is not None

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +14,11 @@ import httpx
 import pytest
 import redis
 
-from engine.storage.embedded_redis import EmbeddedRedis, free_port
-from tests.support.engine_fixtures import SMALL_WORLD
+from engine.config import Settings
+from engine.local_processes import free_port
+from engine.storage.embedded_redis import EmbeddedRedis
+from tests.support.engine_fixtures import SMALL_WORLD, small_world_env
+from tests.support.polling import poll
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 
@@ -26,6 +29,11 @@ class ApiProcess:
     process: subprocess.Popen[bytes]
     log: Path
     env: dict[str, str]
+
+    def settings(self) -> Settings:
+        """The settings the API process reads from its environment, so a test loads the same world."""
+        return Settings(data_dir=Path(self.env["RECOPS_DATA_DIR"]), redis_url=self.env["REDIS_URL"],
+                        **{name: int(self.env[f"RECOPS_{name.upper()}"]) for name in SMALL_WORLD})
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -39,12 +47,10 @@ class ApiProcess:
 
 def api_env(data_dir: Path, redis_url: str, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
+    env.update(small_world_env())
     env.update(
         REDIS_URL=redis_url,
         RECOPS_DATA_DIR=str(data_dir),
-        RECOPS_DEMO_USERS=str(SMALL_WORLD["demo_users"]),
-        RECOPS_DEMO_ITEMS=str(SMALL_WORLD["demo_items"]),
-        RECOPS_DEMO_SEED=str(SMALL_WORLD["demo_seed"]),
         RECOPS_ADMIN_TOKEN=ADMIN_TOKEN,
         OPENBLAS_NUM_THREADS="1",
     )
@@ -58,18 +64,29 @@ def start_api(env: dict[str, str], log: Path, workers: int = 1, timeout: float =
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
     api = ApiProcess(url=f"http://127.0.0.1:{port}", process=proc, log=log, env=env)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def healthy() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"API exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
         try:
-            if httpx.get(api.url + "/health", timeout=1.0).status_code == 200:
-                return api
+            return httpx.get(api.url + "/health", timeout=1.0).status_code == 200
         except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
+            return False
+
+    if poll(healthy, timeout, every=0.1):
+        return api
     api.stop()
     raise RuntimeError(f"API did not answer within {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+@contextlib.contextmanager
+def running_api(env: dict[str, str], log: Path, workers: int = 1) -> Iterator[ApiProcess]:
+    """``start_api``, stopped when the block ends however it ends."""
+    api = start_api(env, log, workers)
+    try:
+        yield api
+    finally:
+        api.stop()
 
 
 @pytest.fixture(scope="module")
@@ -84,9 +101,8 @@ def api(
     flusher = redis.Redis.from_url(redis_server.url)
     flusher.flushdb()
     flusher.close()
-    proc = start_api(api_env(small_world_dir, redis_server.url), tmp_path_factory.mktemp("api") / "api.log")
-    yield proc
-    proc.stop()
+    with running_api(api_env(small_world_dir, redis_server.url), tmp_path_factory.mktemp("api") / "api.log") as proc:
+        yield proc
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""A second process for tests/test_cache_multiprocess.py: its own TieredCache on the same Redis.
+"""A second process for tests/engine/serving/cache/test_multiprocess.py: its own TieredCache on the same Redis.
 
 Usage: ``python cache_peer.py REDIS_URL MODE USER OTHER_USER``; it prints one JSON object per line.
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -22,20 +21,12 @@ import redis
 from engine.config import Settings
 from engine.serving.cache import TieredCache
 from engine.storage.keys import Keys
+from tests.support.polling import poll
 
 
 def say(**doc: object) -> None:
     sys.stdout.write(orjson.dumps(doc).decode() + "\n")
     sys.stdout.flush()
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def main(url: str, mode: str, user: str, other: str) -> None:
@@ -52,10 +43,10 @@ def main(url: str, mode: str, user: str, other: str) -> None:
             cache.get_or_compute(user, mine, lambda: {"from": "peer", "user": user})
             cache.get_or_compute(other, theirs, lambda: {"from": "peer", "user": other})
             say(ready=True)
-            dropped = wait_for(lambda: cache.peek_l1(mine) == (None, None))
+            dropped = poll(lambda: cache.peek_l1(mine) == (None, None))
             say(dropped=dropped, other_kept=cache.peek_l1(theirs)[1] == "l1",
                 remote_invalidations=cache.stats()["remote_invalidations"])
-            say(other_dropped=wait_for(lambda: cache.peek_l1(theirs) == (None, None)))
+            say(other_dropped=poll(lambda: cache.peek_l1(theirs) == (None, None)))
         elif mode == "compute":
             def slow() -> dict[str, str]:
                 say(computing=True)

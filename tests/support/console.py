@@ -8,17 +8,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from engine.config import Settings
+from engine.console.resource_keys import engine_fingerprint
 from engine.events.tracker import Event
-from engine.runtime import Engine
+from engine.runtime import Engine, build_engine
 from engine.storage.embedded_redis import EmbeddedRedis
-from tests.support.engine_fixtures import SMALL_WORLD
+from tests.conftest import REPO_ROOT
+from tests.support.engine_fixtures import small_world_env
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 PAGES = REPO_ROOT / "pages"
 APP = REPO_ROOT / "app.py"
 PAGE_TIMEOUT = 120.0
@@ -28,9 +31,7 @@ def console_environment(data_dir: Path, redis_url: str, **extra: str) -> dict[st
     env = {
         "REDIS_URL": redis_url,
         "RECOPS_DATA_DIR": str(data_dir),
-        "RECOPS_DEMO_USERS": str(SMALL_WORLD["demo_users"]),
-        "RECOPS_DEMO_ITEMS": str(SMALL_WORLD["demo_items"]),
-        "RECOPS_DEMO_SEED": str(SMALL_WORLD["demo_seed"]),
+        **small_world_env(),
         "RECOPS_CONSOLE_REFRESH_SECONDS": "0",
         "OPENBLAS_NUM_THREADS": "1",
     }
@@ -38,14 +39,49 @@ def console_environment(data_dir: Path, redis_url: str, **extra: str) -> dict[st
     return env
 
 
-CONSOLE_VARIABLES = ("REDIS_URL", "RECOPS_DATA_DIR", "RECOPS_DEMO_USERS", "RECOPS_DEMO_ITEMS", "RECOPS_DEMO_SEED",
-                     "RECOPS_CONSOLE_REFRESH_SECONDS", "RECOPS_CONSOLE_PASSWORD", "RECOPS_CONSOLE_LOGIN_FOR_READS",
-                     "RECOPS_API_URL", "PROMETHEUS_URL")
+CONSOLE_VARIABLES = ("REDIS_URL", "RECOPS_DATA_DIR", *small_world_env(), "RECOPS_CONSOLE_REFRESH_SECONDS",
+                     "RECOPS_CONSOLE_PASSWORD", "RECOPS_CONSOLE_LOGIN_FOR_READS", "RECOPS_API_URL", "PROMETHEUS_URL")
+
+
+class ConsoleEngines:
+    """Every engine the console builds in this process (it keeps one per Redis for the life of the
+    process, a ``st.cache_resource``, each with background threads that must not outlive their Redis)."""
+
+    def __init__(self) -> None:
+        self.built: list[Engine] = []
+
+    def build(self, settings: Settings, start_listener: bool = True) -> Engine:
+        engine = build_engine(settings, start_listener)
+        self.built.append(engine)
+        return engine
+
+    def close(self, redis_url: str | None = None) -> None:
+        """Close the engines on ``redis_url`` (all when None) and drop them from the console's cache."""
+        from pages import _resources
+
+        for engine in [e for e in self.built if redis_url in (None, e.settings.redis_url)]:
+            _resources._engine_for.clear(engine_fingerprint(engine.settings))
+            engine.close()
+            self.built.remove(engine)
+
+
+@pytest.fixture(scope="session")
+def console_engines(redis_server: EmbeddedRedis) -> Iterator[ConsoleEngines]:
+    """The console's engines, all closed at the end of the session: depending on ``redis_server``
+    closes them before the test Redis stops (left open, they log reconnect attempts after the suite)."""
+    from pages import _resources
+
+    engines = ConsoleEngines()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_resources, "build_engine", engines.build)
+        yield engines
+    engines.close()
 
 
 @pytest.fixture
 def console_env(
-    small_world_dir: Path, redis_server: EmbeddedRedis, redis_client: object, monkeypatch: pytest.MonkeyPatch
+    small_world_dir: Path, redis_server: EmbeddedRedis, redis_client: object, monkeypatch: pytest.MonkeyPatch,
+    console_engines: ConsoleEngines,
 ) -> Iterator[dict[str, str]]:
     """The console's environment on the test Redis (flushed) and the small world; nothing else set."""
     for name in CONSOLE_VARIABLES:
@@ -57,8 +93,7 @@ def console_env(
     # engine holds in process (L1 lists, the experiment snapshot) so no test sees another's state.
     eng = console_engine()
     eng.cache.l1.clear()
-    if eng.experiments is not None:
-        eng.experiments.refresh(force=True)
+    eng.experiments.refresh(force=True)
     yield env
 
 
@@ -75,6 +110,14 @@ def console_engine() -> Engine:
 
 def texts(elements: object) -> list[str]:
     return [str(e.value) for e in elements]  # type: ignore[attr-defined]
+
+
+def two_arm_spec(**overrides: Any) -> dict[str, Any]:
+    """An experiment spec with two arms, popularity (the control) against ALS; ``overrides`` on top."""
+    spec: dict[str, Any] = {"key": "exp-1", "name": "Popularity vs ALS", "variants": [
+        {"name": "control", "model": "popularity", "weight": 0.5}, {"name": "als", "model": "als", "weight": 0.5}]}
+    spec.update(overrides)
+    return spec
 
 
 def run_traffic(engine: Engine, users: list[str], seed: int = 0, boost: dict[str, float] | None = None) -> int:

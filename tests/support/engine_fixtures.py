@@ -13,6 +13,11 @@ from engine.runtime import Engine, build_engine, prepare_models, prepare_world
 SMALL_WORLD = {"demo_users": 800, "demo_items": 400, "demo_seed": 7}
 
 
+def small_world_env() -> dict[str, str]:
+    """The variables that make a process (API, console, ``recops up``) load the small world."""
+    return {f"RECOPS_{name.upper()}": str(value) for name, value in SMALL_WORLD.items()}
+
+
 @pytest.fixture(scope="session")
 def small_world_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Data dir holding a generated small world and its trained models (no Redis needed)."""

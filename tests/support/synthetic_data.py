@@ -3,6 +3,7 @@
 Users ``a00..`` like items ``A00..`` and users ``b00..`` like items ``B00..``; each user touches a
 seeded random subset of their own group's items (views, some clicks and purchases) and rarely one
 item of the other group, so a collaborative model must learn the two blocks to score well.
+Also the genre columns of hand-written MovieLens (ml-100k) files.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from engine.data.movielens import ML100K_GENRES
 from engine.data.schema import Dataset
 
 DAY = 86_400.0
@@ -59,3 +61,8 @@ def make_dataset(events: list[tuple[str, str, str, float, float]], item_ids: lis
         {"item_id": item_ids, "title": item_ids, "category": "c", "popularity": 0.0, "avg_rating": np.nan}
     )
     return Dataset(items=items, events=frame, name="literal")
+
+
+def ml100k_genre_flags(*genres: str) -> str:
+    """The 19 genre columns of an ml-100k ``u.item`` line: 1 for each of ``genres``, 0 elsewhere."""
+    return "|".join("1" if g in genres else "0" for g in ML100K_GENRES)

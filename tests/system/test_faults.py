@@ -17,18 +17,22 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import pytest
 import redis
 
-from bench.soak import metric_total, worker_pids
+from bench.harness import metric_total
+from bench.soak import worker_pids
 from engine.config import Settings
 from engine.events.tracker import Event, EventTracker
-from engine.storage.embedded_redis import EmbeddedRedis, free_port
+from engine.local_processes import free_port
+from engine.storage.embedded_redis import EmbeddedRedis
 from engine.storage.keys import Keys
-from tests.support.api import ApiProcess, api_env, start_api
+from tests.support.api import ApiProcess, api_env, running_api
 from tests.support.engine_fixtures import SMALL_WORLD
+from tests.support.polling import seconds_until
 
 # the module's API and Redis are shared by its tests: keep them on one xdist worker
 pytestmark = pytest.mark.xdist_group("faults")
@@ -52,29 +56,42 @@ class Outcome:
         return self.user.startswith("new-")
 
 
-class SteadyLoad:
-    """``threads`` clients sending POST /recommendations at ``rate`` requests/s in total, a mix of known
-    users and users never seen before; every outcome is recorded with its send time."""
+W = TypeVar("W", bound="BackgroundThreads")
 
-    def __init__(self, url: str, rate: float, threads: int = 4, new_share: float = 0.3, seed: int = 0) -> None:
-        self.url, self.interval, self.threads, self.new_share = url, threads / rate, threads, new_share
-        self.seed = seed
-        self.outcomes: list[Outcome] = []
+
+class BackgroundThreads:
+    """``threads`` daemon threads running ``_run(index)`` while the ``with`` block runs; ``_run`` returns
+    once ``_stop`` is set, which leaving the block does."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._workers: list[threading.Thread] = []
+        self._workers = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(threads)]
 
-    def __enter__(self) -> SteadyLoad:
-        for i in range(self.threads):
-            worker = threading.Thread(target=self._run, args=(i,), daemon=True)
+    def __enter__(self: W) -> W:
+        for worker in self._workers:
             worker.start()
-            self._workers.append(worker)
         return self
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()
         for worker in self._workers:
             worker.join(timeout=15)
+
+    def _run(self, index: int) -> None:
+        raise NotImplementedError
+
+
+class SteadyLoad(BackgroundThreads):
+    """``threads`` clients sending POST /recommendations at ``rate`` requests/s in total, a mix of known
+    users and users never seen before; every outcome is recorded with its send time."""
+
+    def __init__(self, url: str, rate: float, threads: int = 4, new_share: float = 0.3, seed: int = 0) -> None:
+        super().__init__(threads)
+        self.url, self.interval, self.new_share = url, threads / rate, new_share
+        self.seed = seed
+        self.outcomes: list[Outcome] = []
 
     def _run(self, index: int) -> None:
         rng = random.Random(self.seed * 1000 + index)
@@ -111,24 +128,15 @@ class SteadyLoad:
             return [o for o in self.outcomes if start <= o.sent < end]
 
 
-class Poller:
+class Poller(BackgroundThreads):
     """Calls ``probe`` every ``every`` seconds in a thread, recording ``(time, result)``."""
 
     def __init__(self, probe: Callable[[], object], every: float) -> None:
+        super().__init__(threads=1)
         self.probe, self.every = probe, every
         self.results: list[tuple[float, object]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> Poller:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=15)
-
-    def _run(self) -> None:
+    def _run(self, index: int) -> None:
         while not self._stop.is_set():
             at = time.monotonic()
             try:
@@ -137,16 +145,6 @@ class Poller:
                 result = exc
             self.results.append((at, result))
             self._stop.wait(self.every)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, every: float = 0.1) -> float:
-    """Seconds until ``condition()`` held; fails the test after ``timeout``."""
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout:
-            pytest.fail(f"condition not met within {timeout}s")
-        time.sleep(every)
-    return time.monotonic() - started
 
 
 def _health(url: str) -> str:
@@ -178,9 +176,8 @@ def fault_api(
     # PROMETHEUS_URL names a port nothing listens on: serving must not care
     dead_prometheus = f"http://127.0.0.1:{free_port()}"
     env = api_env(small_world_dir, own_redis.url, PROMETHEUS_URL=dead_prometheus)
-    proc = start_api(env, tmp_path_factory.mktemp("fault-api") / "api.log")
-    yield proc
-    proc.stop()
+    with running_api(env, tmp_path_factory.mktemp("fault-api") / "api.log") as proc:
+        yield proc
 
 
 @pytest.fixture
@@ -188,7 +185,7 @@ def api_url(fault_api: ApiProcess, own_redis: EmbeddedRedis) -> str:
     """The API, with its Redis up and healthy (a previous test may have just restarted it)."""
     if own_redis.process is None or own_redis.process.poll() is not None:
         own_redis.restart()
-    wait_until(lambda: _health(fault_api.url) == "healthy" and _serves_computed_lists(fault_api.url), 30)
+    seconds_until(lambda: _health(fault_api.url) == "healthy" and _serves_computed_lists(fault_api.url), 30)
     return fault_api.url
 
 
@@ -211,8 +208,8 @@ def test_redis_outage_under_load_degrades_and_recovers(api_url: str, own_redis: 
         time.sleep(max(0.0, down + OUTAGE_SECONDS - time.monotonic()))
         up = time.monotonic()
         own_redis.restart()
-        recovery = wait_until(lambda: _health(api_url) == "healthy" and _serves_computed_lists(api_url),
-                              RECOVERY_DEADLINE)
+        recovery = seconds_until(lambda: _health(api_url) == "healthy" and _serves_computed_lists(api_url),
+                                 RECOVERY_DEADLINE)
         recovered = time.monotonic()
         time.sleep(3.0)
     print(f"\nRedis outage: stopped {OUTAGE_SECONDS:.0f}s; healthy and computing lists {recovery:.2f}s "
@@ -246,27 +243,15 @@ def test_redis_outage_under_load_degrades_and_recovers(api_url: str, own_redis: 
 # ------------------------------------------------------------------------------ persistence
 
 
-class EventWriter:
+class EventWriter(BackgroundThreads):
     """Threads posting batches of new events through the API; remembers every id answered 200."""
 
     def __init__(self, url: str, threads: int = 3, batch: int = 20) -> None:
-        self.url, self.threads, self.batch = url, threads, batch
+        super().__init__(threads)
+        self.url, self.batch = url, batch
         self.run_id = uuid.uuid4().hex[:8]  # ids never repeat across writers: a repeat is answered duplicate
         self.acked: dict[str, float] = {}  # event id -> when its 200 (accepted, not duplicate) arrived
         self.refused = 0
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._workers = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(threads)]
-
-    def __enter__(self) -> EventWriter:
-        for worker in self._workers:
-            worker.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        for worker in self._workers:
-            worker.join(timeout=15)
 
     def _run(self, index: int) -> None:
         with httpx.Client(base_url=self.url, timeout=5.0) as client:
@@ -361,10 +346,9 @@ def test_serving_needs_no_prometheus(api_url: str, fault_api: ApiProcess) -> Non
 def test_a_killed_worker_is_replaced_and_metrics_stay_monotonic(
     small_world_dir: Path, redis_url: str, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
-    api = start_api(api_env(small_world_dir, redis_url), tmp_path / "api.log", workers=2)
-    try:
+    with running_api(api_env(small_world_dir, redis_url), tmp_path / "api.log", workers=2) as api:
         master = api.process.pid
-        wait_until(lambda: len(worker_pids(master)) == 2, 60)
+        seconds_until(lambda: len(worker_pids(master)) == 2, 60)
         first = worker_pids(master)
 
         def scrape() -> tuple[float, float]:
@@ -377,12 +361,12 @@ def test_a_killed_worker_is_replaced_and_metrics_stay_monotonic(
             victim = first[0]
             os.kill(victim, signal.SIGKILL)
             killed = time.monotonic()
-            replaced_after = wait_until(
+            replaced_after = seconds_until(
                 lambda: len(pids := worker_pids(master)) == 2 and victim not in pids, 60
             )
             replacement = next(p for p in worker_pids(master) if p not in first)
             # the new worker has started once it answers: fresh connections until one lands on it
-            wait_until(lambda: _health(api.url) == "healthy", 60)
+            seconds_until(lambda: _health(api.url) == "healthy", 60)
             time.sleep(5.0)
             settled = time.monotonic()
             time.sleep(3.0)
@@ -407,8 +391,6 @@ def test_a_killed_worker_is_replaced_and_metrics_stay_monotonic(
             assert not drops, (name, drops)
         # every answered list is counted once, the killed worker's included (its files stay)
         assert final[1] >= len(load.outcomes) - len(failed)
-    finally:
-        api.stop()
 
 
 # ------------------------------------------------------------------------------ a half-done write

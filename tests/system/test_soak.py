@@ -11,7 +11,7 @@ import redis
 from bench.soak import SoakReport, soak
 from engine.config import Settings
 from engine.runtime import prepare_world
-from tests.support.api import ADMIN_TOKEN, ApiProcess, api_env, start_api
+from tests.support.api import ADMIN_TOKEN, ApiProcess, api_env, running_api
 from tests.support.engine_fixtures import SMALL_WORLD
 
 RATE = 25.0  # visits per second, each a list request and an events batch
@@ -27,9 +27,8 @@ def two_workers(
     small_world_dir: Path, redis_url: str, redis_client: redis.Redis, tmp_path: Path
 ) -> Iterator[ApiProcess]:
     # redis_client has emptied Redis: lists cached by earlier tests would count as hits
-    proc = start_api(api_env(small_world_dir, redis_url), tmp_path / "api.log", workers=2)
-    yield proc
-    proc.stop()
+    with running_api(api_env(small_world_dir, redis_url), tmp_path / "api.log", workers=2) as proc:
+        yield proc
 
 
 @pytest.mark.timeout(300)

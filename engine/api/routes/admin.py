@@ -41,5 +41,5 @@ async def warm(engine: EngineDep, body: WarmBody) -> WarmResponse:
 @router.post("/models/reload", response_model=ReloadResponse)
 def reload_models(engine: EngineDep) -> ReloadResponse:
     engine.reload_models()
-    engine.audit.record("api-admin", "reload_models", target=engine.registry.default)
+    engine.audit.record("api-admin", "reload_models", target=engine.service.default_model)
     return ReloadResponse(models=sorted(engine.service.models), default=engine.service.default_model)

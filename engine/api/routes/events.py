@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Query, status
 from pydantic import ValidationError
@@ -12,7 +12,7 @@ from engine.api.schemas import ID_PATTERN, ErrorResponse, EventResponse
 from engine.events.tracker import Event, TrackResult, UnknownItemError
 
 router = APIRouter(tags=["events"])
-ERRORS = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorResponse, "description": "invalid event or unknown item"},
     503: {"model": ErrorResponse, "description": "Redis unavailable: the event was not stored; retry it"},
 }

@@ -107,13 +107,13 @@ async def recommend(request: Request) -> Response:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "user_id is required (query or JSON body)")
     size = query.n or (body.n if body else engine.settings.default_n)
     # Assignment is a pure hash over experiment configs held in process: no I/O here.
-    assignment = engine.experiments.assign(uid) if engine.experiments else None
+    assignment = engine.experiments.assign(uid)
     model = assignment.model if assignment else None
     # An L1 hit needs no I/O either: answer it on the event loop and skip the thread hop.
     result = engine.service.recommend_from_l1(uid, size, model)
     if result is None:
         result = await run_in_threadpool(engine.service.recommend, uid, size, model)
-    if assignment is not None and engine.experiments is not None and not engine.experiments.already_exposed(assignment):
+    if assignment is not None and not engine.experiments.already_exposed(assignment):
         await run_in_threadpool(engine.experiments.record_exposure, assignment)
     return _response(
         result,

@@ -2,7 +2,9 @@
 
 from engine.serving.cache.entry import CachedValue, xfetch_due
 from engine.serving.cache.l1 import L1Cache
-from engine.serving.cache.refresh_ahead import RefreshQueue
+from engine.serving.cache.refresh_ahead import ListRefresher, NoRefresh, RefreshQueue
 from engine.serving.cache.tiered import TieredCache, WarmReport
 
-__all__ = ["CachedValue", "L1Cache", "RefreshQueue", "TieredCache", "WarmReport", "xfetch_due"]
+__all__ = [
+    "CachedValue", "L1Cache", "ListRefresher", "NoRefresh", "RefreshQueue", "TieredCache", "WarmReport", "xfetch_due",
+]

@@ -19,7 +19,9 @@ class InvalidationListener:
     Every (re)subscription is seen through the server's ``subscribe`` confirmation, including
     those redis-py makes on its own after a reconnect; ``on_resubscribe`` runs for each one after
     the first, because messages published while the connection was down are lost for good.
-    On errors the thread waits ``backoff`` seconds, doubling up to ``max_backoff``, and tries again.
+    On errors the thread waits ``backoff`` seconds, doubling up to ``max_backoff``, and tries again;
+    an outage logs one warning when it starts (the retries that follow log at debug level) and an
+    info line when the subscription is back.
     """
 
     def __init__(
@@ -44,6 +46,7 @@ class InvalidationListener:
         self.connected = threading.Event()
         self.subscriptions = 0
         self.errors = 0
+        self._failed_attempts = 0  # of the current outage
 
     @property
     def running(self) -> bool:
@@ -77,7 +80,10 @@ class InvalidationListener:
             except (redis.RedisError, OSError) as exc:
                 self.errors += 1
                 self.connected.clear()
-                log.warning("cache invalidation listener lost Redis (%s); retrying in %.2fs", exc, delay)
+                # one warning per outage; the retries that follow are expected and logged at debug
+                level = logging.DEBUG if self._failed_attempts else logging.WARNING
+                self._failed_attempts += 1
+                log.log(level, "cache invalidation listener lost Redis (%s); retrying in %.2fs", exc, delay)
                 self._stop.wait(delay)
                 delay = min(delay * 2, self._max_backoff)
             finally:
@@ -100,6 +106,10 @@ class InvalidationListener:
             self.subscriptions += 1
             if self.subscriptions > 1:
                 self._on_resubscribe()
+            if self._failed_attempts:
+                log.info("cache invalidation listener subscribed again after %d failed attempt(s)",
+                         self._failed_attempts)
+            self._failed_attempts = 0
             self.connected.set()
         elif kind == "message":
             data = message.get("data")

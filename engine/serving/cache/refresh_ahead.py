@@ -19,10 +19,35 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from engine.monitoring.prometheus_metrics import CACHE_REFRESHES
 
 log = logging.getLogger(__name__)
+
+
+class ListRefresher(Protocol):
+    """What the engine hands invalidated users to: a ``RefreshQueue`` or ``NoRefresh``."""
+
+    def submit_all(self, user_ids: Iterable[str]) -> int: ...
+
+    def wait_idle(self, timeout: float) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class NoRefresh:
+    """The refresher of a process that does not refresh ahead (the console, tests): it drops
+    every user, and their next request computes the list."""
+
+    def submit_all(self, user_ids: Iterable[str]) -> int:
+        return 0
+
+    def wait_idle(self, timeout: float) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
 
 
 class RefreshQueue:

@@ -19,10 +19,11 @@ from pydantic import SecretStr
 
 from engine.api.deps import require_admin
 from engine.config import Settings
+from engine.local_processes import free_port
 from engine.runtime import Engine
-from engine.storage.embedded_redis import EmbeddedRedis, find_redis_binary, free_port, ping, redact_url
+from engine.storage.embedded_redis import EmbeddedRedis, find_redis_binary, ping, redact_url
 from tests.conftest import REQUIRE_BINARIES, require_binary
-from tests.support.api import ADMIN_TOKEN, ApiProcess, api_env, start_api
+from tests.support.api import ADMIN_TOKEN, ApiProcess, api_env, running_api
 
 pytestmark = pytest.mark.xdist_group("access")
 
@@ -49,9 +50,8 @@ def auth_api(
 ) -> Iterator[ApiProcess]:
     """An API whose REDIS_URL carries the password: redis://:<password>@127.0.0.1:<port>/0."""
     assert auth_redis.url.startswith(f"redis://:{PASSWORD}@127.0.0.1:")
-    proc = start_api(api_env(small_world_dir, auth_redis.url), tmp_path_factory.mktemp("auth-api") / "api.log")
-    yield proc
-    proc.stop()
+    with running_api(api_env(small_world_dir, auth_redis.url), tmp_path_factory.mktemp("auth-api") / "api.log") as api:
+        yield api
 
 
 def _assert_works(url: str, stream_client: redis.Redis) -> None:
@@ -223,19 +223,16 @@ def test_api_works_over_tls_with_auth(small_world_dir: Path, tmp_path: Path) -> 
         "--tls-key-file", str(certs["server.key"]), "--tls-ca-cert-file", str(certs["ca.pem"]),
         "--tls-auth-clients", "no",
     ]).start()
-    api: ApiProcess | None = None
     try:
         # only the TLS port is handed to the API: a plain connection there is reset
         url = f"rediss://:{PASSWORD}@127.0.0.1:{tls_port}/0?ssl_ca_certs={certs['ca.pem']}"
         with pytest.raises(redis.ConnectionError):
             redis.Redis(port=tls_port, password=PASSWORD, socket_timeout=2).ping()
-        api = start_api(api_env(small_world_dir, url), tmp_path / "api.log")
-        with redis.Redis.from_url(url) as client:
+        with running_api(api_env(small_world_dir, url), tmp_path / "api.log") as api, \
+                redis.Redis.from_url(url) as client:
             _assert_works(api.url, client)
         assert PASSWORD not in api.log.read_text(errors="replace")
     finally:
-        if api is not None:
-            api.stop()
         server.stop()
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support.api import ADMIN_TOKEN, ApiProcess, api_env, start_api
+from bench.harness import metric_total
+from tests.support.api import ADMIN_TOKEN, api_env, running_api
+from tests.support.polling import poll
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -54,15 +55,13 @@ def test_purchase_recomputes_the_list_without_the_item(client: httpx.Client) -> 
     uid = _active_user(client)
     before = client.post("/recommendations", params={"user_id": uid, "n": 10}).json()
     bought = before["items"][0]["item_id"]
-    refreshed = _metric(client.get("/metrics").text, "recops_cache_refreshes_total", result="done")
+    refreshed = metric_total(client.get("/metrics").text, "recops_cache_refreshes_total", result="done")
     r = client.post("/events", json={"user_id": uid, "item_id": bought, "type": "purchase", "value": 12.5})
     assert r.status_code == 200 and r.json()["accepted"] is True
     # the purchase dropped the cached list and the API recomputes it in the background
     # (refresh-ahead, on by default), so the next request is a hit on the new list
-    deadline = time.monotonic() + 10
-    while (_metric(client.get("/metrics").text, "recops_cache_refreshes_total", result="done") <= refreshed
-           and time.monotonic() < deadline):
-        time.sleep(0.05)
+    assert poll(lambda: metric_total(client.get("/metrics").text, "recops_cache_refreshes_total", result="done")
+                > refreshed, 10, every=0.05), "no background refresh after the purchase"
     after = client.post("/recommendations", params={"user_id": uid, "n": 10}).json()
     assert after["cache_tier"] in ("l1", "l2")
     assert bought not in {i["item_id"] for i in after["items"]}
@@ -123,28 +122,15 @@ def test_admin_needs_the_token(client: httpx.Client) -> None:
 def test_admin_is_disabled_without_a_configured_token(
     small_world_dir: Path, redis_url: str, redis_client: object, tmp_path: Path
 ) -> None:
-    proc: ApiProcess = start_api(api_env(small_world_dir, redis_url, RECOPS_ADMIN_TOKEN=""), tmp_path / "api.log")
-    try:
+    with running_api(api_env(small_world_dir, redis_url, RECOPS_ADMIN_TOKEN=""), tmp_path / "api.log") as proc:
         r = httpx.post(proc.url + "/admin/cache/invalidate/all", headers=ADMIN)
         assert r.status_code == 403 and "disabled" in r.json()["detail"]
-    finally:
-        proc.stop()
 
 
 def test_health(client: httpx.Client) -> None:
     body = client.get("/health").json()
     assert body["status"] == "healthy"
     assert body["redis"]["status"] == "ok" and body["models"]["status"] == "ok"
-
-
-def _metric(text: str, name: str, **labels: str) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(name + "{") and not line.startswith(name + " "):
-            continue
-        if all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 def test_metrics_after_traffic(client: httpx.Client) -> None:
@@ -155,31 +141,32 @@ def test_metrics_after_traffic(client: httpx.Client) -> None:
         ("recops_cache_requests_total", {"tier": "l1", "result": "hit"}, 2),
         ("recops_events_total", {"type": "click"}, 1),
         ("recops_list_diversity_ratio_count", {}, 3),
+        ("recops_events_rejected_total", {"reason": "invalid"}, 2),
     ]
     before = client.get("/metrics").text
     for _ in range(3):
         client.post("/recommendations", params={"user_id": "metrics-user-6", "n": 10})
     client.post("/track/click", params={"user_id": "metrics-user-6", "item_id": "i00001"})
+    invalid = {"user_id": "metrics-user-6", "item_id": "i00001", "type": "nope"}
+    assert client.post("/events", json=invalid).status_code == 422
+    assert client.post("/track/nope", params={"user_id": "metrics-user-6", "item_id": "i00001"}).status_code == 422
     after = client.get("/metrics").text
     for name, labels, delta in checks:
-        assert _metric(after, name, **labels) - _metric(before, name, **labels) == delta, name
-    assert _metric(after, "recops_catalog_coverage_ratio") > 0
+        assert metric_total(after, name, **labels) - metric_total(before, name, **labels) == delta, name
+    assert metric_total(after, "recops_catalog_coverage_ratio") > 0
     assert "metrics-user-6" not in after  # no user ids in labels
 
 
 def test_multi_worker_metrics_sum_over_workers(
     small_world_dir: Path, redis_url: str, redis_client: object, tmp_path: Path
 ) -> None:
-    proc = start_api(api_env(small_world_dir, redis_url), tmp_path / "api.log", workers=2)
-    try:
-        with httpx.Client(base_url=proc.url, timeout=10) as c:
-            # fresh connections spread requests over both workers
-            for i in range(40):
-                r = httpx.post(proc.url + "/recommendations", params={"user_id": f"mw{i}", "n": 5})
-                assert r.status_code == 200
-            texts = [c.get("/metrics", headers={"Connection": "close"}).text for _ in range(6)]
-        # every scrape, whichever worker answers it, reports the total of both
-        for text in texts:
-            assert _metric(text, "recops_recommendation_requests_total") == 40
-    finally:
-        proc.stop()
+    with running_api(api_env(small_world_dir, redis_url), tmp_path / "api.log", workers=2) as proc, \
+            httpx.Client(base_url=proc.url, timeout=10) as c:
+        # fresh connections spread requests over both workers
+        for i in range(40):
+            r = httpx.post(proc.url + "/recommendations", params={"user_id": f"mw{i}", "n": 5})
+            assert r.status_code == 200
+        texts = [c.get("/metrics", headers={"Connection": "close"}).text for _ in range(6)]
+    # every scrape, whichever worker answers it, reports the total of both
+    for text in texts:
+        assert metric_total(text, "recops_recommendation_requests_total") == 40

@@ -8,24 +8,17 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
+from bench.harness import metric_total
+from engine.cli.up import REPO_ROOT, find_console_app
+from engine.local_processes import pid_alive
 from engine.monitoring.prometheus_server import find_prometheus_binary
-from engine.storage.embedded_redis import pid_alive
 from tests.conftest import require_binary
-from tests.support.engine_fixtures import SMALL_WORLD
-
-
-def _wait_for(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.25)
-    return False
+from tests.support.engine_fixtures import small_world_env
+from tests.support.polling import poll
 
 
 def _stack_env(small_world_dir: Path, tmp_path: Path) -> tuple[Path, dict[str, str]]:
@@ -34,13 +27,7 @@ def _stack_env(small_world_dir: Path, tmp_path: Path) -> tuple[Path, dict[str, s
     data_dir = tmp_path / "stack-data"
     shutil.copytree(small_world_dir, data_dir)
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "PROMETHEUS_URL")}
-    env.update(
-        RECOPS_DATA_DIR=str(data_dir),
-        RECOPS_DEMO_USERS=str(SMALL_WORLD["demo_users"]),
-        RECOPS_DEMO_ITEMS=str(SMALL_WORLD["demo_items"]),
-        RECOPS_DEMO_SEED=str(SMALL_WORLD["demo_seed"]),
-        RECOPS_API_PORT="0",
-    )
+    env.update(small_world_env(), RECOPS_DATA_DIR=str(data_dir), RECOPS_API_PORT="0")
     return data_dir, env
 
 
@@ -60,17 +47,15 @@ def test_up_starts_the_stack_and_stops_it_cleanly(small_world_dir: Path, tmp_pat
             state = json.loads(state_file.read_text())
             return "api" in state["urls"] and "prometheus" in state["urls"] and "simulator" in state["children"]
 
-        assert _wait_for(ready, 120), (tmp_path / "up.log").read_text()
+        assert poll(ready, 120, every=0.25), (tmp_path / "up.log").read_text()
         state = json.loads(state_file.read_text())
         api = state["urls"]["api"]
         assert httpx.get(api + "/health", timeout=5).json()["status"] == "healthy"
 
         def simulated_traffic() -> bool:
-            text = httpx.get(api + "/metrics", timeout=5).text
-            return any(line.startswith("recops_events_total{") and not line.endswith(" 0.0")
-                       for line in text.splitlines())
+            return metric_total(httpx.get(api + "/metrics", timeout=5).text, "recops_events_total") > 0
 
-        assert _wait_for(simulated_traffic, 60), "the simulator sent no events"
+        assert poll(simulated_traffic, 60, every=0.25), "the simulator sent no events"
         assert httpx.get(state["urls"]["prometheus"] + "/-/ready", timeout=5).status_code == 200
         pids = [*state["children"].values(), state["redis_pid"], state["prometheus_pid"]]
         assert all(isinstance(p, int) and pid_alive(p) for p in pids), state
@@ -82,7 +67,7 @@ def test_up_starts_the_stack_and_stops_it_cleanly(small_world_dir: Path, tmp_pat
             proc.kill()
             raise
     assert code == 0, (tmp_path / "up.log").read_text()
-    assert _wait_for(lambda: not any(pid_alive(p) for p in pids), 10), "a child outlived `recops up`"
+    assert poll(lambda: not any(pid_alive(p) for p in pids), 10, every=0.25), "a child outlived `recops up`"
     assert not state_file.exists()
     assert "RecOps stopped." in (tmp_path / "up.log").read_text()
 
@@ -93,13 +78,21 @@ def test_a_signal_during_start_up_leaves_nothing_running(small_world_dir: Path, 
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     state_file = data_dir / "stack.json"
     # the API child exists but the supervisor is still waiting for it to answer
-    assert _wait_for(lambda: state_file.exists() and "api" in json.loads(state_file.read_text())["children"], 60)
+    assert poll(lambda: state_file.exists() and "api" in json.loads(state_file.read_text())["children"], 60, every=0.25)
     state = json.loads(state_file.read_text())
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 0
     pids = [*state["children"].values(), state["redis_pid"]]
-    assert _wait_for(lambda: not any(pid_alive(p) for p in pids if p), 10), "a child outlived `recops up`"
+    assert poll(lambda: not any(pid_alive(p) for p in pids if p), 10, every=0.25), "a child outlived `recops up`"
 
 
 def test_prometheus_binary_lookup_matches_path() -> None:
     assert (find_prometheus_binary() is None) == (shutil.which("prometheus") is None)
+
+
+def test_the_console_app_is_found_beside_its_pages_only(tmp_path: Path) -> None:
+    assert find_console_app([REPO_ROOT]) == REPO_ROOT / "app.py"  # this checkout
+    (tmp_path / "app.py").write_text("")
+    assert find_console_app([tmp_path]) is None  # an app.py without pages/ is somebody else's
+    (tmp_path / "pages").mkdir()
+    assert find_console_app([tmp_path / "site-packages", tmp_path]) == tmp_path / "app.py"

@@ -27,6 +27,7 @@ from engine.data.fetch import (
     has_ml100k,
 )
 from engine.data.movielens import ML100K_GENRES, load_movielens
+from tests.support.synthetic_data import ml100k_genre_flags
 
 WHEEL_NAME = "recbole-1.2.1-py3-none-any.whl"
 # where PyPI serves the wheel; pip's HTTP cache files it under the SHA-224 of this address
@@ -53,20 +54,16 @@ ITEM = [
 ]
 
 
-def _flags(*genres: str) -> str:
-    return "|".join("1" if g in genres else "0" for g in ML100K_GENRES)
-
-
 CHILDRENS = "Children's"
 
 
 EXPECTED_U_DATA = ["196\t1\t3\t881250949", "186\t2\t5\t891717742", "196\t3\t1\t878887116", "22\t1\t4\t878887117"]
 EXPECTED_U_ITEM = [
-    f"1|Toy Story (1995)||||{_flags('Animation', CHILDRENS, 'Comedy')}",
-    f"2|Misérables, Les (1995)||||{_flags('Drama', 'Musical')}",
-    f"3|Land Before Time III: The Time of the Great Giving (1995) (V)||||{_flags('Animation', CHILDRENS)}",
-    f"4|unknown||||{_flags('unknown')}",
-    f"5|Good Morning (1971)||||{_flags('unknown')}",
+    f"1|Toy Story (1995)||||{ml100k_genre_flags('Animation', CHILDRENS, 'Comedy')}",
+    f"2|Misérables, Les (1995)||||{ml100k_genre_flags('Drama', 'Musical')}",
+    f"3|Land Before Time III: The Time of the Great Giving (1995) (V)||||{ml100k_genre_flags('Animation', CHILDRENS)}",
+    f"4|unknown||||{ml100k_genre_flags('unknown')}",
+    f"5|Good Morning (1971)||||{ml100k_genre_flags('unknown')}",
 ]
 FAKE_COUNTS = (len(EXPECTED_U_DATA), len(EXPECTED_U_ITEM))
 
@@ -98,9 +95,9 @@ def test_classic_title() -> None:
 
 
 def test_genre_flags() -> None:
-    assert genre_flags("Action Sci-Fi") == _flags("Action", "Sci-Fi").split("|")
-    assert genre_flags("") == _flags("unknown").split("|")
-    assert genre_flags("Bollywood Drama") == _flags("unknown", "Drama").split("|")
+    assert genre_flags("Action Sci-Fi") == ml100k_genre_flags("Action", "Sci-Fi").split("|")
+    assert genre_flags("") == ml100k_genre_flags("unknown").split("|")
+    assert genre_flags("Bollywood Drama") == ml100k_genre_flags("unknown", "Drama").split("|")
 
 
 def test_convert_fake_wheel_to_classic_files(tmp_path: Path) -> None:

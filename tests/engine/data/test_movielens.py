@@ -9,6 +9,7 @@ import pytest
 
 from engine.data.movielens import ML100K_GENRES, load_movielens
 from engine.data.schema import EVENT_COLUMNS, ITEM_COLUMNS, DatasetError
+from tests.support.synthetic_data import ml100k_genre_flags
 
 U_DATA = [
     "1\t10\t5\t881250949",
@@ -19,15 +20,11 @@ U_DATA = [
 ]
 
 
-def _flags(*genres: str) -> str:
-    return "|".join("1" if g in genres else "0" for g in ML100K_GENRES)
-
-
 U_ITEM = [
-    f"10|Toy Story (1995)|01-Jan-1995||http://x|{_flags('Animation', 'Comedy')}",
-    f"20|Café Society (1995)|01-Jan-1995||http://x|{_flags()}",
-    f"30|Heat (1995)|01-Jan-1995||http://x|{_flags('Action', 'Crime', 'Thriller')}",
-    f"40|Unrated (1996)|01-Jan-1996||http://x|{_flags('unknown')}",
+    f"10|Toy Story (1995)|01-Jan-1995||http://x|{ml100k_genre_flags('Animation', 'Comedy')}",
+    f"20|Café Society (1995)|01-Jan-1995||http://x|{ml100k_genre_flags()}",
+    f"30|Heat (1995)|01-Jan-1995||http://x|{ml100k_genre_flags('Action', 'Crime', 'Thriller')}",
+    f"40|Unrated (1996)|01-Jan-1996||http://x|{ml100k_genre_flags('unknown')}",
 ]
 
 RATINGS_CSV = [

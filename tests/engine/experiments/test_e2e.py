@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,13 +22,13 @@ import numpy as np
 import pytest
 import redis
 
-from engine.config import Settings
 from engine.data.demo import DemoWorld
 from engine.experiments import ExperimentReadout, ExperimentService
 from engine.runtime import prepare_world
 from engine.simulator import SimulationConfig, SimulationSummary, run_simulation
 from engine.storage.keys import Keys
 from tests.support.api import ApiProcess
+from tests.support.polling import poll
 
 # one xdist worker runs both, so they share one API process
 pytestmark = [pytest.mark.timeout(240), pytest.mark.slow, pytest.mark.xdist_group("experiments-e2e")]
@@ -80,30 +78,17 @@ class Run:
     readout: ExperimentReadout
 
 
-def world_of(api: ApiProcess) -> DemoWorld:
-    env = api.env
-    return prepare_world(
-        Settings(
-            data_dir=Path(env["RECOPS_DATA_DIR"]),
-            redis_url=env["REDIS_URL"],
-            demo_users=int(env["RECOPS_DEMO_USERS"]),
-            demo_items=int(env["RECOPS_DEMO_ITEMS"]),
-            demo_seed=int(env["RECOPS_DEMO_SEED"]),
-        )
-    )
-
-
 def wait_until_served(api: ApiProcess, key: str, timeout: float = 20.0) -> None:
     """The API reloads configs when it sees the version change; wait for it to serve ``key``."""
-    deadline = time.monotonic() + timeout
     with httpx.Client(base_url=api.url, timeout=10) as client:
-        while time.monotonic() < deadline:
-            body = client.post("/recommendations", params={"user_id": QA_USER, "n": LIST_LENGTH}).json()
-            if body.get("experiment") == key:
-                assert body["variant"] == "control"
-                return
-            time.sleep(0.1)
-    raise AssertionError(f"the API did not pick up experiment {key!r} within {timeout}s")
+
+        def served() -> dict[str, Any] | None:
+            body: dict[str, Any] = client.post("/recommendations", params={"user_id": QA_USER, "n": LIST_LENGTH}).json()
+            return body if body.get("experiment") == key else None
+
+        body = poll(served, timeout, every=0.1)
+    assert body is not None, f"the API did not pick up experiment {key!r} within {timeout}s"
+    assert body["variant"] == "control"
 
 
 def run_experiment(api: ApiProcess, redis_client: redis.Redis, spec: dict[str, Any], seed: int) -> Run:
@@ -111,7 +96,7 @@ def run_experiment(api: ApiProcess, redis_client: redis.Redis, spec: dict[str, A
     service.create({**spec, "forced": {QA_USER: "control"}})
     service.start(spec["key"])
     wait_until_served(api, spec["key"])
-    world = world_of(api)
+    world = prepare_world(api.settings())  # the world the API serves
     truth = TruthTransport(world)
     rate = 200.0
     config = SimulationConfig(

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -23,10 +22,11 @@ from engine.experiments import (
     PreExposure,
 )
 from engine.experiments.arm_stats import parse_stats
+from engine.experiments.exposure import utc_day
 from engine.experiments.metrics import COUNTERS
-from engine.experiments.service import utc_day
 from engine.runtime import Engine
 from engine.storage.keys import Keys
+from tests.support.polling import poll
 from tests.support.redis_roundtrips import counting_client
 
 DAY = 86_400.0
@@ -43,7 +43,19 @@ class Clock:
 
 def covariates(n: int = 400, seed: int = 0) -> PreExposure:
     rng = np.random.default_rng(seed)
-    return PreExposure({f"u{i:04d}": (float(rng.poisson(4)), float(rng.poisson(1))) for i in range(n)})
+    return PreExposure({u: (float(rng.poisson(4)), float(rng.poisson(1))) for u in user_ids(n)})
+
+
+def user_ids(n: int) -> list[str]:
+    return [f"u{i:04d}" for i in range(n)]
+
+
+def expose(service: ExperimentService, users: Iterable[str]) -> list[str]:
+    """Assign each of ``users`` and record the exposure, in order; the users."""
+    users = list(users)
+    for u in users:
+        service.record_exposure(service.assign(u))
+    return users
 
 
 @pytest.fixture
@@ -133,9 +145,7 @@ def test_models_must_be_trained_where_the_service_runs(redis_client: redis.Redis
 def test_allocation_change_opens_a_phase_and_phases_never_mix(service: ExperimentService, clock: Clock) -> None:
     service.create(spec())
     service.start("exp")
-    users = [f"u{i:04d}" for i in range(200)]
-    for u in users:
-        service.record_exposure(service.assign(u))
+    users = expose(service, user_ids(200))
     phase_one = service.readout("exp")
     assert sum(a.users for a in phase_one.arms) == 200
 
@@ -153,8 +163,7 @@ def test_allocation_change_opens_a_phase_and_phases_never_mix(service: Experimen
 
     fresh = service.readout("exp")
     assert fresh.phase == 2 and sum(a.users for a in fresh.arms) == 0
-    for u in users[:50]:
-        service.record_exposure(service.assign(u))
+    expose(service, users[:50])
     assert sum(a.users for a in service.readout("exp").arms) == 50
     old = service.readout("exp", phase=1)
     assert sum(a.users for a in old.arms) == 200 and [a.weight for a in old.arms] == [0.5, 0.5]
@@ -200,10 +209,7 @@ def test_other_processes_pick_changes_up_by_version(service: ExperimentService, 
         assert other.assign("u0001") is None
         service.create(spec())
         service.start("exp")
-        deadline = time.monotonic() + 10
-        while other.assign("u0001") is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assigned = other.assign("u0001")
+        assigned = poll(lambda: other.assign("u0001"), 10)
         assert assigned is not None and assigned == service.assign("u0001")
         assert other.refresh() is False  # nothing changed since: no reload
     finally:
@@ -263,9 +269,7 @@ def expected_stats(
 def test_stored_statistics_are_exact_sums_over_users(service: ExperimentService) -> None:
     service.create(spec())
     service.start("exp")
-    users = [f"u{i:04d}" for i in range(300)]
-    for u in users:
-        service.record_exposure(service.assign(u))
+    users = expose(service, user_ids(300))
     totals = simulate_events(service, users, np.random.default_rng(5))
     readout = service.readout("exp", metrics=["clicks", "converted"])
     variants = np.array([service.assign(u).variant for u in users])  # type: ignore[union-attr]
@@ -343,7 +347,7 @@ def test_one_round_trip_per_batch_and_per_exposure(redis_url: str, redis_client:
     svc = ExperimentService(client, Keys(), covariates=covariates())
     svc.create(spec())
     svc.start("exp")
-    users = [f"u{i:04d}" for i in range(100)]
+    users = user_ids(100)
     exposures = []
     for u in users:
         trips.reset()
@@ -363,9 +367,7 @@ def test_one_round_trip_per_batch_and_per_exposure(redis_url: str, redis_client:
 def test_daily_time_series_is_cumulative(service: ExperimentService, clock: Clock) -> None:
     service.create(spec())
     service.start("exp")
-    users = [f"u{i:04d}" for i in range(120)]
-    for u in users:
-        service.record_exposure(service.assign(u))
+    users = expose(service, user_ids(120))
     rng = np.random.default_rng(1)
     simulate_events(service, users, rng, ts=T0)
     simulate_events(service, users, rng, ts=T0 + DAY)
@@ -384,9 +386,7 @@ def test_daily_time_series_is_cumulative(service: ExperimentService, clock: Cloc
 def test_srm_and_guardrails_shape_the_decision(service: ExperimentService) -> None:
     service.create(spec(goal_metric="clicks", guardrail_metrics=["revenue"], planned_sample_size=100))
     service.start("exp")
-    users = [f"u{i:04d}" for i in range(400)]
-    for u in users:
-        service.record_exposure(service.assign(u))
+    users = expose(service, user_ids(400))
     rng = np.random.default_rng(3)
     events = []
     for u in users:
@@ -403,8 +403,7 @@ def test_srm_and_guardrails_shape_the_decision(service: ExperimentService) -> No
 
     # skew the exposures: 300 more users in the control only
     control_only = [u for u in (f"x{i:04d}" for i in range(2000)) if service.assign(u).variant == "control"]  # type: ignore[union-attr]
-    for u in control_only[:300]:
-        service.record_exposure(service.assign(u))
+    expose(service, control_only[:300])
     skewed = service.readout("exp")
     assert skewed.srm_flag and skewed.srm_p_value < 0.001
     assert skewed.decision.action == "untrustworthy"
@@ -413,8 +412,7 @@ def test_srm_and_guardrails_shape_the_decision(service: ExperimentService) -> No
 def test_delete_removes_every_key(service: ExperimentService, redis_client: redis.Redis) -> None:
     service.create(spec())
     service.start("exp")
-    for u in ("u0001", "u0002", "u0003"):
-        service.record_exposure(service.assign(u))
+    expose(service, ("u0001", "u0002", "u0003"))
     service.observe([event("u0001", "click"), event("u0002", "impression", T0 + DAY)])
     with pytest.raises(ExperimentError, match="stop it before deleting"):
         service.delete("exp")
@@ -431,9 +429,7 @@ def test_delete_removes_every_key(service: ExperimentService, redis_client: redi
 def test_bandit_reweights_toward_the_better_arm_without_a_new_phase(service: ExperimentService) -> None:
     service.create(spec("bandit", kind="bandit", guardrail_metrics=[], bandit={"min_weight": 0.1}))
     service.start("bandit")
-    users = [f"u{i:04d}" for i in range(400)]
-    for u in users:
-        service.record_exposure(service.assign(u))
+    users = expose(service, user_ids(400))
     events = []
     for i, u in enumerate(users):
         better = service.assign(u).variant == "als"  # type: ignore[union-attr]
@@ -448,8 +444,7 @@ def test_bandit_reweights_toward_the_better_arm_without_a_new_phase(service: Exp
 
     # epoch 1: every user is a new unit under the new weights; SRM follows the epoch mix
     newcomers = [f"n{i:04d}" for i in range(600)]
-    for u in [*users, *newcomers]:
-        service.record_exposure(service.assign(u))
+    expose(service, [*users, *newcomers])
     readout = service.readout("bandit")
     total = sum(a.users for a in readout.arms)
     assert total == 400 + 1000

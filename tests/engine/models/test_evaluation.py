@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,8 @@ import pandas as pd
 import pytest
 
 from analysis.ranking import ranking_metrics
+from engine.cli.main import main
+from engine.config import Settings, get_settings
 from engine.data.demo import DemoWorld
 from engine.data.split import stratified_split
 from engine.models import PopularityRecommender
@@ -176,28 +179,42 @@ def _write_ml_latest(directory: Path) -> Path:
 
 def test_command_on_movielens_prints_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = _write_ml_latest(tmp_path / "ml-latest-small")
-    assert evaluate_command(_args(dataset="movielens", path=str(path), k=5, json=True)) == 0
+    assert evaluate_command(_args(dataset="movielens", path=str(path), k=5, json=True), Settings()) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["k"] == 5 and {r["model"] for r in data["reports"]} == {"popularity", "item_item", "als"}
 
 
-def test_command_prints_a_table_for_the_demo_world(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    generate = DemoWorld.generate.__func__  # type: ignore[attr-defined]
-    seen: dict[str, object] = {}
-
-    def small(cls: type[DemoWorld], seed: int = 42, **_: object) -> DemoWorld:
-        seen["seed"] = seed  # the command asks for the default world; the test shrinks it
-        return generate(cls, seed=seed, n_users=200, n_items=100, n_categories=5, days=15)
-
-    monkeypatch.setattr(DemoWorld, "generate", classmethod(small))
-    assert evaluate_command(_args(k=5)) == 0
+def test_command_prints_a_table_for_the_demo_world(capsys: pytest.CaptureFixture[str]) -> None:
+    assert evaluate_command(_args(k=5), Settings(demo_users=200, demo_items=100)) == 0
     out = capsys.readouterr().out.splitlines()
-    assert seen["seed"] == 42
     assert out[0].startswith("demo:") and out[1].split()[0] == "model"
     assert [line.split()[0] for line in out[3:6]] == ["popularity", "item_item", "als"]
     assert out[6].startswith("truth:")
+
+
+def _without_timings(reports: list[dict[str, object]]) -> list[dict[str, object]]:
+    return [{key: value for key, value in r.items() if key != "train_seconds"} for r in reports]
+
+
+def test_recops_evaluate_uses_the_demo_world_of_the_settings(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world = {"RECOPS_DEMO_SEED": "7", "RECOPS_DEMO_USERS": "200", "RECOPS_DEMO_ITEMS": "100"}
+    for name, value in world.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()  # the command reads the environment through the process-wide settings
+    try:
+        assert main(["evaluate", "--k", "5", "--json"]) == 0
+    finally:
+        get_settings.cache_clear()
+    printed = _without_timings(json.loads(capsys.readouterr().out)["reports"])
+
+    def reports(seed: int) -> list[dict[str, object]]:
+        demo = DemoWorld.generate(seed=seed, n_users=200, n_items=100)
+        return _without_timings([asdict(r) for r in evaluate(demo.dataset(), k=5, world=demo)])
+
+    assert printed == reports(7)
+    assert printed != reports(42)  # the default world would give other numbers
 
 
 @pytest.mark.parametrize(
@@ -206,7 +223,7 @@ def test_command_prints_a_table_for_the_demo_world(
 def test_command_dataset_errors_are_one_line_and_exit_2(
     path: str | None, message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert evaluate_command(_args(dataset="movielens", path=path)) == 2
+    assert evaluate_command(_args(dataset="movielens", path=path), Settings()) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
     lines = captured.err.strip().splitlines()
@@ -214,8 +231,6 @@ def test_command_dataset_errors_are_one_line_and_exit_2(
 
 
 def test_truth_share_ranks_models_by_the_demo_worlds_ground_truth() -> None:
-    from engine.data.demo import DemoWorld
-
     world = DemoWorld.generate(seed=3, n_users=2_000, n_items=600)
     reports = {r.model: r for r in evaluate(world.dataset(), k=10, world=world)}
     for r in reports.values():
@@ -226,7 +241,5 @@ def test_truth_share_ranks_models_by_the_demo_worlds_ground_truth() -> None:
 
 
 def test_truth_share_is_absent_without_a_world() -> None:
-    from engine.data.demo import DemoWorld
-
     dataset = DemoWorld.generate(seed=3, n_users=300, n_items=200).dataset()
     assert all(r.truth_share is None for r in evaluate(dataset, k=5, models=("popularity",)))

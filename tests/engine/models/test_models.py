@@ -22,6 +22,7 @@ from engine.models import (
     UnknownModelError,
 )
 from engine.models.item_item import item_similarity
+from engine.models.registry import STARTUP_MODELS
 from tests.support.synthetic_data import DAY, T0, make_dataset, two_taste_dataset
 
 
@@ -221,33 +222,43 @@ def trained_registry(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModelReg
 
 def test_train_all_saves_every_model(trained_registry: tuple[ModelRegistry, dict[str, str]]) -> None:
     registry, versions = trained_registry
-    assert sorted(versions) == sorted(MODEL_CLASSES) == registry.names()
+    assert sorted(versions) == sorted(STARTUP_MODELS) == registry.names("two-taste")
+    assert registry.names() == []  # served for the dataset they learnt from, not for the demo world
     for name, version in versions.items():
-        assert registry.versions(name) == [version] and registry.current_version(name) == version
+        assert registry.versions(name) == [version] and registry.current_version(name, "two-taste") == version
         assert (registry.models_dir / name / version / "arrays.npz").exists()
-        assert isinstance(registry.load(name), MODEL_CLASSES[name])
+        loaded = registry.load(name, dataset="two-taste")
+        assert isinstance(loaded, MODEL_CLASSES[name]) and loaded.version == version
+        record = registry.record(name, version)
+        assert (record.dataset, record.stage) == ("two-taste", "production")
+        events = two_taste_dataset().events
+        assert record.lineage["interactions"] == int((events["type"] != "impression").sum())
+        assert record.lineage["params"] == loaded.params() and record.lineage["events"] == 0
     data = json.loads((registry.models_dir / "registry.json").read_text())
-    assert data["default"] == registry.default == "als"
+    assert data["default"] == registry.default_model("two-taste") == "als"
     assert not [p for p in registry.models_dir.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_loaded_model_serves_without_retraining(trained_registry: tuple[ModelRegistry, dict[str, str]]) -> None:
     registry, _ = trained_registry
     fresh = ModelRegistry(registry.models_dir)  # another process, same directory
-    model = fresh.load("item_item")
+    model = fresh.load("item_item", dataset="two-taste")
     assert all(i.startswith("A") for i, _ in model.recommend("a00", n=3))
 
 
-def test_versions_current_and_rollback(tmp_path: Path, two_taste: InteractionMatrix) -> None:
+def test_versions_stages_promote_and_rollback(tmp_path: Path, two_taste: InteractionMatrix) -> None:
     registry = ModelRegistry(tmp_path)
     first = registry.save("popularity", PopularityRecommender(half_life_days=None).fit(two_taste))
     second = registry.save("popularity", PopularityRecommender(half_life_days=1.0).fit(two_taste))
     assert registry.versions("popularity") == [first, second] and first < second
-    assert registry.current_version("popularity") == second
-    assert registry.load("popularity").params() == {"half_life_days": 1.0}
-    assert registry.load("popularity", first).params() == {"half_life_days": None}
-    registry.set_current("popularity", first)
-    assert ModelRegistry(tmp_path).load("popularity").params() == {"half_life_days": None}
+    # the first version on a dataset serves; a later one waits for a promotion
+    assert registry.current_version("popularity") == first
+    assert [r.stage for r in registry.records()] == ["production", "candidate"]
+    assert registry.load("popularity").params() == {"half_life_days": None}
+    assert registry.load("popularity", second).params() == {"half_life_days": 1.0}
+    registry.set_current("popularity", second)
+    assert ModelRegistry(tmp_path).load("popularity").params() == {"half_life_days": 1.0}
+    assert [r.stage for r in registry.records()] == ["archived", "production"]
 
 
 def test_concurrent_saves_keep_every_version(tmp_path: Path, two_taste: InteractionMatrix) -> None:

@@ -1,6 +1,6 @@
 """The Prometheus config template, recording and alert rules, checked by promtool.
 
-promtool's own unit tests (deploy/prometheus/tests/rules_test.yml) assert what every rule computes;
+promtool's own unit tests (engine/monitoring/prometheus/tests/rules_test.yml) assert what every rule computes;
 here they run, and a rule added without a test there fails.
 """
 
@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 import yaml
 
-from engine.monitoring.prometheus_server import DEPLOY_DIR, RULE_FILES, render_config
+from engine.monitoring.prometheus_server import CONFIG_FILES, RULE_FILES, render_config
 from tests.conftest import require_binary
 
-RULES_DIR = DEPLOY_DIR / "rules"
-UNIT_TESTS = DEPLOY_DIR / "tests" / "rules_test.yml"
+CONFIG_DIR = Path(str(CONFIG_FILES))  # promtool takes paths: the package lies on disk here
+RULES_DIR = CONFIG_DIR / "rules"
+UNIT_TESTS = CONFIG_DIR / "tests" / "rules_test.yml"
 SCRAPE_INTERVAL_SECONDS = 5
 SECONDS_PER_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -58,10 +59,10 @@ def test_rendered_config_passes_promtool(tmp_path: Path) -> None:
     assert sum(map(int, checked)) == len(rules("record")) + len(rules("alert"))
 
 
-def test_render_config_rejects_a_url_and_a_missing_deploy_dir(tmp_path: Path) -> None:
+def test_render_config_rejects_a_url_and_missing_config_files(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="host:port"):
         render_config(tmp_path, "http://127.0.0.1:8000")
-    with pytest.raises(FileNotFoundError, match="deploy/prometheus"):
+    with pytest.raises(FileNotFoundError, match="engine/monitoring/prometheus"):
         render_config(tmp_path, "127.0.0.1:8000", source=tmp_path / "nowhere")
 
 

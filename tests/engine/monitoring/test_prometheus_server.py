@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,9 +10,10 @@ import pytest
 from prometheus_api_client import PrometheusConnect
 from prometheus_client import CollectorRegistry, Counter, start_http_server
 
+from engine.local_processes import free_port, pid_alive
 from engine.monitoring.prometheus_server import PrometheusServer, find_prometheus_binary
-from engine.storage.embedded_redis import free_port, pid_alive
 from tests.conftest import require_binary
+from tests.support.polling import poll
 
 SCRAPE_WAIT_SECONDS = 30.0
 
@@ -36,25 +36,10 @@ def metrics_target() -> Iterator[str]:
     thread.join(timeout=5)
 
 
-def wait_for_result(client: PrometheusConnect, query: str) -> list[dict]:
-    deadline = time.monotonic() + SCRAPE_WAIT_SECONDS
-    while time.monotonic() < deadline:
-        result = client.custom_query(query)
-        if result:
-            return result
-        time.sleep(0.5)
-    pytest.fail(f"{query!r} stayed empty for {SCRAPE_WAIT_SECONDS}s")
-
-
-def wait_for_evaluated_rules(url: str) -> list[dict]:
-    """Rule groups once every rule has been evaluated at least once (health no longer "unknown")."""
-    deadline = time.monotonic() + SCRAPE_WAIT_SECONDS
-    while time.monotonic() < deadline:
-        groups = httpx.get(f"{url}/api/v1/rules", timeout=5).json()["data"]["groups"]
-        if groups and all(rule["health"] != "unknown" for g in groups for rule in g["rules"]):
-            return groups
-        time.sleep(0.5)
-    pytest.fail(f"rules were not all evaluated within {SCRAPE_WAIT_SECONDS}s")
+def evaluated_rules(url: str) -> list[dict]:
+    """Rule groups once every rule has been evaluated at least once (health no longer "unknown"), else []."""
+    groups = httpx.get(f"{url}/api/v1/rules", timeout=5).json()["data"]["groups"]
+    return groups if all(rule["health"] != "unknown" for g in groups for rule in g["rules"]) else []
 
 
 def test_find_prometheus_binary_matches_path() -> None:
@@ -71,13 +56,17 @@ def test_prometheus_scrapes_the_api_and_stops(tmp_path: Path, metrics_target: st
         assert metrics_target in server.config_path.read_text()
         client = PrometheusConnect(url=server.url, disable_ssl=True)
 
-        [sample] = wait_for_result(client, "sum(recops_recommendation_requests_total)")
+        query = "sum(recops_recommendation_requests_total)"
+        result = poll(lambda: client.custom_query(query), SCRAPE_WAIT_SECONDS, every=0.5)
+        assert result, f"{query!r} stayed empty for {SCRAPE_WAIT_SECONDS}s"
+        [sample] = result
         assert float(sample["value"][1]) == 5.0
         [up] = client.custom_query('up{job="recops-api"}')
         assert up["metric"]["instance"] == metrics_target
         assert up["value"][1] == "1"
 
-        groups = wait_for_evaluated_rules(server.url)
+        groups = poll(lambda: evaluated_rules(server.url), SCRAPE_WAIT_SECONDS, every=0.5)
+        assert groups, f"rules were not all evaluated within {SCRAPE_WAIT_SECONDS}s"
         assert {group["name"] for group in groups} == {"recops-serving", "recops-business", "recops-alerts"}
         failing = {rule["name"]: rule.get("lastError") for g in groups for rule in g["rules"]
                    if rule["health"] != "ok"}

@@ -21,6 +21,7 @@ import redis
 from engine.cli.simulate import add_simulate_arguments, run_until_signalled, simulate_command
 from engine.config import Settings, get_settings
 from engine.data.demo import DemoWorld
+from engine.local_processes import free_port
 from engine.runtime import prepare_world
 from engine.simulator import (
     SimulationConfig,
@@ -31,27 +32,16 @@ from engine.simulator import (
     plan_users,
     run_simulation,
 )
-from engine.storage.embedded_redis import free_port
 from engine.storage.keys import Keys
 from tests.support.api import ApiProcess
+from tests.support.engine_fixtures import small_world_env
 
 pytestmark = pytest.mark.timeout(120)
 
 
-def world_settings(env: dict[str, str]) -> Settings:
-    """The settings the API process reads from its environment, so both sides load one world."""
-    return Settings(
-        data_dir=Path(env["RECOPS_DATA_DIR"]),
-        redis_url=env["REDIS_URL"],
-        demo_users=int(env["RECOPS_DEMO_USERS"]),
-        demo_items=int(env["RECOPS_DEMO_ITEMS"]),
-        demo_seed=int(env["RECOPS_DEMO_SEED"]),
-    )
-
-
 @pytest.fixture
 def api_world(api: ApiProcess) -> DemoWorld:
-    return prepare_world(world_settings(api.env))
+    return prepare_world(api.settings())
 
 
 def test_run_against_the_api_accounts_for_every_event(
@@ -201,7 +191,7 @@ def test_config_rejects_nonsense() -> None:
 def test_simulate_command_prints_json(
     api: ApiProcess, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for name in ("RECOPS_DATA_DIR", "RECOPS_DEMO_USERS", "RECOPS_DEMO_ITEMS", "RECOPS_DEMO_SEED", "REDIS_URL"):
+    for name in ("RECOPS_DATA_DIR", "REDIS_URL", *small_world_env()):
         monkeypatch.setenv(name, api.env[name])
     get_settings.cache_clear()
     parser = argparse.ArgumentParser()

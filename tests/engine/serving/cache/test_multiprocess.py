@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -16,17 +15,17 @@ import redis
 from engine.config import Settings
 from engine.serving.cache import TieredCache
 from engine.storage.keys import Keys
+from tests.conftest import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[4]
-PEER = ROOT / "tests" / "support" / "cache_peer.py"
+PEER = REPO_ROOT / "tests" / "support" / "cache_peer.py"
 
 
 class Peer:
     def __init__(self, url: str, mode: str, user: str, other: str = "nobody") -> None:
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
         self.proc = subprocess.Popen(
             [sys.executable, str(PEER), url, mode, user, other],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT, env=env,
         )
 
     def read(self) -> dict[str, Any]:

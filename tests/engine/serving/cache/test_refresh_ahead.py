@@ -31,9 +31,8 @@ def test_a_purchase_is_followed_by_a_cached_list_without_the_item(refreshing_eng
     user = _buyer(engine)
     bought = engine.service.recommend(user).items[0]["item_id"]
     engine.events.track(Event(user_id=user, item_id=bought, type="purchase", value=5.0))
-    assert engine.refresher is not None and engine.refresher.wait_idle(timeout=10)
-    key = engine.keys.rec_list(user, engine.service.default_model, engine.settings.default_n,
-                               engine.service.diversity.signature)
+    assert engine.refresher.wait_idle(timeout=10)
+    key = engine.service.list_key(user, engine.service.default_model, engine.settings.default_n)
     assert engine.redis.exists(key) == 1  # in L2 for every process, not only in this one's L1
     after = engine.service.recommend(user)
     assert after.cached and after.cache_tier == "l1"
@@ -56,7 +55,6 @@ def test_a_batch_refreshes_each_user_once_after_all_its_events(refreshing_engine
 
 def test_the_refresh_serves_the_users_experiment_variant(refreshing_engine: Engine) -> None:
     engine = refreshing_engine
-    assert engine.experiments is not None
     engine.experiments.create({
         "key": "pop", "name": "Best-sellers for everyone", "hypothesis": "both arms serve best-sellers",
         "variants": [{"name": "control", "model": "popularity"}, {"name": "same", "model": "popularity"}],
@@ -67,9 +65,9 @@ def test_the_refresh_serves_the_users_experiment_variant(refreshing_engine: Engi
     user = _buyer(engine)
     assert engine.serving_model(user) == "popularity"
     engine.refresh_list(user)
-    n, signature = engine.settings.default_n, engine.service.diversity.signature
-    assert engine.redis.exists(engine.keys.rec_list(user, "popularity", n, signature)) == 1
-    assert engine.redis.exists(engine.keys.rec_list(user, engine.service.default_model, n, signature)) == 0
+    n = engine.settings.default_n
+    assert engine.redis.exists(engine.service.list_key(user, "popularity", n)) == 1
+    assert engine.redis.exists(engine.service.list_key(user, engine.service.default_model, n)) == 0
 
 
 class _Gate:

@@ -3,6 +3,7 @@ bound, Redis outages and listener recovery."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,8 +18,11 @@ from redis.retry import Retry
 
 from engine.config import Settings
 from engine.serving.cache import CachedValue, L1Cache, TieredCache, xfetch_due
+from engine.serving.cache import listener as listener_module
+from engine.serving.cache.listener import InvalidationListener
 from engine.storage.embedded_redis import EmbeddedRedis
 from engine.storage.keys import Keys
+from tests.support.polling import poll
 
 FORCE_EARLY = 1e-300  # ln(1e-300) ≈ -691: any positive delta makes a value due at once
 NEVER_EARLY = 1.0  # ln(1) = 0: a value is due only once it has expired
@@ -43,15 +47,6 @@ class Counting:
         if self.error is not None:
             raise self.error
         return self.value
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 @pytest.fixture
@@ -254,26 +249,32 @@ def test_invalidation_during_compute_caches_nothing(make_cache: Callable[..., Ti
 
 # --- single-flight and the cross-process lock ------------------------------------------------
 
-def test_hundred_concurrent_misses_compute_once(make_cache: Callable[..., TieredCache], keys: Keys) -> None:
-    cache = make_cache()
-    key = keys.rec_list("hot", "als", 10)
-    compute = Counting({"items": ["x"]}, sleep=0.05)
-    start = threading.Barrier(100)
-    results: list[tuple[Any, str]] = []
+def call_from_threads(call: Callable[[], Any], threads: int) -> tuple[list[Any], list[BaseException]]:
+    """``call()`` from ``threads`` threads released together; what they returned and what they raised."""
+    start = threading.Barrier(threads)
+    results: list[Any] = []
     errors: list[BaseException] = []
 
     def worker() -> None:
         start.wait()
         try:
-            results.append(cache.get_or_compute("hot", key, compute))
+            results.append(call())
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=worker) for _ in range(100)]
-    for t in threads:
+    workers = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in workers:
         t.start()
-    for t in threads:
+    for t in workers:
         t.join()
+    return results, errors
+
+
+def test_hundred_concurrent_misses_compute_once(make_cache: Callable[..., TieredCache], keys: Keys) -> None:
+    cache = make_cache()
+    key = keys.rec_list("hot", "als", 10)
+    compute = Counting({"items": ["x"]}, sleep=0.05)
+    results, errors = call_from_threads(lambda: cache.get_or_compute("hot", key, compute), 100)
 
     assert errors == []
     assert compute.calls == 1
@@ -288,20 +289,8 @@ def test_compute_error_reaches_every_waiter_and_frees_the_lock(
     cache = make_cache()
     key = keys.rec_list("u1", "als", 10)
     compute = Counting(sleep=0.05, error=ValueError("model not loaded"))
-    errors: list[BaseException] = []
-
-    def worker() -> None:
-        try:
-            cache.get_or_compute("u1", key, compute)
-        except ValueError as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker) for _ in range(5)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(errors) == 5 and compute.calls == 1
+    _, errors = call_from_threads(lambda: cache.get_or_compute("u1", key, compute), 5)
+    assert len(errors) == 5 and all(isinstance(e, ValueError) for e in errors) and compute.calls == 1
     assert not redis_client.exists(keys.rec_lock(key))
     assert cache.get_or_compute("u1", key, Counting({"ok": 1})) == ({"ok": 1}, "miss")
 
@@ -537,16 +526,16 @@ def test_listener_resubscribes_after_redis_restart(own_redis: EmbeddedRedis, key
         listening.get_or_compute("u1", key, Counting())
 
         own_redis.stop()
-        assert wait_until(lambda: not listening.listener_connected)
+        assert poll(lambda: not listening.listener_connected)
         own_redis.restart()
-        assert wait_until(lambda: listening.listener_connected)
+        assert poll(lambda: listening.listener_connected)
         assert listening.stats()["listener_resubscribes"] >= 1
         assert listening.peek_l1(key) == (None, None), "messages lost in the outage: L1 starts over"
 
         listening.get_or_compute("u1", key, Counting())  # back in L1
         assert listening.peek_l1(key)[1] == "l1"
         assert sender.invalidate_user("u1") == 1
-        assert wait_until(lambda: listening.peek_l1(key) == (None, None))
+        assert poll(lambda: listening.peek_l1(key) == (None, None))
         assert listening.stats()["remote_invalidations"] == 1
     finally:
         listening.close()
@@ -554,6 +543,37 @@ def test_listener_resubscribes_after_redis_restart(own_redis: EmbeddedRedis, key
         listening_client.close()
         sender_client.close()
     assert not listening.listener_connected
+
+
+def test_a_listener_outage_logs_one_warning_and_its_retries_at_debug_level(
+    own_redis: EmbeddedRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger=listener_module.__name__)
+    client = redis.Redis.from_url(own_redis.url, socket_connect_timeout=1)
+    listener = InvalidationListener(client, "channel", on_message=lambda doc: None, on_resubscribe=lambda: None,
+                                    backoff=0.02, max_backoff=0.05)
+
+    def outage() -> None:
+        assert listener.connected.wait(5)
+        caplog.clear()
+        failed_before = listener.errors
+        own_redis.stop()
+        assert poll(lambda: listener.errors >= failed_before + 3)
+        own_redis.restart()
+        assert poll(listener.connected.is_set)
+        levels = [r.levelno for r in caplog.records if "lost Redis" in r.getMessage()]
+        assert levels[0] == logging.WARNING and len(levels) >= 3
+        assert set(levels[1:]) == {logging.DEBUG}
+        [back] = [r for r in caplog.records if "subscribed again" in r.getMessage()]
+        assert back.levelno == logging.INFO
+
+    listener.start()
+    try:
+        outage()
+        outage()  # the next outage warns again
+    finally:
+        listener.stop()
+        client.close()
 
 
 def test_listener_ignores_its_own_and_malformed_messages(make_cache: Callable[..., TieredCache], keys: Keys,
@@ -565,6 +585,6 @@ def test_listener_ignores_its_own_and_malformed_messages(make_cache: Callable[..
     cache.get_or_compute("u1", key, Counting())
     redis_client.publish(keys.invalidation_channel, "not json")
     redis_client.publish(keys.invalidation_channel, '{"user": "someone-else"}')
-    assert wait_until(lambda: cache.stats()["remote_invalidations"] == 1)
+    assert poll(lambda: cache.stats()["remote_invalidations"] == 1)
     assert cache.peek_l1(key)[1] == "l1"
     assert cache.listener_connected

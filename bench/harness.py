@@ -1,4 +1,4 @@
-"""Shared helpers for the benchmarks: percentiles, tables, a private engine on its own Redis."""
+"""The benchmarks' harness: percentiles, timed calls, tables, a private engine on its own Redis."""
 
 from __future__ import annotations
 
@@ -41,6 +41,17 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
              for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def metric_total(text: str, name: str, **labels: str) -> float:
+    """Sum of one metric's samples in a Prometheus exposition whose labels include ``labels``."""
+    total = 0.0
+    for line in text.splitlines():
+        if not (line.startswith(name + "{") or line.startswith(name + " ")):
+            continue
+        if all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
 
 
 def _fmt(value: object) -> str:

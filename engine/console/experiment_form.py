@@ -1,0 +1,306 @@
+"""The experiment editor of the Experiments page: the values it starts from, the spec built from what
+the operator typed, the problems of that spec by form field, saving it, and the sample-size calculator.
+
+A problem is shown beside the field it is about: pydantic's error location gives the field of a
+field's own check, and the ``ExperimentError`` of a check across fields (or of the service, such
+as a key that already exists) carries its ``field``; what belongs to no field of the form is shown
+under the form (``GENERAL``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from engine.console import experiments
+from engine.console.formatting import compact, format_value
+from engine.experiments import METRICS, ConflictError, Experiment, ExperimentError
+from engine.experiments.model import error_field
+from engine.experiments.planning import SampleSizePlan, plan_sample_size
+from engine.runtime import Engine
+
+FORM_FIELDS = ("key", "name", "hypothesis", "kind", "variants", "coverage_pct", "layer", "goal_metric",
+               "guardrail_metrics", "engine", "alpha", "power", "mde", "planned_sample_size")
+GENERAL = "_form"  # problems that belong to no field of the form
+MAX_VARIANTS = 6
+KINDS = ("ab", "bandit")
+ENGINES = ("frequentist", "sequential", "bayesian")
+METRIC_NAMES = tuple(sorted(METRICS))
+DEFAULT_BASELINE = {"ctr": 0.05, "conversion_rate": 0.005, "add_to_cart_rate": 0.01, "clicked": 0.3,
+                    "converted": 0.05}
+KPI_OF_METRIC = {"ctr": "ctr", "conversion_rate": "conversion"}  # goal metric -> the KPI that measures it now
+
+
+# ----------------------------------------------------------------------------- the form's values
+
+
+@dataclass(frozen=True)
+class VariantRow:
+    name: str
+    model: str
+    weight: float
+
+    def spec(self) -> dict[str, Any]:
+        return {"name": self.name.strip(), "model": self.model, "weight": self.weight}
+
+
+@dataclass(frozen=True)
+class ExperimentForm:
+    """What the editor's widgets hold."""
+
+    key: str = ""
+    name: str = ""
+    hypothesis: str = ""
+    kind: str = "ab"
+    variants: tuple[VariantRow, ...] = ()
+    coverage_pct: float = 100.0
+    layer: str = ""
+    goal_metric: str = "ctr"
+    guardrail_metrics: tuple[str, ...] = ()
+    engine: str = "frequentist"
+    alpha: float = 0.05
+    power: float = 0.8
+    mde: float = 0.05
+    use_plan: bool = True  # record the calculator's sample size as the planned one
+
+    @property
+    def weights(self) -> list[float]:
+        return [v.weight for v in self.variants]
+
+    def spec(self, planned: int | None) -> dict[str, Any]:
+        """The experiment spec these values describe; ``planned`` is the calculator's sample size."""
+        return {
+            "key": self.key.strip(), "name": self.name.strip(), "hypothesis": self.hypothesis.strip(),
+            "kind": self.kind, "variants": [v.spec() for v in self.variants], "coverage_pct": self.coverage_pct,
+            "layer": self.layer.strip() or None, "goal_metric": self.goal_metric,
+            "guardrail_metrics": list(self.guardrail_metrics), "engine": self.engine, "alpha": self.alpha,
+            "power": self.power, "mde": self.mde, "planned_sample_size": planned if self.use_plan and planned else None,
+        }
+
+
+def metric_label(metric: str) -> str:
+    return f"{metric} — {METRICS[metric].description}"
+
+
+# ----------------------------------------------------------------------------- problems by field
+
+
+def slot_of(field_name: str | None) -> str:
+    """The form field a problem is shown beside; ``GENERAL`` for the rest."""
+    return field_name if field_name in FORM_FIELDS else GENERAL
+
+
+def form_errors(spec: Mapping[str, Any], available_models: Iterable[str]) -> dict[str, list[str]]:
+    """Problems of an experiment spec by form field (``GENERAL`` for the rest); empty when valid."""
+    errors: dict[str, list[str]] = {}
+    try:
+        exp = Experiment.model_validate(dict(spec))
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False):
+            message = str(err["msg"]).removeprefix("Value error, ")
+            slot = slot_of(error_field(err))
+            where = ".".join(str(p) for p in err["loc"][1:])  # within the field: "0.weight" of the variants
+            errors.setdefault(slot, []).append(f"{where}: {message}" if where and slot == "variants" else message)
+        return errors
+    available = set(available_models)
+    missing = [f"variant {v.name!r}: model {v.model!r} is not trained here" for v in exp.variants
+               if v.model not in available]
+    if missing:
+        errors["variants"] = [*missing, f"available: {sorted(available)}"]
+    return errors
+
+
+# ----------------------------------------------------------------------------- the editor
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What saving the form did: saved it, found it invalid (nothing sent), found nothing changed, or
+    was refused by the service; ``errors`` by form field."""
+
+    saved: Experiment | None = None
+    errors: dict[str, list[str]] = field(default_factory=dict)
+    invalid: bool = False
+    unchanged: bool = False
+
+
+@dataclass(frozen=True)
+class Editor:
+    """The editor of one experiment (or of a new one when ``exp`` is None)."""
+
+    exp: Experiment | None
+    models: Sequence[str]
+    default_model: str
+
+    @property
+    def creating(self) -> bool:
+        return self.exp is None
+
+    @property
+    def prefix(self) -> str:
+        """Widget keys' prefix: a new version of the experiment starts from fresh widgets."""
+        return "ef-new-" if self.exp is None else f"ef-{self.exp.key}-{self.exp.version}-"
+
+    @property
+    def locked(self) -> bool:
+        """Stopped: only the name and the hypothesis may change."""
+        return self.exp is not None and self.exp.status == "stopped"
+
+    @property
+    def started(self) -> bool:
+        """Started once: the kind is fixed."""
+        return self.exp is not None and self.exp.status != "draft"
+
+    @property
+    def opens_phase(self) -> bool:
+        """Running or paused: changing the allocation opens a new phase."""
+        return self.exp is not None and self.exp.status in ("running", "paused")
+
+    @property
+    def title(self) -> str:
+        return "New experiment" if self.exp is None else f"Edit {self.exp.key} (version {self.exp.version})"
+
+    @property
+    def submit_label(self) -> str:
+        return "Create draft" if self.exp is None else f"Save changes (version {self.exp.version})"
+
+    @property
+    def other_model(self) -> str:
+        """The treatment's model by default: the first one that is not the default."""
+        return next((m for m in self.models if m != self.default_model), self.default_model)
+
+    @property
+    def initial(self) -> ExperimentForm:
+        """The values the widgets start from: the experiment's, or a two-arm A/B test of the default
+        model against another."""
+        e = self.exp
+        if e is None:
+            return ExperimentForm(variants=(VariantRow("control", self.default_model, 0.5),
+                                            VariantRow("treatment", self.other_model, 0.5)))
+        return ExperimentForm(
+            key=e.key, name=e.name, hypothesis=e.hypothesis, kind=e.kind,
+            variants=tuple(VariantRow(v.name, v.model, v.weight) for v in e.variants),
+            coverage_pct=float(e.coverage_pct), layer=e.layer or "", goal_metric=e.goal_metric,
+            guardrail_metrics=tuple(e.guardrail_metrics), engine=e.engine, alpha=e.alpha, power=e.power, mde=e.mde,
+            use_plan=bool(e.planned_sample_size))
+
+    def variant_default(self, i: int) -> VariantRow:
+        """Row ``i``'s starting values; rows past the experiment's own start with weight 0."""
+        current = self.initial.variants
+        return current[i] if i < len(current) else VariantRow(f"variant_{i}", self.other_model, 0.0)
+
+    def model_index(self, model: str) -> int:
+        return list(self.models).index(model) if model in self.models else 0
+
+    def full_spec(self, form: ExperimentForm, planned: int | None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The spec the form sends, and the whole experiment it makes (what is validated).
+
+        Editing keeps what the form does not show: variant parameters, forced users, bandit settings.
+        """
+        spec = form.spec(planned)
+        if self.exp is None:
+            return spec, spec
+        params = {v.name: v.params for v in self.exp.variants}
+        spec["variants"] = [{**v, "params": params.get(v["name"], {})} for v in spec["variants"]]
+        return spec, {**self.exp.model_dump(), **spec, "key": self.exp.key}
+
+    def submit(self, engine: Engine, form: ExperimentForm, planned: int | None, actor: str) -> Submission:
+        """Validate the form, then create the experiment or send what changed (audited as ``actor``)."""
+        spec, full = self.full_spec(form, planned)
+        errors = form_errors(full, self.models)
+        if errors:
+            return Submission(errors=errors, invalid=True)
+        try:
+            if self.exp is None:
+                return Submission(saved=experiments.create(engine, spec, actor))
+            current = self.exp.model_dump()
+            changes = {k: v for k, v in spec.items() if k != "key" and current.get(k) != v}
+            if not changes:
+                return Submission(unchanged=True)
+            return Submission(saved=experiments.update(engine, self.exp.key, changes, self.exp.version, actor))
+        except ConflictError as exc:
+            return Submission(errors={GENERAL: [f"{exc}. Reload the page to see the current version."]})
+        except ExperimentError as exc:
+            return Submission(errors={slot_of(exc.field): [str(exc)]})
+
+
+def editor(engine: Engine, exp: Experiment | None) -> Editor:
+    """The editor of ``exp`` (None: a new experiment) over the models this engine serves."""
+    return Editor(exp, sorted(engine.service.models), engine.service.default_model)
+
+
+def saved_text(exp: Experiment) -> str:
+    return f"Saved `{exp.key}` (version {exp.version}, {exp.status})."
+
+
+# ----------------------------------------------------------------------------- sample-size calculator
+
+
+@dataclass(frozen=True)
+class Baseline:
+    value: float
+    measured: bool  # read from the live KPIs rather than a default
+
+    @property
+    def help(self) -> str:
+        return "current control value" + (" (measured now)" if self.measured else "")
+
+
+def measured_kpi(goal_metric: str) -> str | None:
+    """The live KPI that measures ``goal_metric`` now, if any."""
+    return KPI_OF_METRIC.get(goal_metric)
+
+
+def baseline(goal_metric: str, kpis: Mapping[str, float | None]) -> Baseline:
+    """The calculator's starting baseline: the live rate when there is a plausible one, else a default."""
+    measured = kpis.get(KPI_OF_METRIC.get(goal_metric, ""))
+    value = measured if measured and 0 < measured < 1 else DEFAULT_BASELINE.get(goal_metric, 1.0)
+    return Baseline(float(value), bool(measured))
+
+
+def needs_std(goal_metric: str) -> bool:
+    """A mean metric's sample size depends on its standard deviation per user."""
+    return METRICS[goal_metric].kind == "mean"
+
+
+def traffic_text(users_per_day: float | None) -> str:
+    if not users_per_day:
+        return "Current traffic: unknown until the event stream covers at least a minute."
+    return (f"Current traffic: about {compact(users_per_day)} users per day (distinct users in the latest events, "
+            "at most the shop's users), times the coverage.")
+
+
+def duration_text(days: float | None) -> str:
+    if days is None or not math.isfinite(days):
+        return "no traffic measured yet to estimate the duration"
+    if days < 1:
+        return f"about {days * 24:.1f} hours at current traffic"
+    return f"about {days:.1f} days at current traffic"
+
+
+def plan(
+    goal_metric: str, baseline: float, mde: float, alpha: float, power: float, weights: Sequence[float],
+    traffic_per_day: float | None, coverage_pct: float = 100.0, std: float | None = None,
+) -> SampleSizePlan:
+    """Sample size for the goal metric; ``ValueError`` with a readable message when not computable."""
+    spec = METRICS.get(goal_metric)
+    if spec is None:
+        raise ValueError(f"unknown metric {goal_metric!r}")
+    metric_type: Literal["mean", "binomial"] = "mean" if spec.kind == "mean" else "binomial"
+    if len(weights) < 2 or any(w <= 0 for w in weights):
+        raise ValueError("the calculator needs at least two variants with positive weights")
+    total = sum(weights)
+    traffic = traffic_per_day * coverage_pct / 100.0 if traffic_per_day else None
+    return plan_sample_size(baseline, mde, metric_type=metric_type, std=std, alpha=alpha, power=power,
+                            variants=len(weights), users_per_day=traffic,
+                            weights=tuple(w / total for w in weights))
+
+
+def plan_text(p: SampleSizePlan) -> str:
+    return (f"Needs **{p.users_per_variant:,} users per variant** ({p.total_users:,} in total), "
+            f"{duration_text(p.days)}. MDE {format_value(p.mde_rel, 'percent')} relative, "
+            f"alpha {p.alpha_per_comparison:.3g} per comparison.")

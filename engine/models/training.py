@@ -1,0 +1,214 @@
+"""Train models on a stored dataset, score them on two holdouts, and register them with lineage.
+
+``train_models`` is what ``recops train`` runs:
+
+1. check everything first — the model names, the ``--param`` values (each must be a parameter of
+   the model and parse as its type), the dataset (at least two users with interactions), EASE's
+   catalogue cap — so bad input fails before any work and leaves the registry untouched;
+2. build the time holdout and the per-user holdout once (``engine.models.holdout``);
+3. per model: optionally tune on the time holdout (``engine.models.tuning``), score the chosen
+   parameters on both holdouts, refit on every interaction for serving, and save a new version
+   whose lineage records what it learnt from and how well it did (``engine.models.lineage``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from engine.data.dataset_store import StoredDataset
+from engine.data.schema import Dataset
+from engine.data.split import interaction_events
+from engine.models.ease import check_catalogue
+from engine.models.evaluation import ModelReport, evaluate_model
+from engine.models.holdout import Holdout, per_user_holdout, time_holdout
+from engine.models.lineage import lineage
+from engine.models.registry import MODEL_CLASSES, ModelRegistry, model_class, new_model
+from engine.models.tuning import TuningReport, tune
+
+ALL = "all"
+K = 10
+
+
+class TrainingError(ValueError):
+    """Input that training cannot use: the message says what and how to fix it."""
+
+
+@dataclass(frozen=True)
+class TrainingOptions:
+    holdout_days: float = 7.0
+    ease_max_items: int = 10_000
+    tune_trials: int = 0
+    k: int = K
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    model: str
+    version: str
+    stage: str
+    lineage: dict[str, Any]
+    total_seconds: float
+    tuning: TuningReport | None = None
+
+
+# ---- parameters ------------------------------------------------------------------------------
+
+
+def model_names(requested: str | None) -> list[str]:
+    """``--model``: one known model, or ``all`` (every model, in registry order)."""
+    if requested in (None, ALL):
+        return list(MODEL_CLASSES)
+    model_class(requested)
+    return [requested]
+
+
+def _parameters(name: str) -> dict[str, inspect.Parameter]:
+    signature = inspect.signature(model_class(name).__init__)
+    return {p.name: p for p in signature.parameters.values() if p.name != "self"}
+
+
+def _coerce(name: str, parameter: inspect.Parameter, raw: str) -> Any:
+    """``raw`` as the type of the parameter's default (None allowed when its annotation says so)."""
+    default = parameter.default
+    if raw.strip().lower() in ("none", "null") and "None" in str(parameter.annotation):
+        return None
+    try:
+        if isinstance(default, bool):
+            if raw.strip().lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(raw)
+            return raw.strip().lower() in ("true", "1", "yes")
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float) or default is None:
+            return float(raw)
+    except ValueError:
+        kind = type(default).__name__ if default is not None else "number"
+        raise TrainingError(f"--param {parameter.name}={raw!r}: {name} needs {kind} here") from None
+    return raw
+
+
+def parse_params(pairs: Sequence[str], names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``--param key=value`` (or ``model.key=value``) → typed parameters per model in ``names``.
+
+    An unqualified key goes to every chosen model that has it; a key no chosen model has is an error.
+    """
+    out: dict[str, dict[str, Any]] = {name: {} for name in names}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise TrainingError(f"--param {pair!r}: expected key=value")
+        target, dot, bare = key.rpartition(".")
+        targets = [target] if dot else list(names)
+        if dot and target not in out:
+            raise TrainingError(f"--param {pair!r}: {target!r} is not among the models trained ({', '.join(names)})")
+        matched = [t for t in targets if bare in _parameters(t)]
+        if not matched:
+            known = {t: sorted(_parameters(t)) for t in targets}
+            raise TrainingError(f"--param {pair!r}: not a parameter of {', '.join(targets)}; parameters: {known}")
+        for t in matched:
+            out[t][bare] = _coerce(t, _parameters(t)[bare], raw)
+    for name, params in out.items():
+        try:
+            new_model(name, params)  # the model's own checks (ranges, allowed values)
+        except (TypeError, ValueError) as exc:
+            raise TrainingError(f"--param for {name}: {exc}") from None
+    return out
+
+
+# ---- checks ----------------------------------------------------------------------------------
+
+
+def check_dataset(dataset: Dataset, label: str) -> None:
+    """Training needs at least two users and one item with interactions (events that carry taste)."""
+    rows = interaction_events(dataset.events)
+    rows = rows[rows["item_id"].isin(set(dataset.items["item_id"]))]
+    users = rows["user_id"].nunique()
+    if users < 2:
+        raise TrainingError(
+            f"dataset {label} has {users} user{'s' if users != 1 else ''} with interactions; "
+            "collaborative models need at least 2"
+        )
+
+
+# ---- training --------------------------------------------------------------------------------
+
+
+def holdout_metrics(holdout: Holdout, name: str, params: Mapping[str, Any], k: int) -> dict[str, Any]:
+    """A holdout's scores for one model, keyed ``precision_at_10`` etc., with the holdout's definition."""
+    if holdout.split is None:
+        return {**holdout.definition, "unavailable": holdout.unavailable}
+    report = evaluate_model(holdout.split, name, k, params)
+    return {**holdout.definition, **report_metrics(report, k)}
+
+
+def report_metrics(report: ModelReport, k: int) -> dict[str, Any]:
+    return {
+        f"precision_at_{k}": report.precision,
+        f"recall_at_{k}": report.recall,
+        f"ndcg_at_{k}": report.ndcg,
+        f"map_at_{k}": report.map,
+        "coverage": report.coverage,
+        "diversity": report.diversity,
+        "novelty": report.novelty,
+        "users": report.n_users,
+        "fit_seconds": report.train_seconds,
+    }
+
+
+def train_models(
+    stored: StoredDataset,
+    registry: ModelRegistry,
+    names: Sequence[str],
+    params: Mapping[str, Mapping[str, Any]],
+    options: TrainingOptions,
+    progress: Callable[[str], None] | None = None,
+) -> list[TrainingResult]:
+    """Train, score and register each of ``names`` on ``stored`` (see the module docstring)."""
+    say = progress or (lambda _: None)
+    dataset = stored.dataset
+    label = f"{stored.name!r} (version {stored.version})"
+    check_dataset(dataset, label)
+    if "ease" in names:
+        check_catalogue(dataset.n_items, options.ease_max_items)
+    if options.tune_trials < 0:
+        raise TrainingError(f"--tune needs a number of trials >= 0, got {options.tune_trials}")
+
+    holdouts = [time_holdout(dataset, options.holdout_days), per_user_holdout(dataset)]
+    time_split = holdouts[0]
+    if options.tune_trials and time_split.split is None:
+        raise TrainingError(f"--tune chooses on the time holdout, which dataset {label} does not have: "
+                            f"{time_split.unavailable}; try another --holdout-days")
+    for h in holdouts:
+        if h.unavailable:
+            say(f"{h.kind} holdout unavailable: {h.unavailable}")
+    interactions = dataset.interactions()
+
+    results = []
+    for name in names:
+        started = time.perf_counter()
+        chosen = dict(params.get(name, {}))
+        report = None
+        if options.tune_trials and time_split.split is not None:
+            say(f"{name}: tuning, {options.tune_trials} trials on the time holdout")
+            report = tune(time_split.split, name, options.tune_trials, fixed=chosen, k=options.k)
+            chosen = report.best_params
+        say(f"{name}: scoring on the holdouts")
+        metrics = {h.kind: holdout_metrics(h, name, chosen, options.k) for h in holdouts}
+        say(f"{name}: fitting on all {interactions.matrix.nnz:,} user-item pairs")
+        fit_started = time.perf_counter()
+        model = new_model(name, chosen).fit(interactions)
+        fit_seconds = time.perf_counter() - fit_started
+        record = lineage(dataset=stored.name, dataset_version=stored.version, events=dataset.events,
+                         params=model.params(), train_seconds=fit_seconds, metrics=metrics)
+        if report is not None:
+            record["tuning"] = report.summary()
+        version = registry.save(name, model, dataset=stored.name, lineage=record)
+        stage = registry.record(name, version).stage
+        results.append(TrainingResult(name, version, stage, record, time.perf_counter() - started, report))
+    return results
+

@@ -1,0 +1,99 @@
+"""The Redis client for ``REDIS_URL`` and the one way the engine runs a script over a batch.
+
+    >>> client = redis_client("redis://:secret@127.0.0.1:6379/0")      # or rediss://, ?cluster=true
+    >>> flags = eval_script_batch(client, script, [(keys, args), ...])   # one round trip
+
+A Redis Cluster client has the same API as a plain one, except that redis-py refuses scripts
+inside its pipelines; ``is_cluster`` is what callers branch on.  Replies are text with the engine's
+clients (``decode_responses``); ``as_text``, ``text_hash`` and ``stream_entries`` also accept the
+bytes of a client opened without it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis
+from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
+from redis.commands.core import Script
+from redis.exceptions import NoScriptError
+from redis.retry import Retry
+
+
+def is_cluster_url(url: str) -> bool:
+    return parse_qs(urlsplit(url).query).get("cluster", ["false"])[0].lower() in ("1", "true", "yes")
+
+
+def redis_client(url: str) -> redis.Redis:
+    """A client for ``REDIS_URL``: ``redis://``, ``rediss://`` (TLS), with AUTH in the URL, and
+    Redis Cluster when the URL carries ``?cluster=true`` (the cluster client has the same API)."""
+    # Short timeouts: a Redis that hangs must turn into a fallback list fast, not a stuck request.
+    # No automatic retries: a re-sent pipeline could append an event to the stream twice, and
+    # the service's fallback is the better answer to a failed call anyway.
+    common: dict[str, Any] = {"decode_responses": True, "socket_connect_timeout": 0.5, "socket_timeout": 1.0}
+    if is_cluster_url(url):
+        parts = urlsplit(url)
+        query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "cluster"])
+        plain = urlunsplit((parts.scheme, parts.netloc, "/", query, ""))
+        return RedisCluster.from_url(plain, **common)  # type: ignore[return-value]
+    return redis.Redis.from_url(
+        url, **common, health_check_interval=15, max_connections=256, retry=Retry(NoBackoff(), 0)
+    )
+
+
+def is_cluster(client: object) -> bool:
+    """redis-py's cluster client refuses scripts inside pipelines; callers branch on this."""
+    return isinstance(client, RedisCluster)
+
+
+def eval_script_batch(
+    client: redis.Redis, script: Script, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]
+) -> list[Any]:
+    """Run a registered script once per call, all in one pipelined round trip.
+
+    EVALSHA is queued directly: redis-py's ``Script`` inside a pipeline first sends SCRIPT EXISTS,
+    an extra round trip per batch.  Calls answered NOSCRIPT (server restarted, SCRIPT FLUSH) did
+    not run, so only those are retried after loading the script; the others ran and must not
+    run twice.
+    """
+    if is_cluster(client):
+        # redis-py's cluster pipeline refuses EVALSHA: one call each (a round trip per call)
+        return [script(keys=list(keys), args=list(args)) for keys, args in calls]
+    results: list[Any] = [None] * len(calls)
+    pending = list(range(len(calls)))
+    for attempt in range(2):
+        pipe = client.pipeline(transaction=False)
+        for i in pending:
+            keys, args = calls[i]
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+        for i, result in zip(pending, pipe.execute(raise_on_error=False), strict=True):
+            results[i] = result
+        pending = [i for i in pending if isinstance(results[i], NoScriptError)]
+        if not pending:
+            break
+        if attempt == 0:
+            client.script_load(script.script)
+    for result in results:
+        if isinstance(result, Exception):
+            raise result
+    return results
+
+
+def as_text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def text_hash(raw: Mapping[Any, Any]) -> dict[str, str]:
+    """An HGETALL reply as ``{field: value}`` text."""
+    return {as_text(k): as_text(v) for k, v in raw.items()}
+
+
+def stream_entries(
+    reply: Iterable[tuple[str | bytes | None, Mapping[Any, Any] | None]] | None,
+) -> list[tuple[str, dict[str, str]]]:
+    """An XRANGE/XREVRANGE reply as ``(entry id, fields)`` text pairs.  The reply types allow an
+    entry without id or fields (an entry trimmed while it was read); there is nothing to show of it."""
+    return [(as_text(i), text_hash(f)) for i, f in reply or () if i is not None and f is not None]

@@ -1,0 +1,167 @@
+"""engine.console.experiment_form: the experiment editor's spec, its problems by field (carried as data by
+``ExperimentError.field`` and pydantic's locations), saving, and the sample-size calculator."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from engine.console import experiment_form
+from engine.console import experiments as console_experiments
+from engine.console.experiment_form import GENERAL, Editor, VariantRow
+from engine.experiments import ExperimentError, parse_experiment
+from engine.runtime import Engine
+from tests.support.console import two_arm_spec
+
+MODELS = ["als", "item_item", "popularity"]
+
+
+# ------------------------------------------------------------------------------ problems by field
+
+
+def test_form_errors_point_at_the_field() -> None:
+    models = ["als", "popularity", "item_item"]
+    assert experiment_form.form_errors(two_arm_spec(), models) == {}
+    bad_weights = two_arm_spec(variants=[{"name": "a", "model": "als", "weight": 0.7},
+                                         {"name": "b", "model": "als", "weight": 0.7}])
+    errors = experiment_form.form_errors(bad_weights, models)
+    assert list(errors) == ["variants"] and "sum to 1" in errors["variants"][0]
+    assert "key" in experiment_form.form_errors(two_arm_spec(key="bad key!"), models)
+    assert "coverage_pct" in experiment_form.form_errors(two_arm_spec(coverage_pct=0), models)
+    assert "guardrail_metrics" in experiment_form.form_errors(two_arm_spec(guardrail_metrics=["ctr"]), models)
+    assert "guardrail_metrics" in experiment_form.form_errors(two_arm_spec(guardrail_metrics=["nope"]), models)
+    assert "goal_metric" in experiment_form.form_errors(two_arm_spec(goal_metric="nope"), models)
+    missing = experiment_form.form_errors(two_arm_spec(), ["als"])
+    assert "variants" in missing and "popularity" in missing["variants"][0]
+
+
+def test_problems_across_fields_go_each_to_its_own_field_whole() -> None:
+    spec = two_arm_spec(goal_metric="nope", guardrail_metrics=["ctr", "also-nope"], variants=[
+        {"name": "a", "model": "als", "weight": 0.5}, {"name": "a", "model": "als", "weight": 0.5}])
+    errors = experiment_form.form_errors(spec, MODELS)
+    # a message with "; " inside stays one message, beside its own field (no splitting of texts)
+    assert errors["variants"] == ["variant names must be unique; repeated: ['a']"]
+    assert [e.split(";")[0] for e in errors["goal_metric"]] == ["unknown metric 'nope'"]
+    assert [e.split(";")[0] for e in errors["guardrail_metrics"]] == ["unknown metric 'also-nope'"]
+    assert list(errors) == ["variants", "goal_metric", "guardrail_metrics"]
+    bandit = experiment_form.form_errors(two_arm_spec(kind="bandit", goal_metric="revenue"), MODELS)
+    assert list(bandit) == ["kind"] and "needs a rate as its goal" in bandit["kind"][0]
+    forced = experiment_form.form_errors(two_arm_spec(forced={"u1": "gone"}), MODELS)
+    assert list(forced) == ["variants"] and forced["variants"][0].startswith("forced user 'u1': no variant 'gone'")
+    where = experiment_form.form_errors(two_arm_spec(variants=[
+        {"name": "control", "model": "popularity", "weight": 0.5}, {"name": "b", "model": "als", "weight": 0}]), MODELS)
+    assert where["variants"][0].startswith("1.weight: Input should be greater than 0")  # the place within the field
+    salt = experiment_form.form_errors(two_arm_spec(salt="x" * 200), MODELS)
+    assert list(salt) == [GENERAL]  # a field the form does not show
+
+
+def test_the_field_travels_on_the_error_as_data() -> None:
+    with pytest.raises(ExperimentError) as one:
+        parse_experiment(two_arm_spec(guardrail_metrics=["ctr"]))
+    assert one.value.field == "guardrail_metrics"
+    assert str(one.value) == "invalid experiment: the goal metric 'ctr' cannot also be a guardrail"
+    with pytest.raises(ExperimentError) as several:
+        parse_experiment(two_arm_spec(goal_metric="nope", guardrail_metrics=["nope2"]))
+    assert several.value.field is None  # two fields: none names them all
+    assert experiment_form.slot_of(None) == GENERAL and experiment_form.slot_of("salt") == GENERAL
+    assert experiment_form.slot_of("layer") == "layer"
+
+
+# ------------------------------------------------------------------------------ the editor
+
+
+def test_a_new_experiment_starts_from_two_arms_and_strips_what_was_typed() -> None:
+    ed = Editor(None, MODELS, "als")
+    assert (ed.creating, ed.prefix, ed.title, ed.submit_label) == (True, "ef-new-", "New experiment", "Create draft")
+    assert not ed.locked and not ed.started and not ed.opens_phase
+    start = ed.initial
+    assert start.variants == (VariantRow("control", "als", 0.5), VariantRow("treatment", "item_item", 0.5))
+    assert (start.goal_metric, start.engine, start.use_plan, start.coverage_pct) == ("ctr", "frequentist", True, 100.0)
+    assert ed.variant_default(2) == VariantRow("variant_2", "item_item", 0.0)
+    assert ed.model_index("popularity") == 2 and ed.model_index("gone") == 0
+    form = dataclasses.replace(start, key=" k1 ", name=" Name ", hypothesis=" H ", layer="  ",
+                               variants=(VariantRow(" a ", "als", 0.5), VariantRow("b", "popularity", 0.5)),
+                               guardrail_metrics=("clicked",))
+    spec = form.spec(planned=1234)
+    assert (spec["key"], spec["name"], spec["hypothesis"], spec["layer"]) == ("k1", "Name", "H", None)
+    assert spec["variants"][0] == {"name": "a", "model": "als", "weight": 0.5}
+    assert spec["guardrail_metrics"] == ["clicked"] and spec["planned_sample_size"] == 1234
+    assert dataclasses.replace(form, use_plan=False).spec(1234)["planned_sample_size"] is None
+    assert form.spec(None)["planned_sample_size"] is None and form.weights == [0.5, 0.5]
+
+
+def test_submit_creates_refuses_and_updates(engine: Engine) -> None:
+    new = experiment_form.editor(engine, None)
+    assert list(new.models) == sorted(engine.service.models) and new.default_model == engine.service.default_model
+    form = dataclasses.replace(new.initial, key="exp-f", name="Form", guardrail_metrics=("clicked",))
+    bad = new.submit(engine, dataclasses.replace(form, variants=(VariantRow("a", "als", 0.7),
+                                                                 VariantRow("b", "als", 0.7))), None, "ada")
+    assert bad.invalid and bad.saved is None and "sum to 1" in bad.errors["variants"][0]
+    assert console_experiments.listed(engine) == []  # nothing was sent
+    created = new.submit(engine, form, 500, "ada")
+    assert created.saved is not None and created.saved.planned_sample_size == 500 and not created.errors
+    assert experiment_form.saved_text(created.saved) == "Saved `exp-f` (version 1, draft)."
+    again = new.submit(engine, form, 500, "ada")  # the service refuses: its error names the key field
+    assert again.errors == {"key": ["experiment 'exp-f' already exists"]} and not again.invalid
+
+    exp = console_experiments.get(engine, "exp-f")
+    svc = engine.experiments
+    svc.update("exp-f", {"forced": {"qa-user": "treatment"}, "variants": [
+        {**v.model_dump(), "params": {"k": 1} if v.name == "control" else {}} for v in exp.variants]})
+    exp = console_experiments.get(engine, "exp-f")
+    ed = Editor(exp, MODELS, "als")
+    assert ed.prefix == f"ef-exp-f-{exp.version}-" and ed.title == f"Edit exp-f (version {exp.version})"
+    assert ed.initial.guardrail_metrics == ("clicked",) and ed.initial.use_plan
+    assert ed.submit(engine, ed.initial, 500, "ada").unchanged
+    renamed = ed.submit(engine, dataclasses.replace(ed.initial, name="Renamed"), 500, "bob")
+    assert renamed.saved is not None and renamed.saved.name == "Renamed"
+    kept = console_experiments.get(engine, "exp-f")
+    assert kept.variants[0].params == {"k": 1} and kept.forced == {"qa-user": "treatment"}  # not on the form: kept
+    assert engine.audit.recent(1)[0].detail.endswith("fields ['name']")
+    stale = ed.submit(engine, dataclasses.replace(ed.initial, name="Stale"), 500, "ada")  # read before the rename
+    assert list(stale.errors) == [GENERAL] and stale.errors[GENERAL][0].endswith(
+        ". Reload the page to see the current version.")
+
+
+def test_a_stopped_experiment_is_locked(engine: Engine) -> None:
+    console_experiments.create(engine, two_arm_spec(), "ada")
+    console_experiments.transition(engine, "exp-1", "start", "ada")
+    running = Editor(console_experiments.get(engine, "exp-1"), MODELS, "als")
+    assert running.started and running.opens_phase and not running.locked
+    console_experiments.transition(engine, "exp-1", "stop", "ada")
+    stopped = Editor(console_experiments.get(engine, "exp-1"), MODELS, "als")
+    assert stopped.locked and not stopped.opens_phase
+    refused = stopped.submit(engine, dataclasses.replace(stopped.initial, coverage_pct=50.0), None, "ada")
+    assert list(refused.errors) == [GENERAL] and "only ['hypothesis', 'name'] can change" in refused.errors[GENERAL][0]
+
+
+# ------------------------------------------------------------------------------ sample-size calculator
+
+
+def test_plan_and_traffic() -> None:
+    p = experiment_form.plan("ctr", 0.05, 0.1, 0.05, 0.8, [0.5, 0.5], traffic_per_day=2000, coverage_pct=50)
+    assert p.users_per_variant > 1000 and p.days == pytest.approx(p.total_users / 1000, rel=0.05)
+    with pytest.raises(ValueError):
+        experiment_form.plan("ctr", 0.05, 0.1, 0.05, 0.8, [1.0], None)
+    assert experiment_form.plan("revenue", 10.0, 0.05, 0.05, 0.8, [0.5, 0.5], None, std=20).days is None
+    assert experiment_form.duration_text(0.5) == "about 12.0 hours at current traffic"
+    assert experiment_form.duration_text(None).startswith("no traffic")
+    assert experiment_form.plan_text(p).startswith(f"Needs **{p.users_per_variant:,} users per variant** "
+                                                   f"({p.total_users:,} in total), about ")
+    assert "MDE 10.0% relative, alpha 0.05 per comparison." in experiment_form.plan_text(p)
+    assert experiment_form.traffic_text(257_431).startswith("Current traffic: about 257.4k users per day")
+    assert experiment_form.traffic_text(None).startswith("Current traffic: unknown")
+
+
+def test_baseline_from_the_live_kpi_when_plausible() -> None:
+    assert experiment_form.baseline("ctr", {"ctr": 0.042}) == experiment_form.Baseline(0.042, True)
+    assert experiment_form.baseline("ctr", {"ctr": 0.042}).help == "current control value (measured now)"
+    assert experiment_form.baseline("ctr", {}) == experiment_form.Baseline(0.05, False)
+    assert experiment_form.baseline("ctr", {"ctr": None}).help == "current control value"
+    assert experiment_form.baseline("conversion_rate", {"conversion": 0.0}).value == 0.005
+    assert experiment_form.baseline("revenue", {"ctr": 0.04}) == experiment_form.Baseline(1.0, False)
+    assert experiment_form.measured_kpi("conversion_rate") == "conversion"
+    assert experiment_form.measured_kpi("revenue") is None
+    assert experiment_form.needs_std("revenue") and not experiment_form.needs_std("ctr")
+    assert experiment_form.metric_label("ctr").startswith("ctr — ")
