@@ -80,6 +80,10 @@ REL_CI_NOTE = (
     "ci_rel is the delta-method interval for (treatment - control) / |control| (it includes the control "
     "mean's noise, so it is wider than ci_abs divided by the control mean)"
 )
+SEQUENTIAL_REL_CI_NOTE = (
+    "ci_rel is the sequential test's interval for treatment / control - 1, computed on the log scale "
+    "log(treatment / control), where the statistic stays normal out to the boundaries, and mapped back"
+)
 
 
 @dataclass(frozen=True)
@@ -485,7 +489,7 @@ def _notes(
             f"interval excludes 0 exactly when the chance to win passes {settings.ctw_threshold:.0%}"
         )
     if any(r.ci_rel is not None for r in results) and decision_engine != "bayesian":
-        notes.append(REL_CI_NOTE)
+        notes.append(SEQUENTIAL_REL_CI_NOTE if decision_engine == "sequential" else REL_CI_NOTE)
     if arms.cuped and metric_type == "binomial" and "bayesian" in run:
         notes.append("the Beta-Binomial model does not use the CUPED covariate")
     if "sequential" in run:
@@ -535,13 +539,15 @@ def analyze(
         for i in range(1, k + 1)
     ]
     messages += _notes(results, run, decision_engine, arms, metric_type, required, settings)
+    # A sequential plan's own size is the sample the experiment runs to; otherwise what the MDE needs.
+    planned = settings.sequential.planned_users_per_arm if decision_engine == "sequential" else None
     decision = decide(
         control=variants[0].name,
         control_users=arms.stats[0].n,
         evidence=[_evidence(r, decision_engine) for r in results],
         srm_flagged=srm.flagged,
         srm_detail=srm.message or "",
-        required_users_per_arm=required,
+        required_users_per_arm=planned or required,
         users_per_day=settings.users_per_day,
         arms_share_of_traffic=min(weights) / sum(weights) if weights and sum(weights) > 0 else None,
     )

@@ -17,7 +17,8 @@ Every rate comes with its Monte-Carlo standard error; power ratios with the pair
 The looks are simulated as binomial increments and tested with numpy on whole arrays, through the
 library's own array functions (delta-method moments, Welch degrees of freedom, mSPRT likelihood
 ratios, Lan-DeMets boundaries); a few runs are re-checked against the scalar engines each time.
-Bayesian rows use at most 1,000 runs (the quadrature costs ~30 ms a run).
+Bayesian rows use at most 1,000 runs (the quadrature costs ~30 ms a run).  Exits 1 when a target
+is missed.
 """
 
 from __future__ import annotations
