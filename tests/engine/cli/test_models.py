@@ -89,7 +89,7 @@ def test_train_list_promote_rollback(data_dir: Path, redis_client: redis.Redis,
     (["train", "--dataset", "demo", "--model", "als", "--param", "factors=many"], "als needs int"),
     (["train", "--dataset", "demo", "--model", "als", "--param", "depth=3"], "not a parameter of als"),
     (["train", "--dataset", "demo", "--model", "popularity", "--param", "nonsense"], "expected key=value"),
-    (["train", "--dataset", "nowhere"], "no dataset 'nowhere'"),
+    (["train", "--dataset", "nowhere"], "no dataset named 'nowhere'"),
     (["train", "--dataset", "demo", "--holdout-days", "0"], "must be positive"),
 ])
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(

@@ -14,8 +14,8 @@ import httpx
 
 from bench.harness import metric_total
 from engine.cli.up import REPO_ROOT, find_console_app
+from engine.local_processes import pid_alive
 from engine.monitoring.prometheus_server import find_prometheus_binary
-from engine.storage.embedded_redis import pid_alive
 from tests.conftest import require_binary
 from tests.support.engine_fixtures import small_world_env
 from tests.support.polling import poll

@@ -6,7 +6,7 @@ import redis
 
 from engine.console import dependencies
 from engine.console.dependencies import Health
-from engine.storage.embedded_redis import free_port
+from engine.local_processes import free_port
 
 
 def test_health_checks_report_absent_and_down_without_raising() -> None:

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from engine.console import monitoring_panels
-from engine.storage.embedded_redis import free_port
+from engine.local_processes import free_port
 from tests.engine.console.exposition_sample import EXPOSITION
 
 

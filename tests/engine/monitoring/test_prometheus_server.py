@@ -10,8 +10,8 @@ import pytest
 from prometheus_api_client import PrometheusConnect
 from prometheus_client import CollectorRegistry, Counter, start_http_server
 
+from engine.local_processes import free_port, pid_alive
 from engine.monitoring.prometheus_server import PrometheusServer, find_prometheus_binary
-from engine.storage.embedded_redis import free_port, pid_alive
 from tests.conftest import require_binary
 from tests.support.polling import poll
 

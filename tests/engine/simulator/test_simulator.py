@@ -21,6 +21,7 @@ import redis
 from engine.cli.simulate import add_simulate_arguments, run_until_signalled, simulate_command
 from engine.config import Settings, get_settings
 from engine.data.demo import DemoWorld
+from engine.local_processes import free_port
 from engine.runtime import prepare_world
 from engine.simulator import (
     SimulationConfig,
@@ -31,7 +32,6 @@ from engine.simulator import (
     plan_users,
     run_simulation,
 )
-from engine.storage.embedded_redis import free_port
 from engine.storage.keys import Keys
 from tests.support.api import ApiProcess
 from tests.support.engine_fixtures import small_world_env
