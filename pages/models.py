@@ -55,10 +55,11 @@ def versions_section(records: Sequence[mv.VersionRecord]) -> None:
     note = mv.unscored_text(records)
     if note:
         st.caption(note)
-    columns = st.columns(len(mv.METRICS))
-    for col, (key, label) in zip(columns, mv.METRICS, strict=True):
+    if not mv.scored(records):
+        return
+    for col, (key, label) in zip(st.columns(len(mv.METRICS)), mv.METRICS, strict=True):
         with col:
-            ui.chart(mv.metric_figure(records, key, label), "No version of this dataset has holdout scores yet.")
+            ui.chart(mv.metric_figure(records, key, label))
 
 
 def switch_section(registry: mv.ModelRegistry, records: Sequence[mv.VersionRecord], dataset: str) -> None:
