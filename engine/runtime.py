@@ -82,8 +82,10 @@ def prepare_models(settings: Settings, dataset: Dataset | StoredDataset) -> Mode
     if isinstance(dataset, StoredDataset) and dataset.name != DEMO:
         options = TrainingOptions(holdout_days=settings.holdout_days, ease_max_items=settings.ease_max_items)
         train_models(dataset, registry, STARTUP_MODELS, {}, options, log.info)
+    elif isinstance(dataset, StoredDataset):
+        registry.train_all(dataset.dataset, dataset_version=dataset.version)
     else:
-        registry.train_all(dataset.dataset if isinstance(dataset, StoredDataset) else dataset)
+        registry.train_all(dataset)
     return registry
 
 
