@@ -3,12 +3,12 @@
 Where the simulator invents shoppers from the demo world's ground truth, a replay needs none: it
 takes what a dataset's users really did from a moment on and plays it back, speed-scaled.
 
-1. ``plan_replay`` (pure): the events at or after ``start`` (and before ``until``), in timestamp
-   order.  Those the API would refuse are set aside and counted as skipped, by reason: an item
-   outside the served catalogue (one refuses the whole batch it is in), or an event the API's
-   validation refuses (``engine.events.tracker.Event``: ids outside its charset, a rating outside
-   1-5).  Each event gets a deterministic id, so a replay run twice is answered "duplicate" the
-   second time instead of being counted twice.
+1. ``plan_replay`` (pure, vectorised): the events at or after ``start`` (and before ``until``), in
+   timestamp order, without those whose item is outside the served catalogue (one refuses the
+   whole batch it is in), counted as skipped.  Each batch's bodies are built as it is sent, and
+   events the API's validation would refuse (``engine.events.tracker.Event``: ids outside its
+   charset, a rating outside 1-5) are left out and counted too.  Each event gets a deterministic
+   id, so a replay run twice is answered "duplicate" the second time instead of being counted twice.
 2. ``run_replay``: the event logged at time t is due ``(t - t0) / speed`` seconds after the start.
    Due events are posted in order, up to ``MAX_BATCH`` per ``POST /events/batch``; a user's first
    event is preceded by a request for their list (``POST /recommendations``), as a visitor sees a
@@ -23,7 +23,6 @@ import contextlib
 import math
 import time
 from bisect import bisect_right
-from collections import Counter
 from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -78,16 +77,38 @@ def utc(seconds: float | None) -> str | None:
 
 @dataclass(frozen=True)
 class ReplayPlan:
-    """The events to send, in order (``body`` as the API takes it, ``time`` as logged), and what was left out."""
+    """The events to send, in time order: their rows in the events table and logged times (arrays, so a
+    window of millions costs no Python objects until its batches are built), and what was left out."""
 
-    bodies: list[dict[str, Any]]
-    times: list[float]
-    skipped: dict[str, int]  # reason → events
+    events: pd.DataFrame = field(repr=False)
+    rows: np.ndarray
+    times: np.ndarray
+    skipped: dict[str, int]  # reason → events (items outside the catalogue, found when planning)
     in_window: int  # events logged in [start, until), sent or skipped
     truncated: bool  # ``limit`` cut the plan short
+    id_prefix: str = "replay"
 
     def __len__(self) -> int:
-        return len(self.bodies)
+        return len(self.rows)
+
+    def batch(self, start: int, stop: int) -> tuple[list[dict[str, Any]], int]:
+        """Request bodies of planned events ``start:stop``, and how many of them the API's event
+        validation would refuse (left out: one refused event would refuse its whole batch)."""
+        bodies, refused = [], 0
+        frame = self.events.iloc[self.rows[start:stop]]
+        for row, user, item, kind, value in zip(self.rows[start:stop], frame["user_id"], frame["item_id"],
+                                                frame["type"], frame["value"], strict=True):
+            body: dict[str, Any] = {"event_id": f"{self.id_prefix}:{row}", "user_id": str(user),
+                                    "item_id": str(item), "type": str(kind)}
+            if body["type"] in VALUED_TYPES and not pd.isna(value):
+                body["value"] = float(value)
+            try:
+                Event.model_validate(body)
+            except ValidationError:
+                refused += 1
+                continue
+            bodies.append(body)
+        return bodies, refused
 
 
 def plan_replay(
@@ -98,7 +119,8 @@ def plan_replay(
     limit: int | None = None,
     id_prefix: str = "replay",
 ) -> ReplayPlan:
-    """What ``run_replay`` sends (see the module docstring); ``events`` in the ``Dataset`` layout."""
+    """What ``run_replay`` sends (see the module docstring); ``events`` in the ``Dataset`` layout.
+    ``limit`` bounds the planned events; those the validation refuses are among them."""
     times = events["timestamp"].to_numpy(dtype=np.float64)
     window = times >= start
     if until is not None:
@@ -106,28 +128,12 @@ def plan_replay(
     rows = np.flatnonzero(window)
     rows = rows[np.argsort(times[rows], kind="stable")]
     known = events["item_id"].iloc[rows].isin(catalogue).to_numpy() if len(rows) else np.zeros(0, dtype=bool)
-    skipped: Counter[str] = Counter()
-    skipped[NOT_IN_CATALOGUE] += int((~known).sum())
-    bodies: list[dict[str, Any]] = []
-    kept_times: list[float] = []
-    user, item, kind, value = (events[c].to_numpy() for c in ("user_id", "item_id", "type", "value"))
-    truncated = False
-    for row in rows[known]:
-        if limit is not None and len(bodies) == limit:
-            truncated = True
-            break
-        body: dict[str, Any] = {"event_id": f"{id_prefix}:{row}", "user_id": str(user[row]),
-                                "item_id": str(item[row]), "type": str(kind[row])}
-        if body["type"] in VALUED_TYPES and not pd.isna(value[row]):
-            body["value"] = float(value[row])
-        try:
-            Event.model_validate(body)
-        except ValidationError:
-            skipped[REFUSED_BY_VALIDATION] += 1
-            continue
-        bodies.append(body)
-        kept_times.append(float(times[row]))
-    return ReplayPlan(bodies, kept_times, {k: v for k, v in skipped.items() if v}, len(rows), truncated)
+    outside = int((~known).sum())
+    kept = rows[known]
+    truncated = limit is not None and len(kept) > limit
+    kept = kept[:limit] if limit is not None else kept
+    return ReplayPlan(events, kept, times[kept], {NOT_IN_CATALOGUE: outside} if outside else {}, len(rows),
+                      truncated, id_prefix)
 
 
 @dataclass(frozen=True)
@@ -248,7 +254,8 @@ async def run_replay(plan: ReplayPlan, config: ReplayConfig, stop: asyncio.Event
     last_sent: float | None = None
     async with httpx.AsyncClient(base_url=config.api_url, timeout=config.timeout) as client:
         sender = _Sender(client, summary, config.n)
-        t0 = plan.times[0] if plan.times else 0.0
+        t0 = float(plan.times[0]) if len(plan) else 0.0
+        times = plan.times.tolist()  # bisect over a list: plain floats
         i = 0
         while i < len(plan):
             elapsed = time.monotonic() - started
@@ -259,22 +266,25 @@ async def run_replay(plan: ReplayPlan, config: ReplayConfig, stop: asyncio.Event
                 summary.stopped = DURATION
                 break
             due = t0 + elapsed * config.speed
-            j = bisect_right(plan.times, due, i, min(len(plan), i + MAX_BATCH))
+            j = bisect_right(times, due, i, min(len(plan), i + MAX_BATCH))
             if j == i:  # nothing due yet: sleep until the next event is, or the run's end, or a stop
-                wait = min((plan.times[i] - t0) / config.speed, config.duration) - elapsed
+                wait = min((times[i] - t0) / config.speed, config.duration) - elapsed
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=max(wait, 0.0))
                 continue
-            batch = plan.bodies[i:j]
+            batch, refused = plan.batch(i, j)
+            if refused:
+                summary.skipped[REFUSED_BY_VALIDATION] = summary.skipped.get(REFUSED_BY_VALIDATION, 0) + refused
             arriving = list(dict.fromkeys(b["user_id"] for b in batch if b["user_id"] not in seen))
             seen.update(arriving)
             await asyncio.gather(*(sender.request_list(u) for u in arriving))
-            await sender.post_events(batch)
+            if batch:
+                await sender.post_events(batch)
             if sender.unreachable:
                 summary.stopped = UNREACHABLE
                 break
-            first_sent = plan.times[i] if first_sent is None else first_sent
-            last_sent = plan.times[j - 1]
+            first_sent = float(plan.times[i]) if first_sent is None else first_sent
+            last_sent = float(plan.times[j - 1])
             i = j
         else:
             summary.stopped = DONE
