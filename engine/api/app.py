@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from engine.api.middleware import RequestCounter
 from engine.api.routes import admin, events, probes, recommendations
 from engine.config import Settings, get_settings
+from engine.monitoring.prometheus_metrics import EVENTS_REJECTED
 from engine.runtime import Engine, build_engine, freeze_startup_heap
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,9 @@ REDIS_UNAVAILABLE = (
     "Redis is unavailable: the request was not carried out. Retry later; events are idempotent on event_id, "
     "so re-sending the same events is safe"
 )
+
+# requests refused as invalid here count as rejected events (reason "invalid")
+EVENT_PATHS = ("/events", "/track/")
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
@@ -54,7 +58,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.add_middleware(RequestCounter)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if request.url.path.startswith(EVENT_PATHS):
+            EVENTS_REJECTED.labels(reason="invalid").inc()
         # FastAPI's default shape, minus the echoed input (it may be huge or hostile)
         errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
         return JSONResponse({"detail": errors}, status_code=422)

@@ -141,11 +141,15 @@ def test_metrics_after_traffic(client: httpx.Client) -> None:
         ("recops_cache_requests_total", {"tier": "l1", "result": "hit"}, 2),
         ("recops_events_total", {"type": "click"}, 1),
         ("recops_list_diversity_ratio_count", {}, 3),
+        ("recops_events_rejected_total", {"reason": "invalid"}, 2),
     ]
     before = client.get("/metrics").text
     for _ in range(3):
         client.post("/recommendations", params={"user_id": "metrics-user-6", "n": 10})
     client.post("/track/click", params={"user_id": "metrics-user-6", "item_id": "i00001"})
+    invalid = {"user_id": "metrics-user-6", "item_id": "i00001", "type": "nope"}
+    assert client.post("/events", json=invalid).status_code == 422
+    assert client.post("/track/nope", params={"user_id": "metrics-user-6", "item_id": "i00001"}).status_code == 422
     after = client.get("/metrics").text
     for name, labels, delta in checks:
         assert metric_total(after, name, **labels) - metric_total(before, name, **labels) == delta, name
