@@ -19,6 +19,7 @@ PAGES = {
                 default=True),
         st.Page("pages/recommendations.py", title="Recommendations", icon=":material/recommend:",
                 url_path="recommendations"),
+        st.Page("pages/models.py", title="Models", icon=":material/model_training:", url_path="models"),
     ],
     "Experiment": [
         st.Page("pages/experiments.py", title="Experiments", icon=":material/science:", url_path="experiments"),

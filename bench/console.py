@@ -63,6 +63,7 @@ class ConsolePage:
 PAGES = (
     ConsolePage("", "Overview", "Overview"),
     ConsolePage("recommendations", "Recommendations", "Recommendations"),
+    ConsolePage("models", "Models", "Models"),
     ConsolePage("experiments", "Experiments", "Experiments"),
     ConsolePage("readout", "Readout", "Readout"),
     ConsolePage("monitoring", "Monitoring", "Monitoring"),

@@ -29,6 +29,10 @@ class Settings(BaseSettings):
         description="External Prometheus; unset lets `recops up` start one if the binary exists",
     )
     key_prefix: str = Field(default="recops", description="Prefix of every Redis key")
+    dataset: str = Field(
+        default="demo",
+        description="Dataset served (`recops up/serve --dataset`): demo (the demo world) or an imported one",
+    )
 
     # --- demo world --------------------------------------------------------
     demo_seed: int = Field(default=42, description="Seed of the demo world")

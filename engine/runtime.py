@@ -17,12 +17,14 @@ import redis
 
 from engine.config import Settings
 from engine.data.catalog import ItemCatalog
+from engine.data.dataset_store import DEMO, StoredDataset, demo_world, open_dataset, stored_demo
 from engine.data.demo import DemoWorld
 from engine.data.schema import Dataset
 from engine.events.tracker import EventTracker
 from engine.experiments import ExperimentService, PreExposure
 from engine.models.base import Recommender
-from engine.models.registry import ModelRegistry
+from engine.models.registry import STARTUP_MODELS, ModelRegistry
+from engine.models.training import TrainingOptions, train_models
 from engine.models.watch import RegistryWatcher
 from engine.serving.cache import ListRefresher, NoRefresh, RefreshQueue, TieredCache
 from engine.serving.diversity import DiversitySettings
@@ -42,18 +44,55 @@ def world_dir(settings: Settings) -> Path:
 
 def prepare_world(settings: Settings) -> DemoWorld:
     """The demo world saved in the data dir, generated on first use."""
-    return DemoWorld.load_or_generate(
-        world_dir(settings), seed=settings.demo_seed, n_users=settings.demo_users, n_items=settings.demo_items
-    )
+    return demo_world(settings)
 
 
-def prepare_models(settings: Settings, dataset: Dataset) -> ModelRegistry:
-    """Trained models from the registry; trains and saves them when the data dir has none."""
+def served_dataset(settings: Settings, world: DemoWorld | None = None) -> StoredDataset:
+    """The dataset ``settings.dataset`` names, in its current version: the demo world (``world`` when
+    the caller has it loaded) or an imported dataset.  ``DatasetError`` when there is none by that name."""
+    if settings.dataset == DEMO:
+        return stored_demo(world or prepare_world(settings))
+    return open_dataset(settings, settings.dataset)
+
+
+def dataset_keys(settings: Settings, dataset: str) -> Keys:
+    """The Redis key names of the engine serving ``dataset``.
+
+    The demo world keeps the bare prefix (as before datasets could be served); an imported dataset
+    gets ``<prefix>@<name>``, so its features, live logs, lists, events and experiments never meet
+    another dataset's users of the same id, and no pattern of one (``recops:rec*``, ``recops:*``)
+    matches another's keys.  The audit log is the one thing shared: see ``build_engine``.
+    """
+    return Keys(settings.key_prefix if dataset == DEMO else f"{settings.key_prefix}@{dataset}")
+
+
+def prepare_models(settings: Settings, dataset: Dataset | StoredDataset) -> ModelRegistry:
+    """Trained models from the registry; when no model serves the dataset yet, trains ``STARTUP_MODELS`` once.
+
+    The demo world is fitted as it always was (a plain fit, no holdout scores).  An imported dataset
+    goes through ``recops train``'s path (``engine.models.training``): both holdouts scored and the
+    lineage recorded, so its first versions can be compared with the ones trained after them.
+    ``TrainingError`` when the dataset cannot be trained on (one user, ...).
+    """
     registry = ModelRegistry(settings.models_dir)
-    if not registry.names():
-        log.info("no trained models in %s: training on %s", settings.models_dir, dataset.name)
+    if registry.names(dataset.name):
+        return registry
+    log.info("no trained models for %s in %s: training %s", dataset.name, settings.models_dir,
+             ", ".join(STARTUP_MODELS))
+    if isinstance(dataset, StoredDataset) and dataset.name != DEMO:
+        options = TrainingOptions(holdout_days=settings.holdout_days, ease_max_items=settings.ease_max_items)
+        train_models(dataset, registry, STARTUP_MODELS, {}, options, log.info)
+    elif isinstance(dataset, StoredDataset):
+        registry.train_all(dataset.dataset, dataset_version=dataset.version)
+    else:
         registry.train_all(dataset)
     return registry
+
+
+def served_models(registry: ModelRegistry, dataset: str) -> tuple[dict[str, Recommender], str | None]:
+    """The production version of every model on ``dataset``, loaded, and the default model."""
+    models = {name: registry.load(name, dataset=dataset) for name in registry.names(dataset)}
+    return models, registry.default_model(dataset)
 
 
 @dataclass
@@ -61,7 +100,8 @@ class Engine:
     settings: Settings
     redis: redis.Redis
     keys: Keys
-    world: DemoWorld
+    world: DemoWorld | None  # the demo world's ground truth; None when serving an imported dataset
+    stored: StoredDataset  # what is served: name, version, manifest
     dataset: Dataset
     catalog: ItemCatalog
     registry: ModelRegistry
@@ -92,10 +132,11 @@ class Engine:
         self.service.warm([user_id], n=self.settings.default_n, model=self.serving_model(user_id))
 
     def reload_models(self) -> None:
-        """Load the registry's current versions (after a retrain) without restarting."""
+        """Load the registry's production versions for the served dataset (after a promotion) without
+        restarting."""
         self.registry = ModelRegistry(self.settings.models_dir)
-        self.models = {name: self.registry.load(name) for name in self.registry.names()}
-        self.service.swap_models(self.models, self.registry.default)
+        self.models, default = served_models(self.registry, self.dataset.name)
+        self.service.swap_models(self.models, default)
 
     def served_versions(self) -> tuple[dict[str, str], str | None]:
         """Model name → the version this process serves, and the default model."""
@@ -127,22 +168,24 @@ def freeze_startup_heap() -> None:
 
 
 def build_engine(settings: Settings, start_listener: bool = True) -> Engine:
+    # the dataset and its models first: a dataset that is not there fails before Redis is started
+    world = prepare_world(settings) if settings.dataset == DEMO else None
+    stored = served_dataset(settings, world)
+    dataset = stored.dataset
+    registry = prepare_models(settings, stored)
+    models, default_model = served_models(registry, dataset.name)
     url, embedded = ensure_redis_url(settings.redis_url, settings.data_dir)
     client = redis_client(url)
-    keys = Keys(settings.key_prefix)
-    world = prepare_world(settings)
-    dataset = world.dataset()
-    registry = prepare_models(settings, dataset)
-    models = {name: registry.load(name) for name in registry.names()}
+    keys = dataset_keys(settings, dataset.name)
     catalog = ItemCatalog.from_items(dataset.items)
-    source = FeatureSource.from_dataset(dataset, history_length=settings.history_length)
+    source = FeatureSource.from_dataset(dataset, history_length=settings.history_length, keys=keys)
     features = FeatureStore(client, keys, settings, source)
     cache = TieredCache(client, keys, settings)
     if start_listener:
         cache.start_listener()
     service = RecommendationService(
         models=models,
-        default_model=registry.default,
+        default_model=default_model,
         catalog=catalog,
         features=features,
         cache=cache,
@@ -160,9 +203,10 @@ def build_engine(settings: Settings, start_listener: bool = True) -> Engine:
         on_accepted=experiments.observe,
     )
     engine = Engine(
-        settings=settings, redis=client, keys=keys, world=world, dataset=dataset, catalog=catalog,
-        registry=registry, models=models, features=features, cache=cache, events=events,
-        service=service, audit=AuditLog(client, keys), experiments=experiments, embedded_redis=embedded,
+        settings=settings, redis=client, keys=keys, world=world, stored=stored, dataset=dataset, catalog=catalog,
+        registry=registry, models=models, features=features, cache=cache, events=events, service=service,
+        # one audit log for every dataset: the CLI's promotions and the console's land side by side
+        audit=AuditLog(client, Keys(settings.key_prefix)), experiments=experiments, embedded_redis=embedded,
     )
     # serving processes (the ones with a listener) refresh lists ahead; the console does not
     if start_listener and settings.refresh_after_invalidation:

@@ -57,7 +57,7 @@ def access_policy() -> AccessPolicy:
     return AccessPolicy(configured_password(settings(), _secrets()), options().login_for_reads)
 
 
-@st.cache_resource(show_spinner="Loading the engine (demo world and models) …")
+@st.cache_resource(show_spinner="Loading the engine (the dataset served and its models) …")
 def _engine_for(fingerprint: tuple[str, ...]) -> Engine:
     return build_engine(settings())
 

@@ -8,6 +8,7 @@ import streamlit as st
 
 from engine.console import cache_actions as actions
 from engine.console import cache_view as view
+from engine.console import preview
 from engine.console.monitoring_view import hit_ratio_cards
 from pages import _resources as res
 from pages import _ui as ui
@@ -20,6 +21,7 @@ if not ui.header("Cache and features", "What the cache and the feature store hol
                                        "actions on them. Every write is recorded in the audit log."):
     st.stop()
 eng = res.engine()
+examples = preview.example_ids(eng)  # ids of the served dataset, as placeholders
 
 
 # ----------------------------------------------------------------------------- confirmed actions
@@ -80,7 +82,7 @@ def invalidate_section() -> None:
     st.markdown("**Invalidate**")
     left, right = st.columns(2)
     with left, st.container(border=True):
-        raw = st.text_input("User to invalidate", key="inv_user", placeholder="u00042")
+        raw = st.text_input("User to invalidate", key="inv_user", placeholder=examples["User"])
         if raw.strip():
             try:
                 user_id = actions.check_user_id(raw)
@@ -122,7 +124,7 @@ def warm_section(who: str) -> None:
 
 def inspect_section() -> None:
     kind = st.segmented_control("Entity", view.ENTITY_KINDS, default="User", key="insp_kind") or "User"
-    raw = st.text_input(f"{kind} id", key="insp_id", placeholder=view.ID_PLACEHOLDER[kind])
+    raw = st.text_input(f"{kind} id", key="insp_id", placeholder=examples[kind])
     if not raw.strip():
         return
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from engine.console import badges
+from engine.console.models import dataset_caption, dataset_text
 from engine.console.monitoring_view import firing
 from pages import _experiments_ui as exp_ui
 from pages import _resources as res
@@ -16,6 +17,14 @@ redis_ok_at_load = ui.header(
     "Overview", "Health of the stack, the seed's key metrics against their targets, running experiments and "
     "firing alerts."
 )
+
+
+def dataset_line() -> None:
+    eng = res.engine()
+    summary = eng.stored.summary()
+    with st.container(border=True):
+        st.markdown(dataset_text(summary))
+        st.caption(dataset_caption(summary, *eng.served_versions()))
 
 
 def health_row() -> bool:
@@ -73,4 +82,5 @@ def live() -> None:
     firing_alerts()
 
 
+dataset_line()
 live()

@@ -30,7 +30,8 @@ def pick_user() -> str | None:
             st.session_state["rec_new"] = preview.new_user_id()
         st.caption(preview.cold_start_text(st.session_state["rec_new"]))
         return st.session_state["rec_new"]
-    query = st.text_input("Search user id", key="rec_query", placeholder="e.g. u00042 — empty lists the most active")
+    query = st.text_input("Search user id", key="rec_query",
+                          placeholder=f"e.g. {preview.example_ids(eng)['User']} — empty lists the most active")
     try:
         matches = preview.user_choices(eng, query)
     except ValueError as exc:

@@ -15,8 +15,8 @@ from engine.storage.embedded_redis import EmbeddedRedis
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-# fixtures of the engine (small demo world, trained models) and of a running API process
-pytest_plugins = ["tests.support.engine_fixtures", "tests.support.api"]
+# fixtures of the engine (small demo world, trained models), of a running API process and of the CLI in process
+pytest_plugins = ["tests.support.engine_fixtures", "tests.support.api", "tests.support.cli"]
 
 REQUIRE_BINARIES = os.environ.get("RECOPS_REQUIRE_BINARIES") == "1"
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -58,11 +58,24 @@ class ComponentHealth(BaseModel):
     detail: str = ""
 
 
+class ServedDataset(BaseModel):
+    """The dataset this API serves: its name and version, and the size of what it loaded."""
+
+    name: str
+    version: int
+    interactions: int
+    users: int
+    items: int
+    data_from: str | None = None
+    data_to: str | None = None
+
+
 class HealthResponse(BaseModel):
     status: Literal["healthy", "degraded"]
     redis: ComponentHealth
     models: ComponentHealth
     feature_store: ComponentHealth
+    dataset: ServedDataset
 
 
 class InvalidationResponse(BaseModel):

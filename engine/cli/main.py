@@ -11,10 +11,14 @@ from collections.abc import Callable, Sequence
 from engine.config import Settings, get_settings
 
 Handler = Callable[[argparse.Namespace], int]
+DATASET_HELP = ("dataset to serve: demo (the demo world, the default) or one imported with `recops import`; "
+                "default RECOPS_DATASET")
 
 
-def _settings() -> Settings:
-    return get_settings()
+def _settings(dataset: str | None = None) -> Settings:
+    """The environment's settings; ``dataset`` (``--dataset``) overrides ``RECOPS_DATASET``."""
+    settings = get_settings()
+    return settings if dataset is None else settings.model_copy(update={"dataset": dataset})
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -46,14 +50,21 @@ def cmd_up(args: argparse.Namespace) -> int:
         api_port=args.api_port, console_port=args.console_port, prometheus_port=args.prometheus_port,
         simulator_rate=args.simulator_rate,
     )
-    return up(_settings(), options)
+    return up(_settings(args.dataset), options)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from engine.cli.serve import serve
+    from engine.data.schema import DatasetError
+    from engine.models.training import TrainingError
 
-    settings = _settings()
-    serve(settings, host=args.host or settings.api_host, port=args.port or settings.api_port, workers=args.workers)
+    settings = _settings(args.dataset)
+    try:
+        serve(settings, host=args.host or settings.api_host, port=args.port or settings.api_port,
+              workers=args.workers)
+    except (DatasetError, TrainingError) as exc:
+        print("recops serve: " + " ".join(str(exc).split()), file=sys.stderr)
+        return 2
     return 0
 
 
@@ -88,9 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--console-port", type=int)
     p.add_argument("--prometheus-port", type=int)
     p.add_argument("--simulator-rate", type=float, default=3.0, help="requests per second")
+    p.add_argument("--dataset", default=None, help=DATASET_HELP)
     p.set_defaults(handler=cmd_up)
 
     p = sub.add_parser("serve", help="run the HTTP API alone (REDIS_URL or the embedded Redis)")
+    p.add_argument("--dataset", default=None, help=DATASET_HELP)
     p.add_argument("--host", default=None)
     p.add_argument("--port", type=int, default=None)
     p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
@@ -120,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="simulated users of the demo world sending real traffic to the API")
     add_simulate_arguments(p)
     p.set_defaults(handler=simulate_command)
+
+    from engine.cli.replay import add_replay_arguments, replay_command
+
+    p = sub.add_parser("replay", help="a dataset's interactions from a time on, sent to the API as live traffic")
+    add_replay_arguments(p)
+    p.set_defaults(handler=replay_command)
 
     from engine.cli.experiments import (
         add_analyze_arguments,

@@ -11,8 +11,9 @@ import os
 import shutil
 from pathlib import Path
 
-from engine.config import Settings
-from engine.runtime import prepare_models, prepare_world
+from engine.config import Settings, get_settings
+from engine.data.dataset_store import StoredDataset
+from engine.runtime import prepare_models, served_dataset
 from engine.storage.embedded_redis import EmbeddedRedis, ensure_redis_url
 
 
@@ -24,19 +25,32 @@ def prepare_multiprocess_dir(data_dir: Path, name: str = "api") -> Path:
     return path
 
 
+def prepare_served(settings: Settings) -> StoredDataset:
+    """The dataset ``settings`` serves, with trained models (trained now when it has none).
+
+    Done once, before any server process starts: several workers starting on an empty data dir
+    would otherwise all generate and train at the same time.  ``DatasetError`` (no such dataset)
+    and ``TrainingError`` (one that cannot be trained on) come before anything was started.
+    """
+    stored = served_dataset(settings)
+    prepare_models(settings, stored)
+    return stored
+
+
 def serve(settings: Settings, host: str, port: int, workers: int = 1, log_level: str = "warning") -> None:
     import uvicorn
 
+    prepare_served(settings)
     embedded: EmbeddedRedis | None
     url, embedded = ensure_redis_url(settings.redis_url, settings.data_dir)
-    # workers are fresh interpreters: hand them the same Redis and data dir through the environment
+    # workers are fresh interpreters: hand them the same Redis, data dir and dataset through the
+    # environment; a single worker runs in this process and reads the same (hence the cache clear)
     os.environ["REDIS_URL"] = url
     os.environ["RECOPS_DATA_DIR"] = str(settings.data_dir.resolve())
+    os.environ["RECOPS_DATASET"] = settings.dataset
+    get_settings.cache_clear()
     if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prepare_multiprocess_dir(settings.data_dir))
-    # prepare the world and models once, here: several workers starting on an empty data dir
-    # would otherwise all generate and train at the same time
-    prepare_models(settings, prepare_world(settings).dataset())
     try:
         uvicorn.run(
             "engine.api.app:create_app",

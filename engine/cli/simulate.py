@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import signal
 import sys
 
 import orjson
 
+from engine.cli.signals import until_signalled
 from engine.config import get_settings
 from engine.data.demo import DemoWorld
 from engine.simulator.scheduler import SimulationConfig, run_simulation
@@ -51,19 +50,7 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
 
 async def run_until_signalled(world: DemoWorld, config: SimulationConfig) -> SimulationSummary:
     """``run_simulation`` that ends early, with its summary, on SIGINT or SIGTERM."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    installed: list[signal.Signals] = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        # not available off the main thread or on some platforms: then Ctrl-C simply aborts
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
-            installed.append(sig)
-    try:
-        return await run_simulation(world, config, stop=stop)
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
+    return await until_signalled(lambda stop: run_simulation(world, config, stop=stop))
 
 
 def simulate_command(args: argparse.Namespace) -> int:

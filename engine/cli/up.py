@@ -1,8 +1,10 @@
 """``recops up``: the whole stack from one command.
 
-Embedded Redis (unless ``REDIS_URL``), the demo world and trained models (reused when the data
-dir has them), the API, Prometheus when its binary exists, a gentle simulator and the console
-(which runs from a source checkout: see ``find_console_app``).
+The dataset to serve (the demo world by default, or ``--dataset NAME``) with trained models
+(reused when the data dir has them, trained once otherwise), embedded Redis (unless
+``REDIS_URL``), the API, Prometheus when its binary exists, a gentle simulator — on the demo world
+only, the one dataset with a ground truth to simulate — and the console (which runs from a source
+checkout: see ``find_console_app``).
 Children run in their own sessions so that Ctrl-C reaches only this supervisor, which stops
 them in reverse order; ``stack.json`` in the data dir lists their pids while the stack runs.
 """
@@ -23,10 +25,13 @@ from pathlib import Path
 
 import httpx
 
+from engine.cli.serve import prepare_served
 from engine.config import Settings
+from engine.data.dataset_store import DEMO
+from engine.data.schema import DatasetError
 from engine.local_processes import free_port
+from engine.models.training import TrainingError
 from engine.monitoring.prometheus_server import PrometheusServer, PrometheusUnavailableError, find_prometheus_binary
-from engine.runtime import prepare_models, prepare_world
 from engine.storage.embedded_redis import EmbeddedRedis, ensure_redis_url, redact_url
 
 # The checkout when the package is installed editable; site-packages after a plain ``pip install .``.
@@ -35,6 +40,21 @@ CONSOLE_MISSING = (
     "console: not started: app.py and pages/ are not part of the installed package; run `recops up` "
     "from a RecOps source checkout (or install it with `pip install -e .`)"
 )
+USAGE_ERROR = 2
+
+
+def simulator_skipped(dataset: str) -> str:
+    """Why ``recops up --dataset NAME`` starts no simulator, and what sends traffic instead."""
+    return (f"not started: the simulator's shoppers follow the demo world's ground truth, which dataset "
+            f"{dataset!r} does not have; `recops replay --dataset {dataset} --from TIME` sends its "
+            "interactions as live traffic")
+
+
+def describe(summary: dict[str, object]) -> str:
+    """One line on the dataset served, from ``StoredDataset.summary()``."""
+    span = f", {summary['data_from']} … {summary['data_to']}" if summary.get("data_from") else ""
+    return (f"{summary['name']} v{summary['version']}: {summary['interactions']:,} interactions, "
+            f"{summary['users']:,} users, {summary['items']:,} items{span}")
 
 
 @dataclass
@@ -148,14 +168,17 @@ class Stack:
 
     def start(self) -> Stack:
         s, o = self.settings, self.options
+        # the dataset first: a name that is not there stops here, before anything was started
+        what = "the demo world" if s.dataset == DEMO else f"dataset {s.dataset!r}"
+        print(f"preparing {what} and its models (the first run trains them) ...", flush=True)
+        stored = prepare_served(s)
+        print(f"dataset     {describe(stored.summary())}", flush=True)
         (s.data_dir / "logs").mkdir(parents=True, exist_ok=True)
         url, self.redis = ensure_redis_url(s.redis_url, s.data_dir)
         self.urls["redis"] = redact_url(url)  # stack.json and the terminal never show a password
         print(f"redis       {redact_url(url)}{'  (embedded)' if self.redis else ''}", flush=True)
-        print("preparing the demo world and models (first run trains them) ...", flush=True)
-        prepare_models(s, prepare_world(s).dataset())
 
-        env = dict(os.environ, REDIS_URL=url, RECOPS_DATA_DIR=str(s.data_dir.resolve()))
+        env = dict(os.environ, REDIS_URL=url, RECOPS_DATA_DIR=str(s.data_dir.resolve()), RECOPS_DATASET=s.dataset)
         env.setdefault("OPENBLAS_NUM_THREADS", "1")
         api_port = o.api_port or port_or_free(s.api_port)
         api = self._spawn("api", [sys.executable, "-m", "engine.cli", "serve", "--port", str(api_port)], env)
@@ -186,7 +209,9 @@ class Stack:
             print(f"prometheus  {prom_url}", flush=True)
         env["RECOPS_API_URL"] = api.url
 
-        if o.simulator:
+        if o.simulator and s.dataset != DEMO:
+            print(f"simulator   {simulator_skipped(s.dataset)}", flush=True)
+        elif o.simulator:
             sim = self._spawn("simulator", [sys.executable, "-m", "engine.cli", "simulate", "--api", api.url,
                                             "--rate", str(o.simulator_rate), "--duration", "86400"], env)
             print(f"simulator   {o.simulator_rate:g} requests/s against the API (log: logs/{sim.name}.log)", flush=True)
@@ -256,6 +281,9 @@ def up(settings: Settings, options: StackOptions) -> int:
         return stack.wait()
     except (StopRequested, KeyboardInterrupt):
         return 0
+    except (DatasetError, TrainingError) as exc:
+        print("recops up: " + " ".join(str(exc).split()), file=sys.stderr)
+        return USAGE_ERROR
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -20,7 +20,6 @@ from engine.serving.cache import WarmReport
 WARM_MODES = ("Most active users", "Pasted list")
 EntityKind = Literal["User", "Item"]
 ENTITY_KINDS: tuple[EntityKind, ...] = ("User", "Item")
-ID_PLACEHOLDER: dict[EntityKind, str] = {"User": "u00042", "Item": "i00007"}
 FAMILY_COLUMNS = ["family", "what", "keys", "est. memory", "sampled", "median TTL", "sampled without TTL"]
 
 
@@ -159,7 +158,8 @@ def inspect_entity(engine: Engine, kind: EntityKind, raw: str) -> Inspection:
             raise NotInCatalogueError(f"No item `{entity}` in the catalogue.")
         fields = {"title": item.title, "category": item.category, "popularity": f"{item.popularity:.5f}",
                   "average rating": f"{item.avg_rating:.2f}" if item.avg_rating is not None else MISSING,
-                  "price": f"{item.price:.2f}" if item.price is not None else MISSING}
+                  "price": f"{item.price:.2f}" if item.price is not None else MISSING,
+                  **item.attributes}  # an imported item file's further columns
     state = f"cached, expires in {ttl} s" if ttl > 0 else "not cached: computed from the source of truth now"
     return Inspection(f"`{key}` — {state}",
                       pd.DataFrame({"feature": list(fields), "value": [str(v) for v in fields.values()]}))

@@ -66,6 +66,14 @@ def user_choices(engine: Engine, query: str) -> list[str]:
     return [typed, *matches] if typed and typed not in matches else matches
 
 
+def example_ids(engine: Engine) -> dict[str, str]:
+    """Ids of the served dataset to show as input placeholders: its most active user and most popular item."""
+    users = engine.features.top_active_users(1)
+    items = engine.catalog.most_popular(1)
+    return {"User": users[0] if users else "user-1",
+            "Item": str(engine.catalog.item_ids[items[0]]) if items else "item-1"}
+
+
 def random_user(engine: Engine, rng: random.Random | None = None) -> str:
     return (rng or random.Random()).choice(known_users(engine))
 

@@ -1,5 +1,5 @@
 """What identifies the console's process-wide resources: the settings of an environment, and the
-engine built from them (one engine per distinct Redis, data dir and demo world)."""
+engine built from them (one engine per distinct Redis, data dir, dataset and demo world)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,6 @@ def settings_environment(environ: Mapping[str, str]) -> tuple[tuple[str, str], .
 
 
 def engine_fingerprint(settings: Settings) -> tuple[str, ...]:
-    """What makes two engines different: Redis, the data dir and the demo world's shape."""
+    """What makes two engines different: Redis, the data dir, the dataset served and the demo world's shape."""
     return (str(settings.redis_url), str(settings.data_dir.resolve()), str(settings.demo_users),
-            str(settings.demo_items), str(settings.demo_seed), settings.key_prefix)
+            str(settings.demo_items), str(settings.demo_seed), settings.key_prefix, settings.dataset)

@@ -27,7 +27,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,9 @@ from engine.config import Settings
 from engine.data.durable_files import fsync_tree, rename_dir_if_absent, write_text_atomic
 from engine.data.interaction_stats import InteractionStats
 from engine.data.schema import EVENT_TYPES, Dataset, DatasetError
+
+if TYPE_CHECKING:
+    from engine.data.demo import DemoWorld
 
 DEMO = "demo"
 MANIFEST = "manifest.json"
@@ -72,6 +75,21 @@ class StoredDataset:
     path: Path | None  # the vN directory (None for the built-in demo world)
     manifest: dict[str, Any]
     dataset: Dataset  # what models train on
+
+    def summary(self) -> dict[str, Any]:
+        """Name, version, rows, users, items and time range (ISO 8601, None without timestamps): what
+        the API's /health and the console say is served."""
+        span = self.manifest.get("time_range") or {}
+        rows = self.manifest.get("rows", {})
+        return {
+            "name": self.name,
+            "version": self.version,
+            "interactions": int(rows.get("interactions", len(self.dataset.events))),
+            "users": int(self.manifest.get("users", self.dataset.n_users)),
+            "items": int(rows.get("items", self.dataset.n_items)),
+            "data_from": span.get("min_utc"),
+            "data_to": span.get("max_utc"),
+        }
 
 
 class DatasetStore:
@@ -253,11 +271,20 @@ def open_dataset(settings: Settings, name: str, version: int | None = None) -> S
         return DatasetStore(datasets_root(settings)).load(name, version)
     if version not in (None, 1):
         raise DatasetNotFoundError(f"the demo world has only version 1, not {version}")
+    return stored_demo(demo_world(settings))
+
+
+def demo_world(settings: Settings) -> DemoWorld:
+    """The demo world saved in the data dir, generated on first use."""
     from engine.data.demo import DemoWorld
 
-    world = DemoWorld.load_or_generate(
+    return DemoWorld.load_or_generate(
         settings.data_dir / "world", seed=settings.demo_seed, n_users=settings.demo_users, n_items=settings.demo_items
     )
+
+
+def stored_demo(world: DemoWorld) -> StoredDataset:
+    """The demo world as a stored dataset (version 1; it has no directory of its own)."""
     dataset = world.dataset()
     return StoredDataset(DEMO, 1, None, demo_manifest(dataset, world.params), dataset)
 

@@ -6,6 +6,9 @@ read as a zip (never installed: RecBole drags in torch), and converted to ``u.da
 ``load_movielens`` and every other ml-100k tool read it unchanged.
 
 What the atomic files lost cannot be restored: ``u.item``'s release date and IMDb URL fields stay empty.
+
+Beside the classic files, ``ratings.csv`` and ``items.csv`` are written in the layout ``recops import``
+reads as it is (``write_import_files``), so MovieLens can be served like any dataset of one's own.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
 from engine.data.movielens import ML100K_GENRES, UNKNOWN, load_movielens
-from engine.data.schema import DatasetError
+from engine.data.schema import Dataset, DatasetError
 
 RECBOLE_REQUIREMENT = "recbole==1.2.1"
 ATOMIC_DIR = "recbole/dataset_example/ml-100k"
@@ -30,6 +35,8 @@ ITEM_MEMBER = f"{ATOMIC_DIR}/ml-100k.item"
 ML100K_RATINGS = 100_000
 ML100K_ITEMS = 1_682
 DEFAULT_TARGET = Path("data/ml-100k")
+IMPORT_RATINGS = "ratings.csv"  # user_id,item_id,rating,timestamp
+IMPORT_ITEMS = "items.csv"  # item_id,title,category,genres (genres: every genre, '|'-separated)
 
 # RecBole writes movie 267, whose title is "unknown" in u.item, with the title and year misspelt "unkonwn"
 _MISSING = frozenset({"", UNKNOWN, "unkonwn"})
@@ -166,6 +173,27 @@ def write_classic(converted: Converted, target: Path) -> None:
         os.replace(partial, target / name)
 
 
+def write_import_files(dataset: Dataset, target: Path) -> tuple[Path, Path]:
+    """``ratings.csv`` and ``items.csv`` for ``recops import`` (UTF-8, a header, quoted where needed).
+
+    A movie's category is its first genre, as ``load_movielens`` has it; ``genres`` lists them all and
+    is kept by the import as an item attribute.  Each file appears whole or not at all.
+    """
+    events = dataset.events
+    ratings = pd.DataFrame({
+        "user_id": events["user_id"], "item_id": events["item_id"], "rating": events["value"],
+        "timestamp": events["timestamp"].astype("int64"),
+    })  # fmt: skip
+    items = dataset.items[["item_id", "title", "category", "genres"]]
+    written = []
+    for name, frame in ((IMPORT_RATINGS, ratings), (IMPORT_ITEMS, items)):
+        partial = target / f".{name}.partial"
+        frame.to_csv(partial, index=False, encoding="utf-8", float_format="%g")
+        os.replace(partial, target / name)
+        written.append(target / name)
+    return written[0], written[1]
+
+
 def _member_text(archive: zipfile.ZipFile, wheel: Path, name: str) -> str:
     try:
         data = archive.read(name)
@@ -234,12 +262,18 @@ def fetch_command(args: argparse.Namespace) -> int:
     try:
         fetch_ml100k(target, wheel_dir=args.wheel_dir)
         dataset = load_movielens(target)
+        ratings, items = write_import_files(dataset, target)
     except (FetchError, DatasetError) as exc:
         print(f"fetch-movielens: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"fetch-movielens: could not write to {target}: {exc}", file=sys.stderr)
         return 1
     state = "already present in" if already else "written to"
     print(
         f"MovieLens-100k {state} {target}: {dataset.n_users} users, {len(dataset.items)} movies, "
         f"{len(dataset.events)} ratings (from the {RECBOLE_REQUIREMENT} wheel)"
     )
+    print(f"for `recops import`: {ratings} and {items}, e.g.\n"
+          f"  recops import --name ml-100k --interactions {ratings} --items {items}")
     return 0

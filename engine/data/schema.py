@@ -4,7 +4,8 @@
             avg_rating (float, NaN when unrated).
 ``events``: user_id (str), item_id (str), type (one of ``EVENT_TYPES``), timestamp (float, Unix
             seconds), value (float: the rating for ``rating`` events, the price for ``purchase``,
-            else 1.0).
+            else 1.0); optionally ``weight`` (float >= 0: how much the event says about the user's
+            taste; imported datasets have it, see ``interaction_weights``).
 
 Ids are strings everywhere outside a model's internal index so that Redis keys, the API and the
 console never disagree on what ``"42"`` means.
@@ -33,6 +34,19 @@ EVENT_WEIGHTS: dict[str, float] = {
 
 ITEM_COLUMNS = ("item_id", "title", "category", "popularity", "avg_rating")
 EVENT_COLUMNS = ("user_id", "item_id", "type", "timestamp", "value")
+WEIGHT_COLUMN = "weight"
+
+
+def interaction_weights(events: pd.DataFrame) -> np.ndarray:
+    """How much each event says about its user's taste (float64; 0 = nothing, not an interaction).
+
+    An imported dataset carries its own ``weight`` column (the file's weight, else its rating,
+    else the event label's weight: ``engine.data.interaction_rows``), which wins; events without
+    one — the demo world, MovieLens read by ``evaluate`` — are weighted by type (``EVENT_WEIGHTS``).
+    """
+    if WEIGHT_COLUMN in events.columns:
+        return events[WEIGHT_COLUMN].to_numpy(dtype=np.float64, na_value=0.0)
+    return events["type"].map(EVENT_WEIGHTS).fillna(0.0).to_numpy(dtype=np.float64)
 
 
 class DatasetError(ValueError):
@@ -76,7 +90,7 @@ class Dataset:
 class InteractionMatrix:
     """Users × items confidence matrix (CSR) with the id ↔ index maps.
 
-    ``matrix[u, i]`` is the summed ``EVENT_WEIGHTS`` of user u's events on item i; ``last_seen``
+    ``matrix[u, i]`` is the summed ``interaction_weights`` of user u's events on item i; ``last_seen``
     the timestamp of the latest such event, which time-decayed models use.
     """
 
@@ -91,7 +105,7 @@ class InteractionMatrix:
     def from_events(cls, events: pd.DataFrame, item_ids: pd.Series | np.ndarray) -> InteractionMatrix:
         item_ids = np.asarray(item_ids, dtype=object)
         item_index = {iid: i for i, iid in enumerate(item_ids)}
-        weights = events["type"].map(EVENT_WEIGHTS).fillna(0.0).to_numpy(dtype=np.float32)
+        weights = interaction_weights(events).astype(np.float32)
         keep = (weights > 0) & events["item_id"].isin(item_index).to_numpy()
         ev = events.loc[keep]
         weights = weights[keep]

@@ -5,8 +5,9 @@ train (Python's round, half to even, as Recommenders' ``split_pandas_data_with_r
 with one or two items keeps them all in train and is simply not evaluated; from three items on
 every user has at least one test item.
 
-What counts as an interaction: any event whose ``EVENT_WEIGHTS`` is positive (an impression alone
-says nothing about taste), and with ``min_rating`` set, a ``rating`` event only when its value is at
+What counts as an interaction: any event whose weight (``interaction_weights``: the dataset's
+``weight`` column, else ``EVENT_WEIGHTS`` of its type) is positive (an impression alone says
+nothing about taste), and with ``min_rating`` set, a ``rating`` event only when its value is at
 least ``min_rating`` (ml-100k's "4 and 5 stars are positive" convention).
 
 The split is decided on distinct (user, item) pairs, so an item is never in both halves.  The test
@@ -24,15 +25,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from engine.data.schema import EVENT_WEIGHTS
+from engine.data.schema import interaction_weights
 
 
 def interaction_events(events: pd.DataFrame, min_rating: float | None = None) -> pd.DataFrame:
     """The events that say a user liked an item (see the module docstring)."""
-    weight = events["type"].map(EVENT_WEIGHTS).fillna(0.0)
-    keep = weight > 0
+    keep = interaction_weights(events) > 0
     if min_rating is not None:
-        keep &= (events["type"] != "rating") | (events["value"] >= min_rating)
+        keep &= ((events["type"] != "rating") | (events["value"] >= min_rating)).to_numpy()
     return events.loc[keep]
 
 

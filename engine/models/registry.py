@@ -293,6 +293,11 @@ class ModelRegistry:
             raise UnknownModelError(f"{name!r} has no production version on dataset {dataset!r}")
         return version
 
+    def production_history(self, name: str, dataset: str = DEMO_DATASET) -> list[str]:
+        """The versions of ``name`` that were production on ``dataset``, in the order they were promoted
+        (the last one serves; a rollback goes back to the one before it)."""
+        return [str(v) for v in self._entry(self._read(), name)["production"].get(dataset) or []]
+
     def record(self, name: str, version: str) -> VersionRecord:
         entry = self._entry(self._read(), name)
         info = self._version_info(entry, name, version)

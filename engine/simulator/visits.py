@@ -86,7 +86,8 @@ def behave(
     )
 
 
-def _retryable(status: int | None) -> bool:
+def retryable(status: int | None) -> bool:
+    """Worth sending again: no answer at all, 429 or a 5xx (a 4xx would be refused again)."""
     return status is None or status == 429 or status >= 500
 
 
@@ -155,7 +156,7 @@ class Visitor:
                     self._acknowledge(events, response.json(), arm)
                     return
                 self.recorder.error("events", str(status))
-            if not _retryable(status) or attempt == self.retries:
+            if not retryable(status) or attempt == self.retries:
                 break
             await asyncio.sleep(RETRY_BACKOFF_SECONDS * 2**attempt)
         self.recorder.failed_events += len(events)

@@ -29,7 +29,7 @@ import pandas as pd
 import redis
 
 from engine.config import Settings
-from engine.data.schema import EVENT_WEIGHTS, Dataset
+from engine.data.schema import EVENT_WEIGHTS, ITEM_COLUMNS, Dataset, interaction_weights
 from engine.monitoring.prometheus_metrics import FEATURE_REQUESTS
 from engine.storage.client import as_text, eval_script_batch, text_hash
 from engine.storage.keys import Keys
@@ -151,6 +151,8 @@ class ItemFeatures:
     popularity: float
     avg_rating: float | None = None
     price: float | None = None
+    # the item file's further columns of an imported dataset, as text (the demo world has none)
+    attributes: dict[str, str] = field(default_factory=dict)
 
     def to_hash(self) -> dict[str, str]:
         return {
@@ -159,6 +161,7 @@ class ItemFeatures:
             "popularity": repr(float(self.popularity)),
             "avg_rating": _opt_float(self.avg_rating),
             "price": _opt_float(self.price),
+            "attributes": orjson.dumps(self.attributes).decode(),
         }
 
     @classmethod
@@ -171,6 +174,7 @@ class ItemFeatures:
             popularity=float(data["popularity"]),
             avg_rating=_parse_opt_float(data["avg_rating"]),
             price=_parse_opt_float(data["price"]),
+            attributes={str(k): str(v) for k, v in orjson.loads(data["attributes"]).items()},
         )
 
 
@@ -229,7 +233,7 @@ class FeatureSource:
         categories = pd.Series(items["category"].astype(str).to_numpy(), index=items["item_id"].astype(str))
         ccode, cats = pd.factorize(categories.reindex(item_ids))  # -1 where the catalogue lacks the item
         cat_names = np.asarray(cats, dtype=object)
-        weight = np.asarray([EVENT_WEIGHTS.get(t, 0.0) for t in types], dtype=np.float64)[tcode]
+        weight = interaction_weights(events)
         is_purchase = np.asarray(types == "purchase")[tcode]
         frame = pd.DataFrame(
             {
@@ -356,12 +360,16 @@ class FeatureSource:
         return {i: self.items[i] for i in item_ids if i in self.items}
 
 
+PRICE_COLUMN = "price"
+
+
 def _item_features(items: pd.DataFrame, events: pd.DataFrame) -> dict[str, ItemFeatures]:
     """Catalogue rows as records; price from a ``price`` column when the catalogue has one, else
-    the median purchase value (a purchase event's value is what was paid)."""
+    the median purchase value (a purchase event's value is what was paid); any further column (an
+    imported item file's attributes) kept as text, empty values left out."""
     ids = items["item_id"].astype(str).to_numpy(dtype=object)
-    if "price" in items.columns:
-        prices = items["price"].to_numpy(dtype=np.float64)
+    if PRICE_COLUMN in items.columns:
+        prices = items[PRICE_COLUMN].to_numpy(dtype=np.float64)
     else:
         paid = events.loc[(events["type"] == "purchase") & (events["value"] > 0)]
         median = paid.groupby("item_id")["value"].median()
@@ -374,17 +382,29 @@ def _item_features(items: pd.DataFrame, events: pd.DataFrame) -> dict[str, ItemF
             popularity=float(popularity),
             avg_rating=_finite_or_none(rating),
             price=_finite_or_none(price),
+            attributes=attributes,
         )
-        for iid, category, title, popularity, rating, price in zip(
+        for iid, category, title, popularity, rating, price, attributes in zip(
             ids,
             items["category"].to_numpy(),
             items["title"].to_numpy(),
             items["popularity"].to_numpy(dtype=np.float64),
             items["avg_rating"].to_numpy(dtype=np.float64),
             prices,
+            _attributes(items),
             strict=True,
         )
     }
+
+
+def _attributes(items: pd.DataFrame) -> list[dict[str, str]]:
+    """Per item, its values of the columns beyond the engine's own (``ITEM_COLUMNS``, price)."""
+    names = [c for c in items.columns if c not in ITEM_COLUMNS and c != PRICE_COLUMN]
+    if not names:
+        return [{} for _ in range(len(items))]
+    columns = [(str(name), items[name].to_numpy(dtype=object)) for name in names]
+    return [{name: str(values[row]) for name, values in columns if not pd.isna(values[row])}
+            for row in range(len(items))]
 
 
 # --------------------------------------------------------------------------- the store

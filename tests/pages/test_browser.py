@@ -28,6 +28,9 @@ from bench.console import (
 )
 from engine.config import Settings
 from engine.console import monitoring_panels
+from engine.models.als import ALSRecommender
+from engine.models.registry import ModelRegistry
+from engine.runtime import prepare_world
 from engine.storage.keys import Keys
 from tests.conftest import REPO_ROOT, require_binary
 from tests.support.engine_fixtures import SMALL_WORLD
@@ -42,6 +45,7 @@ TALL = {"width": 1440, "height": 2200}
 CONTENT = {
     "Overview": ["Key metrics", "Running experiments", "Alerts firing"],
     "Recommendations": ["Recommended to", "History and features"],
+    "Models": ["Dataset served", "Versions", "Promote or roll back"],
     "Experiments": ["All experiments", "Experiment to manage", "Sample size"],
     "Readout": ["Goal: ctr", "Guardrails", "Arms"],
     "Monitoring": ["Request rate", "Latency", "Alerts"],
@@ -58,6 +62,10 @@ def chromium() -> str:
 def stack(small_world_dir: Path, tmp_path_factory: pytest.TempPathFactory, chromium: str) -> Iterator[RunningStack]:
     data_dir = tmp_path_factory.mktemp("browser") / "data"
     shutil.copytree(small_world_dir, data_dir)  # the trained small world: no training here
+    # a candidate ALS beside the production one, for the Models page's promotion (candidates do not serve)
+    world = prepare_world(Settings(data_dir=data_dir, redis_url="redis://unused", **SMALL_WORLD))
+    candidate = ALSRecommender(factors=8, iterations=3, random_state=7).fit(world.dataset().interactions())
+    ModelRegistry(data_dir / "models").save("als", candidate)
     running = start_stack(data_dir, stack_env(data_dir, SMALL_WORLD), simulator_rate=5)
     try:
         start_experiment(Settings(data_dir=data_dir, redis_url=running.urls["redis"], **SMALL_WORLD))
@@ -124,3 +132,35 @@ def test_prometheus_source_reads_the_running_stack(stack: RunningStack) -> None:
     frame = source.range_frame(monitoring_panels.PANELS[0], now - monitoring_panels.TIME_RANGES["15 minutes"], now, 5)
     assert not frame.empty and set(frame.columns) == {"time", "series", "value"} and "ok" in set(frame["series"])
     assert all(a.state in ("pending", "firing") for a in source.alerts())
+
+
+def test_promote_a_model_version_through_the_confirmation_dialog(stack: RunningStack, chromium: str) -> None:
+    registry = ModelRegistry(stack.data_dir / "models")
+    old = registry.current_version("als")
+    new = next(v for v in registry.versions("als") if registry.record("als", v).stage == "candidate")
+    models_page = next(p for p in PAGES if p.label == "Models")
+
+    def served() -> list[list[str]]:
+        """Lists of a few users: the running experiment serves some of them popularity, the rest ALS."""
+        return [[i["item_id"] for i in httpx.post(f"{stack.urls['api']}/recommendations", params={"user_id": user},
+                                                   timeout=10).json()["items"]]
+                for user in ("u00011", "u00012", "u00013", "u00014", "u00015", "u00016")]
+
+    before = served()
+    with browser_page(chromium, TALL) as page:
+        load(page, stack.urls["console"], models_page)
+        page.get_by_role("button", name="Promote …").click()  # als is the first model, its candidate the version
+        dialog = page.get_by_role("dialog")
+        dialog.wait_for(timeout=30_000)
+        assert new in dialog.inner_text() and old in dialog.inner_text()
+        page.screenshot(path=str(ARTIFACTS / "console-models-dialog.png"))
+        dialog.get_by_role("button", name="Promote", exact=True).click()
+        page.get_by_text(f"is production ({old} archived)").wait_for(timeout=30_000)
+        wait_rendered(page, models_page.heading)
+        assert page.locator("[data-testid='stException']").count() == 0
+    assert registry.current_version("als") == new
+    client = redis.Redis.from_url(stack.urls["redis"], decode_responses=True)
+    entry = client.xrevrange(Keys().audit_log, count=1)[0][1]
+    assert (entry["actor"], entry["action"], entry["target"]) == ("console", "promote_model", "als:demo")
+    # the running API picks the promotion up by itself: the list it serves changes
+    assert poll(lambda: served() != before, 15, every=0.25), "the API kept serving the old version"

@@ -8,6 +8,7 @@ code path), which the tests set directly; the dialogs themselves are exercised i
 
 from __future__ import annotations
 
+import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,12 @@ from streamlit.testing.v1 import AppTest
 
 from engine.console import cache_actions
 from engine.console import experiments as console_experiments
+from engine.data.dataset_store import stored_demo
+from engine.models.registry import ModelRegistry
+from engine.models.training import TrainingOptions, train_models
+from engine.runtime import prepare_world
+from engine.storage.audit import AuditLog
+from engine.storage.keys import Keys
 from tests.support.console import (
     APP,
     ConsoleEngines,
@@ -30,6 +37,7 @@ from tests.support.console import (
     texts,
     two_arm_spec,
 )
+from tests.support.imported_data import NAME, import_small_dataset
 
 __all__ = ["console_engines", "console_env"]  # the fixtures, imported for the tests below
 
@@ -63,7 +71,8 @@ def joined(elements: object) -> str:
 def test_app_routes_every_page_in_three_sections(console_env: dict[str, str]) -> None:
     at = ran(AppTest.from_file(str(APP), default_timeout=120).run())
     assert texts(at.title) == ["Overview"]
-    for path, title in (("pages/recommendations.py", "Recommendations"), ("pages/experiments.py", "Experiments"),
+    for path, title in (("pages/recommendations.py", "Recommendations"), ("pages/models.py", "Models"),
+                        ("pages/experiments.py", "Experiments"),
                         ("pages/readout.py", "Readout"), ("pages/monitoring.py", "Monitoring"),
                         ("pages/cache.py", "Cache and features")):
         at.switch_page(path).run()
@@ -139,6 +148,82 @@ def test_recommendations_preview_compare_and_cold_start(console_env: dict[str, s
     ran(at)
     assert "cold start" in joined(at.info).lower()
     assert texts(at.subheader)[0].startswith("Recommended to new-")
+
+
+# ------------------------------------------------------------------------------ models and datasets
+
+
+@pytest.fixture
+def own_data_dir(console_env: dict[str, str], small_world_dir: Path, tmp_path: Path,
+                 monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the small world for the console: this test's registry changes stay its own."""
+    data_dir = tmp_path / "data"
+    shutil.copytree(small_world_dir, data_dir)
+    monkeypatch.setenv("RECOPS_DATA_DIR", str(data_dir))
+    return data_dir
+
+
+def test_models_page_lists_plots_promotes_and_rolls_back_after_confirmation(
+    own_data_dir: Path, redis_client: redis.Redis
+) -> None:
+    registry = ModelRegistry(own_data_dir / "models")
+    old = registry.current_version("popularity")
+    stored = stored_demo(prepare_world(console_engine().settings))
+    new = train_models(stored, registry, ["popularity"], {"popularity": {"half_life_days": 3.0}},
+                       TrainingOptions(holdout_days=7.0))[0].version
+    at = ran(page("models").run())
+    assert texts(at.subheader) == ["Served", "Versions", "Promote or roll back"]
+    assert [m.value for m in at.metric][:2] == ["demo", "v1"]
+    versions = at.dataframe[0].value
+    assert sorted(zip(versions["model"], versions["stage"], strict=True)) == [
+        ("als", "production"), ("item_item", "production"), ("popularity", "candidate"),
+        ("popularity", "production")]
+    assert len(at.get("plotly_chart")) == 2  # precision and NDCG, both holdouts, for the scored version
+    assert "3 version(s) have no holdout scores" in joined(at.caption)  # the first start's plain fits
+    at.selectbox(key="promote_model").select("popularity").run()
+    assert at.selectbox(key="promote_version").value == new
+    at.button(key="promote_btn").click().run()  # opens the confirmation dialog
+    ran(at)
+    assert registry.current_version("popularity") == old  # nothing happens before the confirmation
+
+    # what the dialog's "Promote" button stores before it reruns the page
+    at.session_state["models_pending"] = {"kind": "promote", "model": "popularity", "version": new, "dataset": "demo"}
+    at.run()
+    ran(at)
+    assert f"Promoted **popularity** on demo: `{new}` is production (`{old}` archived)." in joined(at.success)
+    assert registry.current_version("popularity") == new
+    entry = AuditLog(redis_client, Keys()).recent(1)[0]
+    assert (entry.actor, entry.action, entry.target) == ("console", "promote_model", "popularity:demo")
+    at.selectbox(key="rollback_model").select("popularity").run()
+    assert f"Serves `{old}` again instead of `{new}`." in joined(at.caption)
+    at.session_state["models_pending"] = {"kind": "rollback", "model": "popularity", "dataset": "demo"}
+    at.run()
+    assert "Rolled back **popularity**" in joined(at.success) and registry.current_version("popularity") == old
+    at.session_state["models_pending"] = {"kind": "promote", "model": "popularity", "version": "v-none",
+                                          "dataset": "demo"}
+    at.run()
+    assert "has no version 'v-none'" in joined(at.error) and registry.current_version("popularity") == old
+
+
+def test_an_imported_dataset_in_the_console(
+    console_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data_dir = tmp_path / "data"
+    import_small_dataset(data_dir)
+    monkeypatch.setenv("RECOPS_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("RECOPS_DATASET", NAME)
+    overview = ran(page("overview").run())
+    assert f"Serving dataset **{NAME}** v1: " in joined(overview.markdown)
+    eng = console_engine()
+    assert eng.dataset.name == NAME
+    top = eng.features.top_active_users(1)[0]
+    at = ran(page("recommendations").run())
+    assert texts(at.subheader) == [f"Recommended to {top}"]
+    table = at.dataframe[0].value
+    assert len(table) > 0 and set(table["item_id"]) <= set(eng.catalog.item_ids)
+    models = ran(page("models").run())
+    assert [m.value for m in models.metric][:2] == [NAME, "v1"]
+    assert len(models.get("plotly_chart")) == 2  # trained at the first start through `recops train`'s path: scored
 
 
 # ------------------------------------------------------------------------------ cache
@@ -395,7 +480,8 @@ def redis_down(
         console_engines.close(url)  # the engine the page built on that port: its threads would retry forever
 
 
-@pytest.mark.parametrize("name", ["overview", "recommendations", "experiments", "readout", "monitoring", "cache"])
+@pytest.mark.parametrize("name", ["overview", "recommendations", "models", "experiments", "readout", "monitoring",
+                                  "cache"])
 def test_every_page_shows_a_banner_when_redis_is_down(redis_down: str, name: str) -> None:
     at = ran(page(name).run())
     assert "Redis is unreachable" in joined(at.error)

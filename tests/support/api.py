@@ -6,7 +6,7 @@ import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,9 +58,11 @@ def api_env(data_dir: Path, redis_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
-def start_api(env: dict[str, str], log: Path, workers: int = 1, timeout: float = 60.0) -> ApiProcess:
+def start_api(env: dict[str, str], log: Path, workers: int = 1, timeout: float = 60.0,
+              args: Sequence[str] = ()) -> ApiProcess:
+    """``recops serve`` (with ``args``, e.g. ``--dataset NAME``) on a free port, once it answers /health."""
     port = free_port()
-    cmd = [sys.executable, "-m", "engine.cli", "serve", "--port", str(port), "--workers", str(workers)]
+    cmd = [sys.executable, "-m", "engine.cli", "serve", "--port", str(port), "--workers", str(workers), *args]
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
     api = ApiProcess(url=f"http://127.0.0.1:{port}", process=proc, log=log, env=env)
@@ -80,9 +82,9 @@ def start_api(env: dict[str, str], log: Path, workers: int = 1, timeout: float =
 
 
 @contextlib.contextmanager
-def running_api(env: dict[str, str], log: Path, workers: int = 1) -> Iterator[ApiProcess]:
+def running_api(env: dict[str, str], log: Path, workers: int = 1, args: Sequence[str] = ()) -> Iterator[ApiProcess]:
     """``start_api``, stopped when the block ends however it ends."""
-    api = start_api(env, log, workers)
+    api = start_api(env, log, workers, args=args)
     try:
         yield api
     finally:

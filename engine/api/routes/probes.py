@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from starlette.concurrency import run_in_threadpool
 
 from engine.api.deps import EngineDep
-from engine.api.schemas import ComponentHealth, HealthResponse
+from engine.api.schemas import ComponentHealth, HealthResponse, ServedDataset
 
 router = APIRouter(tags=["operations"])
 
@@ -29,11 +29,13 @@ def _check(engine: EngineDep) -> HealthResponse:
         features = ComponentHealth(status="ok", detail=f"{len(engine.catalog)} items")
     healthy = redis_health.status == "ok" and models.status == "ok"
     return HealthResponse(
-        status="healthy" if healthy else "degraded", redis=redis_health, models=models, feature_store=features
+        status="healthy" if healthy else "degraded", redis=redis_health, models=models, feature_store=features,
+        dataset=ServedDataset(**engine.stored.summary()),
     )
 
 
-@router.get("/health", response_model=HealthResponse, summary="Health of Redis, the models and the feature store")
+@router.get("/health", response_model=HealthResponse,
+            summary="Health of Redis, the models and the feature store, and the dataset served")
 async def health(engine: EngineDep) -> HealthResponse:
     return await run_in_threadpool(_check, engine)
 

@@ -9,17 +9,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from engine.cli.main import main
 from engine.config import get_settings
 from engine.storage.audit import AuditLog
 from engine.storage.keys import Keys
+from tests.support.cli import run_cli
 from tests.support.engine_fixtures import small_world_env
 
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = main(argv)
-    out, err = capsys.readouterr()
-    return code, out, err
+run = run_cli
 
 
 @pytest.fixture

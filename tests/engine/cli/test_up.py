@@ -11,13 +11,18 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from bench.harness import metric_total
 from engine.cli.up import REPO_ROOT, find_console_app
+from engine.data.dataset_import import import_dataset
+from engine.data.dataset_store import DatasetStore
 from engine.local_processes import pid_alive
 from engine.monitoring.prometheus_server import find_prometheus_binary
 from tests.conftest import require_binary
+from tests.engine.data.fixture_files import write_csv
 from tests.support.engine_fixtures import small_world_env
+from tests.support.imported_data import NAME, import_small_dataset
 from tests.support.polling import poll
 
 
@@ -84,6 +89,55 @@ def test_a_signal_during_start_up_leaves_nothing_running(small_world_dir: Path, 
     assert proc.wait(timeout=60) == 0
     pids = [*state["children"].values(), state["redis_pid"]]
     assert poll(lambda: not any(pid_alive(p) for p in pids if p), 10, every=0.25), "a child outlived `recops up`"
+
+
+def test_up_serves_an_imported_dataset_without_a_simulator(tmp_path: Path) -> None:
+    data_dir = tmp_path / "stack-data"
+    import_small_dataset(data_dir)  # no models yet: `recops up` trains them once
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "PROMETHEUS_URL", "RECOPS_DATASET")}
+    env.update(RECOPS_DATA_DIR=str(data_dir), RECOPS_API_PORT="0")
+    log = tmp_path / "up.log"
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "up", "--dataset", NAME, "--no-console",
+                             "--no-prometheus"], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    state_file = data_dir / "stack.json"
+    try:
+        assert poll(lambda: "RecOps is up." in log.read_text(), 120, every=0.25), log.read_text()
+        state = json.loads(state_file.read_text())
+        assert set(state["children"]) == {"api"}  # no simulator: the shop has no ground truth to simulate
+        served = httpx.get(state["urls"]["api"] + "/health", timeout=5).json()["dataset"]
+        assert (served["name"], served["version"], served["users"]) == (NAME, 1, 60)
+        listed = httpx.post(state["urls"]["api"] + "/recommendations", params={"user_id": "a00"}, timeout=10).json()
+        assert listed["model"] == "als" and listed["items"] and not listed["fallback"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=60)
+    output = log.read_text()
+    assert code == 0, output
+    assert f"dataset     {NAME} v1: " in output and "users, 24 items" in output
+    assert "simulator   not started: the simulator's shoppers follow the demo world's ground truth" in output
+    assert f"`recops replay --dataset {NAME} --from TIME`" in output
+
+
+@pytest.mark.parametrize("command", ["up", "serve"])
+def test_a_dataset_that_cannot_be_served_is_one_line_and_exit_2(command: str, tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    events = write_csv(tmp_path / "one.csv", ["user_id", "item_id"], [["solo", "i1"], ["solo", "i2"]])
+    import_dataset(DatasetStore(data_dir / "datasets"), "one", events)
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "PROMETHEUS_URL", "RECOPS_DATASET")}
+    env.update(RECOPS_DATA_DIR=str(data_dir), RECOPS_API_PORT="0")
+    for flags, extra, message in [
+        (["--dataset", "nope"], {}, "no dataset named 'nope' (datasets: one)"),
+        ([], {"RECOPS_DATASET": "nope"}, "no dataset named 'nope'"),
+        (["--dataset", "one"], {}, "dataset 'one' (version 1) has 1 user with interactions"),
+    ]:
+        done = subprocess.run([sys.executable, "-m", "engine.cli", command, *flags], env={**env, **extra},
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 2, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and done.stderr.startswith(f"recops {command}: ")
+        assert message in done.stderr and "Traceback" not in done.stdout + done.stderr
+    # refused before anything started or was written
+    assert not (data_dir / "redis").exists() and not (data_dir / "stack.json").exists()
+    assert not (data_dir / "models" / "registry.json").exists()
 
 
 def test_prometheus_binary_lookup_matches_path() -> None:

@@ -21,5 +21,6 @@ def test_engine_fingerprint_tells_engines_apart(tmp_path: Path) -> None:
     assert engine_fingerprint(base) == engine_fingerprint(Settings(data_dir=tmp_path, redis_url="redis://127.0.0.1:1/0"))
     for other in (Settings(data_dir=tmp_path, redis_url="redis://127.0.0.1:2/0"),
                   Settings(data_dir=tmp_path / "other", redis_url="redis://127.0.0.1:1/0"),
-                  Settings(data_dir=tmp_path, redis_url="redis://127.0.0.1:1/0", demo_seed=base.demo_seed + 1)):
+                  Settings(data_dir=tmp_path, redis_url="redis://127.0.0.1:1/0", demo_seed=base.demo_seed + 1),
+                  Settings(data_dir=tmp_path, redis_url="redis://127.0.0.1:1/0", dataset="ml-100k")):
         assert engine_fingerprint(other) != engine_fingerprint(base)

