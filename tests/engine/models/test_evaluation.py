@@ -168,6 +168,15 @@ def test_split_for_evaluation_never_tests_on_train_items() -> None:
         assert relevant and not relevant & seen
 
 
+@pytest.mark.parametrize("by", ["user", "item"])
+def test_evaluation_split_tests_each_user_on_the_split_s_test_pairs(by: str) -> None:
+    ds = two_taste_dataset()
+    _, test = stratified_split(ds.events, seed=42, by=by)  # type: ignore[arg-type]
+    split = EvaluationSplit.build(ds, by=by)  # type: ignore[arg-type]
+    found = {(user, item) for user, items in zip(split.test_users, split.relevant, strict=True) for item in items}
+    assert found == _test_pairs(test)
+
+
 def test_report_matches_a_direct_computation() -> None:
     ds = two_taste_dataset()
     (report,) = evaluate(ds, k=5, models=("popularity",), params={"popularity": {"half_life_days": None}})
