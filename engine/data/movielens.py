@@ -1,7 +1,10 @@
 """MovieLens loaders: ml-100k and ml-latest / ml-latest-small directories → ``Dataset``.
 
 Every rating becomes a ``rating`` event whose value is the rating; a movie's category is its first
-genre ("unknown" when it has none).  Ids stay the original integers, written as strings.
+genre ("unknown" when it has none).  Ids stay the original integers, written as strings.  Events keep
+the file's row order, as Microsoft Recommenders' ``load_pandas_df`` reads them: their seeded split
+draws one random number per row in that order (``engine.data.split``), so only the file's order
+reproduces their halves.
 
 Files are parsed with typed columns first (fast on the 33M-row ml-latest); only when that fails is
 the file re-read as text to name the first bad line, so a malformed file costs a second read and a
@@ -139,7 +142,6 @@ def load_movielens(path: Path) -> Dataset:
             "value": ratings["rating"].to_numpy(dtype=np.float64),
         }
     )
-    events = events.sort_values("timestamp", kind="stable").reset_index(drop=True)
     items = _item_table(raw_items, genres, events)
     return Dataset(items=items, events=events, name=path.resolve().name or layout)
 

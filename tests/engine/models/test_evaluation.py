@@ -68,6 +68,69 @@ def test_split_is_seeded() -> None:
     assert not a_test[["user_id", "item_id"]].equals(c_test[["user_id", "item_id"]])
 
 
+def _ratings(pairs: list[tuple[str, str]]) -> pd.DataFrame:
+    rows = [(u, i, "rating", T0 + n, 4.0) for n, (u, i) in enumerate(pairs)]
+    return make_dataset(rows, sorted({i for _, i in pairs})).events
+
+
+def _test_pairs(test: pd.DataFrame) -> set[tuple[str, str]]:
+    return set(zip(test["user_id"], test["item_id"], strict=True))
+
+
+# RandomState(42).rand(8) = .3745 .9507 .7320 .5987 .1560 .1560 .0581 .8662 (rows 0..7 below)
+_INTERLEAVED = [("u1", "i0"), ("u2", "i0"), ("u1", "i1"), ("u1", "i2"),
+                ("u2", "i1"), ("u1", "i3"), ("u2", "i2"), ("u2", "i3")]  # fmt: skip
+
+
+def test_split_by_user_by_hand() -> None:
+    # u1's rows 0, 2, 3, 5 draw .3745 .7320 .5987 .15599: shuffled i3 i0 i2 | i1 (round(0.75·4) = 3 train);
+    # u2's rows 1, 4, 6, 7 draw .9507 .15602 .0581 .8662: shuffled i2 i1 i3 | i0
+    train, test = stratified_split(_ratings(_INTERLEAVED), seed=42)
+    assert _test_pairs(test) == {("u1", "i1"), ("u2", "i0")}
+    assert len(train) == 6 and not _test_pairs(train) & _test_pairs(test)
+
+
+def test_split_by_item_by_hand() -> None:
+    # the same rows with the roles swapped: item a's draws rank its users u3 u0 u2 | u1, item b's u2 u1 u3 | u0
+    pairs = [(i.replace("i", "u"), u.replace("u1", "a").replace("u2", "b")) for u, i in _INTERLEAVED]
+    _, test = stratified_split(_ratings(pairs), seed=42, by="item")
+    assert _test_pairs(test) == {("u1", "a"), ("u0", "b")}
+    with pytest.raises(ValueError, match="by must be one of"):
+        stratified_split(_ratings(pairs), by="session")  # type: ignore[arg-type]
+
+
+def _recommenders_stratification(data: pd.DataFrame, ratio: float, by: str, seed: int) -> pd.DataFrame:
+    """Microsoft Recommenders' ``_do_stratification`` (python_splitters.py), is_random=True, min_rating=1,
+    transcribed line by line: the reference the split must reproduce."""
+    np.random.seed(seed)
+    data = data.copy()
+    data["random"] = np.random.rand(data.shape[0])
+    data = data.sort_values([by, "random"])
+    groups = data.groupby(by)
+    data["count"] = groups[by].transform("count")
+    data["rank"] = groups.cumcount() + 1
+    return data[data["rank"] > round(ratio * data["count"])]
+
+
+@pytest.mark.parametrize("by", ["user", "item"])
+def test_split_reproduces_recommenders_row_for_row(by: str) -> None:
+    rng = np.random.default_rng(7)
+    n_users, n_items = 40, 25
+    sizes = rng.integers(1, 15, size=n_users)  # groups of 1 and 2 too, and every rounding case
+    pairs = [(f"u{u}", f"i{j}") for u in range(n_users) for j in rng.choice(n_items, size=sizes[u], replace=False)]
+    order = rng.permutation(len(pairs))  # rows interleaved, as a ratings file is
+    pairs = [pairs[k] for k in order]
+    reference = _recommenders_stratification(
+        pd.DataFrame(pairs, columns=["user", "item"]), ratio=0.75, by=by, seed=42
+    )
+    for seed in (42, 3):
+        _, test = stratified_split(_ratings(pairs), seed=seed, by=by)
+        if seed == 42:
+            assert _test_pairs(test) == set(zip(reference["user"], reference["item"], strict=True))
+        else:
+            assert _test_pairs(test) != set(zip(reference["user"], reference["item"], strict=True))
+
+
 def test_split_min_rating_and_ratio() -> None:
     rows = [("u", f"i{j}", "rating", T0 + j, float(1 + j % 5)) for j in range(10)]
     train, test = stratified_split(make_dataset(rows, [f"i{j}" for j in range(10)]).events, min_rating=4)
@@ -103,6 +166,15 @@ def test_split_for_evaluation_never_tests_on_train_items() -> None:
         u = split.train.user_index[user]
         seen = set(split.train.item_ids[split.train.matrix[u].indices])
         assert relevant and not relevant & seen
+
+
+@pytest.mark.parametrize("by", ["user", "item"])
+def test_evaluation_split_tests_each_user_on_the_split_s_test_pairs(by: str) -> None:
+    ds = two_taste_dataset()
+    _, test = stratified_split(ds.events, seed=42, by=by)  # type: ignore[arg-type]
+    split = EvaluationSplit.build(ds, by=by)  # type: ignore[arg-type]
+    found = {(user, item) for user, items in zip(split.test_users, split.relevant, strict=True) for item in items}
+    assert found == _test_pairs(test)
 
 
 def test_report_matches_a_direct_computation() -> None:
