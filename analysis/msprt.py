@@ -55,16 +55,22 @@ _DRIFT_RANGE = (0.25, 12.0)  # beyond these the optimum ratio no longer moves
 def msprt_log_lr(diff: Number, var: Number, tau2: Number, null: float = 0.0) -> np.ndarray:
     """log Λ of the normal-mixture SPRT; arrays broadcast, so whole simulations run at once.
 
-    Written with ``ρ = τ²/v`` and ``z = (d - θ0)/sqrt(v)`` — ``-log(1 + ρ)/2 + ρ/(1 + ρ) · z²/2`` —
-    so that no intermediate overflows where the result does not.
+    Written with ``ρ = τ²/v`` as ``-log(1 + ρ)/2 + w²/2``, ``w = |d - θ0|/sqrt(v) · sqrt(ρ/(1 + ρ))``,
+    and ``w`` built from logarithms: no intermediate overflows where the result does not, and the
+    confidence sequence (:func:`msprt_halfwidth`) compares exactly the same quantities.
     """
     d = np.asarray(diff, dtype=float)
     v = np.asarray(var, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        rho = tau2 / v
-        z = (d - null) / np.sqrt(v)
-        out = -0.5 * np.log1p(rho) + rho / (1.0 + rho) * (z * z) / 2.0
-    return out
+        log_rho, log1p_rho = _log_rho(v, tau2)
+        log_w = np.log(np.abs(d - null)) - 0.5 * np.log(v) + 0.5 * (log_rho - log1p_rho)
+        return -0.5 * log1p_rho + 0.5 * np.exp(2.0 * log_w)
+
+
+def _log_rho(v: np.ndarray, tau2: Number) -> tuple[np.ndarray, np.ndarray]:
+    """``log ρ`` and ``log(1 + ρ)`` for ``ρ = τ²/v``, without forming ρ (which may overflow)."""
+    log_rho = np.log(tau2) - np.log(v)
+    return log_rho, np.logaddexp(0.0, log_rho)
 
 
 def msprt_p_values(diffs: np.ndarray, variances: np.ndarray, tau2: Number, null: float = 0.0) -> np.ndarray:
@@ -79,8 +85,9 @@ def msprt_halfwidth(var: Number, tau2: Number, alpha: float) -> np.ndarray:
     """Half-width of the (two-sided, level 1-α) confidence sequence around the observed difference."""
     v = np.asarray(var, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        rho = tau2 / v
-        return np.sqrt(v) * np.sqrt((1.0 + rho) / rho * (2.0 * math.log(1.0 / alpha) + np.log1p(rho)))
+        log_rho, log1p_rho = _log_rho(v, tau2)
+        log_c = np.log(2.0 * math.log(1.0 / alpha) + log1p_rho)
+        return np.exp(0.5 * (np.log(v) + log1p_rho - log_rho + log_c))
 
 
 def msprt_tau2(var_at_horizon: float, alpha: float = 0.05) -> float:
