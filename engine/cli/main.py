@@ -54,6 +54,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from engine.cli.experiments import USAGE_ERROR
     from engine.cli.serve import serve
     from engine.data.schema import DatasetError
     from engine.models.training import TrainingError
@@ -64,7 +65,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
               workers=args.workers)
     except (DatasetError, TrainingError) as exc:
         print("recops serve: " + " ".join(str(exc).split()), file=sys.stderr)
-        return 2
+        return USAGE_ERROR
     return 0
 
 

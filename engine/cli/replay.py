@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from engine.cli.experiments import RUNTIME_ERROR, USAGE_ERROR
 from engine.cli.signals import until_signalled
 from engine.config import get_settings
 from engine.data.dataset_store import StoredDataset, open_dataset
@@ -30,8 +31,6 @@ from engine.simulator.replay import (
     utc,
 )
 
-USAGE_ERROR = 2
-RUNTIME_ERROR = 1
 HEALTH_TIMEOUT = 5.0
 
 

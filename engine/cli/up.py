@@ -25,6 +25,7 @@ from pathlib import Path
 
 import httpx
 
+from engine.cli.experiments import USAGE_ERROR
 from engine.cli.serve import prepare_served
 from engine.config import Settings
 from engine.data.dataset_store import DEMO
@@ -40,7 +41,6 @@ CONSOLE_MISSING = (
     "console: not started: app.py and pages/ are not part of the installed package; run `recops up` "
     "from a RecOps source checkout (or install it with `pip install -e .`)"
 )
-USAGE_ERROR = 2
 
 
 def simulator_skipped(dataset: str) -> str:
