@@ -24,6 +24,7 @@ ExperimentAction = Literal["ship", "keep_running", "no_difference", "untrustwort
 
 ANYTIME_ENGINES = frozenset({"sequential", "bayesian"})  # valid whenever they are read
 VERDICTS = frozenset({"ship", "hold", "no_difference"})  # actions that end an experiment
+WIN_CHANCE = 0.95  # a Bayesian verdict needs at least this chance to win (gbstats' default)
 LOSS_CHANCE = 0.05  # a Bayesian guardrail fails when the chance the treatment is better is below this
 
 
@@ -133,7 +134,7 @@ def bayesian_call(
     expected_loss: float | None,
     expected_loss_control: float | None,
     control_mean: float | None,
-    ctw_threshold: float = 0.95,
+    ctw_threshold: float = WIN_CHANCE,
     loss_threshold: float = 0.0025,
 ) -> bool:
     """The Bayesian verdict: ship when the chance to win passes the threshold at an expected loss

@@ -175,9 +175,23 @@ def editor(exp: Experiment | None) -> None:
         mde = c4.number_input("MDE (relative)", min_value=0.001, max_value=10.0, step=0.01, format="%.3f",
                               value=start.mde, disabled=locked, key=f"{prefix}mde")
         slots["engine"], slots["alpha"], slots["power"], slots["mde"] = st.empty(), st.empty(), st.empty(), st.empty()
+        method, looks = start.sequential_method, start.sequential_looks
+        if engine == "sequential":
+            s1, s2 = st.columns([3, 1])
+            methods = experiment_form.SEQUENTIAL_METHODS
+            method = s1.radio("Sequential method", methods, index=methods.index(start.sequential_method),
+                              format_func=experiment_form.SEQUENTIAL_METHOD_LABELS.__getitem__, horizontal=True,
+                              disabled=locked, key=f"{prefix}seqmethod",
+                              help="Both are tuned to the plan: the planned sample size (or the one the MDE needs) "
+                                   "and the MDE.")
+            looks = int(s2.number_input("Planned looks", min_value=1, max_value=1000, step=1,
+                                        value=start.sequential_looks, disabled=locked or method != "group",
+                                        key=f"{prefix}seqlooks"))
+            slots["sequential"] = st.empty()
         form = ExperimentForm(key=key, name=name, hypothesis=hypothesis, kind=kind, variants=variants,
                               coverage_pct=coverage, layer=layer, goal_metric=goal, guardrail_metrics=tuple(guardrails),
-                              engine=engine, alpha=alpha, power=power, mde=mde)
+                              engine=engine, alpha=alpha, power=power, mde=mde, sequential_method=method,
+                              sequential_looks=looks)
         needed = calculator(form, prefix)
         use_plan = st.checkbox("Plan for this sample size", value=start.use_plan, key=f"{prefix}useplan",
                                disabled=locked,

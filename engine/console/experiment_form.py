@@ -24,11 +24,15 @@ from engine.experiments.planning import SampleSizePlan, plan_sample_size
 from engine.runtime import Engine
 
 FORM_FIELDS = ("key", "name", "hypothesis", "kind", "variants", "coverage_pct", "layer", "goal_metric",
-               "guardrail_metrics", "engine", "alpha", "power", "mde", "planned_sample_size")
+               "guardrail_metrics", "engine", "alpha", "power", "mde", "planned_sample_size", "sequential")
 GENERAL = "_form"  # problems that belong to no field of the form
 MAX_VARIANTS = 6
 KINDS = ("ab", "bandit")
 ENGINES = ("frequentist", "sequential", "bayesian")
+SEQUENTIAL_METHODS = ("msprt", "group")
+SEQUENTIAL_METHOD_LABELS = {"msprt": "mSPRT (always valid, look any time)",
+                            "group": "Group-sequential (Lan-DeMets, planned looks)"}
+DEFAULT_LOOKS = 14  # daily looks over two weeks
 METRIC_NAMES = tuple(sorted(METRICS))
 DEFAULT_BASELINE = {"ctr": 0.05, "conversion_rate": 0.005, "add_to_cart_rate": 0.01, "clicked": 0.3,
                     "converted": 0.05}
@@ -66,6 +70,8 @@ class ExperimentForm:
     power: float = 0.8
     mde: float = 0.05
     use_plan: bool = True  # record the calculator's sample size as the planned one
+    sequential_method: str = "msprt"  # read only when the deciding engine is "sequential"
+    sequential_looks: int = DEFAULT_LOOKS  # read only by the group-sequential method
 
     @property
     def weights(self) -> list[float]:
@@ -79,7 +85,15 @@ class ExperimentForm:
             "layer": self.layer.strip() or None, "goal_metric": self.goal_metric,
             "guardrail_metrics": list(self.guardrail_metrics), "engine": self.engine, "alpha": self.alpha,
             "power": self.power, "mde": self.mde, "planned_sample_size": planned if self.use_plan and planned else None,
+            "sequential": self.sequential_plan(),
         }
+
+    def sequential_plan(self) -> dict[str, Any] | None:
+        """The sequential engine's plan; None unless that engine decides."""
+        if self.engine != "sequential":
+            return None
+        looks = self.sequential_looks if self.sequential_method == "group" else None
+        return {"method": self.sequential_method, "looks": looks}
 
 
 def metric_label(metric: str) -> str:
@@ -186,7 +200,9 @@ class Editor:
             variants=tuple(VariantRow(v.name, v.model, v.weight) for v in e.variants),
             coverage_pct=float(e.coverage_pct), layer=e.layer or "", goal_metric=e.goal_metric,
             guardrail_metrics=tuple(e.guardrail_metrics), engine=e.engine, alpha=e.alpha, power=e.power, mde=e.mde,
-            use_plan=bool(e.planned_sample_size))
+            use_plan=bool(e.planned_sample_size),
+            sequential_method=e.sequential.method if e.sequential else "msprt",
+            sequential_looks=(e.sequential.looks or DEFAULT_LOOKS) if e.sequential else DEFAULT_LOOKS)
 
     def variant_default(self, i: int) -> VariantRow:
         """Row ``i``'s starting values; rows past the experiment's own start with weight 0."""

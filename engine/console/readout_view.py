@@ -18,6 +18,7 @@ from pandas.io.formats.style import Styler
 from scipy import stats
 
 from analysis import decision as decision_rules
+from analysis.decision import LOSS_CHANCE, WIN_CHANCE
 from engine.console import charts
 from engine.console.badges import Badge
 from engine.console.notices import Level, Notice
@@ -167,7 +168,7 @@ def direction(result: Any, decision_engine: str) -> Direction:
         ctw = result.chance_to_win
         if ctw is None:
             return "inconclusive"
-        return "better" if ctw >= 0.95 else "worse" if ctw <= 0.05 else "inconclusive"
+        return "better" if ctw >= WIN_CHANCE else "worse" if ctw < LOSS_CHANCE else "inconclusive"
     if not result.significant:
         return "inconclusive"
     return "better" if result.lift_abs > 0 else "worse"
@@ -187,7 +188,8 @@ def _metric_rows(m: MetricResult, decision_engine: str) -> list[dict[str, Any]]:
         return [{"metric": m.metric, "role": m.role, "variant": MISSING, "direction": "no data", "note": m.error or ""}]
     rows = []
     for r in m.readout.results:
-        ci = r.ci_rel or (None, None)
+        # the interval of the test whose p-value stands beside it (adjusted with it under Holm/BH)
+        ci = (r.ci if r.test == "relative" else None) or (None, None)
         rows.append({
             "metric": m.metric, "role": m.role, "variant": r.variant, "users": r.users,
             "control": r.control_mean, "value": r.mean, "lift": r.lift_rel, "ci_low": ci[0], "ci_high": ci[1],

@@ -177,9 +177,11 @@ def write_import_files(dataset: Dataset, target: Path) -> tuple[Path, Path]:
     """``ratings.csv`` and ``items.csv`` for ``recops import`` (UTF-8, a header, quoted where needed).
 
     A movie's category is its first genre, as ``load_movielens`` has it; ``genres`` lists them all and
-    is kept by the import as an item attribute.  Each file appears whole or not at all.
+    is kept by the import as an item attribute.  Ratings are written in time order (the loader keeps
+    the file's order, which the evaluation split depends on), so a replay reads them as they came.
+    Each file appears whole or not at all.
     """
-    events = dataset.events
+    events = dataset.events.sort_values("timestamp", kind="stable")
     ratings = pd.DataFrame({
         "user_id": events["user_id"], "item_id": events["item_id"], "rating": events["value"],
         "timestamp": events["timestamp"].astype("int64"),

@@ -398,7 +398,7 @@ def test_experiment_form_rejects_bad_weights_beside_the_field(console_env: dict[
     errors = texts(at.error)
     assert any("variant weights must sum to 1" in e for e in errors)
     assert any("Nothing was saved" in e for e in errors)
-    assert console_engine().experiments.list_experiments() == []  # type: ignore[union-attr]
+    assert console_engine().experiments.list_experiments() == []
 
 
 def test_experiment_create_then_start_from_the_page(console_env: dict[str, str]) -> None:
@@ -407,7 +407,7 @@ def test_experiment_create_then_start_from_the_page(console_env: dict[str, str])
     at.button(key="ef-new-submit").click().run()
     ran(at)
     svc = console_engine().experiments
-    exp = svc.get("exp-good")  # type: ignore[union-attr]
+    exp = svc.get("exp-good")
     assert exp.status == "draft" and [v.model for v in exp.variants] == ["popularity", "als"]
     assert exp.guardrail_metrics == ["conversion_rate"] and exp.planned_sample_size
     assert "Saved `exp-good` (version 1, draft)." in joined(at.success)
@@ -415,17 +415,31 @@ def test_experiment_create_then_start_from_the_page(console_env: dict[str, str])
     assert console_engine().audit.recent(1)[0].action == "experiment_create"
 
     at.button(key="act_start").click().run()  # confirmation dialog
-    assert svc.get("exp-good").status == "draft"  # type: ignore[union-attr]
+    assert svc.get("exp-good").status == "draft"
     at.session_state["exp_pending"] = {"action": "start", "key": "exp-good"}
     at.run()
     ran(at)
-    assert svc.get("exp-good").status == "running"  # type: ignore[union-attr]
+    assert svc.get("exp-good").status == "running"
     assert "`exp-good` is now **running** (phase 1)." in joined(at.success)
 
     at.text_input(key="ef-exp-good-2-name").input("Renamed")
     at.button(key="ef-exp-good-2-submit").click().run()
     ran(at)
-    assert svc.get("exp-good").name == "Renamed"  # type: ignore[union-attr]
+    assert svc.get("exp-good").name == "Renamed"
+
+
+def test_a_sequential_experiment_saves_its_plan_from_the_page(console_env: dict[str, str]) -> None:
+    at = ran(page("experiments").run())
+    fill_new_experiment(at, "exp-seq", (0.5, 0.5))
+    at.selectbox(key="ef-new-engine").select("sequential").run()
+    ran(at)
+    at.radio(key="ef-new-seqmethod").set_value("group").run()
+    at.number_input(key="ef-new-seqlooks").set_value(5).run()
+    at.button(key="ef-new-submit").click().run()
+    ran(at)
+    exp = console_engine().experiments.get("exp-seq")
+    assert exp.engine == "sequential" and exp.sequential is not None
+    assert (exp.sequential.method, exp.sequential.looks) == ("group", 5)
 
 
 def test_experiment_service_errors_show_beside_their_field(console_env: dict[str, str]) -> None:

@@ -165,3 +165,18 @@ def test_baseline_from_the_live_kpi_when_plausible() -> None:
     assert experiment_form.measured_kpi("revenue") is None
     assert experiment_form.needs_std("revenue") and not experiment_form.needs_std("ctr")
     assert experiment_form.metric_label("ctr").startswith("ctr — ")
+
+
+def test_the_sequential_plan_is_saved_from_the_form_and_read_back(engine: Engine) -> None:
+    new = experiment_form.editor(engine, None)
+    base = dataclasses.replace(new.initial, key="exp-seq", name="Sequential")
+    assert base.spec(500)["sequential"] is None  # only the sequential engine has a plan
+    msprt = dataclasses.replace(base, engine="sequential", sequential_looks=7)
+    assert msprt.spec(500)["sequential"] == {"method": "msprt", "looks": None}  # looks are the group method's
+    group = dataclasses.replace(msprt, sequential_method="group")
+    saved = new.submit(engine, group, 800, "ada").saved
+    assert saved is not None and saved.sequential is not None
+    assert (saved.sequential.method, saved.sequential.looks, saved.planned_sample_size) == ("group", 7, 800)
+    back = Editor(console_experiments.get(engine, "exp-seq"), MODELS, "als").initial
+    assert (back.engine, back.sequential_method, back.sequential_looks) == ("sequential", "group", 7)
+    assert Editor(saved, MODELS, "als").submit(engine, back, 800, "ada").unchanged

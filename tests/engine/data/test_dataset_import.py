@@ -14,6 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from engine.data.schema import EVENT_WEIGHTS
+
 import engine.data.dataset_import as dataset_import
 import engine.data.dataset_store as dataset_store
 import engine.data.import_sources as import_sources
@@ -70,9 +72,8 @@ def test_csv_import_stores_parquet_manifest_and_checksums(tmp_path: Path, cli: C
     assert stored.schema.field("timestamp").type == pa.int64()
     assert stored.column("timestamp").to_pylist() == [r[2] for r in rows]
     assert stored.column("user_id").to_pylist() == [r[0] for r in rows]
-    # weight: the rating where there is one, else the event's weight
-    expected = [float(r[4]) if r[4] is not None else {"view": 1, "click": 2, "add_to_cart": 3, "purchase": 5}[r[3]]
-                for r in rows]  # fmt: skip
+    # weight: the event's weight (a rating is kept as the rating, not as the weight)
+    expected = [EVENT_WEIGHTS[r[3]] for r in rows]
     assert stored.column("weight").to_pylist() == expected
     catalogue = pq.read_table(folder / "items.parquet")
     assert catalogue.column("price").type == pa.float64()

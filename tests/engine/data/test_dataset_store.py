@@ -48,7 +48,8 @@ def test_load_round_trip_into_dataset(shop: DatasetStore) -> None:
     assert events["type"].tolist() == ["purchase", "add_to_cart", "rating", "view", "view", "rating"]
     assert events["event"].tolist() == ["purchase", "add_to_cart", "rating", "view", "wishlist", "rating"]
     assert events["value"].tolist() == [1.0, 1.0, 4.0, 1.0, 1.0, 2.0]
-    assert events["weight"].tolist() == [7.5, EVENT_WEIGHTS["add_to_cart"], 4.0, 1.0, 1.0, 2.0]
+    rated = EVENT_WEIGHTS["rating"]  # a rating is kept as the rating, not as the weight
+    assert events["weight"].tolist() == [7.5, EVENT_WEIGHTS["add_to_cart"], rated, 1.0, 1.0, rated]
     assert events["user_id"].tolist() == ["u3", "u1", "u2", "u1", "u2", "u3"]
     assert items["item_id"].tolist() == ["i1", "i2", "i3", "i4"]
     assert items["title"].tolist() == ["Kettle", "i2", "Tent", "Lamp"]

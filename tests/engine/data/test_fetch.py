@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine.data.schema import EVENT_WEIGHTS
+
 from engine.data.fetch import (
     INTER_MEMBER,
     ITEM_MEMBER,
@@ -144,7 +146,8 @@ def test_import_files_are_read_by_recops_import_as_they_are(tmp_path: Path) -> N
     assert result.interactions.rejected == 0
     stored = store.load("ml").dataset
     assert len(stored.events) == 4 and set(stored.events["type"]) == {"rating"}
-    assert stored.events["weight"].tolist() == stored.events["rating"].tolist() == [1.0, 4.0, 3.0, 5.0]  # by time
+    assert stored.events["rating"].tolist() == [1.0, 4.0, 3.0, 5.0]  # by time
+    assert set(stored.events["weight"]) == {EVENT_WEIGHTS["rating"]}  # a rating is no weight
     catalogue = stored.items.set_index("item_id")
     assert catalogue.loc["2", "title"] == "Misérables, Les (1995)" and catalogue.loc["2", "category"] == "Drama"
     assert catalogue.loc["3", "genres"] == "Animation|Children's"  # kept as an item attribute

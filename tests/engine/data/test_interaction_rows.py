@@ -90,7 +90,7 @@ def test_each_reason_and_the_weight_rule() -> None:
     kept = checked.kept.to_pylist()
     assert [r["user_id"] for r in kept] == ["a", "j", "k"]
     assert [r["event"] for r in kept] == ["click", "rating", "rating"]
-    assert [r["weight"] for r in kept] == [EVENT_WEIGHTS["click"], 3.0, 0.25]  # weight > rating > event
+    assert [r["weight"] for r in kept] == [EVENT_WEIGHTS["click"], EVENT_WEIGHTS["rating"], 0.25]  # weight > event
 
 
 def test_first_reason_wins() -> None:

@@ -46,10 +46,10 @@ def test_a_weight_column_wins_over_the_type() -> None:
 
 
 def test_an_imported_file_trains_and_profiles_with_its_weights(tmp_path: Path) -> None:
-    """weight, else rating, else the event's weight, as the import stores it (engine/data/interaction_rows.py)."""
+    """weight, else the event's weight, as the import stores it (engine/data/interaction_rows.py); a rating is no weight."""
     interactions = write_csv(tmp_path / "events.csv", ["user_id", "item_id", "timestamp", "event", "rating", "weight"], [
         ["u1", "i1", 1_700_000_000, "view", None, 4],  # the weight column
-        ["u1", "i2", 1_700_000_100, "rating", 5, None],  # no weight: the rating
+        ["u1", "i2", 1_700_000_100, "rating", 5, None],  # no weight: a rating event's weight, not the rating
         ["u1", "i3", 1_700_000_200, "purchase", None, None],  # neither: the event's weight
         ["u2", "i1", 1_700_000_300, "liked", None, None],  # a label the engine does not know: 1
         ["u2", "i3", 1_700_000_400, "impression", None, None],  # nothing
@@ -61,11 +61,12 @@ def test_an_imported_file_trains_and_profiles_with_its_weights(tmp_path: Path) -
     dataset = store.load("weighted").dataset
     matrix = dataset.interactions()
     assert {(u, i): cell(matrix, u, i) for u, i in [("u1", "i1"), ("u1", "i2"), ("u1", "i3"), ("u2", "i1")]} == {
-        ("u1", "i1"): 4.0, ("u1", "i2"): 5.0, ("u1", "i3"): EVENT_WEIGHTS["purchase"], ("u2", "i1"): 1.0}
+        ("u1", "i1"): 4.0, ("u1", "i2"): EVENT_WEIGHTS["rating"], ("u1", "i3"): EVENT_WEIGHTS["purchase"],
+        ("u2", "i1"): 1.0}
     assert matrix.matrix.nnz == 4
-    # category affinity in the feature store is a share of the same weights: u1 has a 4, b 5 + 5
+    # category affinity in the feature store is a share of the same weights: u1 has a 4, b 1 + 5
     features = FeatureSource.from_dataset(dataset).merge("u1")
-    assert features.category_affinity == {"b": round(10 / 14, 6), "a": round(4 / 14, 6)}
+    assert features.category_affinity == {"b": round(6 / 10, 6), "a": round(4 / 10, 6)}
 
 
 def test_a_missing_weight_reads_as_no_interaction() -> None:
