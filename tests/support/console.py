@@ -65,10 +65,11 @@ class ConsoleEngines:
             self.built.remove(engine)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def console_engines(redis_server: EmbeddedRedis) -> Iterator[ConsoleEngines]:
-    """The console's engines, all closed at the end of the session: depending on ``redis_server``
-    closes them before the test Redis stops (left open, they log reconnect attempts after the suite)."""
+    """The console's engines, all closed at the end of each test module: their background threads
+    (experiment refresh, bandit re-weighting, cache listener) must not act on the shared test Redis
+    while the next module's tests run, nor outlive it (they would log reconnect attempts)."""
     from pages import _resources
 
     engines = ConsoleEngines()
