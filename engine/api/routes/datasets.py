@@ -28,7 +28,14 @@ from engine.api.schemas import (
     RejectSummary,
 )
 from engine.data.dataset_import import DEFAULT_MAX_REJECT_SHARE, ImportOptions, import_dataset
-from engine.data.dataset_store import DatasetNotFoundError, DatasetStore, dataset_rows, datasets_root, read_manifest
+from engine.data.dataset_store import (
+    DEMO,
+    DatasetNotFoundError,
+    DatasetStore,
+    dataset_rows,
+    datasets_root,
+    read_manifest,
+)
 from engine.data.schema import DatasetError
 from engine.runtime import Engine
 
@@ -62,6 +69,10 @@ def show_dataset(
     version: Annotated[int | None, Query(ge=1, le=1_000_000, description="default: the current version")] = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The manifest of a dataset version: row counts, time range, source files and their checksums."""
+    if name == DEMO == engine.stored.name and version in (None, 1):
+        # served, so in memory; rebuilding it means loading the world.  (An imported dataset is read
+        # from disk: a newer version than the one served may be current by now.)
+        return engine.stored.manifest
     try:
         return read_manifest(engine.settings, name, version)
     except DatasetNotFoundError as exc:

@@ -129,8 +129,9 @@ def _train(engine: Engine, body: TrainBody) -> TrainResponse:
                       f"{r.version} ({r.stage})")
     return TrainResponse(
         dataset=plan.stored.name, dataset_version=plan.stored.version, notes=plan.notes,
-        versions=[TrainedVersion(model=r.model, version=r.version, stage=r.stage,  # type: ignore[arg-type]
-                                 total_seconds=round(r.total_seconds, 3), lineage=r.lineage) for r in results],
+        versions=[TrainedVersion.model_validate({
+            "model": r.model, "version": r.version, "stage": r.stage, "total_seconds": round(r.total_seconds, 3),
+            "lineage": r.lineage}) for r in results],
     )  # fmt: skip
 
 
