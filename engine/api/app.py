@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.api.middleware import RequestCounter
-from engine.api.routes import admin, events, probes, recommendations
+from engine.api.routes import admin, datasets, events, models, probes, recommendations
 from engine.config import Settings, get_settings
 from engine.monitoring.prometheus_metrics import EVENTS_REJECTED
 from engine.runtime import Engine, build_engine, freeze_startup_heap
@@ -48,13 +48,20 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app = FastAPI(
         title="RecOps serving API",
         version="0.1.0",
-        description="Recommendations, event tracking, health, metrics and cache administration.",
+        description=(
+            "Recommendations, event tracking, health, metrics, cache administration, datasets (list, "
+            "manifest, import) and model versions (list, train, promote, roll back)."
+        ),
         lifespan=lifespan,
     )
     app.include_router(recommendations.router)
     app.include_router(events.router)
     app.include_router(probes.router)
     app.include_router(admin.router)
+    app.include_router(datasets.router)
+    app.include_router(datasets.admin_router)
+    app.include_router(models.router)
+    app.include_router(models.admin_router)
     app.add_middleware(RequestCounter)
 
     @app.exception_handler(RequestValidationError)

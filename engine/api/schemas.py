@@ -98,3 +98,123 @@ class WarmResponse(BaseModel):
 class ReloadResponse(BaseModel):
     models: list[str]
     default: str
+
+
+# ---- datasets and models ------------------------------------------------------------------------
+
+DATASET_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+MODEL_NAME_PATTERN = r"^[a-z_]{1,32}$"
+VERSION_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+DatasetName = Annotated[str, Field(pattern=DATASET_NAME_PATTERN, examples=["ml-100k"])]
+
+
+class TimeRange(BaseModel, extra="allow"):
+    min_utc: str
+    max_utc: str
+
+
+class DatasetSummary(BaseModel):
+    """An imported dataset as ``recops datasets list --json`` shows it (its current version's counts)."""
+
+    name: str
+    current_version: int
+    versions: list[int]
+    interactions: int
+    users: int
+    items: int
+    time_range: TimeRange | None = None
+    created_at: str | None = None
+
+
+class RowCounts(BaseModel):
+    interactions: int
+    items: int
+
+
+class DatasetManifest(BaseModel, extra="allow"):
+    """A dataset version's manifest (``engine/data/dataset_store.py``); fields beyond these are kept as written."""
+
+    name: str
+    version: int
+    rows: RowCounts
+    users: int
+    time_range: TimeRange | None = None
+
+
+class ModelVersion(BaseModel, extra="allow"):
+    """One saved model version as ``recops models list --json`` gives it; further lineage fields are kept."""
+
+    model: str
+    version: str
+    dataset: str
+    stage: Literal["production", "candidate", "archived"]
+    trained_at: str | None = None
+    interactions: int | None = None
+    events: int | None = None
+    params: dict[str, object] = Field(default_factory=dict)
+    metrics: dict[str, object] = Field(default_factory=dict)
+
+
+class PromoteBody(BaseModel):
+    version: str = Field(pattern=VERSION_PATTERN, examples=["20260101T000000000000Z-abcdef12"])
+    dataset: DatasetName | None = Field(default=None, description="refuse unless the version was trained on it")
+
+
+class RollbackBody(BaseModel):
+    dataset: DatasetName | None = Field(default=None, description="default: the dataset this API serves")
+
+
+class StageChangeResponse(BaseModel):
+    action: Literal["promote", "rollback"]
+    model: str
+    dataset: str
+    version: str = Field(description="production after the change")
+    previous: str | None = Field(description="production before it (now archived)")
+    served: dict[str, str] = Field(description="model → version this process serves after the change")
+
+
+class RejectSummary(BaseModel):
+    read: int
+    rejected: int
+    share: float
+    by_reason: dict[str, int]
+
+
+class ImportResponse(BaseModel):
+    name: str
+    version: int
+    interactions: int
+    users: int
+    items: int
+    time_range: TimeRange | None = None
+    rejects: dict[str, RejectSummary | None]
+
+
+TrainParam = str | int | float | bool | None
+
+
+class TrainBody(BaseModel):
+    dataset: DatasetName
+    dataset_version: int | None = Field(default=None, ge=1, description="default: the current version")
+    model: str = Field(default="all", pattern=r"^[a-z_]{1,32}$", description="a model name or all")
+    params: dict[str, TrainParam] = Field(
+        default_factory=dict, max_length=50,
+        description="hyper-parameters as recops train --param: key or model.key → value",
+    )  # fmt: skip
+    tune: int = Field(default=0, ge=0, le=200, description="trials of hyper-parameter search (Optuna TPE)")
+    holdout_days: float | None = Field(default=None, gt=0, le=36_500, description="default RECOPS_HOLDOUT_DAYS")
+
+
+class TrainedVersion(BaseModel):
+    model: str
+    version: str
+    stage: Literal["production", "candidate", "archived"]
+    total_seconds: float
+    lineage: dict[str, object]
+
+
+class TrainResponse(BaseModel):
+    dataset: str
+    dataset_version: int
+    versions: list[TrainedVersion]
+    notes: list[str]

@@ -23,7 +23,7 @@ from engine.data.dataset_import import (
     Rejects,
     import_dataset,
 )
-from engine.data.dataset_store import DEMO, DatasetStore, datasets_root, open_dataset
+from engine.data.dataset_store import DatasetStore, dataset_rows, datasets_root, read_manifest
 from engine.data.interaction_rows import TIMESTAMP_UNITS
 from engine.data.schema import DatasetError
 
@@ -157,23 +157,6 @@ def add_datasets_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
 
 
-def _list_rows(store: DatasetStore) -> list[dict[str, Any]]:
-    rows = []
-    for name in store.names():
-        manifest = store.manifest(name)
-        rows.append({
-            "name": name,
-            "current_version": manifest["version"],
-            "versions": store.versions(name),
-            "interactions": manifest["rows"]["interactions"],
-            "users": manifest["users"],
-            "items": manifest["rows"]["items"],
-            "time_range": manifest["time_range"],
-            "created_at": manifest.get("created_at"),
-        })  # fmt: skip
-    return rows
-
-
 def _show_lines(manifest: dict[str, Any]) -> list[str]:
     span = manifest.get("time_range")
     fields: list[tuple[str, str]] = [
@@ -202,7 +185,7 @@ def datasets_command(args: argparse.Namespace) -> int:
     store = DatasetStore(datasets_root(settings))
     try:
         if args.action == "list":
-            rows = _list_rows(store)
+            rows = dataset_rows(store)
             if args.json:
                 print(json.dumps(rows, indent=2))
             elif not rows:
@@ -214,11 +197,7 @@ def datasets_command(args: argparse.Namespace) -> int:
                       f"{r['users']:,}", f"{r['items']:,}", r["created_at"] or "-"] for r in rows],
                 ))  # fmt: skip
             return 0
-        manifest = (
-            open_dataset(settings, DEMO, args.version).manifest
-            if args.name == DEMO
-            else store.manifest(args.name, args.version)
-        )
+        manifest = read_manifest(settings, args.name, args.version)
         print(json.dumps(manifest, indent=2) if args.json else "\n".join(_show_lines(manifest)))
         return 0
     except DatasetError as exc:

@@ -56,47 +56,22 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
-def _chosen_models(requested: str, n_items: int, cap: int) -> tuple[list[str], list[str]]:
-    """The models to train and notes on those left out: ``all`` skips EASE above its cap (with a
-    note); asking for EASE by name above it is an error raised by training."""
-    from engine.models.ease import CatalogueTooLargeError, check_catalogue
-    from engine.models.training import ALL, model_names
-
-    names = model_names(requested)
-    if requested != ALL or "ease" not in names:
-        return names, []
-    try:
-        check_catalogue(n_items, cap)
-    except CatalogueTooLargeError as exc:
-        return [n for n in names if n != "ease"], [f"ease skipped: {exc}"]
-    return names, []
-
-
 def train_command(args: argparse.Namespace) -> int:
-    from engine.data.dataset_store import DatasetNotFoundError, open_dataset
-    from engine.data.schema import DatasetError
-    from engine.models.ease import CatalogueTooLargeError
-    from engine.models.registry import ModelRegistry, RegistryError, UnknownModelError
-    from engine.models.training import TrainingError, TrainingOptions, parse_params, train_models
+    from engine.models.registry import ModelRegistry, RegistryError
+    from engine.models.training import TRAINING_INPUT_ERRORS, plan_training, train_models
 
+    refused: tuple[type[Exception], ...] = (*TRAINING_INPUT_ERRORS, RegistryError)
     settings = get_settings()
     try:
-        stored = open_dataset(settings, args.dataset, args.dataset_version)
-        names, notes = _chosen_models(args.model, stored.dataset.n_items, settings.ease_max_items)
-        params = parse_params(args.param, names)
-        options = TrainingOptions(
-            holdout_days=args.holdout_days if args.holdout_days is not None else settings.holdout_days,
-            ease_max_items=settings.ease_max_items,
-            tune_trials=args.tune,
-        )
-        if options.holdout_days <= 0:
-            raise TrainingError(f"--holdout-days must be positive, got {options.holdout_days:g}")
-        for note in notes:
+        plan = plan_training(settings, args.dataset, args.dataset_version, args.model, args.param, args.tune,
+                             args.holdout_days)
+        for note in plan.notes:
             print(f"recops train: {note}", file=sys.stderr)
-        results = train_models(stored, ModelRegistry(settings.models_dir), names, params, options, log.info)
-    except (DatasetNotFoundError, DatasetError, TrainingError, CatalogueTooLargeError, UnknownModelError,
-            RegistryError) as exc:
+        results = train_models(plan.stored, ModelRegistry(settings.models_dir), plan.names, plan.params,
+                               plan.options, log.info)
+    except refused as exc:
         return _fail("train", exc)
+    stored = plan.stored
     if args.json:
         print(json.dumps([_result_json(r) for r in results], indent=2))
         return 0
@@ -176,8 +151,7 @@ def models_command(args: argparse.Namespace) -> int:
 
 def _list(records: Sequence[VersionRecord], as_json: bool) -> int:
     if as_json:
-        print(json.dumps([{"model": r.model, "version": r.version, "dataset": r.dataset, "stage": r.stage,
-                           "trained_at": r.trained_at, **r.lineage} for r in records], indent=2))
+        print(json.dumps([r.row() for r in records], indent=2))
         return 0
     if not records:
         print("no trained models")

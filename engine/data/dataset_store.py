@@ -265,6 +265,31 @@ def datasets_root(settings: Settings) -> Path:
     return settings.data_dir / "datasets"
 
 
+def dataset_rows(store: DatasetStore) -> list[dict[str, Any]]:
+    """One row per imported dataset (its current version's counts): ``recops datasets list`` and ``GET /datasets``."""
+    rows = []
+    for name in store.names():
+        manifest = store.manifest(name)
+        rows.append({
+            "name": name,
+            "current_version": manifest["version"],
+            "versions": store.versions(name),
+            "interactions": manifest["rows"]["interactions"],
+            "users": manifest["users"],
+            "items": manifest["rows"]["items"],
+            "time_range": manifest["time_range"],
+            "created_at": manifest.get("created_at"),
+        })  # fmt: skip
+    return rows
+
+
+def read_manifest(settings: Settings, name: str, version: int | None = None) -> dict[str, Any]:
+    """The manifest of ``name`` at ``version`` (the current one by default); ``"demo"`` is the demo world's."""
+    if name == DEMO:
+        return open_dataset(settings, DEMO, version).manifest
+    return DatasetStore(datasets_root(settings)).manifest(name, version)
+
+
 def open_dataset(settings: Settings, name: str, version: int | None = None) -> StoredDataset:
     """``"demo"``: the demo world (version 1, generated on first use); otherwise an imported dataset."""
     if name != DEMO:

@@ -128,6 +128,12 @@ class VersionRecord:
     def trained_at(self) -> str | None:
         return self.lineage.get("trained_at") or version_time(self.version)
 
+    def row(self) -> dict[str, Any]:
+        """The version as ``recops models list --json`` and ``GET /models`` give it: identity, stage and
+        every lineage field (interactions, events, params, metrics...)."""
+        return {"model": self.model, "version": self.version, "dataset": self.dataset, "stage": self.stage,
+                "trained_at": self.trained_at, **self.lineage}
+
 
 @dataclass(frozen=True)
 class StageChange:

@@ -19,14 +19,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from engine.data.dataset_store import StoredDataset
-from engine.data.schema import Dataset
+from engine.config import Settings
+from engine.data.dataset_store import StoredDataset, open_dataset
+from engine.data.schema import Dataset, DatasetError
 from engine.data.split import interaction_events
-from engine.models.ease import check_catalogue
+from engine.models.ease import CatalogueTooLargeError, check_catalogue
 from engine.models.evaluation import ModelReport, evaluate_model
 from engine.models.holdout import Holdout, per_user_holdout, time_holdout
 from engine.models.lineage import lineage
-from engine.models.registry import MODEL_CLASSES, ModelRegistry, model_class, new_model
+from engine.models.registry import MODEL_CLASSES, ModelRegistry, UnknownModelError, model_class, new_model
 from engine.models.tuning import TuningReport, tune
 
 ALL = "all"
@@ -35,6 +36,12 @@ K = 10
 
 class TrainingError(ValueError):
     """Input that training cannot use: the message says what and how to fix it."""
+
+
+# what ``plan_training`` and ``train_models`` raise for input the user can fix (the registry untouched)
+TRAINING_INPUT_ERRORS: tuple[type[Exception], ...] = (
+    DatasetError, TrainingError, CatalogueTooLargeError, UnknownModelError,
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -133,6 +140,59 @@ def check_dataset(dataset: Dataset, label: str) -> None:
             f"dataset {label} has {users} user{'s' if users != 1 else ''} with interactions; "
             "collaborative models need at least 2"
         )
+
+
+# ---- a training request ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """What ``recops train`` and ``POST /admin/train`` asked for, checked: run it with ``train_models``."""
+
+    stored: StoredDataset
+    names: list[str]
+    params: dict[str, dict[str, Any]]
+    options: TrainingOptions
+    notes: list[str]  # models left out of ``all``, and why
+
+
+def chosen_models(requested: str, n_items: int, cap: int) -> tuple[list[str], list[str]]:
+    """The models to train and notes on those left out: ``all`` skips EASE above its cap (with a
+    note); asking for EASE by name above it is an error raised by training."""
+    names = model_names(requested)
+    if requested != ALL or "ease" not in names:
+        return names, []
+    try:
+        check_catalogue(n_items, cap)
+    except CatalogueTooLargeError as exc:
+        return [n for n in names if n != "ease"], [f"ease skipped: {exc}"]
+    return names, []
+
+
+def plan_training(
+    settings: Settings,
+    dataset: str,
+    dataset_version: int | None = None,
+    model: str = ALL,
+    param_pairs: Sequence[str] = (),
+    tune_trials: int = 0,
+    holdout_days: float | None = None,
+) -> TrainingPlan:
+    """Open the dataset and check the models and ``key=value`` parameters, before any work.
+
+    Raises ``DatasetError`` (no such dataset or version), ``UnknownModelError`` or ``TrainingError``.
+    """
+    stored = open_dataset(settings, dataset, dataset_version)
+    names, notes = chosen_models(model, stored.dataset.n_items, settings.ease_max_items)
+    params = parse_params(param_pairs, names)
+    options = TrainingOptions(
+        holdout_days=holdout_days if holdout_days is not None else settings.holdout_days,
+        ease_max_items=settings.ease_max_items,
+        tune_trials=tune_trials,
+    )
+    if options.holdout_days <= 0:
+        raise TrainingError(f"--holdout-days must be positive, got {options.holdout_days:g}")
+    return TrainingPlan(stored, names, params, options, notes)
 
 
 # ---- training --------------------------------------------------------------------------------
