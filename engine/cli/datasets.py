@@ -157,23 +157,6 @@ def add_datasets_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
 
 
-def _list_rows(store: DatasetStore) -> list[dict[str, Any]]:
-    rows = []
-    for name in store.names():
-        manifest = store.manifest(name)
-        rows.append({
-            "name": name,
-            "current_version": manifest["version"],
-            "versions": store.versions(name),
-            "interactions": manifest["rows"]["interactions"],
-            "users": manifest["users"],
-            "items": manifest["rows"]["items"],
-            "time_range": manifest["time_range"],
-            "created_at": manifest.get("created_at"),
-        })  # fmt: skip
-    return rows
-
-
 def _show_lines(manifest: dict[str, Any]) -> list[str]:
     span = manifest.get("time_range")
     fields: list[tuple[str, str]] = [
@@ -202,7 +185,7 @@ def datasets_command(args: argparse.Namespace) -> int:
     store = DatasetStore(datasets_root(settings))
     try:
         if args.action == "list":
-            rows = _list_rows(store)
+            rows = store.listing()
             if args.json:
                 print(json.dumps(rows, indent=2))
             elif not rows:

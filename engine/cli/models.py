@@ -56,33 +56,17 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
-def _chosen_models(requested: str, n_items: int, cap: int) -> tuple[list[str], list[str]]:
-    """The models to train and notes on those left out: ``all`` skips EASE above its cap (with a
-    note); asking for EASE by name above it is an error raised by training."""
-    from engine.models.ease import CatalogueTooLargeError, check_catalogue
-    from engine.models.training import ALL, model_names
-
-    names = model_names(requested)
-    if requested != ALL or "ease" not in names:
-        return names, []
-    try:
-        check_catalogue(n_items, cap)
-    except CatalogueTooLargeError as exc:
-        return [n for n in names if n != "ease"], [f"ease skipped: {exc}"]
-    return names, []
-
-
 def train_command(args: argparse.Namespace) -> int:
     from engine.data.dataset_store import DatasetNotFoundError, open_dataset
     from engine.data.schema import DatasetError
     from engine.models.ease import CatalogueTooLargeError
     from engine.models.registry import ModelRegistry, RegistryError, UnknownModelError
-    from engine.models.training import TrainingError, TrainingOptions, parse_params, train_models
+    from engine.models.training import TrainingError, TrainingOptions, chosen_models, parse_params, train_models
 
     settings = get_settings()
     try:
         stored = open_dataset(settings, args.dataset, args.dataset_version)
-        names, notes = _chosen_models(args.model, stored.dataset.n_items, settings.ease_max_items)
+        names, notes = chosen_models(args.model, stored.dataset.n_items, settings.ease_max_items)
         params = parse_params(args.param, names)
         options = TrainingOptions(
             holdout_days=args.holdout_days if args.holdout_days is not None else settings.holdout_days,

@@ -103,6 +103,23 @@ class DatasetStore:
             return []
         return sorted(p.name for p in self.root.iterdir() if _NAME.fullmatch(p.name) and self.versions(p.name))
 
+    def listing(self) -> list[dict[str, Any]]:
+        """Each imported dataset with its current version, sizes and time range (``recops datasets list``)."""
+        rows = []
+        for name in self.names():
+            manifest = self.manifest(name)
+            rows.append({
+                "name": name,
+                "current_version": manifest["version"],
+                "versions": self.versions(name),
+                "interactions": manifest["rows"]["interactions"],
+                "users": manifest["users"],
+                "items": manifest["rows"]["items"],
+                "time_range": manifest["time_range"],
+                "created_at": manifest.get("created_at"),
+            })  # fmt: skip
+        return rows
+
     def versions(self, name: str) -> list[int]:
         """Complete versions of ``name``, ascending (empty when there is none)."""
         folder = self.root / check_name(name)

@@ -22,7 +22,7 @@ from typing import Any
 from engine.data.dataset_store import StoredDataset
 from engine.data.schema import Dataset
 from engine.data.split import interaction_events
-from engine.models.ease import check_catalogue
+from engine.models.ease import CatalogueTooLargeError, check_catalogue
 from engine.models.evaluation import ModelReport, evaluate_model
 from engine.models.holdout import Holdout, per_user_holdout, time_holdout
 from engine.models.lineage import lineage
@@ -64,6 +64,19 @@ def model_names(requested: str | None) -> list[str]:
         return list(MODEL_CLASSES)
     model_class(requested)
     return [requested]
+
+
+def chosen_models(requested: str | None, n_items: int, cap: int) -> tuple[list[str], list[str]]:
+    """The models to train and notes on those left out: ``all`` skips EASE above its cap (with a
+    note); asking for EASE by name above it is an error raised by training."""
+    names = model_names(requested)
+    if requested not in (None, ALL) or "ease" not in names:
+        return names, []
+    try:
+        check_catalogue(n_items, cap)
+    except CatalogueTooLargeError as exc:
+        return [n for n in names if n != "ease"], [f"ease skipped: {exc}"]
+    return names, []
 
 
 def _parameters(name: str) -> dict[str, inspect.Parameter]:
