@@ -20,7 +20,7 @@ import pandas as pd
 import redis
 
 from engine.console.notices import Notice
-from engine.data.dataset_import import ImportOptions, ImportRefused, Rejects, import_dataset
+from engine.data.dataset_import import DEFAULT_MAX_REJECT_SHARE, ImportOptions, ImportRefused, Rejects, import_dataset
 from engine.data.dataset_store import DEMO, DatasetStore, datasets_root, open_dataset
 from engine.data.schema import DatasetError
 from engine.models.ease import CatalogueTooLargeError
@@ -125,7 +125,7 @@ def _rejected_text(rejects: Rejects | None) -> str:
 
 
 def import_upload(engine: Engine, actor: str, name: str, interactions: Upload | None, items: Upload | None,
-                  max_reject_share: float) -> Outcome:
+                  max_reject_share: float = DEFAULT_MAX_REJECT_SHARE) -> Outcome:
     """Import the uploaded files as the next version of dataset ``name``, as ``actor``; audited."""
     if interactions is None:
         return Outcome(Notice("error", "Choose an interactions file to import; nothing was changed."))
