@@ -19,7 +19,8 @@ RESULT = "models_result"
 DATA_OUTCOME = "data_outcome"  # (form, Outcome) of the last import or training, shown after the rerun
 
 if not ui.header("Models", "Which dataset is served, every model version trained on a dataset with what it learnt "
-                           "from and how it scored offline, and the switch of what serves. Every switch is audited."):
+                           "from and how it scored offline, the switch of what serves, importing a dataset and "
+                           "training. Every write is audited."):
     st.stop()
 eng = res.engine()
 poll = eng.settings.model_poll_seconds
