@@ -1,4 +1,5 @@
-"""Models: the dataset served; model versions per dataset with lineage and offline metrics; promote and roll back."""
+"""Models: the dataset served; model versions per dataset with lineage and offline metrics; promote and roll back;
+import a dataset from uploaded files and train models on any dataset."""
 
 from __future__ import annotations
 
@@ -6,16 +7,20 @@ import functools
 from collections.abc import Sequence
 
 import streamlit as st
+from streamlit.runtime.uploaded_file_manager import UploadedFile
 
+from engine.console import datasets as dv
 from engine.console import models as mv
 from pages import _resources as res
 from pages import _ui as ui
 
 PENDING = "models_pending"  # a confirmed switch, run on the next script run (dialog buttons only rerun)
 RESULT = "models_result"
+DATA_OUTCOME = "data_outcome"  # (form, Outcome) of the last import or training, shown after the rerun
 
 if not ui.header("Models", "Which dataset is served, every model version trained on a dataset with what it learnt "
-                           "from and how it scored offline, and the switch of what serves. Every switch is audited."):
+                           "from and how it scored offline, the switch of what serves, importing a dataset and "
+                           "training. Every write is audited."):
     st.stop()
 eng = res.engine()
 poll = eng.settings.model_poll_seconds
@@ -95,6 +100,80 @@ ui.show_result(RESULT)
 st.subheader("Served")
 served_section()
 
+def show_outcome(form: str) -> None:
+    """The outcome of the last import or training, beside the form that asked for it."""
+    kept = st.session_state.get(DATA_OUTCOME)
+    if kept is None or kept[0] != form:
+        return
+    outcome: dv.Outcome = kept[1]
+    ui.notice(outcome.notice)
+    if not outcome.table.empty:
+        st.dataframe(outcome.table, hide_index=True, width="stretch")
+
+
+def keep_outcome(form: str, outcome: dv.Outcome) -> None:
+    st.session_state[DATA_OUTCOME] = (form, outcome)
+    st.rerun()  # the tables above show the new dataset version or model versions
+
+
+def upload(file: UploadedFile | None) -> dv.Upload | None:
+    return None if file is None else dv.Upload(file.name, file.getvalue())
+
+
+def import_section(who: str) -> None:
+    with st.form("import_form", border=True):
+        name = st.text_input("Dataset name", max_chars=64, key="import_name",
+                             help="Importing under an existing name adds a new version of it.")
+        interactions = st.file_uploader("Interactions: user_id, item_id[, timestamp, event, rating, weight]",
+                                        type=dv.UPLOAD_TYPES, key="import_interactions")
+        items = st.file_uploader("Items (optional): item_id[, title, category, further attributes]",
+                                 type=dv.UPLOAD_TYPES, key="import_items")
+        share = st.number_input("Max reject share", min_value=0.0, max_value=1.0, step=0.005, format="%.3f",
+                                value=dv.DEFAULT_MAX_REJECT_SHARE, key="import_share",
+                                help="Refuse the import when a larger share of a file's rows is rejected.")
+        submitted = st.form_submit_button("Import", type="primary", icon=":material/upload:")
+    if submitted:
+        with st.spinner("Importing …"):
+            outcome = dv.import_upload(eng, who, name, upload(interactions), upload(items), share)
+        keep_outcome("import", outcome)
+    show_outcome("import")
+
+
+def train_section(who: str) -> None:
+    with st.form("train_form", border=True):
+        left, right = st.columns(2)
+        dataset = left.selectbox("Dataset to train on", dv.training_choices(eng), key="train_dataset")
+        model = right.selectbox("Model", dv.MODEL_CHOICES, key="train_model")
+        params = st.text_area("Parameters (optional): key=value lines, model.key=value for one model",
+                              key="train_params", placeholder="als.factors=64\nhalf_life_days=14")
+        submitted = st.form_submit_button("Train", type="primary", icon=":material/model_training:")
+    if submitted:
+        with st.spinner(f"Training {model} on {dataset} (scored on both holdouts, then fitted on everything) …"):
+            outcome = dv.train(eng, who, dataset, model, params)
+        keep_outcome("train", outcome)
+    show_outcome("train")
+
+
+def data_section(login_shown: bool) -> None:
+    st.subheader("Datasets")
+    with ui.guard("reading the datasets"):
+        frame = dv.datasets_frame(eng)
+        if frame.empty:
+            st.caption("No dataset imported yet; the demo world is always available to train on.")
+        else:
+            st.dataframe(frame, hide_index=True, width="stretch")
+    who = ui.current_writer() if login_shown else ui.writer("import datasets and train models", "data")
+    if who is None:
+        st.caption("Log in (above) to import datasets and train models.")
+        return
+    st.subheader("Import a dataset")
+    with ui.guard("importing the dataset"):
+        import_section(who)
+    st.subheader("Train")
+    with ui.guard("training"):
+        train_section(who)
+
+
 registry = mv.open_registry(eng)
 try:
     dataset = st.selectbox("Dataset", mv.dataset_choices(registry, eng.dataset.name), key="models_dataset")
@@ -103,12 +182,14 @@ except mv.RegistryError as exc:
     st.error(f"The model registry cannot be read: {exc}")
     st.stop()
 st.subheader("Versions")
+writer = None
 if not records:
-    st.info(f"No model is trained on dataset {dataset} yet: `recops train --dataset {dataset}`.")
-    st.stop()
-versions_section(records)
-st.subheader("Promote or roll back")
-writer = ui.writer("promote or roll back models", "models")
-if writer is not None:
-    with ui.guard("preparing the switch"):
-        switch_section(registry, records, dataset)
+    st.info(f"No model is trained on dataset {dataset} yet: train one below or `recops train --dataset {dataset}`.")
+else:
+    versions_section(records)
+    st.subheader("Promote or roll back")
+    writer = ui.writer("promote or roll back models", "models")
+    if writer is not None:
+        with ui.guard("preparing the switch"):
+            switch_section(registry, records, dataset)
+data_section(login_shown=bool(records) and writer is None)

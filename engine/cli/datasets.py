@@ -23,7 +23,7 @@ from engine.data.dataset_import import (
     Rejects,
     import_dataset,
 )
-from engine.data.dataset_store import DatasetStore, dataset_rows, datasets_root, read_manifest
+from engine.data.dataset_store import DatasetStore, datasets_root, read_manifest
 from engine.data.interaction_rows import TIMESTAMP_UNITS
 from engine.data.schema import DatasetError
 
@@ -185,7 +185,7 @@ def datasets_command(args: argparse.Namespace) -> int:
     store = DatasetStore(datasets_root(settings))
     try:
         if args.action == "list":
-            rows = dataset_rows(store)
+            rows = store.listing()
             if args.json:
                 print(json.dumps(rows, indent=2))
             elif not rows:

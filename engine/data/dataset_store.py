@@ -103,6 +103,24 @@ class DatasetStore:
             return []
         return sorted(p.name for p in self.root.iterdir() if _NAME.fullmatch(p.name) and self.versions(p.name))
 
+    def listing(self) -> list[dict[str, Any]]:
+        """Each imported dataset with its current version, sizes and time range (``recops datasets list``,
+        ``GET /datasets`` and the console)."""
+        rows = []
+        for name in self.names():
+            manifest = self.manifest(name)
+            rows.append({
+                "name": name,
+                "current_version": manifest["version"],
+                "versions": self.versions(name),
+                "interactions": manifest["rows"]["interactions"],
+                "users": manifest["users"],
+                "items": manifest["rows"]["items"],
+                "time_range": manifest["time_range"],
+                "created_at": manifest.get("created_at"),
+            })  # fmt: skip
+        return rows
+
     def versions(self, name: str) -> list[int]:
         """Complete versions of ``name``, ascending (empty when there is none)."""
         folder = self.root / check_name(name)
@@ -265,22 +283,6 @@ def datasets_root(settings: Settings) -> Path:
     return settings.data_dir / "datasets"
 
 
-def dataset_rows(store: DatasetStore) -> list[dict[str, Any]]:
-    """One row per imported dataset (its current version's counts): ``recops datasets list`` and ``GET /datasets``."""
-    rows = []
-    for name in store.names():
-        manifest = store.manifest(name)
-        rows.append({
-            "name": name,
-            "current_version": manifest["version"],
-            "versions": store.versions(name),
-            "interactions": manifest["rows"]["interactions"],
-            "users": manifest["users"],
-            "items": manifest["rows"]["items"],
-            "time_range": manifest["time_range"],
-            "created_at": manifest.get("created_at"),
-        })  # fmt: skip
-    return rows
 
 
 def read_manifest(settings: Settings, name: str, version: int | None = None) -> dict[str, Any]:

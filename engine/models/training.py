@@ -73,6 +73,19 @@ def model_names(requested: str | None) -> list[str]:
     return [requested]
 
 
+def chosen_models(requested: str | None, n_items: int, cap: int) -> tuple[list[str], list[str]]:
+    """The models to train and notes on those left out: ``all`` skips EASE above its cap (with a
+    note); asking for EASE by name above it is an error raised by training."""
+    names = model_names(requested)
+    if requested not in (None, ALL) or "ease" not in names:
+        return names, []
+    try:
+        check_catalogue(n_items, cap)
+    except CatalogueTooLargeError as exc:
+        return [n for n in names if n != "ease"], [f"ease skipped: {exc}"]
+    return names, []
+
+
 def _parameters(name: str) -> dict[str, inspect.Parameter]:
     signature = inspect.signature(model_class(name).__init__)
     return {p.name: p for p in signature.parameters.values() if p.name != "self"}
@@ -154,19 +167,6 @@ class TrainingPlan:
     params: dict[str, dict[str, Any]]
     options: TrainingOptions
     notes: list[str]  # models left out of ``all``, and why
-
-
-def chosen_models(requested: str, n_items: int, cap: int) -> tuple[list[str], list[str]]:
-    """The models to train and notes on those left out: ``all`` skips EASE above its cap (with a
-    note); asking for EASE by name above it is an error raised by training."""
-    names = model_names(requested)
-    if requested != ALL or "ease" not in names:
-        return names, []
-    try:
-        check_catalogue(n_items, cap)
-    except CatalogueTooLargeError as exc:
-        return [n for n in names if n != "ease"], [f"ease skipped: {exc}"]
-    return names, []
 
 
 def plan_training(

@@ -28,13 +28,16 @@ from bench.console import (
 )
 from engine.config import Settings
 from engine.console import monitoring_panels
+from engine.data.dataset_store import DatasetStore
 from engine.models.als import ALSRecommender
 from engine.models.registry import ModelRegistry
 from engine.runtime import prepare_world
 from engine.storage.keys import Keys
 from tests.conftest import REPO_ROOT, require_binary
 from tests.support.engine_fixtures import SMALL_WORLD
+from tests.support.imported_data import write_import_files
 from tests.support.polling import poll
+from tests.support.synthetic_data import two_taste_dataset
 
 # one worker runs the whole module: its stack is started once per module (per worker)
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("console-browser")]
@@ -45,7 +48,7 @@ TALL = {"width": 1440, "height": 2200}
 CONTENT = {
     "Overview": ["Key metrics", "Running experiments", "Alerts firing"],
     "Recommendations": ["Recommended to", "History and features"],
-    "Models": ["Dataset served", "Versions", "Promote or roll back"],
+    "Models": ["Dataset served", "Versions", "Promote or roll back", "Datasets", "Import a dataset", "Train"],
     "Experiments": ["All experiments", "Experiment to manage", "Sample size"],
     "Readout": ["Goal: ctr", "Guardrails", "Arms"],
     "Monitoring": ["Request rate", "Latency", "Alerts"],
@@ -164,3 +167,26 @@ def test_promote_a_model_version_through_the_confirmation_dialog(stack: RunningS
     assert (entry["actor"], entry["action"], entry["target"]) == ("console", "promote_model", "als:demo")
     # the running API picks the promotion up by itself: the list it serves changes
     assert poll(lambda: served() != before, 15, every=0.25), "the API kept serving the old version"
+
+
+def test_import_uploaded_files_from_the_models_page(stack: RunningStack, chromium: str, tmp_path: Path) -> None:
+    """The one place a real file_uploader is driven (AppTest cannot): two CSV files become dataset v1, audited."""
+    interactions, items = write_import_files(two_taste_dataset(seed=2), tmp_path / "files")
+    models_page = next(p for p in PAGES if p.label == "Models")
+    with browser_page(chromium, TALL) as page:
+        load(page, stack.urls["console"], models_page)
+        page.get_by_role("textbox", name="Dataset name").fill("uploaded")
+        files = page.locator("input[type='file']")
+        files.nth(0).set_input_files(str(interactions))
+        files.nth(1).set_input_files(str(items))
+        page.get_by_text(items.name).wait_for(timeout=30_000)  # both uploads listed under their fields
+        page.get_by_role("button", name="Import").click()
+        page.get_by_text("Imported uploaded v1").wait_for(timeout=60_000)
+        assert page.locator("[data-testid='stException']").count() == 0
+        page.screenshot(path=str(ARTIFACTS / "console-models-import.png"))
+    stored = DatasetStore(stack.data_dir / "datasets").load("uploaded")
+    assert (stored.version, stored.manifest["rows"]["interactions"]) == (1, len(two_taste_dataset(seed=2).events))
+    assert stored.manifest["source"]["items"]["file"] == items.name
+    client = redis.Redis.from_url(stack.urls["redis"], decode_responses=True)
+    entry = client.xrevrange(Keys().audit_log, count=1)[0][1]
+    assert (entry["actor"], entry["action"], entry["target"]) == ("console", "import_dataset", "uploaded:v1")

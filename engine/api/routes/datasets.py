@@ -32,7 +32,6 @@ from engine.data.dataset_store import (
     DEMO,
     DatasetNotFoundError,
     DatasetStore,
-    dataset_rows,
     datasets_root,
     read_manifest,
 )
@@ -57,7 +56,7 @@ def one_line(message: object) -> str:
 def list_datasets(engine: EngineDep) -> list[dict[str, Any]]:
     """Imported datasets with their current version's row counts (the demo world is always there besides)."""
     try:
-        return dataset_rows(DatasetStore(datasets_root(engine.settings)))
+        return DatasetStore(datasets_root(engine.settings)).listing()
     except DatasetError as exc:
         raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, one_line(exc)) from exc
 
