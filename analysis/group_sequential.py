@@ -139,7 +139,8 @@ def _validate_fractions(info_fractions: Sequence[float]) -> np.ndarray:
     if t.ndim != 1 or t.size == 0:
         raise ValueError("info_fractions must be a non-empty sequence")
     shown = [float(x) for x in t]
-    if not np.all(np.isfinite(t)) or t[0] <= 0 or np.any(np.diff(t) <= 0):
+    # compared pairwise, not by np.diff: the difference of two huge fractions overflows
+    if not np.all(np.isfinite(t)) or t[0] <= 0 or np.any(t[1:] <= t[:-1]):
         raise ValueError(f"info_fractions must be positive and strictly increasing, got {shown}")
     # The recursion's grid spans every look at a step set by the smallest one: spans of more than
     # nine orders of magnitude are not a real design and would overflow it.
