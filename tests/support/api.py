@@ -91,6 +91,15 @@ def running_api(env: dict[str, str], log: Path, workers: int = 1, args: Sequence
         api.stop()
 
 
+def flush_for_a_new_api(redis_server: EmbeddedRedis) -> None:
+    """Empty the worker's shared Redis before a module starts its own API process: earlier modules'
+    cached lists would show up as L2 hits, and their running experiments would assign this API's
+    users to arms (a leftover popularity-vs-ALS experiment once served a test user popularity)."""
+    flusher = redis.Redis.from_url(redis_server.url)
+    flusher.flushdb()
+    flusher.close()
+
+
 @pytest.fixture(scope="module")
 def api(
     small_world_dir: Path, redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory
@@ -98,11 +107,9 @@ def api(
     """One single-worker API per test module (starting one costs seconds).
 
     Tests sharing it keep apart by using their own user ids, and compare metrics as deltas.
-    Redis is flushed first: lists cached by earlier modules would otherwise show up as L2 hits.
+    Redis is flushed first (see ``flush_for_a_new_api``).
     """
-    flusher = redis.Redis.from_url(redis_server.url)
-    flusher.flushdb()
-    flusher.close()
+    flush_for_a_new_api(redis_server)
     with running_api(api_env(small_world_dir, redis_server.url), tmp_path_factory.mktemp("api") / "api.log") as proc:
         yield proc
 

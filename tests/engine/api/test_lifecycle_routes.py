@@ -14,7 +14,7 @@ from engine.data.dataset_store import DatasetStore
 from engine.data.split import interaction_events
 from engine.models.registry import ModelRegistry
 from engine.storage.embedded_redis import EmbeddedRedis
-from tests.support.api import ADMIN_TOKEN, ApiProcess, api_env, running_api
+from tests.support.api import ADMIN_TOKEN, ApiProcess, api_env, flush_for_a_new_api, running_api
 from tests.support.imported_data import write_import_files
 from tests.support.synthetic_data import two_taste_dataset
 
@@ -38,6 +38,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def own_api(small_world_dir: Path, redis_server: EmbeddedRedis,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiProcess]:
+    flush_for_a_new_api(redis_server)
     data = _own_data_dir(small_world_dir, tmp_path_factory.mktemp("lifecycle") / "data")
     env = api_env(data, redis_server.url, RECOPS_HOLDOUT_DAYS="3")
     with running_api(env, data.parent / "api.log") as proc:
@@ -134,8 +135,6 @@ def test_models_list_is_the_registry_rows(client: httpx.Client, own_api: ApiProc
     assert client.get("/models", params={"dataset": "no-such"}).json() == []
 
 
-@pytest.mark.xfail(strict=False, reason="seen once in a clean-clone CI run under load: after the promotion the list "
-                   "came from 'popularity', not 'als'; root cause under investigation (the response is in the message)")
 def test_train_promote_serves_the_new_version_and_rollback_restores_it(
         client: httpx.Client, own_api: ApiProcess) -> None:
     user = "u00011"

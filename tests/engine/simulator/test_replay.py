@@ -24,7 +24,7 @@ from engine.simulator.replay import (
 from engine.storage.embedded_redis import EmbeddedRedis
 from engine.storage.keys import Keys
 from tests.engine.data.fixture_files import write_csv
-from tests.support.api import ApiProcess, api_env, running_api
+from tests.support.api import ApiProcess, api_env, flush_for_a_new_api, running_api
 from tests.support.cli import Recops
 from tests.support.imported_data import NAME, import_small_dataset, write_import_files
 from tests.support.synthetic_data import DAY, T0, two_taste_dataset
@@ -84,9 +84,7 @@ def shop_api(redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFacto
     """An API serving the imported two-taste shop (trained as it starts), on a flushed test Redis."""
     data_dir = tmp_path_factory.mktemp("replay") / "data"
     import_small_dataset(data_dir)
-    flusher = redis.Redis.from_url(redis_server.url)
-    flusher.flushdb()
-    flusher.close()
+    flush_for_a_new_api(redis_server)
     env = api_env(data_dir, redis_server.url)
     with running_api(env, data_dir.parent / "api.log", args=["--dataset", NAME]) as api:
         yield api
