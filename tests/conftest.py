@@ -7,6 +7,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import hypothesis
 import pytest
 import redis
 
@@ -14,6 +15,12 @@ from engine.config import Settings
 from engine.storage.embedded_redis import EmbeddedRedis
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+# CI replays the same property-test examples every run, so a red CI is reproducible; a developer's
+# `make test` keeps exploring new ones (and a failure it finds is kept in .hypothesis/ to replay).
+hypothesis.settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis.settings.load_profile("ci")
 
 # fixtures of the engine (small demo world, trained models), of a running API process and of the CLI in process
 pytest_plugins = ["tests.support.engine_fixtures", "tests.support.api", "tests.support.cli"]
