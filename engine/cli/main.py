@@ -82,6 +82,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return evaluate_command(args, _settings())
 
 
+def _command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str,
+    add_arguments: Callable[[argparse.ArgumentParser], None], handler: Handler,
+) -> None:
+    """A sub-command whose flags its own module declares."""
+    parser = sub.add_parser(name, help=help_text)
+    add_arguments(parser)
+    parser.set_defaults(handler=handler)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recops", description="RecOps recommendation engine and console")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -112,34 +122,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     from engine.data.fetch import add_fetch_arguments, fetch_command
 
-    p = sub.add_parser("fetch-movielens", help="MovieLens-100k from the recbole wheel on PyPI, as u.data/u.item")
-    add_fetch_arguments(p)
-    p.set_defaults(handler=fetch_command)
+    _command(sub, "fetch-movielens", "MovieLens-100k from the recbole wheel on PyPI, as u.data/u.item",
+             add_fetch_arguments, fetch_command)
 
     from engine.cli.datasets import add_datasets_arguments, add_import_arguments, datasets_command, import_command
 
-    p = sub.add_parser("import", help="import interactions (and items) from CSV or Parquet as a new dataset version")
-    add_import_arguments(p)
-    p.set_defaults(handler=import_command)
+    _command(sub, "import", "import interactions (and items) from CSV or Parquet as a new dataset version",
+             add_import_arguments, import_command)
 
-    p = sub.add_parser("datasets", help="list imported datasets, show a version's manifest")
-    add_datasets_arguments(p)
-    p.set_defaults(handler=datasets_command)
+    _command(sub, "datasets", "list imported datasets, show a version's manifest",
+             add_datasets_arguments, datasets_command)
 
     p = sub.add_parser("config", help="print the configuration table (environment variables)")
     p.set_defaults(handler=cmd_config)
 
     from engine.cli.simulate import add_simulate_arguments, simulate_command
 
-    p = sub.add_parser("simulate", help="simulated users of the demo world sending real traffic to the API")
-    add_simulate_arguments(p)
-    p.set_defaults(handler=simulate_command)
+    _command(sub, "simulate", "simulated users of the demo world sending real traffic to the API",
+             add_simulate_arguments, simulate_command)
 
     from engine.cli.replay import add_replay_arguments, replay_command
 
-    p = sub.add_parser("replay", help="a dataset's interactions from a time on, sent to the API as live traffic")
-    add_replay_arguments(p)
-    p.set_defaults(handler=replay_command)
+    _command(sub, "replay", "a dataset's interactions from a time on, sent to the API as live traffic",
+             add_replay_arguments, replay_command)
 
     from engine.cli.experiments import (
         add_analyze_arguments,
@@ -148,23 +153,19 @@ def build_parser() -> argparse.ArgumentParser:
         experiments_command,
     )
 
-    p = sub.add_parser("analyze", help="read out an experiment from a CSV of per-variant sums (no Redis)")
-    add_analyze_arguments(p)
-    p.set_defaults(handler=analyze_command)
+    _command(sub, "analyze", "read out an experiment from a CSV of per-variant sums (no Redis)",
+             add_analyze_arguments, analyze_command)
 
-    p = sub.add_parser("experiments", help="list, create, start, pause, stop and read out experiments")
-    add_experiments_arguments(p)
-    p.set_defaults(handler=experiments_command)
+    _command(sub, "experiments", "list, create, start, pause, stop and read out experiments",
+             add_experiments_arguments, experiments_command)
 
     from engine.cli.models import add_models_arguments, add_train_arguments, models_command, train_command
 
-    p = sub.add_parser("train", help="train models on a dataset, score them on two holdouts, register versions")
-    add_train_arguments(p)
-    p.set_defaults(handler=train_command)
+    _command(sub, "train", "train models on a dataset, score them on two holdouts, register versions",
+             add_train_arguments, train_command)
 
-    p = sub.add_parser("models", help="list model versions with lineage; promote or roll back what serves")
-    add_models_arguments(p)
-    p.set_defaults(handler=models_command)
+    _command(sub, "models", "list model versions with lineage; promote or roll back what serves",
+             add_models_arguments, models_command)
 
     p = sub.add_parser("evaluate", help="offline evaluation of every model")
     p.add_argument("--dataset", choices=["demo", "movielens"], default="demo")
