@@ -115,6 +115,7 @@ def test_invalidate_a_user_through_the_confirmation_dialog(stack: RunningStack, 
         page.get_by_role("button", name="Invalidate this user …").click()
         dialog = page.get_by_role("dialog")
         dialog.wait_for(timeout=30_000)
+        dialog.get_by_text("Delete").first.wait_for(timeout=30_000)  # the title renders before the body
         assert "Delete" in dialog.inner_text() and user in dialog.inner_text()
         page.screenshot(path=str(ARTIFACTS / "console-cache-dialog.png"))
         dialog.get_by_role("button", name="Invalidate", exact=True).click()
