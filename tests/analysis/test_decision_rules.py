@@ -212,3 +212,31 @@ def test_untestable_evidence_and_missing_metrics_are_not_tested() -> None:
     outcomes = {o.metric: o for o in v.outcomes}
     assert outcomes["ctr"].outcome == "not_tested" and outcomes["ctr"].message == "control mean is 0"
     assert outcomes["latency"].outcome == "not_tested"
+
+
+# ------------------------------------------------------------------- the readout's special case
+
+_SAME_RULE = {"ship": "ship", "stop_goal": "ship", "keep_running": "keep_running", "no_effect": "no_difference"}
+
+
+def test_one_goal_without_guardrails_is_the_readouts_decide() -> None:
+    """:func:`analysis.decision.decide` is this rule's special case (one goal, higher is better, no
+    guardrails, no correction): on the same fixed-horizon results both reach the same verdict."""
+    from analysis.decision import Evidence
+    from analysis.decision import decide as readout_decide
+
+    rng = np.random.default_rng(10)
+    seen = set()
+    for lift in (-0.15, -0.05, 0.0, 0.05, 0.15):
+        for _ in range(20):
+            c, t = rng.normal(10, 4, 500), rng.normal(10 * (1 + lift), 4, 500)
+            r = welch_ttest(SampleStats.from_values(c), SampleStats.from_values(t))
+            for required in (400, 5000):
+                old = readout_decide("a", 500, [Evidence("b", 500, r.lift_abs, r.lift_rel, r.significant)],
+                                     required_users_per_arm=required)
+                new = decide([GOAL], [MetricEvidence.from_result("ctr", "b", r)],
+                             DecisionSettings(correction=None, planned_reached=required <= 500))
+                assert _SAME_RULE[new.rule] == old.action, (lift, required, old, new)
+                assert old.variant == ("a" if new.rule == "stop_goal" else new.variant)
+                seen.add(new.rule)
+    assert seen == set(_SAME_RULE)
