@@ -55,13 +55,6 @@ class InterleavedList:
     teams: tuple[Team, ...]
 
 
-def _next_new(ranking: Sequence[Hashable], start: int, taken: set[Hashable]) -> int:
-    """Index of the ranker's highest-ranked item from ``start`` on that is not in the list yet."""
-    while start < len(ranking) and ranking[start] in taken:
-        start += 1
-    return start
-
-
 def team_draft(
     list_a: Sequence[Hashable], list_b: Sequence[Hashable], n: int, rng: np.random.Generator
 ) -> InterleavedList:
@@ -72,30 +65,33 @@ def team_draft(
     """
     if n < 0:
         raise ValueError(f"the interleaved list's length must be non-negative, got {n}")
+    rankings = (list_a, list_b)
+    lengths = (len(list_a), len(list_b))
+    n = min(n, lengths[0] + lengths[1])
+    coins = rng.random(n) < 0.5  # drawn at once (one call, not one per tie): coin k is used on the k-th pick
     items: list[Hashable] = []
     teams: list[Team] = []
     taken: set[Hashable] = set()
-    cursor: dict[Team, int] = {"A": 0, "B": 0}
-    picks: dict[Team, int] = {"A": 0, "B": 0}
-    rankings: dict[Team, Sequence[Hashable]] = {"A": list_a, "B": list_b}
+    cursor = [0, 0]  # per team: where its highest-ranked item not yet in the list may be
+    picks = [0, 0]
     while len(items) < n:
-        for t in TEAMS:
-            cursor[t] = _next_new(rankings[t], cursor[t], taken)
-        open_teams = [t for t in TEAMS if cursor[t] < len(rankings[t])]
-        if not open_teams:
-            break
-        team: Team
-        if len(open_teams) == 1:
-            team = open_teams[0]
-        elif picks["A"] != picks["B"]:
-            team = "A" if picks["A"] < picks["B"] else "B"
+        for t in (0, 1):  # skip what the other team already added
+            ranking, k, end = rankings[t], cursor[t], lengths[t]
+            while k < end and ranking[k] in taken:
+                k += 1
+            cursor[t] = k
+        open_a, open_b = cursor[0] < lengths[0], cursor[1] < lengths[1]
+        if open_a and open_b:  # fewer picks first; a coin on ties
+            t = int(picks[1] < picks[0]) if picks[0] != picks[1] else int(coins[len(items)])
+        elif open_a or open_b:  # one ranker has nothing new left: the other fills the list
+            t = 0 if open_a else 1
         else:
-            team = "A" if rng.random() < 0.5 else "B"
-        item = rankings[team][cursor[team]]
+            break
+        item = rankings[t][cursor[t]]
         items.append(item)
-        teams.append(team)
+        teams.append(TEAMS[t])
         taken.add(item)
-        picks[team] += 1
+        picks[t] += 1
     return InterleavedList(items=tuple(items), teams=tuple(teams))
 
 
