@@ -25,7 +25,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special
 
 
 @dataclass(frozen=True)
@@ -83,15 +82,23 @@ def greedy_order(scores: np.ndarray) -> np.ndarray:
 
 
 def plackett_luce_propensities(scores: np.ndarray, shown: np.ndarray, temperature: float) -> np.ndarray:
-    """``π(shown[k] at k | shown[:k])`` under Plackett-Luce with ``temperature``."""
+    """``π(shown[k] at k | shown[:k])`` under Plackett-Luce with ``temperature``.
+
+    One row per slot over the candidates still available there, each normalised by its own maximum
+    (no remainder is computed by subtraction, which would cancel when the shown items dominate).
+    """
     logits = _check_scores(scores) / _check_temperature(temperature)
     idx = _check_shown(shown, logits.size)
-    available = np.ones(logits.size, dtype=bool)
-    out = np.empty(idx.size)
-    for k, item in enumerate(idx):
-        out[k] = np.exp(logits[item] - special.logsumexp(logits[available]))
-        available[item] = False
-    return out
+    if idx.size == 0:
+        return np.empty(0)
+    available = np.ones((idx.size, logits.size), dtype=bool)
+    above = np.tril(np.ones((idx.size, idx.size), dtype=bool), k=-1)  # above[k, j]: slot j is above slot k
+    rows, cols = np.nonzero(above)
+    available[rows, idx[cols]] = False
+    masked = np.where(available, logits, -np.inf)
+    top = masked.max(axis=1)  # finite: every slot has its own item available
+    log_norm = top + np.log(np.exp(masked - top[:, None]).sum(axis=1))
+    return np.exp(logits[idx] - log_norm)
 
 
 def sample_plackett_luce(scores: np.ndarray, n: int, temperature: float, rng: np.random.Generator) -> SampledList:
