@@ -102,10 +102,16 @@ def team_draft(
 class ImpressionOutcome:
     """Clicks of one impression credited to the team of each clicked position."""
 
-    credit_a: int
-    credit_b: int
-    clicked_a: tuple[int, ...] = ()  # positions (0-based) whose click credited A
-    clicked_b: tuple[int, ...] = ()
+    clicked_a: tuple[int, ...]  # positions (0-based) whose click credited A
+    clicked_b: tuple[int, ...]
+
+    @property
+    def credit_a(self) -> int:
+        return len(self.clicked_a)
+
+    @property
+    def credit_b(self) -> int:
+        return len(self.clicked_b)
 
     @property
     def winner(self) -> Team | None:
@@ -123,7 +129,7 @@ def credit(teams: Sequence[Team], clicked_positions: Sequence[int]) -> Impressio
             raise ValueError(f"clicked position {position} is outside the list of {len(teams)} items")
     clicked_a = tuple(p for p in clicked if teams[p] == "A")
     clicked_b = tuple(p for p in clicked if teams[p] == "B")
-    return ImpressionOutcome(len(clicked_a), len(clicked_b), clicked_a, clicked_b)
+    return ImpressionOutcome(clicked_a, clicked_b)
 
 
 # ------------------------------------------------------------------------------------ users
@@ -251,6 +257,8 @@ def confidence_sequence(wins: int, decided: int, a: float, alpha: float) -> Inte
     ``Λ(p)`` is smallest at the observed share (where it is at most 1), and grows to infinity towards a
     bound the data exclude, so each end is one root.
     """
+    if not 0 <= wins <= decided or decided < 1:
+        raise ValueError(f"a confidence sequence needs 0 <= wins <= decided and decided >= 1, got {wins}, {decided}")
     threshold = math.log(1.0 / alpha)
     share = wins / decided
 
