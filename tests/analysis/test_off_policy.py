@@ -126,6 +126,27 @@ def test_slates_sum_slots_and_self_normalise_per_slot() -> None:
     assert logging_value(data) == pytest.approx(1.5)
 
 
+def test_bootstrap_resamples_whole_impressions() -> None:
+    """Every impression has exactly one click over its two slots: each impression's total is 1, so an
+    interval from resampled impressions has no width, where resampling rows would give it some."""
+    rng = np.random.default_rng(8)
+    impressions = 400
+    first = rng.integers(0, 2, impressions).astype(float)
+    reward = np.column_stack([first, 1 - first]).ravel()
+    data = logged_feedback(
+        reward,
+        np.full(2 * impressions, 0.5),
+        np.full(2 * impressions, 0.5),
+        position=np.tile([0, 1], impressions),
+        slate_id=np.repeat(np.arange(impressions), 2),
+    )
+    lo, hi = IPS.estimate_interval(data, n_bootstrap=500, rng=1)
+    assert lo == pytest.approx(1.0) and hi == pytest.approx(1.0)
+    rows = logged_feedback(reward, np.full(2 * impressions, 0.5), np.full(2 * impressions, 0.5))
+    lo, hi = IPS.estimate_interval(rows, n_bootstrap=500, rng=1)
+    assert hi - lo > 0.05
+
+
 # ------------------------------------------------------------------------------------ by simulation
 
 
