@@ -53,30 +53,32 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="search N trials of hyper-parameters (Optuna TPE) on the time holdout")
     parser.add_argument("--holdout-days", type=float, default=None,
                         help="days at the end kept for the time holdout (default RECOPS_HOLDOUT_DAYS)")
+    parser.add_argument("--no-events", action="store_true",
+                        help="train on the dataset alone, without the events tracked for it since (its event log)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
 def train_command(args: argparse.Namespace) -> int:
     from engine.models.registry import ModelRegistry, RegistryError
-    from engine.models.training import TRAINING_INPUT_ERRORS, plan_training, train_models
+    from engine.models.training import TRAINING_INPUT_ERRORS, plan_training
 
     refused: tuple[type[Exception], ...] = (*TRAINING_INPUT_ERRORS, RegistryError)
     settings = get_settings()
     try:
         plan = plan_training(settings, args.dataset, args.dataset_version, args.model, args.param, args.tune,
-                             args.holdout_days)
+                             args.holdout_days, events=not args.no_events)
         for note in plan.notes:
             print(f"recops train: {note}", file=sys.stderr)
-        results = train_models(plan.stored, ModelRegistry(settings.models_dir), plan.names, plan.params,
-                               plan.options, log.info)
+        results = plan.run(ModelRegistry(settings.models_dir), log.info)
     except refused as exc:
         return _fail("train", exc)
-    stored = plan.stored
+    stored, logged = plan.stored, plan.logged
     if args.json:
         print(json.dumps([_result_json(r) for r in results], indent=2))
         return 0
     print(f"dataset {stored.name} version {stored.version}: {stored.dataset.n_users:,} users, "
-          f"{stored.dataset.n_items:,} items")
+          f"{stored.dataset.n_items:,} items; {logged.count:,} logged events"
+          + (f" of {logged.users:,} users" if logged.count else ""))
     print(text_table(["model", "version", "stage", *_metric_headers(), "fit s", "total s"],
                      [_result_row(r) for r in results]))
     for r in results:
@@ -151,7 +153,8 @@ def models_command(args: argparse.Namespace) -> int:
 
 def _list(records: Sequence[VersionRecord], as_json: bool) -> int:
     if as_json:
-        print(json.dumps([r.row() for r in records], indent=2))
+        # a version saved before lineage has no ``events`` of its own: the key is there, null
+        print(json.dumps([{"events": None, **r.row()} for r in records], indent=2))
         return 0
     if not records:
         print("no trained models")
