@@ -59,10 +59,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def train_command(args: argparse.Namespace) -> int:
-    from engine.models.registry import ModelRegistry, RegistryError
-    from engine.models.training import TRAINING_INPUT_ERRORS, plan_training
+    from engine.models.registry import ModelRegistry
+    from engine.models.training import TRAINING_REFUSALS, plan_training
 
-    refused: tuple[type[Exception], ...] = (*TRAINING_INPUT_ERRORS, RegistryError)
     settings = get_settings()
     try:
         plan = plan_training(settings, args.dataset, args.dataset_version, args.model, args.param, args.tune,
@@ -70,7 +69,7 @@ def train_command(args: argparse.Namespace) -> int:
         for note in plan.notes:
             print(f"recops train: {note}", file=sys.stderr)
         results = plan.run(ModelRegistry(settings.models_dir), log.info)
-    except refused as exc:
+    except TRAINING_REFUSALS as exc:
         return _fail("train", exc)
     stored, logged = plan.stored, plan.logged
     if args.json:
@@ -143,7 +142,7 @@ def models_command(args: argparse.Namespace) -> int:
     try:
         if args.action == "list":
             return _list(registry.records(args.dataset), args.json)
-        with _audit_log(settings) as audit:
+        with open_audit_log(settings) as audit:
             return _switch(registry, audit, args)
     except (UnknownModelError, LifecycleError, RegistryError) as exc:
         return _fail(f"models {args.action}", exc)
@@ -176,7 +175,7 @@ class AuditUnreachable(RuntimeError):
 
 
 @contextmanager
-def _audit_log(settings: Settings) -> Iterator[AuditSink]:
+def open_audit_log(settings: Settings) -> Iterator[AuditSink]:
     """The audit log in the engine's Redis; ``AuditUnreachable`` when it does not answer."""
     import redis
 

@@ -23,8 +23,8 @@ from engine.console.notices import Notice
 from engine.data.dataset_import import DEFAULT_MAX_REJECT_SHARE, ImportOptions, ImportRefused, Rejects, import_dataset
 from engine.data.dataset_store import DEMO, DatasetStore, datasets_root
 from engine.data.schema import DatasetError
-from engine.models.registry import MODEL_CLASSES, PRODUCTION, ModelRegistry, RegistryError
-from engine.models.training import ALL, TRAINING_INPUT_ERRORS, TrainingResult, plan_training
+from engine.models.registry import MODEL_CLASSES, PRODUCTION, ModelRegistry
+from engine.models.training import ALL, TRAINING_REFUSALS, TrainingResult, plan_training
 from engine.runtime import Engine
 
 UPLOAD_TYPES = ["csv", "tsv", "parquet", "pq", "gz", "bz2", "zst"]  # what import_sources reads (by extension)
@@ -32,8 +32,6 @@ DATASET_COLUMNS = ["name", "current version", "versions", "interactions", "users
 REJECT_COLUMNS = ["file", "row", "reason", "values"]
 RESULT_COLUMNS = ["model", "version", "stage", "P@10 time", "NDCG@10 time", "P@10 per-user", "NDCG@10 per-user",
                   "fit s"]
-# training refused for input the operator can fix, or an unreadable registry: a one-line notice
-TRAINING_REFUSALS: tuple[type[Exception], ...] = (*TRAINING_INPUT_ERRORS, RegistryError)
 _SAFE_FILE = re.compile(r"[^A-Za-z0-9._-]+")
 
 

@@ -46,7 +46,14 @@ from engine.models.ease import CatalogueTooLargeError, check_catalogue
 from engine.models.evaluation import ModelReport, evaluate_model
 from engine.models.holdout import Holdout, per_user_holdout, time_holdout
 from engine.models.lineage import lineage
-from engine.models.registry import MODEL_CLASSES, ModelRegistry, UnknownModelError, model_class, new_model
+from engine.models.registry import (
+    MODEL_CLASSES,
+    ModelRegistry,
+    RegistryError,
+    UnknownModelError,
+    model_class,
+    new_model,
+)
 from engine.models.tuning import TuningReport, tune
 
 ALL = "all"
@@ -61,6 +68,9 @@ class TrainingError(ValueError):
 TRAINING_INPUT_ERRORS: tuple[type[Exception], ...] = (
     DatasetError, TrainingError, CatalogueTooLargeError, UnknownModelError,
 )  # fmt: skip
+# ... and a registry that cannot be read: what the CLI, the console and the retrain schedule report
+# instead of trained versions (the API tells the two apart: 400 and 500)
+TRAINING_REFUSALS: tuple[type[Exception], ...] = (*TRAINING_INPUT_ERRORS, RegistryError)
 
 
 @dataclass(frozen=True)
