@@ -194,7 +194,7 @@ def open_audit_log(settings: Settings) -> Iterator[AuditSink]:
             client.ping()
         except redis.RedisError as exc:
             raise AuditUnreachable(
-                f"Redis at {redact_url(url)} does not answer ({exc}); refusing to switch models without an "
+                f"Redis at {redact_url(url)} does not answer ({exc}); refusing to change models without an "
                 "audit record, nothing was changed"
             ) from exc
         yield AuditLog(client, Keys(settings.key_prefix))
