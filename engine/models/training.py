@@ -211,8 +211,9 @@ def logged_events_note(stored: StoredDataset, logged: LoggedEvents) -> list[str]
     """What training says about logged events it could not use (none when it used them all)."""
     if not logged.unknown_items:
         return []
-    return [f"{logged.unknown_items:,} logged events left out: their item is not in the catalogue of "
-            f"dataset {stored.name!r} version {stored.version}"]
+    n = logged.unknown_items
+    return [f"{n:,} logged event{'s' if n != 1 else ''} left out: {'their item is' if n != 1 else 'its item is'} "
+            f"not in the catalogue of dataset {stored.name!r} version {stored.version}"]
 
 
 def plan_training(
