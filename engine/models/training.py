@@ -212,8 +212,8 @@ def logged_events_note(stored: StoredDataset, logged: LoggedEvents) -> list[str]
     if not logged.unknown_items:
         return []
     n = logged.unknown_items
-    return [f"{n:,} logged event{'s' if n != 1 else ''} left out: {'their item is' if n != 1 else 'its item is'} "
-            f"not in the catalogue of dataset {stored.name!r} version {stored.version}"]
+    what = "1 logged event left out: its item is" if n == 1 else f"{n:,} logged events left out: their item is"
+    return [f"{what} not in the catalogue of dataset {stored.name!r} version {stored.version}"]
 
 
 def plan_training(
