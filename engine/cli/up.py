@@ -216,6 +216,12 @@ class Stack:
                                             "--rate", str(o.simulator_rate), "--duration", "86400"], env)
             print(f"simulator   {o.simulator_rate:g} requests/s against the API (log: logs/{sim.name}.log)", flush=True)
 
+        if s.retrain_every is not None:  # RECOPS_RETRAIN_EVERY: engine/models/retrain_schedule.py
+            self._spawn("retrain", [sys.executable, "-m", "engine.cli", "retrain", "--every", repr(s.retrain_every)],
+                        env)
+            print(f"retrain     every {s.retrain_every:g} s when new events were logged, candidates only "
+                  "(log: logs/retrain.log)", flush=True)
+
         app = find_console_app([REPO_ROOT, Path.cwd()]) if o.console else None
         if o.console and app is None:
             self.notes.append(CONSOLE_MISSING)

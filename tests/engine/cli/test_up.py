@@ -12,17 +12,22 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from bench.harness import metric_total
 from engine.cli.up import REPO_ROOT, find_console_app
 from engine.data.dataset_import import import_dataset
 from engine.data.dataset_store import DatasetStore
 from engine.local_processes import pid_alive
+from engine.models.registry import CANDIDATE, ModelRegistry, VersionRecord
 from engine.monitoring.prometheus_server import find_prometheus_binary
+from engine.storage.audit import AuditLog
+from engine.storage.keys import Keys
 from tests.conftest import require_binary
 from tests.engine.data.fixture_files import write_csv
 from tests.support.engine_fixtures import small_world_env
 from tests.support.imported_data import NAME, import_small_dataset
+from tests.support.logged_events import log_events
 from tests.support.polling import poll
 
 
@@ -150,3 +155,45 @@ def test_the_console_app_is_found_beside_its_pages_only(tmp_path: Path) -> None:
     assert find_console_app([tmp_path]) is None  # an app.py without pages/ is somebody else's
     (tmp_path / "pages").mkdir()
     assert find_console_app([tmp_path / "site-packages", tmp_path]) == tmp_path / "app.py"
+
+
+def test_up_retrains_on_a_schedule_as_candidates_when_events_arrive(tmp_path: Path) -> None:
+    data_dir = tmp_path / "stack-data"
+    import_small_dataset(data_dir)
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "PROMETHEUS_URL", "RECOPS_DATASET")}
+    env.update(RECOPS_DATA_DIR=str(data_dir), RECOPS_API_PORT="0", RECOPS_RETRAIN_EVERY="1s")
+    log = tmp_path / "up.log"
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "up", "--dataset", NAME, "--no-console",
+                             "--no-prometheus"], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    registry = ModelRegistry(data_dir / "models")
+    try:
+        assert poll(lambda: "RecOps is up." in log.read_text(), 120, every=0.25), log.read_text()
+        state = json.loads((data_dir / "stack.json").read_text())
+        assert set(state["children"]) == {"api", "retrain"}
+        production = registry.served(NAME)
+        assert sorted(production) == ["als", "item_item", "popularity"]
+        retrain_log = data_dir / "logs" / "retrain.log"
+        # ticks without new events train nothing
+        assert poll(lambda: retrain_log.exists() and "skipped: als: no new events" in retrain_log.read_text(),
+                    60, every=0.25), retrain_log.read_text() if retrain_log.exists() else log.read_text()
+        assert len(registry.records(NAME)) == 3
+
+        written = log_events(data_dir, NAME, [("zz-new", "A01", "purchase"), ("zz-new", "A02", "click")])
+
+        def candidates() -> list[VersionRecord]:
+            return [r for r in registry.records(NAME) if r.stage == CANDIDATE]
+
+        assert poll(lambda: len(candidates()) == 3, 60, every=0.25), retrain_log.read_text()
+        assert registry.served(NAME) == production  # candidates only: nothing promoted
+        assert {r.lineage["events"] for r in candidates()} == {written}
+        audit = AuditLog(redis.Redis.from_url(state["urls"]["redis"], decode_responses=True), Keys())
+        [entry] = [e for e in audit.recent() if e.action == "retrain_models"]
+        assert (entry.actor, entry.target) == ("schedule", f"{NAME}:v1")
+        assert all(r.version in entry.detail for r in candidates())
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=60)
+    output = log.read_text()
+    assert code == 0, output
+    assert "retrain     every 1 s when new events were logged, candidates only" in output
+    assert poll(lambda: not pid_alive(state["children"]["retrain"]), 10, every=0.25)
