@@ -61,6 +61,7 @@ REQUIRED_FIELDS = ("event_id", "user_id", "item_id", "type", "timestamp")
 # a consumer no XREADGROUP has come from for this long, with nothing pending, is gone: forget it
 # (a live one polls every ``block_seconds``; names are host-pid, so restarts would pile them up)
 FORGET_IDLE_SECONDS = 3_600.0
+RETRY_SECONDS = 1.0  # while Redis is unreachable
 
 # Test hook: ``checkpoint(stage)`` is called at these points of a flush, so that a test can kill the
 # process exactly between the read and the write, or between the write and the acknowledgement.
@@ -210,6 +211,8 @@ class EventConsumer:
         self._rows: list[dict[str, Any]] = []
         self._bad: list[dict[str, Any]] = []
         self._oldest: float | None = None  # monotonic time the oldest buffered entry arrived
+        self._written = False  # the buffer is in the log, its acknowledgement still to do
+        self._next_claim = self._next_lag = 0.0
         self._warned = False
 
     @classmethod
@@ -222,25 +225,54 @@ class EventConsumer:
 
     # ---- the loops --------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> ConsumerStats:
-        """Consume until ``stop`` is set, then flush and acknowledge what is buffered and leave the group."""
+        """Consume until ``stop`` is set, then flush and acknowledge what is buffered and leave the group.
+
+        Redis going away does not end it: the buffer is kept (written or not) and the step retried
+        every ``RETRY_SECONDS`` until Redis answers again.
+        """
         self.ensure_group()
         self.claim()
-        next_claim = next_lag = time.monotonic()
+        self._next_claim = self._next_lag = time.monotonic()
+        down_since: float | None = None
         while not stop.is_set():
-            self._take(self._read(self._block_seconds()), claimed=False)
-            if self._due():
-                self.flush()
-            now = time.monotonic()
-            if now >= next_claim:
-                next_claim = now + self.options.claim_every_seconds
-                self.claim()
-                self.forget_dead_consumers()
-            if now >= next_lag:
-                next_lag = now + self.options.lag_every_seconds
-                self.lag()
+            try:
+                self._step()
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if down_since is None:
+                    down_since = time.monotonic()
+                    log.warning("Redis unreachable (%s): holding %d buffered entries, retrying every %gs",
+                                exc, len(self._ids), RETRY_SECONDS)
+                stop.wait(RETRY_SECONDS)
+                continue
+            except redis.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                # Redis came back without its data (no persistence): the group, and maybe the stream, are new
+                log.warning("group %s of %s is gone: creating it again", self.options.group, self.stream)
+                self.ensure_group()
+                continue
+            if down_since is not None:
+                log.warning("Redis reachable again after %.1fs", time.monotonic() - down_since)
+                down_since = None
         self.flush()
         self.leave()
         return self.stats
+
+    def _step(self) -> None:
+        """One turn of ``run``: read (unless a written batch still waits for its acknowledgement),
+        flush when due, and now and then re-claim abandoned entries and measure the lag."""
+        if not self._written:
+            self._take(self._read(self._block_seconds()), claimed=False)
+        if self._written or self._due():
+            self.flush()
+        now = time.monotonic()
+        if now >= self._next_claim:
+            self._next_claim = now + self.options.claim_every_seconds
+            self.claim()
+            self.forget_dead_consumers()
+        if now >= self._next_lag:
+            self._next_lag = now + self.options.lag_every_seconds
+            self.lag()
 
     def drain(self) -> ConsumerStats:
         """Everything the stream holds for the group now (and entries abandoned long enough), written."""
@@ -330,24 +362,30 @@ class EventConsumer:
                                 "only counted", stream_id, self.stream, exc, self.dead_letters)
 
     def flush(self) -> None:
-        """Write the buffer durably, then acknowledge it, then trim the stream."""
+        """Write the buffer durably, then acknowledge it, then trim the stream.
+
+        A batch whose acknowledgement failed (Redis unreachable) is acknowledged by the next call
+        without being written again.
+        """
         if not self._ids:
             return
-        self._checkpoint("read")
-        started = time.perf_counter()
-        if self._bad:
-            self._write_dead_letters(self._bad)
-        written = self.log.append(self._rows, batch=self._ids[0]) if self._rows else 0
-        CONSUMER_FLUSH_SECONDS.observe(time.perf_counter() - started)
-        self._checkpoint("written")
+        if not self._written:
+            self._checkpoint("read")
+            started = time.perf_counter()
+            if self._bad:
+                self._write_dead_letters(self._bad)
+            written = self.log.append(self._rows, batch=self._ids[0]) if self._rows else 0
+            CONSUMER_FLUSH_SECONDS.observe(time.perf_counter() - started)
+            CONSUMER_EVENTS.inc(written)
+            CONSUMER_DEAD_LETTERED.inc(len(self._bad))
+            self.stats.written += written
+            self.stats.dead_lettered += len(self._bad)
+            self._written = True
+            self._checkpoint("written")
         self.redis.xack(self.stream, self.options.group, *self._ids)
         self._checkpoint("acked")
-        CONSUMER_EVENTS.inc(written)
-        CONSUMER_DEAD_LETTERED.inc(len(self._bad))
-        self.stats.written += written
-        self.stats.dead_lettered += len(self._bad)
         self.stats.flushes += 1
-        self._ids, self._rows, self._bad, self._oldest = [], [], [], None
+        self._ids, self._rows, self._bad, self._oldest, self._written = [], [], [], None, False
         self.trim()
 
     def _write_dead_letters(self, entries: Sequence[Mapping[str, Any]]) -> None:

@@ -24,12 +24,14 @@ from engine.events.consumer import (
     EventConsumer,
     GroupPosition,
     MalformedEntry,
+    consumer_client,
     entry_row,
     next_stream_id,
     trim_floor,
 )
 from engine.events.tracker import Event, EventTracker
 from engine.runtime import dataset_keys
+from engine.storage.embedded_redis import EmbeddedRedis
 from tests.conftest import REPO_ROOT
 from tests.support.polling import poll
 
@@ -310,3 +312,52 @@ def test_two_consumers_of_one_group_share_the_stream_without_overlap(
     assert _raw_rows(event_log) == 200  # no entry delivered twice
     assert _logged(event_log) == sorted((e.user_id, e.event_id) for e in events)
 
+
+
+@pytest.mark.parametrize("persistent", [True, False], ids=["redis-restarted", "redis-lost-its-data"])
+def test_the_consumer_rides_out_a_redis_outage(
+    persistent: bool, settings: Settings, stream: str, event_log: EventLog, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("WARNING", logger="engine.events.consumer")
+    server = EmbeddedRedis(data_dir=tmp_path / "own-redis", appendonly=persistent).start()
+    consumer = EventConsumer(consumer_client(server.url, QUICK.block_seconds), stream, event_log, QUICK)
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            consumer.run(stop)
+        except BaseException as exc:  # the thread must not end: shown by the assertion below
+            failures.append(exc)
+
+    def track(start: int) -> list[Event]:
+        client = redis.Redis.from_url(server.url, decode_responses=True)
+        try:
+            return _track(EventTracker(client, dataset_keys(settings, "demo"), settings), 5, start=start)
+        finally:
+            client.close()
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    try:
+        before = track(0)
+        assert poll(lambda: event_log.count() == 5, 10, every=0.05)
+        if persistent:
+            server.stop()  # SHUTDOWN: the stream and the group are saved
+        else:
+            server.kill()  # nothing saved: it comes back empty, without the group
+        time.sleep(1.0)
+        assert worker.is_alive() and not failures
+        server.restart()
+        after = track(5)
+        assert poll(lambda: event_log.count() == 10, 15, every=0.05), failures
+    finally:
+        stop.set()
+        worker.join(timeout=15)
+        server.stop()
+    assert not failures
+    assert _logged(event_log) == sorted((e.user_id, e.event_id) for e in [*before, *after])
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("Redis unreachable") for m in messages)
+    assert any("is gone: creating it again" in m for m in messages) == (not persistent)
