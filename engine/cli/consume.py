@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
+import queue
 import signal
 import sys
 import threading
@@ -23,9 +25,11 @@ from typing import Any
 import redis
 
 from engine.cli.experiments import USAGE_ERROR
+from engine.cli.serve import prepare_multiprocess_dir
 from engine.config import Settings, get_settings
 from engine.data.dataset_store import DEMO, DatasetStore, datasets_root
 from engine.data.event_log import EventLog
+from engine.data.schema import DatasetError
 from engine.events.consumer import ConsumerOptions, ConsumerStats, EventConsumer, consumer_name
 from engine.runtime import dataset_keys
 
@@ -46,7 +50,7 @@ def add_consume_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=_positive_int, default=1_000,
                         help="write when this many events are buffered (else every RECOPS_CONSUMER_FLUSH_SECONDS)")
     parser.add_argument("--metrics-port", type=int, default=None,
-                        help="serve Prometheus metrics on this port (first consumer process only)")
+                        help="serve Prometheus metrics on 127.0.0.1:PORT (summed over --consumers processes)")
     parser.add_argument("--once", action="store_true", help="drain what the stream holds now, print a summary, exit")
     parser.add_argument("--json", action="store_true", help="with --once: the summary as JSON")
 
@@ -56,14 +60,11 @@ def _fail(message: str) -> int:
     return USAGE_ERROR
 
 
-def _check_dataset(settings: Settings) -> str | None:
-    """Why ``settings.dataset`` cannot be consumed for (None: it can)."""
-    if settings.dataset == DEMO:
-        return None
-    names = DatasetStore(datasets_root(settings)).names()
-    if settings.dataset in names:
-        return None
-    return f"no dataset named {settings.dataset!r} (datasets: {', '.join(names) or 'none'})"
+def _check_dataset(settings: Settings) -> None:
+    """``DatasetError`` when ``settings.dataset`` is neither the demo world nor an imported dataset
+    (a bad name would otherwise create an empty log and group of a dataset that does not exist)."""
+    if settings.dataset != DEMO:
+        DatasetStore(datasets_root(settings)).resolve(settings.dataset)
 
 
 def consume_once(settings: Settings, url: str, options: ConsumerOptions, consumers: int) -> ConsumerStats:
@@ -98,24 +99,61 @@ def _child(settings: Settings, url: str, options: ConsumerOptions, once: bool, o
 
 def _in_processes(settings: Settings, url: str, options: ConsumerOptions, consumers: int, once: bool,
                   stop: threading.Event | None) -> ConsumerStats:
+    """``consumers`` spawned processes, each one consumer of the group; their stats summed.
+
+    Until ``stop`` (or, with ``once``, until they have drained the stream); a process that dies
+    stops the others and raises ``ConsumerFailed`` — its entries stay pending for the next start.
+    """
     context = multiprocessing.get_context("spawn")
     out = context.Queue()
-    children = [context.Process(target=_child, args=(settings, url, options, once, out), daemon=False)
-                for _ in range(consumers)]
+    children = [context.Process(target=_child, args=(settings, url, options, once, out)) for _ in range(consumers)]
     for child in children:
         child.start()
-    total = ConsumerStats()
+    reports: list[dict[str, int]] = []
+    stopping = False
     try:
-        if stop is not None:
-            stop.wait()
-            for child in children:
-                child.terminate()  # SIGTERM: each flushes, acknowledges and reports
-        for _ in children:
-            total.add(ConsumerStats(**out.get()))
+        while len(reports) < consumers:
+            asked = stop is not None and stop.is_set()
+            if not stopping and (asked or any(c.exitcode not in (None, 0) for c in children)):
+                stopping = True
+                for child in children:
+                    child.terminate()  # SIGTERM: each flushes, acknowledges and reports
+            try:
+                reports.append(out.get(timeout=0.2))
+            except queue.Empty:
+                if not any(c.is_alive() for c in children):
+                    break
     finally:
         for child in children:
             child.join()
+    # SIGTERM/SIGINT end a process that had not installed its handlers yet (still importing): it had
+    # read nothing, so that is a clean stop too
+    failed = [c.exitcode for c in children if c.exitcode not in (0, -signal.SIGTERM, -signal.SIGINT)]
+    if failed:
+        raise ConsumerFailed(f"{len(failed)} of {consumers} consumer processes failed (exit codes "
+                             f"{', '.join(map(str, failed))}); their entries stay pending for the next start")
+    total = ConsumerStats()
+    for report in reports:
+        total.add(ConsumerStats(**report))
     return total
+
+
+class ConsumerFailed(RuntimeError):
+    pass
+
+
+def _serve_metrics(settings: Settings, port: int, consumers: int) -> None:
+    """Prometheus metrics on ``port``: this process's, or with several consumer processes their sum
+    (prometheus_client's multiprocess mode, as ``recops serve --workers``)."""
+    from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_http_server
+
+    registry = REGISTRY
+    if consumers > 1:
+        # read by the spawned processes' prometheus_client when they import it
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(prepare_multiprocess_dir(settings.data_dir, "consumer")))
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    start_http_server(port, addr="127.0.0.1", registry=registry)
 
 
 def _stop_on_signals() -> tuple[threading.Event, Callable[[], None]]:
@@ -130,23 +168,22 @@ def _stop_on_signals() -> tuple[threading.Event, Callable[[], None]]:
 
 
 def consume_command(args: argparse.Namespace) -> int:
-    from engine.storage.embedded_redis import ensure_redis_url
+    from engine.storage.embedded_redis import ensure_redis_url, redact_url
 
     settings = get_settings()
     if args.dataset is not None:
         settings = settings.model_copy(update={"dataset": args.dataset})
     if args.json and not args.once:
         return _fail("--json needs --once (a running consumer prints nothing until it stops)")
-    problem = _check_dataset(settings)
-    if problem:
-        return _fail(problem)
+    try:
+        _check_dataset(settings)
+    except DatasetError as exc:
+        return _fail(str(exc))
     options = ConsumerOptions(batch_size=args.batch_size, flush_seconds=settings.consumer_flush_seconds)
     url, embedded = ensure_redis_url(settings.redis_url, settings.data_dir)
     try:
         if args.metrics_port is not None:
-            from prometheus_client import start_http_server
-
-            start_http_server(args.metrics_port, addr="127.0.0.1")
+            _serve_metrics(settings, args.metrics_port, args.consumers)
         if args.once:
             stats = consume_once(settings, url, options, args.consumers)
         else:
@@ -156,7 +193,10 @@ def consume_command(args: argparse.Namespace) -> int:
             finally:
                 restore()
     except redis.RedisError as exc:
-        print(f"recops consume: Redis at {settings.redis_url or 'the embedded server'}: {exc}", file=sys.stderr)
+        print(f"recops consume: Redis at {redact_url(url)}: {exc}", file=sys.stderr)
+        return 1
+    except ConsumerFailed as exc:
+        print(f"recops consume: {exc}", file=sys.stderr)
         return 1
     finally:
         if embedded is not None:

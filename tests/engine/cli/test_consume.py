@@ -9,13 +9,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 
+from bench.harness import metric_total
 from engine.config import Settings
 from engine.data.event_log import EventLog
 from engine.events.consumer import GROUP
 from engine.events.tracker import Event, EventTracker
+from engine.local_processes import free_port
 from engine.runtime import dataset_keys
 from tests.conftest import REPO_ROOT
 from tests.support.cli import Recops
@@ -81,7 +84,7 @@ def test_consume_logs_an_imported_dataset_under_its_own_name(
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["consume", "--dataset", "nope", "--once"], "no dataset named 'nope' (datasets: none)"),
+    (["consume", "--dataset", "nope", "--once"], "no dataset named 'nope' (datasets: none imported yet)"),
     (["consume", "--json"], "--json needs --once"),
 ])  # fmt: skip
 def test_bad_input_is_one_line_and_exit_2(env: Recops, argv: list[str], message: str) -> None:
@@ -90,14 +93,18 @@ def test_bad_input_is_one_line_and_exit_2(env: Recops, argv: list[str], message:
     assert err.startswith("recops consume: ") and len(err.strip().splitlines()) == 1 and message in err
 
 
+@pytest.mark.parametrize("consumers", [1, 2])
 def test_a_running_consumer_writes_within_the_flush_interval_and_stops_cleanly_on_sigterm(
-    settings: Settings, redis_client: redis.Redis, redis_url: str, tmp_path: Path
+    consumers: int, settings: Settings, redis_client: redis.Redis, redis_url: str, tmp_path: Path
 ) -> None:
     env = {**os.environ, "RECOPS_DATA_DIR": str(settings.data_dir), "REDIS_URL": redis_url,
            "RECOPS_CONSUMER_FLUSH_SECONDS": "0.5", "RECOPS_DATASET": "demo"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     output = tmp_path / "consume.log"
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "consume"], env=env, cwd=REPO_ROOT,
-                            stdout=output.open("wb"), stderr=subprocess.STDOUT)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "consume", "--consumers", str(consumers),
+                             "--metrics-port", str(port)],
+                            env=env, cwd=REPO_ROOT, stdout=output.open("wb"), stderr=subprocess.STDOUT)
     stream = dataset_keys(settings, "demo").event_stream
     log = EventLog.for_dataset(settings, "demo")
     try:
@@ -105,11 +112,15 @@ def test_a_running_consumer_writes_within_the_flush_interval_and_stops_cleanly_o
         assert poll(lambda: log.count() == 4, 30, every=0.05), output.read_text()
         second = _track(settings, redis_client, "demo", 2)
         assert poll(lambda: redis_client.xinfo_groups(stream)[0]["lag"] == 0, 10, every=0.01)  # delivered
+        # the metrics port reports every process's writes
+        metrics = f"http://127.0.0.1:{port}/metrics"
+        assert poll(lambda: metric_total(httpx.get(metrics, timeout=5).text, "recops_consumer_events_total") >= 4,
+                    10, every=0.1)
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=30)
     assert code == 0, output.read_text()
     assert set(log.read()["event_id"].to_pylist()) == first | second  # what it held was written at the stop
     assert redis_client.xpending(stream, GROUP)["pending"] == 0
-    assert redis_client.xinfo_consumers(stream, GROUP) == []  # it left the group
+    assert redis_client.xinfo_consumers(stream, GROUP) == []  # every process left the group
     assert "consumed 6 entries: 6 events written" in output.read_text()
