@@ -1,9 +1,11 @@
 """The stream consumer: tracked events from the Redis stream into the served dataset's event log.
 
-    >>> consumer = EventConsumer.for_dataset(settings, "shop")     # group "event-log", name host-pid
-    >>> consumer.run(stop)              # until ``stop`` (a threading.Event) is set; flushes, acks, leaves
-    >>> consumer.drain()                # or: what the stream holds now, then return
-    ConsumerStats(consumed=1200, written=1199, dead_lettered=1, claimed=0, flushes=3, trimmed=1200)
+    >>> consumer = EventConsumer.for_dataset(settings, "shop", dataset_keys(settings, "shop"), redis_url)
+    >>> consumer.run(stop)      # until ``stop`` (a threading.Event) is set; then flushes, acks, leaves the group
+    >>> consumer.drain()        # or: what the stream holds now, then return
+    ConsumerStats(consumed=1200, written=1199, dead_lettered=1, claimed=0, flushes=2, trimmed=1200)
+
+Group "event-log"; each process is a consumer named host-pid (``ConsumerOptions``).
 
 ``recops consume`` runs it and ``recops up`` starts it beside the API.
 

@@ -91,6 +91,8 @@ def test_up_starts_the_stack_and_stops_it_cleanly(small_world_dir: Path, tmp_pat
     assert poll(lambda: not any(pid_alive(p) for p in pids), 10, every=0.25), "a child outlived `recops up`"
     assert not state_file.exists()
     assert "RecOps stopped." in (tmp_path / "up.log").read_text()
+    consumer_log = (data_dir / "logs" / "consumer.log").read_text()  # it stopped cleanly, with its summary
+    assert "Traceback" not in consumer_log and "events written" in consumer_log
 
 
 def test_a_signal_during_start_up_leaves_nothing_running(small_world_dir: Path, tmp_path: Path) -> None:
