@@ -60,9 +60,6 @@ log = logging.getLogger(__name__)
 GROUP = "event-log"
 DEAD_LETTERS = "dead-letters.jsonl"
 REQUIRED_FIELDS = ("event_id", "user_id", "item_id", "type", "timestamp")
-# a consumer no XREADGROUP has come from for this long, with nothing pending, is gone: forget it
-# (a live one polls every ``block_seconds``; names are host-pid, so restarts would pile them up)
-FORGET_IDLE_SECONDS = 3_600.0
 RETRY_SECONDS = 1.0  # while Redis is unreachable
 
 # Test hook: ``checkpoint(stage)`` is called at these points of a flush, so that a test can kill the
@@ -158,6 +155,9 @@ class ConsumerOptions:
     claim_idle_seconds: float = 30.0  # re-claim entries pending this long (their consumer is dead)
     claim_every_seconds: float = 10.0
     lag_every_seconds: float = 5.0
+    # a consumer no command has come from for this long, holding nothing, is gone: forget it (a live
+    # one reads every ``block_seconds``; names are host-pid, so restarts would pile them up)
+    forget_idle_seconds: float = 3_600.0
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -432,11 +432,11 @@ class EventConsumer:
         return 0
 
     def forget_dead_consumers(self) -> None:
-        """Drop consumers that hold nothing and have not read for ``FORGET_IDLE_SECONDS``."""
+        """Drop consumers that hold nothing and have not read for ``forget_idle_seconds``."""
         for consumer in self.redis.xinfo_consumers(self.stream, self.options.group):
             name = as_text(consumer["name"])
             if name != self.options.name and not int(consumer["pending"]) \
-                    and int(consumer["idle"]) > FORGET_IDLE_SECONDS * 1000:
+                    and int(consumer["idle"]) > self.options.forget_idle_seconds * 1000:
                 self.redis.xgroup_delconsumer(self.stream, self.options.group, name)
 
     def leave(self) -> None:

@@ -361,3 +361,16 @@ def test_the_consumer_rides_out_a_redis_outage(
     messages = [r.getMessage() for r in caplog.records]
     assert any(m.startswith("Redis unreachable") for m in messages)
     assert any("is gone: creating it again" in m for m in messages) == (not persistent)
+
+
+def test_consumers_gone_for_long_and_holding_nothing_are_forgotten(
+    tracker: EventTracker, redis_client: redis.Redis, stream: str, event_log: EventLog
+) -> None:
+    _track(tracker, 3)
+    consumer = _consumer(redis_client, stream, event_log, forget_idle_seconds=0.2)
+    consumer.ensure_group()
+    redis_client.xgroup_createconsumer(stream, GROUP, "gone-idle")  # exited without leaving
+    redis_client.xreadgroup(GROUP, "gone-holding", {stream: ">"}, count=1)  # died holding an entry
+    time.sleep(0.3)
+    consumer.forget_dead_consumers()
+    assert [c["name"] for c in redis_client.xinfo_consumers(stream, GROUP)] == ["gone-holding"]
