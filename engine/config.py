@@ -101,6 +101,12 @@ class Settings(BaseSettings):
         "as candidates (seconds, or 30m, 6h, 1d); unset = off",
     )
 
+    # --- event log ---------------------------------------------------------
+    consumer_flush_seconds: float = Field(
+        default=5.0, gt=0, le=60,
+        description="`recops consume` writes tracked events to the event log (then acks them) at least this often",
+    )
+
     # --- serving -----------------------------------------------------------
     api_host: str = Field(default="127.0.0.1", description="Address the API binds to")
     api_port: int = Field(default=8000, ge=0, description="API port (taken: `recops up` picks a free one)")

@@ -148,6 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     _command(sub, "replay", "a dataset's interactions from a time on, sent to the API as live traffic",
              add_replay_arguments, replay_command)
 
+    from engine.cli.consume import add_consume_arguments, consume_command
+
+    _command(sub, "consume", "move tracked events from the Redis stream into the dataset's event log (Parquet)",
+             add_consume_arguments, consume_command)
+
     from engine.cli.experiments import (
         add_analyze_arguments,
         add_experiments_arguments,
