@@ -25,7 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import ErrorDetails, InitErrorDetails
 
 from engine.experiments.metrics import METRICS
-from engine.models.registry import MODEL_CLASSES
+from engine.models.model_spec import ModelSpec
+from engine.serving.serving_params import ServingParams
 
 KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$"
@@ -68,16 +69,34 @@ class Variant(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=NAME_PATTERN, description="Unique within the experiment; the first is the control")
-    model: str = Field(description="Model served to this arm: one of the registry's model names")
-    params: dict[str, Any] = Field(default_factory=dict, description="Model parameters, recorded with the arm")
+    model: str = Field(
+        description="What this arm serves: a model spec (als, als@production, als@candidate, als@7, als@<version>)"
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description=f"Serving parameters applied to this arm's lists: {', '.join(ServingParams.allowed())}",
+    )
     weight: float = Field(gt=0, le=1, description="Share of the experiment's traffic")
 
     @field_validator("model")
     @classmethod
-    def _known_model(cls, value: str) -> str:
-        if value not in MODEL_CLASSES:
-            raise ValueError(f"unknown model {value!r}; known: {sorted(MODEL_CLASSES)}")
-        return value
+    def _model_spec(cls, value: str) -> str:
+        # the form only: whether the spec names a version of the served dataset is the life cycle's
+        # check (``ExperimentLifecycle``), which has the registry
+        return str(ModelSpec.parse(value))
+
+    @field_validator("params")
+    @classmethod
+    def _serving_params(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return ServingParams.parse(value).non_default()
+
+    @property
+    def spec(self) -> ModelSpec:
+        return ModelSpec.parse(self.model)
+
+    @property
+    def serving(self) -> ServingParams:
+        return ServingParams.parse(self.params)
 
 
 class BanditSettings(BaseModel):

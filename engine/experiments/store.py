@@ -111,6 +111,7 @@ class ExperimentStore:
                 self.keys.experiment_units(exp.key, phase),
                 self.keys.experiment_stats(exp.key, phase),
                 self.keys.experiment_days(exp.key, phase),
+                self.keys.experiment_served(exp.key, phase),
             ]
         pipe = self.redis.pipeline(transaction=False)
         for key in doomed:
@@ -140,6 +141,11 @@ class ExperimentStore:
     # ------------------------------------------------------------------ statistics
     def read_stats(self, key: str, phase: int) -> dict[str, str]:
         return text_hash(self.redis.hgetall(self.keys.experiment_stats(key, phase)))
+
+    def read_served(self, key: str, phase: int) -> dict[str, int]:
+        """``<variant>|<model>@<version>`` -> exposures (see ``engine.experiments.served``)."""
+        return {field: int(count) for field, count in text_hash(
+            self.redis.hgetall(self.keys.experiment_served(key, phase))).items()}
 
     def read_daily(self, key: str, phase: int) -> list[tuple[str, dict[str, str]]]:
         """Each day's increments, oldest first (days are ISO dates, so they sort as text)."""
