@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 # versions other than production kept loaded at once: an experiment compares a handful, and an
 # ALS version of the demo catalogue is ~10 MB
 MAX_LOADED_VERSIONS = 4
+MAX_MEMO_SETTINGS = 256
 VersionLoader = Callable[[str, str], Recommender]  # (model name, version) -> the loaded model
 
 
@@ -130,6 +131,8 @@ class RecommendationService:
         self.max_loaded_versions = max_loaded_versions
         self._versions: OrderedDict[tuple[str, str], Recommender] = OrderedDict()
         self._versions_lock = threading.Lock()
+        # (diversity, serving) -> ListSettings: built once per arm, not per request on the L1 path
+        self._settings: dict[tuple[DiversitySettings | None, ServingParams | None], ListSettings] = {}
         self._install(models, default_model)
         # Snapshot taken at start-up so the fallback never touches Redis or a model.
         self._fallback_positions = catalog.most_popular(fallback_size)
@@ -189,8 +192,15 @@ class RecommendationService:
         self, diversity: DiversitySettings | None = None, serving: ServingParams | None = None
     ) -> ListSettings:
         """What a list is computed with: the engine's defaults (or ``diversity``) under an arm's ``serving``."""
-        base = ListSettings(candidate_pool=self.candidate_pool, diversity=diversity or self.diversity)
-        return serving.over(base) if serving is not None else base
+        memo = (diversity, serving)
+        settings = self._settings.get(memo)
+        if settings is None:
+            base = ListSettings(candidate_pool=self.candidate_pool, diversity=diversity or self.diversity)
+            settings = serving.over(base) if serving is not None else base
+            if len(self._settings) >= MAX_MEMO_SETTINGS:  # callers passing ad-hoc settings: start over
+                self._settings.clear()
+            self._settings[memo] = settings
+        return settings
 
     def _key(self, user_id: str, model_name: str, model: Recommender | None, n: int, settings: ListSettings) -> str:
         # Cached lists are keyed by model version (``name@version`` for a registry model), so a
