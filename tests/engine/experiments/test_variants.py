@@ -206,6 +206,23 @@ def test_the_cli_refuses_a_missing_version_with_exit_2(
     code, _, err = recops(["experiments", "create", "--file", str(spec)])
     assert code == 2 and "unknown serving parameter 'k'" in err and err.count("\n") == 1
     spec.write_text(json.dumps(experiment(
-        "cli", {"name": "control", "model": "als"}, {"name": "treatment", "model": "als@1"})))
+        "cli", {"name": "control", "model": "als"},
+        {"name": "treatment", "model": "als@1", "params": {"category_cap": 2}})))
     code, out, _ = recops(["experiments", "create", "--file", str(spec)])
     assert code == 0 and "created cli" in out
+    assert recops(["experiments", "start", "cli"])[0] == 0
+    code, out, _ = recops(["experiments", "readout", "cli", "--json"])
+    production = ModelRegistry(own_data_dir / "models").current_version("als")
+    assert code == 0 and [(s["spec"], s["version"], s["number"], s["stage"], s["serving"])
+                          for s in json.loads(out)["served"]] == [
+        ("als", production, 1, "production", {}), ("als@1", production, 1, "production", {"category_cap": 2})]
+    code, out, _ = recops(["experiments", "readout", "cli"])
+    assert code == 0 and f"#1 {production} (production)" in out and "category_cap=2" in out
+    code, out, _ = recops(["models", "list", "--json"])
+    assert code == 0 and {(r["model"], r["number"]) for r in json.loads(out)} == {
+        ("als", 1), ("item_item", 1), ("popularity", 1)}
+
+    # another dataset's experiments live under its own keys (nothing trained there: drafts are not checked)
+    assert recops(["experiments", "list", "--dataset", "shop"])[1].strip() == "no experiments"
+    assert recops(["experiments", "create", "--file", str(spec), "--dataset", "shop"])[0] == 0
+    assert redis_client.exists("recops@shop:exp:cfg:{e:cli}") and redis_client.exists("recops:exp:cfg:{e:cli}")
