@@ -21,7 +21,7 @@ import math
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import ErrorDetails, InitErrorDetails
 
 from engine.experiments.metrics import METRICS
@@ -77,6 +77,28 @@ class Variant(BaseModel):
         description=f"Serving parameters applied to this arm's lists: {', '.join(ServingParams.allowed())}",
     )
     weight: float = Field(gt=0, le=1, description="Share of the experiment's traffic")
+    recorded_params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Parameters saved before params were serving parameters: kept as they were, never applied",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stored_before_serving_params(cls, data: Any, info: ValidationInfo) -> Any:
+        """A config stored when ``params`` were only recorded may hold any keys: on reading it back
+        (``parse_experiment(..., stored=True)``) those keys move to ``recorded_params``, so the
+        experiment stays readable and nothing stored is lost.  Input is checked strictly."""
+        if not (info.context or {}).get("stored") or not isinstance(data, dict):
+            return data
+        params = data.get("params")
+        if not isinstance(params, dict):
+            return data
+        allowed = set(ServingParams.allowed())
+        legacy = {k: v for k, v in params.items() if k not in allowed}
+        if not legacy:
+            return data
+        return {**data, "params": {k: v for k, v in params.items() if k in allowed},
+                "recorded_params": {**dict(data.get("recorded_params") or {}), **legacy}}
 
     @field_validator("model")
     @classmethod
@@ -289,13 +311,14 @@ def error_field(error: ErrorDetails) -> str | None:
     return cause.field if isinstance(cause, ExperimentError) else None
 
 
-def parse_experiment(data: Any) -> Experiment:
+def parse_experiment(data: Any, stored: bool = False) -> Experiment:
     """``Experiment`` from untrusted input; every problem in one ``ExperimentError`` message, whose
-    ``field`` is set when all the problems are about one field."""
+    ``field`` is set when all the problems are about one field.  ``stored``: a config read back from
+    the store, possibly written by an earlier version (see ``Variant.recorded_params``)."""
     if isinstance(data, Experiment):
         data = data.model_dump()
     try:
-        return Experiment.model_validate(data)
+        return Experiment.model_validate(data, context={"stored": stored})
     except ValidationError as exc:
         parts, fields = [], set()
         for error in exc.errors(include_url=False):

@@ -226,3 +226,19 @@ def test_the_cli_refuses_a_missing_version_with_exit_2(
     assert recops(["experiments", "list", "--dataset", "shop"])[1].strip() == "no experiments"
     assert recops(["experiments", "create", "--file", str(spec), "--dataset", "shop"])[0] == 0
     assert redis_client.exists("recops@shop:exp:cfg:{e:cli}") and redis_client.exists("recops:exp:cfg:{e:cli}")
+
+
+def test_a_config_stored_with_recorded_params_stays_readable(engine: Engine, redis_client: redis.Redis) -> None:
+    """Before serving parameters, ``params`` were recorded only and could hold any key: such a stored
+    config reads back with them under ``recorded_params`` (kept, not applied), and serves."""
+    engine.experiments.create(experiment("old", {"name": "control", "model": "als"},
+                                         {"name": "treatment", "model": "item_item"}))
+    key = engine.keys.experiment_config("old")
+    raw = json.loads(redis_client.get(key))
+    raw["variants"][1]["params"] = {"factors": 64, "mmr_lambda": 0.4}
+    redis_client.set(key, json.dumps(raw))
+    exp = engine.experiments.get("old")
+    assert exp.variants[1].params == {"mmr_lambda": 0.4} and exp.variants[1].recorded_params == {"factors": 64}
+    assert engine.experiments.start("old").variants[1].recorded_params == {"factors": 64}
+    assert [e.key for e in engine.experiments.list_experiments()] == ["old"]
+    assert engine.experiments.readout("old").served[1]["serving"] == {"mmr_lambda": 0.4}
