@@ -14,7 +14,7 @@ from engine.models.model_spec import spec_resolver
 from engine.models.registry import ModelRegistry
 from engine.runtime import prepare_world
 from engine.storage.keys import Keys
-from tests.support.api import ApiProcess
+from tests.support.api import ADMIN_TOKEN, ApiProcess
 from tests.support.polling import poll
 
 
@@ -76,3 +76,31 @@ def test_arms_differing_only_in_mmr_lambda_serve_one_user_different_lists(
     assert poll(lambda: len(client.post("/recommendations", params={"user_id": user, "n": 10}).json()["items"]) == 4,
                 timeout=10)
     experiments.stop("mmr-lambda")
+
+
+def test_experiment_routes_refuse_a_variant_naming_no_version(api: ApiProcess, client: httpx.Client) -> None:
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    spec = {"key": "api-versions", "name": "versions",
+            "variants": [{"name": "control", "model": "als"}, {"name": "treatment", "model": "ease@99"}]}
+    assert client.post("/admin/experiments", json=spec).status_code == 401  # behind the admin token
+    r = client.post("/admin/experiments", json=spec, headers=admin)
+    assert r.status_code == 422 and r.json() == {
+        "detail": "variant 'treatment': ease@99: no version of 'ease' on dataset 'demo'; "
+                  "models there: als, item_item, popularity", "field": "variants"}
+    r = client.post("/admin/experiments", headers=admin, json={
+        **spec, "variants": [spec["variants"][0], {"name": "treatment", "model": "als", "params": {"pool": 9}}]})
+    assert r.status_code == 422 and "unknown serving parameter 'pool'" in r.json()["detail"]
+
+    spec["variants"][1] = {"name": "treatment", "model": "als@1", "params": {"candidate_pool": 50}}
+    r = client.post("/admin/experiments", json=spec, headers=admin)
+    assert r.status_code == 201 and r.json()["variants"][1]["params"] == {"candidate_pool": 50}
+    r = client.patch("/admin/experiments/api-versions", headers=admin, json={"variants": [
+        spec["variants"][0], {"name": "treatment", "model": "als@candidate"}]})
+    assert r.status_code == 422 and "als@candidate: no candidate version" in r.json()["detail"]
+    assert client.post("/admin/experiments/nope/start", headers=admin).status_code == 404
+    r = client.post("/admin/experiments/api-versions/start", headers=admin)
+    assert r.status_code == 200 and r.json()["status"] == "running"
+    served = client.get("/experiments/api-versions/readout").json()["served"]
+    assert [(s["variant"], s["spec"], s["number"], s["stage"], s["serving"]) for s in served] == [
+        ("control", "als", 1, "production", {}), ("treatment", "als@1", 1, "production", {"candidate_pool": 50})]
+    assert client.post("/admin/experiments/api-versions/stop", headers=admin).json()["status"] == "stopped"
