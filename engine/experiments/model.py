@@ -21,7 +21,17 @@ import math
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 from pydantic_core import ErrorDetails, InitErrorDetails
 
 from engine.experiments.metrics import METRICS
@@ -99,6 +109,15 @@ class Variant(BaseModel):
             return data
         return {**data, "params": {k: v for k, v in params.items() if k in allowed},
                 "recorded_params": {**dict(data.get("recorded_params") or {}), **legacy}}
+
+    @model_serializer(mode="wrap")
+    def _without_empty_recorded(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # shown only when there are some: a variant reads (and compares, in the console's editor) as
+        # it did before the field existed
+        data: dict[str, Any] = handler(self)
+        if not data.get("recorded_params"):
+            data.pop("recorded_params", None)
+        return data
 
     @field_validator("model")
     @classmethod
