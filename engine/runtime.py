@@ -24,6 +24,7 @@ from engine.data.schema import Dataset
 from engine.events.tracker import EventTracker
 from engine.experiments import ExperimentService, PreExposure
 from engine.models.base import Recommender
+from engine.models.model_spec import spec_resolver
 from engine.models.registry import STARTUP_MODELS, ModelRegistry
 from engine.models.training import TrainingOptions, logged_events, train_models
 from engine.models.watch import RegistryWatcher
@@ -130,16 +131,22 @@ class Engine:
         return assignment.model if assignment else None
 
     def refresh_list(self, user_id: str) -> None:
-        """Recompute and cache the list the API will serve ``user_id`` next (default length and
-        diversity, their variant's model)."""
-        self.service.warm([user_id], n=self.settings.default_n, model=self.serving_model(user_id))
+        """Recompute and cache the list the API will serve ``user_id`` next (default length, or their
+        variant's model, version and serving parameters)."""
+        assignment = self.experiments.assign(user_id)
+        if assignment is None:
+            self.service.warm([user_id], n=self.settings.default_n)
+            return
+        self.service.warm([user_id], n=assignment.serving.length(self.settings.default_n), model=assignment.model,
+                          version=assignment.version, serving=assignment.serving)
 
     def reload_models(self) -> None:
         """Load the registry's production versions for the served dataset (after a promotion) without
-        restarting."""
+        restarting; experiment arms naming a stage are re-resolved."""
         self.registry = ModelRegistry(self.settings.models_dir)
         self.models, default = served_models(self.registry, self.dataset.name)
         self.service.swap_models(self.models, default)
+        self.experiments.refresh(force=True)
 
     def served_versions(self) -> tuple[dict[str, str], str | None]:
         """Model name → the version this process serves, and the default model."""
@@ -195,9 +202,12 @@ def build_engine(settings: Settings, start_listener: bool = True) -> Engine:
         keys=keys,
         candidate_pool=settings.candidate_pool,
         diversity=DiversitySettings(category_cap=settings.category_cap, mmr_lambda=settings.mmr_lambda),
+        version_loader=lambda name, version: registry.load(name, version, dataset=dataset.name),
     )
+    # a variant's spec is checked against, and resolved on, the served dataset's registry entries
     experiments = ExperimentService(
-        client, keys, covariates=PreExposure.from_dataset(dataset), available_models=lambda: service.models
+        client, keys, covariates=PreExposure.from_dataset(dataset), available_models=lambda: service.models,
+        resolver=spec_resolver(registry, dataset.name), registry_generation=registry.generation,
     )
     if start_listener:
         experiments.start_background()

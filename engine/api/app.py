@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.api.middleware import RequestCounter
-from engine.api.routes import admin, datasets, events, models, probes, recommendations
+from engine.api.routes import admin, datasets, events, experiments, models, probes, recommendations
 from engine.config import Settings, get_settings
 from engine.monitoring.prometheus_metrics import EVENTS_REJECTED
 from engine.runtime import Engine, build_engine, freeze_startup_heap
@@ -50,7 +50,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         version="0.1.0",
         description=(
             "Recommendations, event tracking, health, metrics, cache administration, datasets (list, "
-            "manifest, import) and model versions (list, train, promote, roll back)."
+            "manifest, import), model versions (list, train, promote, roll back) and experiments (create, "
+            "change, start, pause, stop, read out)."
         ),
         lifespan=lifespan,
     )
@@ -62,6 +63,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.include_router(datasets.admin_router)
     app.include_router(models.router)
     app.include_router(models.admin_router)
+    app.include_router(experiments.router)
+    app.include_router(experiments.admin_router)
     app.add_middleware(RequestCounter)
 
     @app.exception_handler(RequestValidationError)

@@ -146,6 +146,7 @@ class ModelVersion(BaseModel, extra="allow"):
 
     model: str
     version: str
+    number: int | None = Field(default=None, description="1-based among the model's versions on its dataset (als@7)")
     dataset: str
     stage: Literal["production", "candidate", "archived"]
     trained_at: str | None = None

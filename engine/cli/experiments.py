@@ -245,17 +245,24 @@ def analyze_command(args: argparse.Namespace) -> int:
 
 
 def add_experiments_arguments(parser: argparse.ArgumentParser) -> None:
+    # every action reads the experiments of one dataset (their Redis keys and the model versions
+    # their variants name are the dataset's): the flag is on each, where a user types it
+    served = argparse.ArgumentParser(add_help=False)
+    served.add_argument("--dataset", default=None,
+                        help="the served dataset whose experiments these are (default RECOPS_DATASET)")
     sub = parser.add_subparsers(dest="action", required=True)
-    p = sub.add_parser("list", help="every experiment with its status and phase")
+    p = sub.add_parser("list", help="every experiment with its status and phase", parents=[served])
     p.add_argument("--json", action="store_true")
-    p = sub.add_parser("show", help="one experiment's configuration as JSON")
+    p = sub.add_parser("show", help="one experiment's configuration as JSON", parents=[served])
     p.add_argument("key")
-    p = sub.add_parser("create", help="create a draft from a JSON file ('-' reads stdin)")
+    p = sub.add_parser("create", help="create a draft from a JSON file ('-' reads stdin); a variant's model "
+                       "is a spec: als, als@production, als@candidate, als@7 or als@<version>", parents=[served])
     p.add_argument("--file", required=True)
     for action, text in (("start", "start a draft or resume a paused experiment"),
                          ("pause", "pause a running experiment"), ("stop", "stop an experiment for good")):
-        sub.add_parser(action, help=text).add_argument("key")
-    p = sub.add_parser("readout", help="goal, guardrails, SRM, progress and the decision")
+        sub.add_parser(action, help=text, parents=[served]).add_argument("key")
+    p = sub.add_parser("readout", help="goal, guardrails, SRM, progress, the decision and what each arm served",
+                       parents=[served])
     p.add_argument("key")
     p.add_argument("--phase", type=int, default=None)
     p.add_argument("--engine", choices=["frequentist", "sequential", "bayesian", "all"], default=None)
@@ -263,20 +270,25 @@ def add_experiments_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
 
 
-def _service() -> Any:
+def _service(dataset: str | None) -> Any:
+    """The experiments of the served dataset (``--dataset``, else ``RECOPS_DATASET``): its keys, and its
+    registry entries to check and resolve the variants' model specs against."""
     from engine.config import get_settings
     from engine.experiments.service import ExperimentService
+    from engine.models.model_spec import spec_resolver
     from engine.models.registry import ModelRegistry
+    from engine.runtime import dataset_keys
     from engine.storage.client import redis_client
     from engine.storage.embedded_redis import ensure_redis_url
-    from engine.storage.keys import Keys
 
     settings = get_settings()
+    served = dataset or settings.dataset
     url, embedded = ensure_redis_url(settings.redis_url, settings.data_dir)
-    trained = ModelRegistry(settings.models_dir).names()
-    service = ExperimentService(
-        redis_client(url), Keys(settings.key_prefix), available_models=(lambda: trained) if trained else None
-    )
+    registry = ModelRegistry(settings.models_dir)
+    # nothing trained for the dataset yet: experiments can still be drafted (as before specs), and a
+    # serving engine, which trains its first models before anything else, resolves them
+    resolver = spec_resolver(registry, served) if registry.names(served) else None
+    service = ExperimentService(redis_client(url), dataset_keys(settings, served), resolver=resolver)
     return service, embedded
 
 
@@ -307,6 +319,8 @@ def format_readout(r: ExperimentReadout) -> str:
         ),
         "",
     ]
+    if r.served:
+        lines += [served_table(r.served), ""]
     for m in (r.goal, *r.guardrails, *r.secondary):
         lines += [*_metric_lines(m), ""]
     p = r.progress
@@ -319,6 +333,18 @@ def format_readout(r: ExperimentReadout) -> str:
     return "\n".join(lines)
 
 
+def served_table(served: Sequence[dict[str, Any]]) -> str:
+    """What each arm served: the version its spec names now, its serving parameters, and the
+    versions its exposures were served by (see ``engine.experiments.served``)."""
+    rows = []
+    for s in served:
+        now = "-" if s["version"] is None else f"#{s['number']} {s['version']} ({s['stage']})"
+        serving = ", ".join(f"{k}={v}" for k, v in s["serving"].items()) or "defaults"
+        exposed = ", ".join(f"{v}: {n:,}" for v, n in s["exposures_by_version"].items()) or "-"
+        rows.append([s["variant"], s["spec"], now, serving, exposed])
+    return text_table(["variant", "spec", "version now", "serving", "exposures by version"], rows)
+
+
 def experiments_command(args: argparse.Namespace) -> int:
     import redis
 
@@ -326,7 +352,7 @@ def experiments_command(args: argparse.Namespace) -> int:
 
     embedded = None
     try:
-        service, embedded = _service()
+        service, embedded = _service(getattr(args, "dataset", None))
         return _run_action(service, args)
     except ExperimentError as exc:
         return _fail(str(exc))

@@ -158,11 +158,12 @@ def _list(records: Sequence[VersionRecord], as_json: bool) -> int:
     if not records:
         print("no trained models")
         return 0
+    # the number (``als@7`` in an experiment's variant) comes last: the columns before it are as they were
     rows = [[r.model, r.version, r.dataset, r.stage, r.trained_at or "-", _count(r.lineage.get("interactions")),
              _count(r.lineage.get("events")), _params_text(r.lineage.get("params", {})) or "-",
-             *_metric_cells(r.lineage.get("metrics", {}))] for r in records]
+             *_metric_cells(r.lineage.get("metrics", {})), str(r.number or "-")] for r in records]
     print(text_table(["model", "version", "dataset", "stage", "trained_at", "interactions", "events", "params",
-                      *_metric_headers()], rows))
+                      *_metric_headers(), "number"], rows))
     return 0
 
 

@@ -46,6 +46,8 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=_positive_int, default=64, help="most visits in flight at once")
     parser.add_argument("--timeout", type=_positive_float, default=5.0, help="per HTTP call, seconds")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--dataset", default=None,
+                        help="the dataset the API serves (default RECOPS_DATASET); only the demo world simulates")
 
 
 async def run_until_signalled(world: DemoWorld, config: SimulationConfig) -> SimulationSummary:
@@ -54,9 +56,17 @@ async def run_until_signalled(world: DemoWorld, config: SimulationConfig) -> Sim
 
 
 def simulate_command(args: argparse.Namespace) -> int:
+    from engine.cli.experiments import USAGE_ERROR
+    from engine.cli.up import simulator_skipped
+    from engine.data.dataset_store import DEMO
     from engine.runtime import prepare_world
 
     settings = get_settings()
+    dataset = args.dataset or settings.dataset
+    if dataset != DEMO:
+        # the shoppers would be the demo world's, asking an API that serves other users and items
+        print(f"recops simulate: {simulator_skipped(dataset)}", file=sys.stderr)
+        return USAGE_ERROR
     config = SimulationConfig(
         api_url=(args.api or f"http://{settings.api_host}:{settings.api_port}").rstrip("/"),
         rate=args.rate,

@@ -9,6 +9,12 @@ Order of precedence for one user:
    eligibility hashes of different experiments are independent, so the users an earlier experiment
    takes are a random subset and bias no later one.
 
+What an arm serves: its variant's model spec resolved to a version (``als@candidate`` → the newest
+candidate's id) when the table is built — a table is rebuilt when the configs *or* the registry
+change — and its serving parameters.  Serving thus gets a (model, version, parameters) triple
+without any I/O.  A spec that names nothing any more (the candidate was promoted since the
+experiment was saved) serves its model's production version, and says so in the log.
+
 Eligibility: inside a *layer* the layer's own hash must fall in the experiment's slice of [0, 1)
 (slices of one layer never overlap: mutual exclusion); without a layer the experiment's coverage
 hash must fall below its coverage.  Coverage and variant use different hashes, so raising the
@@ -18,18 +24,27 @@ coverage adds users without moving anyone already in.  The variant hash is salte
 from __future__ import annotations
 
 import bisect
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any
 
 from engine.experiments.hashing import bucket
-from engine.experiments.model import Experiment
+from engine.experiments.model import Experiment, Variant
+from engine.models.model_spec import ModelSpecError, SpecResolver
+from engine.serving.serving_params import DEFAULT_SERVING, ServingParams
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Assignment:
-    """What serving needs (``experiment``, ``variant``, ``model``) and what exposure records."""
+    """What serving needs (``model``, ``version``, ``serving``) and what exposure records.
+
+    ``model`` is the model's name; ``version`` the version the arm's spec resolved to (None: the
+    model's production version, as loaded); ``params`` the arm's parameters as configured and
+    ``serving`` the same, typed."""
 
     experiment: str
     variant: str
@@ -39,6 +54,13 @@ class Assignment:
     epoch: int = 0
     params: Mapping[str, Any] = field(default_factory=dict)
     forced: bool = False
+    version: str | None = None
+    serving: ServingParams = DEFAULT_SERVING
+
+    @property
+    def served_label(self) -> str:
+        """``model@version`` as exposures count it (``model@`` when the spec resolved to nothing)."""
+        return f"{self.model}@{self.version or ''}"
 
 
 @dataclass(frozen=True)
@@ -79,6 +101,8 @@ class CompiledExperiment:
     names: tuple[str, ...]
     models: tuple[str, ...]
     params: tuple[Mapping[str, Any], ...]
+    versions: tuple[str | None, ...]
+    serving: tuple[ServingParams, ...]
     cumulative: tuple[float, ...]
     variant_salt: str
     coverage: float
@@ -88,15 +112,17 @@ class CompiledExperiment:
     forced: Mapping[str, int]
 
     @classmethod
-    def compile(cls, exp: Experiment) -> CompiledExperiment:
+    def compile(cls, exp: Experiment, resolve: SpecResolver | None = None) -> CompiledExperiment:
         names = tuple(v.name for v in exp.variants)
         return cls(
             key=exp.key,
             phase=exp.phase,
             epoch=exp.epoch,
             names=names,
-            models=tuple(v.model for v in exp.variants),
+            models=tuple(v.spec.name for v in exp.variants),
             params=tuple(dict(v.params) for v in exp.variants),
+            versions=tuple(_version(exp.key, v, resolve) for v in exp.variants),
+            serving=tuple(v.serving for v in exp.variants),
             cumulative=tuple(accumulate(exp.weights)),
             variant_salt=variant_salt(exp),
             coverage=exp.coverage_pct / 100.0,
@@ -127,18 +153,37 @@ class CompiledExperiment:
             epoch=self.epoch,
             params=self.params[index],
             forced=forced,
+            version=self.versions[index],
+            serving=self.serving[index],
         )
+
+
+def _version(key: str, variant: Variant, resolve: SpecResolver | None) -> str | None:
+    """The version ``variant``'s spec names now; None (its model's production) when it names none."""
+    if resolve is None:
+        return None
+    try:
+        return resolve(variant.model).version
+    except ModelSpecError as exc:
+        log.warning("experiment %s, variant %s serves %s's production version: %s",
+                    key, variant.name, variant.spec.name, exc)
+        return None
 
 
 class AssignmentTable:
     """An immutable snapshot of the running experiments; swapped whole when configs change."""
 
-    def __init__(self, experiments: Iterable[Experiment] = (), holdout: Holdout | None = None) -> None:
+    def __init__(
+        self,
+        experiments: Iterable[Experiment] = (),
+        holdout: Holdout | None = None,
+        resolve: SpecResolver | None = None,
+    ) -> None:
         running = sorted(
             (e for e in experiments if e.status == "running"),
             key=lambda e: (e.start_time or 0.0, e.key),
         )
-        self.experiments = tuple(CompiledExperiment.compile(e) for e in running)
+        self.experiments = tuple(CompiledExperiment.compile(e, resolve) for e in running)
         self.holdout = holdout or Holdout()
         self._forced = {
             user: (exp, index) for exp in reversed(self.experiments) for user, index in exp.forced.items()

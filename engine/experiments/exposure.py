@@ -24,6 +24,7 @@ from engine.experiments.assignment import Assignment
 from engine.experiments.covariates import PreExposure
 from engine.experiments.metrics import COUNTERS, EVENT_COUNTER
 from engine.experiments.scripts import EXPOSE, OBSERVE
+from engine.experiments.served import served_field
 from engine.experiments.snapshot import ConfigSnapshot
 from engine.storage.client import eval_script_batch
 from engine.storage.keys import Keys
@@ -113,12 +114,14 @@ class ExposureRecorder:
                 self.keys.experiment_stats(key, assignment.phase),
                 self.keys.experiment_daily(key, assignment.phase, day),
                 self.keys.experiment_days(key, assignment.phase),
+                self.keys.experiment_served(key, assignment.phase),
             ],
             [
                 assignment.user_id,
                 assignment.epoch,
                 assignment.variant,
                 *(repr(x) for x in self.covariates.get(assignment.user_id)),
+                served_field(assignment.variant, assignment.served_label),
                 day,
             ],
         )

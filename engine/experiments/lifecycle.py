@@ -29,6 +29,7 @@ from engine.experiments.model import (
     parse_experiment,
 )
 from engine.experiments.store import ExperimentStore
+from engine.models.model_spec import ModelSpecError, SpecResolver
 from engine.storage.keys import Keys
 
 LAYER_LOCK_SECONDS = 5.0
@@ -43,6 +44,7 @@ class ExperimentLifecycle:
         *,
         on_change: Callable[[], object],
         available_models: Callable[[], Iterable[str]] | None = None,
+        resolver: SpecResolver | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.redis = client
@@ -50,6 +52,7 @@ class ExperimentLifecycle:
         self.store = store
         self.on_change = on_change
         self.available_models = available_models
+        self.resolver = resolver
         self.clock = clock
 
     def create(self, spec: Mapping[str, Any] | Experiment) -> Experiment:
@@ -167,13 +170,25 @@ class ExperimentLifecycle:
         return new
 
     def _check_models(self, exp: Experiment) -> None:
+        """Every variant's spec names a version of the served dataset: refused at save, not at serve."""
+        if self.resolver is not None:
+            problems = []
+            for v in exp.variants:
+                try:
+                    self.resolver(v.model)
+                except ModelSpecError as exc:
+                    problems.append(f"variant {v.name!r}: {exc}")
+            if problems:
+                raise ExperimentError("; ".join(problems), "variants")
+            return
         if self.available_models is None:
             return
         available = set(self.available_models())
         for v in exp.variants:
-            if v.model not in available:
+            if v.spec.name not in available:
                 raise ExperimentError(
-                    f"variant {v.name!r}: model {v.model!r} is not trained here; available: {sorted(available)}"
+                    f"variant {v.name!r}: model {v.model!r} is not trained here; available: {sorted(available)}",
+                    "variants",
                 )
 
     def _open_phase(self, exp: Experiment, reason: str) -> Experiment:

@@ -21,11 +21,22 @@ import math
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 from pydantic_core import ErrorDetails, InitErrorDetails
 
 from engine.experiments.metrics import METRICS
-from engine.models.registry import MODEL_CLASSES
+from engine.models.model_spec import ModelSpec
+from engine.serving.serving_params import ServingParams
 
 KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$"
@@ -68,16 +79,65 @@ class Variant(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=NAME_PATTERN, description="Unique within the experiment; the first is the control")
-    model: str = Field(description="Model served to this arm: one of the registry's model names")
-    params: dict[str, Any] = Field(default_factory=dict, description="Model parameters, recorded with the arm")
+    model: str = Field(
+        description="What this arm serves: a model spec (als, als@production, als@candidate, als@7, als@<version>)"
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description=f"Serving parameters applied to this arm's lists: {', '.join(ServingParams.allowed())}",
+    )
     weight: float = Field(gt=0, le=1, description="Share of the experiment's traffic")
+    recorded_params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Parameters saved before params were serving parameters: kept as they were, never applied",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stored_before_serving_params(cls, data: Any, info: ValidationInfo) -> Any:
+        """A config stored when ``params`` were only recorded may hold any keys: on reading it back
+        (``parse_experiment(..., stored=True)``) those keys move to ``recorded_params``, so the
+        experiment stays readable and nothing stored is lost.  Input is checked strictly."""
+        if not (info.context or {}).get("stored") or not isinstance(data, dict):
+            return data
+        params = data.get("params")
+        if not isinstance(params, dict):
+            return data
+        allowed = set(ServingParams.allowed())
+        legacy = {k: v for k, v in params.items() if k not in allowed}
+        if not legacy:
+            return data
+        return {**data, "params": {k: v for k, v in params.items() if k in allowed},
+                "recorded_params": {**dict(data.get("recorded_params") or {}), **legacy}}
+
+    @model_serializer(mode="wrap")
+    def _without_empty_recorded(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # shown only when there are some: a variant reads (and compares, in the console's editor) as
+        # it did before the field existed
+        data: dict[str, Any] = handler(self)
+        if not data.get("recorded_params"):
+            data.pop("recorded_params", None)
+        return data
 
     @field_validator("model")
     @classmethod
-    def _known_model(cls, value: str) -> str:
-        if value not in MODEL_CLASSES:
-            raise ValueError(f"unknown model {value!r}; known: {sorted(MODEL_CLASSES)}")
-        return value
+    def _model_spec(cls, value: str) -> str:
+        # the form only: whether the spec names a version of the served dataset is the life cycle's
+        # check (``ExperimentLifecycle``), which has the registry
+        return str(ModelSpec.parse(value))
+
+    @field_validator("params")
+    @classmethod
+    def _serving_params(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return ServingParams.parse(value).non_default()
+
+    @property
+    def spec(self) -> ModelSpec:
+        return ModelSpec.parse(self.model)
+
+    @property
+    def serving(self) -> ServingParams:
+        return ServingParams.parse(self.params)
 
 
 class BanditSettings(BaseModel):
@@ -270,13 +330,14 @@ def error_field(error: ErrorDetails) -> str | None:
     return cause.field if isinstance(cause, ExperimentError) else None
 
 
-def parse_experiment(data: Any) -> Experiment:
+def parse_experiment(data: Any, stored: bool = False) -> Experiment:
     """``Experiment`` from untrusted input; every problem in one ``ExperimentError`` message, whose
-    ``field`` is set when all the problems are about one field."""
+    ``field`` is set when all the problems are about one field.  ``stored``: a config read back from
+    the store, possibly written by an earlier version (see ``Variant.recorded_params``)."""
     if isinstance(data, Experiment):
         data = data.model_dump()
     try:
-        return Experiment.model_validate(data)
+        return Experiment.model_validate(data, context={"stored": stored})
     except ValidationError as exc:
         parts, fields = [], set()
         for error in exc.errors(include_url=False):

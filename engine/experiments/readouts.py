@@ -6,6 +6,7 @@ The I/O half of the readout; the statistics and the decision are ``engine.experi
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -13,13 +14,18 @@ from typing import Any
 from engine.experiments.arm_stats import parse_stats
 from engine.experiments.model import ExperimentError
 from engine.experiments.results import ExperimentReadout, build_readout, phase_variants, time_series
+from engine.experiments.served import served_block
 from engine.experiments.store import ExperimentStore
+from engine.models.model_spec import SpecResolver
 
 
 class ReadoutReader:
-    def __init__(self, store: ExperimentStore, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, store: ExperimentStore, clock: Callable[[], float] = time.time, resolve: SpecResolver | None = None
+    ) -> None:
         self.store = store
         self.clock = clock
+        self.resolve = resolve
 
     def readout(
         self,
@@ -28,15 +34,18 @@ class ReadoutReader:
         metrics: Sequence[str] | None = None,
         engine: str | None = None,
     ) -> ExperimentReadout:
-        """Goal, guardrails (and any extra ``metrics``) of one phase, from stored statistics only."""
+        """Goal, guardrails (and any extra ``metrics``) of one phase, from stored statistics only, and
+        what each arm served (``served``: see ``engine.experiments.served``)."""
         exp = self.store.load(key)
         if exp.phase == 0:
             raise ExperimentError(f"experiment {key!r} has not started: there is nothing to read out")
         phase = phase or exp.phase
-        names = [v.name for v in phase_variants(exp, phase)]
-        arms = parse_stats(self.store.read_stats(key, phase), names)
+        variants = phase_variants(exp, phase)
+        arms = parse_stats(self.store.read_stats(key, phase), [v.name for v in variants])
         epochs = self.store.epoch_weights(key) if exp.kind == "bandit" else None
-        return build_readout(exp, arms, phase, epochs, metrics, engine, now=self.clock())
+        readout = build_readout(exp, arms, phase, epochs, metrics, engine, now=self.clock())
+        served = served_block(variants, self.store.read_served(key, phase), self.resolve)
+        return dataclasses.replace(readout, served=tuple(served))
 
     def time_series(self, key: str, metric: str | None = None, phase: int | None = None) -> list[dict[str, Any]]:
         """Cumulative lift per UTC day of one phase (``metric`` defaults to the goal)."""

@@ -118,6 +118,8 @@ class ExperimentReadout:
     bandit: dict[str, Any] | None
     messages: tuple[str, ...]
     generated_at: float
+    # what each arm served: ``engine.experiments.served`` (filled in by the reader, which has the registry)
+    served: tuple[dict[str, Any], ...] = ()
 
     @property
     def metrics(self) -> dict[str, MetricResult]:

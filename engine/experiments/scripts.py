@@ -23,8 +23,8 @@ def _lua_list(values: tuple[str, ...] | list[str]) -> str:
     return "{" + ", ".join(f"'{v}'" for v in values) + "}"
 
 
-# KEYS: assignments, stats, daily stats, days set.
-# ARGV: user, epoch, variant, one value per covariate, day.
+# KEYS: assignments, stats, daily stats, days set, served versions.
+# ARGV: user, epoch, variant, one value per covariate, served (``<variant>|<model>@<version>``), day.
 # Returns 1 for a new exposure, 0 when the user is already exposed in this epoch.
 EXPOSE = f"""
 local rec = redis.call('HGET', KEYS[1], ARGV[1])
@@ -46,6 +46,7 @@ for _, key in ipairs({{KEYS[2], KEYS[3]}}) do
   end
 end
 redis.call('SADD', KEYS[4], ARGV[#ARGV])
+redis.call('HINCRBY', KEYS[5], ARGV[#ARGV - 1], 1)
 return 1
 """
 

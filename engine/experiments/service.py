@@ -37,6 +37,7 @@ from engine.experiments.readouts import ReadoutReader
 from engine.experiments.results import ExperimentReadout
 from engine.experiments.snapshot import ConfigSnapshot
 from engine.experiments.store import ExperimentStore
+from engine.models.model_spec import SpecResolver
 from engine.storage.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ class ExperimentService:
         *,
         covariates: PreExposure | None = None,
         available_models: Callable[[], Iterable[str]] | None = None,
+        resolver: SpecResolver | None = None,
+        registry_generation: Callable[[], object] | None = None,
         refresh_seconds: float = REFRESH_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -61,14 +64,15 @@ class ExperimentService:
         self.covariates = covariates or PreExposure()
         self.refresh_seconds = refresh_seconds
         self.clock = clock
-        self.snapshot = ConfigSnapshot(self.store)
+        self.resolver = resolver
+        self.snapshot = ConfigSnapshot(self.store, resolver, registry_generation)
         self.exposures = ExposureRecorder(client, keys, self.snapshot, self.covariates, clock)
         self.lifecycle = ExperimentLifecycle(
             client, keys, self.store, on_change=lambda: self.refresh(force=True),
-            available_models=available_models, clock=clock,
+            available_models=available_models, resolver=resolver, clock=clock,
         )
         self.bandits = BanditReweighter(self.lifecycle)
-        self.readouts = ReadoutReader(self.store, clock)
+        self.readouts = ReadoutReader(self.store, clock, resolver)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 

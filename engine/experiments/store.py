@@ -51,7 +51,7 @@ class ExperimentStore:
             if raw is None:
                 continue  # deleted between the two reads
             try:
-                out.append(parse_experiment(json.loads(raw)))
+                out.append(parse_experiment(json.loads(raw), stored=True))
             except (ValueError, ExperimentError):
                 log.exception("stored config of experiment %r is unreadable; skipped", name)
         return out
@@ -60,7 +60,7 @@ class ExperimentStore:
         raw = self.redis.get(self.keys.experiment_config(key))
         if raw is None:
             raise NotFoundError(f"no experiment {key!r}")
-        return parse_experiment(json.loads(raw))
+        return parse_experiment(json.loads(raw), stored=True)
 
     def insert(self, exp: Experiment) -> Experiment:
         if not self.redis.set(self.keys.experiment_config(exp.key), exp.model_dump_json(), nx=True):
@@ -81,7 +81,7 @@ class ExperimentStore:
                     raw = pipe.get(config_key)
                     if raw is None:
                         raise NotFoundError(f"no experiment {key!r}")
-                    current = parse_experiment(json.loads(raw))
+                    current = parse_experiment(json.loads(raw), stored=True)
                     if expected_version is not None and current.version != expected_version:
                         raise ConflictError(
                             f"experiment {key!r} is at version {current.version}, not {expected_version}: "
@@ -111,6 +111,7 @@ class ExperimentStore:
                 self.keys.experiment_units(exp.key, phase),
                 self.keys.experiment_stats(exp.key, phase),
                 self.keys.experiment_days(exp.key, phase),
+                self.keys.experiment_served(exp.key, phase),
             ]
         pipe = self.redis.pipeline(transaction=False)
         for key in doomed:
@@ -140,6 +141,11 @@ class ExperimentStore:
     # ------------------------------------------------------------------ statistics
     def read_stats(self, key: str, phase: int) -> dict[str, str]:
         return text_hash(self.redis.hgetall(self.keys.experiment_stats(key, phase)))
+
+    def read_served(self, key: str, phase: int) -> dict[str, int]:
+        """``<variant>|<model>@<version>`` -> exposures (see ``engine.experiments.served``)."""
+        return {field: int(count) for field, count in text_hash(
+            self.redis.hgetall(self.keys.experiment_served(key, phase))).items()}
 
     def read_daily(self, key: str, phase: int) -> list[tuple[str, dict[str, str]]]:
         """Each day's increments, oldest first (days are ISO dates, so they sort as text)."""

@@ -123,6 +123,7 @@ class VersionRecord:
     dataset: str
     stage: str
     lineage: dict[str, Any] = field(default_factory=dict)
+    number: int | None = None  # 1-based place among the model's versions on its dataset, oldest first
 
     @property
     def trained_at(self) -> str | None:
@@ -131,8 +132,8 @@ class VersionRecord:
     def row(self) -> dict[str, Any]:
         """The version as ``recops models list --json`` and ``GET /models`` give it: identity, stage and
         every lineage field (interactions, events, params, metrics...)."""
-        return {"model": self.model, "version": self.version, "dataset": self.dataset, "stage": self.stage,
-                "trained_at": self.trained_at, **self.lineage}
+        return {"model": self.model, "version": self.version, "number": self.number, "dataset": self.dataset,
+                "stage": self.stage, "trained_at": self.trained_at, **self.lineage}
 
 
 @dataclass(frozen=True)
@@ -195,6 +196,13 @@ def _upgrade_entry(entry: dict[str, Any]) -> dict[str, Any]:
         info.setdefault("lineage", {})
         info.setdefault("stage", CANDIDATE)
     return entry
+
+
+def _numbered(entry: dict[str, Any], dataset: str) -> list[str]:
+    """The versions of one model entry on ``dataset`` in creation order: version ``k`` is the k-th.
+
+    Version names start with their creation time, so their text order is their age."""
+    return sorted(v for v, info in entry["versions"].items() if info["dataset"] == dataset)
 
 
 def _production(entry: dict[str, Any], dataset: str) -> str | None:
@@ -304,19 +312,38 @@ class ModelRegistry:
         (the last one serves; a rollback goes back to the one before it)."""
         return [str(v) for v in self._entry(self._read(), name)["production"].get(dataset) or []]
 
+    def version_number(self, name: str, version: str) -> int:
+        """``version``'s number: its 1-based place among the versions of ``name`` on its dataset, oldest
+        first (``als@7`` is the 7th ALS trained on the dataset).  Numbers never change: versions are
+        only ever added."""
+        entry = self._entry(self._read(), name)
+        info = self._version_info(entry, name, version)
+        return _numbered(entry, info["dataset"]).index(version) + 1
+
+    def version_by_number(self, name: str, number: int, dataset: str = DEMO_DATASET) -> str:
+        """The ``number``-th version of ``name`` on ``dataset`` (see ``version_number``)."""
+        versions = _numbered(self._entry(self._read(), name), dataset)
+        if not 1 <= number <= len(versions):
+            have = f"versions 1..{len(versions)}" if versions else "no versions"
+            raise UnknownModelError(f"{name!r} has no version {number} on dataset {dataset!r} ({have})")
+        return versions[number - 1]
+
     def record(self, name: str, version: str) -> VersionRecord:
         entry = self._entry(self._read(), name)
         info = self._version_info(entry, name, version)
-        return VersionRecord(name, version, info["dataset"], info["stage"], info["lineage"])
+        number = _numbered(entry, info["dataset"]).index(version) + 1
+        return VersionRecord(name, version, info["dataset"], info["stage"], info["lineage"], number)
 
     def records(self, dataset: str | None = None) -> list[VersionRecord]:
         """Every saved version (of ``dataset``, or of all), by dataset, model and age."""
-        out = [
-            VersionRecord(name, version, info["dataset"], info["stage"], info["lineage"])
-            for name, entry in self._read()["models"].items()
-            for version, info in entry["versions"].items()
-            if dataset is None or info["dataset"] == dataset
-        ]
+        out = []
+        for name, entry in self._read()["models"].items():
+            for on in sorted({info["dataset"] for info in entry["versions"].values()}):
+                if dataset is not None and on != dataset:
+                    continue
+                for number, version in enumerate(_numbered(entry, on), start=1):
+                    info = entry["versions"][version]
+                    out.append(VersionRecord(name, version, on, info["stage"], info["lineage"], number))
         return sorted(out, key=lambda r: (r.dataset, r.model, r.version))
 
     def datasets(self) -> list[str]:

@@ -3,6 +3,11 @@
     >>> service.recommend("u00042", n=10)                       # default model
     >>> service.recommend("u00042", n=5, model="item_item",
     ...                   diversity=DiversitySettings(category_cap=2, mmr_lambda=0.5))
+    >>> service.recommend("u00042", model="als", version="20261202T...Z-1a2b3c4d",   # an experiment arm
+    ...                   serving=ServingParams(mmr_lambda=0.3, candidate_pool=500))
+
+A version other than the production one (an arm serving ``als@candidate``) is loaded from the
+registry on its first request (``version_loader``) and kept in a bounded map of loaded versions.
 
 It never raises to its caller: any failure inside (Redis unreachable, a model error) is logged
 and answered from an in-process snapshot of popular items with ``fallback=True``, so serving
@@ -12,7 +17,9 @@ keeps working while a dependency is down.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypedDict, TypeVar
@@ -27,10 +34,17 @@ from engine.monitoring.quality import QualityWindow, category_diversity
 from engine.serving.cache import TieredCache, WarmReport
 from engine.serving.diversity import DiversitySettings, mmr_rerank
 from engine.serving.reasons import POPULAR, explain
+from engine.serving.serving_params import ListSettings, ServingParams
 from engine.storage.feature_store import FeatureStore
 from engine.storage.keys import Keys
 
 log = logging.getLogger(__name__)
+
+# versions other than production kept loaded at once: an experiment compares a handful, and an
+# ALS version of the demo catalogue is ~10 MB
+MAX_LOADED_VERSIONS = 4
+MAX_MEMO_SETTINGS = 256
+VersionLoader = Callable[[str, str], Recommender]  # (model name, version) -> the loaded model
 
 
 class UnknownModelError(ValueError):
@@ -103,6 +117,8 @@ class RecommendationService:
         diversity: DiversitySettings | None = None,
         similarity_model: str | None = "als",
         fallback_size: int = 200,
+        version_loader: VersionLoader | None = None,
+        max_loaded_versions: int = MAX_LOADED_VERSIONS,
     ) -> None:
         self.catalog = catalog
         self.features = features
@@ -111,6 +127,12 @@ class RecommendationService:
         self.candidate_pool = candidate_pool
         self.diversity = diversity or DiversitySettings()
         self.similarity_model = similarity_model
+        self.version_loader = version_loader
+        self.max_loaded_versions = max_loaded_versions
+        self._versions: OrderedDict[tuple[str, str], Recommender] = OrderedDict()
+        self._versions_lock = threading.Lock()
+        # (diversity, serving) -> ListSettings: built once per arm, not per request on the L1 path
+        self._settings: dict[tuple[DiversitySettings | None, ServingParams | None], ListSettings] = {}
         self._install(models, default_model)
         # Snapshot taken at start-up so the fallback never touches Redis or a model.
         self._fallback_positions = catalog.most_popular(fallback_size)
@@ -151,28 +173,87 @@ class RecommendationService:
         return out
 
     # ------------------------------------------------------------------ public
-    def list_key(self, user_id: str, model_name: str, n: int, diversity: DiversitySettings | None = None) -> str:
-        """The cache key of a user's list from ``model_name`` (at the version loaded now)."""
-        return self._key(user_id, model_name, self.models.get(model_name), n, diversity or self.diversity)
+    def list_key(
+        self,
+        user_id: str,
+        model_name: str,
+        n: int,
+        diversity: DiversitySettings | None = None,
+        serving: ServingParams | None = None,
+        version: str | None = None,
+    ) -> str:
+        """The cache key of a user's list from ``model_name`` (at ``version``, else the version loaded now)."""
+        if version is None:
+            model = self.models.get(model_name)
+            version = model.version if model is not None else None
+        return self._list_key(user_id, model_name, version, n, self.list_settings(diversity, serving))
 
-    def _key(self, user_id: str, model_name: str, model: Recommender | None, n: int, div: DiversitySettings) -> str:
+    def list_settings(
+        self, diversity: DiversitySettings | None = None, serving: ServingParams | None = None
+    ) -> ListSettings:
+        """What a list is computed with: the engine's defaults (or ``diversity``) under an arm's ``serving``."""
+        memo = (diversity, serving)
+        settings = self._settings.get(memo)
+        if settings is None:
+            base = ListSettings(candidate_pool=self.candidate_pool, diversity=diversity or self.diversity)
+            settings = serving.over(base) if serving is not None else base
+            if len(self._settings) >= MAX_MEMO_SETTINGS:  # callers passing ad-hoc settings: start over
+                self._settings.clear()
+            self._settings[memo] = settings
+        return settings
+
+    def _key(self, user_id: str, model_name: str, model: Recommender | None, n: int, settings: ListSettings) -> str:
         # Cached lists are keyed by model version (``name@version`` for a registry model), so a
         # process that has not yet picked up a promotion never serves, or overwrites, the lists of
         # the version that replaced it — and the new version never reads the old one's.  The key
         # and the list come from the same model object, even while ``swap_models`` runs.
-        version = model.version if model is not None else None
-        return self.keys.rec_list(user_id, f"{model_name}@{version}" if version else model_name, n, div.signature)
+        return self._list_key(user_id, model_name, model.version if model is not None else None, n, settings)
+
+    def _list_key(self, user_id: str, model_name: str, version: str | None, n: int, settings: ListSettings) -> str:
+        return self.keys.rec_list(user_id, f"{model_name}@{version}" if version else model_name, n, settings.signature)
+
+    def _model(self, name: str, version: str | None, load: bool) -> Recommender | None:
+        """``name`` at ``version`` (None: the production version loaded); a version not loaded yet is
+        loaded from the registry when ``load`` (I/O), else None."""
+        production = self.models.get(name)
+        if version is None or (production is not None and production.version == version):
+            return production
+        with self._versions_lock:
+            loaded = self._versions.get((name, version))
+            if loaded is not None:
+                self._versions.move_to_end((name, version))
+                return loaded
+        if not load or self.version_loader is None:
+            return None
+        loaded = self.version_loader(name, version)
+        with self._versions_lock:
+            self._versions[(name, version)] = loaded
+            while len(self._versions) > self.max_loaded_versions:
+                self._versions.popitem(last=False)
+        return loaded
+
+    def loaded_versions(self) -> list[tuple[str, str]]:
+        """(name, version) of the non-production versions loaded now, least recently used first."""
+        with self._versions_lock:
+            return list(self._versions)
 
     def recommend_from_l1(
-        self, user_id: str, n: int = 10, model: str | None = None, diversity: DiversitySettings | None = None
+        self,
+        user_id: str,
+        n: int = 10,
+        model: str | None = None,
+        diversity: DiversitySettings | None = None,
+        version: str | None = None,
+        serving: ServingParams | None = None,
     ) -> RecommendationResult | None:
-        """The in-process cached list, or None; never does I/O (safe on an event loop)."""
+        """The in-process cached list, or None; never does I/O (safe on an event loop): a version
+        not loaded yet is a miss here."""
         started = time.perf_counter()
         model_name = model or self.default_model
-        chosen = self.models.get(model_name)
+        chosen = self._model(model_name, version, load=False)
         if chosen is None:
             return None
-        key = self._key(user_id, model_name, chosen, n, diversity or self.diversity)
+        key = self._key(user_id, model_name, chosen, n, self.list_settings(diversity, serving))
         value, _ = self.cache.peek_l1(key)
         if value is None:
             return None
@@ -187,19 +268,27 @@ class RecommendationService:
         model: str | None = None,
         diversity: DiversitySettings | None = None,
         use_cache: bool = True,
+        version: str | None = None,
+        serving: ServingParams | None = None,
     ) -> RecommendationResult:
+        """``user_id``'s list of ``n`` from ``model`` (the default one) at ``version`` (production),
+        computed with ``serving`` over the defaults (or ``diversity``)."""
         started = time.perf_counter()
         model_name = model or self.default_model
-        chosen = self.models.get(model_name)
-        if chosen is None:
+        if model_name not in self.models:
             raise UnknownModelError(f"unknown model {model_name!r}; known: {sorted(self.models)}")
-        div = diversity or self.diversity
-        key = self._key(user_id, model_name, chosen, n, div)
+        settings = self.list_settings(diversity, serving)
         try:
+            # inside the try: a version that cannot be loaded (removed from disk) is served the fallback
+            chosen = self._model(model_name, version, load=True)
+            if chosen is None:
+                raise UnknownModelError(f"{model_name}@{version} cannot be loaded: no version loader")
+            key = self._key(user_id, model_name, chosen, n, settings)
             if use_cache:
-                value, tier = self.cache.get_or_compute(user_id, key, lambda: self._compute(user_id, n, chosen, div))
+                value, tier = self.cache.get_or_compute(
+                    user_id, key, lambda: self._compute(user_id, n, chosen, settings))
             else:
-                value, tier = self._compute(user_id, n, chosen, div), "miss"
+                value, tier = self._compute(user_id, n, chosen, settings), "miss"
             result = self._result_from(user_id, value, model_name, tier)
             status = "ok"
         except Exception as exc:  # the caller must always get a list; the cause is logged and counted
@@ -233,14 +322,21 @@ class RecommendationService:
         n: int = 10,
         model: str | None = None,
         progress: Callable[[int, int], None] | None = None,
+        version: str | None = None,
+        serving: ServingParams | None = None,
     ) -> WarmReport:
-        """Compute and cache the default lists of ``user_ids`` (pipelined writes, with progress)."""
+        """Compute and cache the lists of ``user_ids`` (the default ones unless a model, version or
+        serving parameters are given; pipelined writes, with progress)."""
         model_name = model or self.default_model
-        chosen = self.models[model_name]
-        div = self.diversity
+        if model_name not in self.models:
+            raise UnknownModelError(f"unknown model {model_name!r}; known: {sorted(self.models)}")
+        chosen = self._model(model_name, version, load=True)
+        if chosen is None:
+            raise UnknownModelError(f"{model_name}@{version} cannot be loaded: no version loader")
+        settings = self.list_settings(serving=serving)
 
         def lists_for(user_id: str) -> list[tuple[str, dict[str, Any]]]:
-            return [(self._key(user_id, model_name, chosen, n, div), self._compute(user_id, n, chosen, div))]
+            return [(self._key(user_id, model_name, chosen, n, settings), self._compute(user_id, n, chosen, settings))]
 
         return self.cache.warm(user_ids, lists_for, progress=progress)
 
@@ -251,13 +347,13 @@ class RecommendationService:
         return removed
 
     # ----------------------------------------------------------------- compute
-    def _compute(self, user_id: str, n: int, model: Recommender, div: DiversitySettings) -> dict[str, Any]:
+    def _compute(self, user_id: str, n: int, model: Recommender, settings: ListSettings) -> dict[str, Any]:
         feats = self.features.get_user(user_id)
         purchased = set(feats.purchased)
         history = [i for i in feats.history if i in self.catalog]
         if not history:
             return self._cold_start(n, purchased)
-        pool = max(self.candidate_pool, n)
+        pool = max(settings.candidate_pool, n)
         candidates = model.recommend(user_id, n=pool, exclude=purchased, history=history)
         if not candidates:
             return self._cold_start(n, purchased)
@@ -265,7 +361,7 @@ class RecommendationService:
         positions = self.catalog.positions(ids)
         scores = np.asarray([s for iid, s in candidates if iid in self.catalog], dtype=np.float64)
         vectors = self.vectors[positions] if self.vectors is not None else None
-        order = mmr_rerank(scores, self.catalog.categories[positions], n, div, vectors)
+        order = mmr_rerank(scores, self.catalog.categories[positions], n, settings.diversity, vectors)
         picked = positions[order]
         history_pos = self.catalog.positions(history)
         reasons = explain(picked, history_pos, self.catalog, self.vectors)

@@ -105,6 +105,10 @@ class Keys:
         """The same statistics' increments made on one UTC day (prefix sums give a time series)."""
         return f"{self.prefix}:exp:daily:{self.experiment_tag(key)}:{phase}:{day}"
 
+    def experiment_served(self, key: str, phase: int) -> str:
+        """Hash ``<variant>|<model>@<version>`` -> exposures the arm served with that model version."""
+        return f"{self.prefix}:exp:served:{self.experiment_tag(key)}:{phase}"
+
     def experiment_days(self, key: str, phase: int) -> str:
         return f"{self.prefix}:exp:days:{self.experiment_tag(key)}:{phase}"
 

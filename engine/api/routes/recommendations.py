@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from functools import partial
 from typing import Any, TypeVar
 
 import orjson
@@ -97,7 +98,12 @@ def _response(result: RecommendationResult, experiment: str | None, variant: str
     openapi_extra=_openapi(),
 )
 async def recommend(request: Request) -> Response:
-    """Query parameters (``?user_id=U&n=10``) or a JSON body ``{"user_id", "n"}``; the query wins."""
+    """Query parameters (``?user_id=U&n=10``) or a JSON body ``{"user_id", "n"}``; the query wins.
+
+    A user in an experiment gets their arm's list: its model at the version its spec resolved to,
+    computed with its serving parameters.  An arm that sets ``n`` serves lists of that length
+    whatever the request's ``n``: the list length is then the treatment under test, and honouring
+    the request would serve the control's treatment to the arm."""
     engine = await get_engine(request)
     query = _validated(RecommendationQuery, "query", data=dict(request.query_params))
     raw = await request.body()
@@ -106,13 +112,18 @@ async def recommend(request: Request) -> Response:
     if uid is None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "user_id is required (query or JSON body)")
     size = query.n or (body.n if body else engine.settings.default_n)
-    # Assignment is a pure hash over experiment configs held in process: no I/O here.
+    # Assignment is a pure hash over experiment configs held in process (their specs resolved to
+    # versions when the snapshot was built): no I/O here.
     assignment = engine.experiments.assign(uid)
-    model = assignment.model if assignment else None
+    model = version = serving = None
+    if assignment is not None:
+        model, version, serving = assignment.model, assignment.version, assignment.serving
+        size = serving.length(size)
     # An L1 hit needs no I/O either: answer it on the event loop and skip the thread hop.
-    result = engine.service.recommend_from_l1(uid, size, model)
+    result = engine.service.recommend_from_l1(uid, size, model, version=version, serving=serving)
     if result is None:
-        result = await run_in_threadpool(engine.service.recommend, uid, size, model)
+        result = await run_in_threadpool(
+            partial(engine.service.recommend, uid, size, model, version=version, serving=serving))
     if assignment is not None and not engine.experiments.already_exposed(assignment):
         await run_in_threadpool(engine.experiments.record_exposure, assignment)
     return _response(

@@ -247,3 +247,11 @@ def test_experiments_command_errors(tmp_path: Path, cli_env: None, capsys: pytes
     assert code == 2 and "not valid JSON" in err
     code, _, err = run(["experiments", "create", "--file", str(tmp_path / "missing.json")], capsys)
     assert code == 2 and "No such file" in err
+
+
+def test_simulate_refuses_a_dataset_without_ground_truth(cli_env: None, capsys: pytest.CaptureFixture[str]) -> None:
+    """The simulated shoppers are the demo world's: against another dataset they would ask for
+    users and items the API does not serve."""
+    code, out, err = run(["simulate", "--rate", "1", "--duration", "1", "--dataset", "shop"], capsys)
+    assert (code, out) == (2, "") and err.count("\n") == 1
+    assert "recops replay --dataset shop" in err and "demo world's ground truth" in err

@@ -108,7 +108,7 @@ def test_submit_creates_refuses_and_updates(engine: Engine) -> None:
     exp = console_experiments.get(engine, "exp-f")
     svc = engine.experiments
     svc.update("exp-f", {"forced": {"qa-user": "treatment"}, "variants": [
-        {**v.model_dump(), "params": {"k": 1} if v.name == "control" else {}} for v in exp.variants]})
+        {**v.model_dump(), "params": {"mmr_lambda": 0.5} if v.name == "control" else {}} for v in exp.variants]})
     exp = console_experiments.get(engine, "exp-f")
     ed = Editor(exp, MODELS, "als")
     assert ed.prefix == f"ef-exp-f-{exp.version}-" and ed.title == f"Edit exp-f (version {exp.version})"
@@ -117,7 +117,8 @@ def test_submit_creates_refuses_and_updates(engine: Engine) -> None:
     renamed = ed.submit(engine, dataclasses.replace(ed.initial, name="Renamed"), 500, "bob")
     assert renamed.saved is not None and renamed.saved.name == "Renamed"
     kept = console_experiments.get(engine, "exp-f")
-    assert kept.variants[0].params == {"k": 1} and kept.forced == {"qa-user": "treatment"}  # not on the form: kept
+    # not on the form: kept
+    assert kept.variants[0].params == {"mmr_lambda": 0.5} and kept.forced == {"qa-user": "treatment"}
     assert engine.audit.recent(1)[0].detail.endswith("fields ['name']")
     stale = ed.submit(engine, dataclasses.replace(ed.initial, name="Stale"), 500, "ada")  # read before the rename
     assert list(stale.errors) == [GENERAL] and stale.errors[GENERAL][0].endswith(
