@@ -10,7 +10,10 @@ import streamlit as st
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from engine.console import datasets as dv
+from engine.console import experiments as exp_backend
+from engine.console import model_specs
 from engine.console import models as mv
+from pages import _experiments_ui as exp_ui
 from pages import _resources as res
 from pages import _ui as ui
 
@@ -65,6 +68,26 @@ def versions_section(records: Sequence[mv.VersionRecord]) -> None:
     for col, (key, label) in zip(st.columns(len(mv.METRICS)), mv.METRICS, strict=True):
         with col:
             ui.chart(mv.metric_figure(records, key, label))
+
+
+def ab_test_section(registry: mv.ModelRegistry, records: Sequence[mv.VersionRecord], dataset: str) -> None:
+    """A candidate of the served dataset, and the button that opens the experiment editor testing it."""
+    candidates = mv.testable_candidates(records, dataset, eng.dataset.name)
+    if not candidates:
+        return
+    numbers = model_specs.version_numbers(registry, records)
+    by_version = {r.version: r for r in candidates}
+    box = st.container(border=True)
+    box.markdown("**A/B test a candidate** against its model's production version")
+    left, right = box.columns([3, 2], vertical_alignment="bottom")
+    version = left.selectbox("Candidate", list(by_version), key="ab_candidate",
+                             format_func=lambda v: mv.candidate_label(by_version[v], numbers[v]))
+    if right.button("A/B test this candidate against production", key="ab_candidate_btn", icon=":material/science:",
+                    help="Opens the Experiments page's editor filled in; nothing is saved before you create it."):
+        record = by_version[version]
+        production = mv.production_version(records, record.model)
+        taken = {e.key for e in exp_backend.listed(eng)}
+        exp_ui.open_editor(mv.ab_test_form(record, numbers[version], numbers.get(production or ""), taken))
 
 
 def switch_section(registry: mv.ModelRegistry, records: Sequence[mv.VersionRecord], dataset: str) -> None:
@@ -187,6 +210,8 @@ if not records:
     st.info(f"No model is trained on dataset {dataset} yet: train one below or `recops train --dataset {dataset}`.")
 else:
     versions_section(records)
+    with ui.guard("preparing the A/B test"):
+        ab_test_section(registry, records, dataset)
     st.subheader("Promote or roll back")
     writer = ui.writer("promote or roll back models", "models")
     if writer is not None:

@@ -205,6 +205,48 @@ def test_models_page_lists_plots_promotes_and_rolls_back_after_confirmation(
     assert "has no version 'v-none'" in joined(at.error) and registry.current_version("popularity") == old
 
 
+@pytest.fixture
+def routed_app(monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    """app.py under AppTest, for a hand-off between pages (``st.switch_page``).  AppTest resets Streamlit's
+    legacy-pages flag before every run, so ``leave_legacy_pages_mode`` would rerun every run and drop the
+    button click that started it; a real console process leaves that mode once, at its first request."""
+    from pages import _ui
+
+    monkeypatch.setattr(_ui, "leave_legacy_pages_mode", lambda: None)
+    return AppTest.from_file(str(APP), default_timeout=120)
+
+
+def test_a_candidate_opens_the_experiment_editor_filled_in(own_data_dir: Path, routed_app: AppTest) -> None:
+    """"A/B test this candidate against production" on the Models page: the Experiments page's editor with both
+    specs, a suggested key, name and hypothesis; nothing is saved until the draft is created."""
+    registry = ModelRegistry(own_data_dir / "models")
+    stored = stored_demo(prepare_world(console_engine().settings))
+    new = train_models(stored, registry, ["popularity"], {"popularity": {"half_life_days": 3.0}},
+                       TrainingOptions(holdout_days=7.0))[0].version
+    number = registry.versions("popularity", "demo").index(new) + 1
+    at = ran(routed_app.run())
+    at.switch_page("pages/models.py").run()
+    ran(at)
+    assert at.selectbox(key="ab_candidate").value == new  # the only candidate
+    at.button(key="ab_candidate_btn").click().run()
+    ran(at)
+    assert texts(at.title) == ["Experiments"] and texts(at.subheader)[-1] == "New experiment"
+    prefix = f"ef-new-popularity-v{number}-vs-production-"
+    assert at.text_input(key=f"{prefix}key").value == f"popularity-v{number}-vs-production"
+    assert at.text_input(key=f"{prefix}name").value == f"popularity v{number} (candidate) vs production"
+    assert at.text_area(key=f"{prefix}hyp").value.startswith(f"candidate popularity v{number} trained on demo v1 (")
+    assert [at.selectbox(key=f"{prefix}vmodel{i}").value for i in (0, 1)] == [
+        "popularity@production", f"popularity@{number}"]
+    assert [at.text_input(key=f"{prefix}vname{i}").value for i in (0, 1)] == ["control", "treatment"]
+    assert at.number_input(key=f"{prefix}vmmr_lambda1").value is None  # serving settings: the defaults
+    assert "Filled in from the Models page" in joined(at.info)
+    assert console_engine().experiments.list_experiments() == []
+    at.switch_page("pages/experiments.py")  # AppTest would run the page it last switched to (Models) again
+    at.button(key="ef-discard-suggestion").click().run()
+    ran(at)
+    assert at.selectbox(key="ef-new-vmodel0").value == "als"  # the blank form again
+
+
 def test_an_imported_dataset_in_the_console(
     console_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
