@@ -14,6 +14,7 @@ from engine.console import experiments as exp_backend
 from engine.console import model_specs
 from engine.console import models as mv
 from pages import _experiments_ui as exp_ui
+from pages import _models_ui as models_ui
 from pages import _resources as res
 from pages import _ui as ui
 
@@ -30,13 +31,6 @@ poll = eng.settings.model_poll_seconds
 
 
 # ----------------------------------------------------------------------------- confirmed actions
-
-
-@st.dialog("Promote a model version")
-def confirm_promote(model: str, version: str, dataset: str, current: str | None) -> None:
-    st.markdown(mv.confirm_promote_text(model, version, dataset, current, poll))
-    ui.confirm_buttons("Promote", "promote", PENDING,
-                       {"kind": "promote", "model": model, "version": version, "dataset": dataset})
 
 
 @st.dialog("Roll back a model")
@@ -103,7 +97,7 @@ def switch_section(registry: mv.ModelRegistry, records: Sequence[mv.VersionRecor
         else:
             version = st.selectbox("Version", versions, key="promote_version", format_func=labels.__getitem__)
             if st.button("Promote …", key="promote_btn", icon=":material/upgrade:"):
-                confirm_promote(model, version, dataset, mv.production_version(records, model))
+                models_ui.confirm_promote(model, version, dataset, mv.production_version(records, model), PENDING)
     with right, st.container(border=True):
         st.markdown("**Roll back**")
         model = st.selectbox("Model to roll back", names, key="rollback_model")

@@ -182,6 +182,11 @@ def confirm_rollback_text(choice: Rollback, poll_seconds: float) -> str:
             "change is written to the audit log.")
 
 
+def promote_action(model: str, version: str, dataset: str) -> dict[str, Any]:
+    """What a promotion's confirmation dialog stores for ``run_confirmed``."""
+    return {"kind": "promote", "model": model, "version": version, "dataset": dataset}
+
+
 def run_confirmed(engine: Engine, action: Mapping[str, Any], actor: str) -> Notice:
     """Run the switch a confirmation dialog stored (``{"kind": "promote", "model", "version", "dataset"}`` or
     ``{"kind": "rollback", "model", "dataset"}``) as ``actor``; what happened, or why nothing did."""
