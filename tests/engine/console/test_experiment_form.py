@@ -11,6 +11,7 @@ from engine.console import experiment_form
 from engine.console import experiments as console_experiments
 from engine.console.experiment_form import GENERAL, Editor, VariantRow
 from engine.experiments import ExperimentError, parse_experiment
+from engine.models.registry import ModelRegistry
 from engine.runtime import Engine
 from tests.support.console import two_arm_spec
 
@@ -175,6 +176,21 @@ def test_editing_replaces_serving_settings_and_keeps_other_params(engine: Engine
         ed.initial.variants[1], serving={"n": 20, "mmr_lambda": None})))
     saved = ed.submit(engine, changed, None, "ada").saved
     assert saved is not None and saved.variants[1].params == {"k": 1, "n": 20}
+
+
+@pytest.mark.skipif(not hasattr(ModelRegistry, "version_number"),
+                    reason="needs the variants change: variant models as specs (als@production, als@7)")
+def test_specs_are_saved_and_a_missing_version_is_refused_beside_the_variants(engine: Engine) -> None:
+    new = experiment_form.editor(engine, None)
+    form = dataclasses.replace(new.initial, key="exp-spec", name="Specs", variants=(
+        VariantRow("control", "als@production", 0.5), VariantRow("treatment", "als@99", 0.5, {"mmr_lambda": 0.4})))
+    refused = new.submit(engine, form, None, "ada")
+    assert refused.saved is None and "variants" in refused.errors and "als@99" in " ".join(refused.errors["variants"])
+    assert console_experiments.listed(engine) == []
+    saved = new.submit(engine, dataclasses.replace(form, variants=(
+        form.variants[0], dataclasses.replace(form.variants[1], model="als@1"))), None, "ada").saved
+    assert saved is not None and [(v.model, v.params) for v in saved.variants] == [
+        ("als@production", {}), ("als@1", {"mmr_lambda": 0.4})]
 
 
 # ------------------------------------------------------------------------------ sample-size calculator
