@@ -129,7 +129,7 @@ def variant_inputs(ed: Editor) -> tuple[VariantRow, ...]:
 
 
 def serving_inputs(ed: Editor, i: int, row: VariantRow) -> dict[str, float | int]:
-    cols = st.columns([2, *([1] * len(experiment_form.SERVING_PARAMS))])
+    cols = st.columns([1, *([1] * len(experiment_form.SERVING_PARAMS))])
     cols[0].markdown(f"`{row.name.strip() or f'variant {i}'}`")
     values: dict[str, float | int | None] = {}
     for col, p in zip(cols[1:], experiment_form.SERVING_PARAMS, strict=True):

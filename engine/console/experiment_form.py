@@ -53,13 +53,13 @@ class ServingParam:
 
 
 SERVING_PARAMS = (
-    ServingParam("n", "List length", True, 1, 100, "items per list; default: what the request asks for"),
-    ServingParam("candidate_pool", "Candidate pool", True, 1, None,
-                 "candidates scored before re-ranking; default RECOPS_CANDIDATE_POOL"),
-    ServingParam("mmr_lambda", "MMR lambda", False, 0.0, 1.0,
-                 "relevance weight of the MMR re-ranking, 0..1 (1 = no diversity); default RECOPS_MMR_LAMBDA"),
-    ServingParam("category_cap", "Category cap", True, 1, None,
-                 "at most this many items of one category; default RECOPS_CATEGORY_CAP"),
+    ServingParam("n", "n", True, 1, 100, "list length: items per list; default: what the request asks for"),
+    ServingParam("candidate_pool", "Pool", True, 1, None,
+                 "candidate pool: candidates scored before re-ranking; default RECOPS_CANDIDATE_POOL"),
+    ServingParam("mmr_lambda", "MMR λ", False, 0.0, 1.0,
+                 "MMR lambda: relevance weight of the re-ranking, 0..1 (1 = no diversity); default RECOPS_MMR_LAMBDA"),
+    ServingParam("category_cap", "Cat. cap", True, 1, None,
+                 "category cap: at most this many items of one category; default RECOPS_CATEGORY_CAP"),
 )
 SERVING_KEYS = frozenset(p.key for p in SERVING_PARAMS)
 
