@@ -58,6 +58,8 @@ def served_section(arms: list[dict[str, object]]) -> None:
 
 def promote_section(r: ExperimentReadout, exp: Experiment, arms: list[dict[str, object]] | None) -> None:
     """After a ship: promoting the version the winning arm served, one confirmed (audited) click."""
+    if arms is None or shipped.shipped_treatment(r) is None:
+        return  # nothing shipped, or an engine that does not say what each arm served: nothing to offer
     dataset = res.engine().dataset.name
     try:
         production = mv.open_registry(res.engine()).served(dataset)
