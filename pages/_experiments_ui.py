@@ -6,11 +6,22 @@ import streamlit as st
 
 from engine.console import experiments as backend
 from engine.console import readout_view
+from engine.console.experiment_form import ExperimentForm
 from engine.experiments import Experiment, ExperimentError, ExperimentReadout
 from pages import _resources as res
 from pages import _ui as ui
 
 READOUT_TTL = 15
+NEW = "(new experiment)"
+SELECT_NEXT = "exp_select_next"  # a widget's own key cannot be set once it is drawn: handed over to the next run
+SUGGESTED = "exp_suggested"  # a new experiment's suggested values, kept until saved or discarded
+
+
+def open_editor(form: ExperimentForm) -> None:
+    """Go to the Experiments page with a new experiment's editor filled in from ``form``."""
+    st.session_state[SUGGESTED] = form
+    st.session_state[SELECT_NEXT] = NEW
+    st.switch_page("pages/experiments.py")
 
 
 def experiments() -> list[Experiment]:

@@ -16,9 +16,8 @@ from pages import _experiments_ui as exp_ui
 from pages import _resources as res
 from pages import _ui as ui
 
-NEW = "(new experiment)"
+NEW, SELECT_NEXT, SUGGESTED = exp_ui.NEW, exp_ui.SELECT_NEXT, exp_ui.SUGGESTED
 SELECTED = "exp_selected"
-SELECT_NEXT = "exp_select_next"  # a widget's own key cannot be set once it is drawn: handed over to the next run
 PENDING = "exp_pending"  # a confirmed start/pause/stop, run on the next script run
 RESULT = "exp_result"
 
@@ -102,7 +101,8 @@ def calculator(form: ExperimentForm, prefix: str) -> int | None:
 
 
 def variant_inputs(ed: Editor) -> tuple[VariantRow, ...]:
-    """One row per variant (name, model, weight); the first row is the control."""
+    """One row per variant (name, model spec, weight), the first row the control; then each one's serving
+    settings."""
     prefix, locked = ed.prefix, ed.locked
     count = int(st.number_input("Variants", min_value=2, max_value=experiment_form.MAX_VARIANTS,
                                 value=len(ed.initial.variants), key=f"{prefix}nvar", disabled=locked,
@@ -114,19 +114,46 @@ def variant_inputs(ed: Editor) -> tuple[VariantRow, ...]:
         c1, c2, c3 = st.columns([2, 2, 1])
         name = c1.text_input("Variant" if i == 0 else "variant", value=base.name, key=f"{prefix}vname{i}",
                              disabled=locked, label_visibility=shown)
-        model = c2.selectbox("Model" if i == 0 else "model", ed.models, disabled=locked, key=f"{prefix}vmodel{i}",
-                             index=ed.model_index(base.model), label_visibility=shown)
+        choices = ed.spec_choices(base.model)
+        model = c2.selectbox("Model" if i == 0 else "model", choices, disabled=locked, key=f"{prefix}vmodel{i}",
+                             index=choices.index(base.model), format_func=ed.spec_label, accept_new_options=True,
+                             label_visibility=shown,
+                             help="als (its production version), als@production, als@candidate (the newest "
+                                  "candidate), als@7 (the 7th version on the served dataset) or als@<version id>")
         weight = c3.number_input("Weight" if i == 0 else "weight", min_value=0.0, max_value=1.0, step=0.05,
                                  format="%.3f", value=float(base.weight), key=f"{prefix}vweight{i}",
                                  disabled=locked, label_visibility=shown)
-        rows.append(VariantRow(name, model, weight))
-    return tuple(rows)
+        rows.append(VariantRow(name, model or "", weight, base.serving))
+    st.caption("Serving settings per variant, applied when it serves (empty: the default)")
+    return tuple(dataclasses.replace(row, serving=serving_inputs(ed, i, row)) for i, row in enumerate(rows))
+
+
+def serving_inputs(ed: Editor, i: int, row: VariantRow) -> dict[str, float | int]:
+    cols = st.columns([1, *([1] * len(experiment_form.SERVING_PARAMS))])
+    cols[0].markdown(f"`{row.name.strip() or f'variant {i}'}`")
+    values: dict[str, float | int | None] = {}
+    for col, p in zip(cols[1:], experiment_form.SERVING_PARAMS, strict=True):
+        start = row.serving.get(p.key)
+        values[p.key] = col.number_input(
+            p.label, min_value=int(p.minimum) if p.integer else p.minimum,
+            max_value=(int(p.maximum) if p.integer else p.maximum) if p.maximum is not None else None,
+            value=start, step=1 if p.integer else 0.05, format=None if p.integer else "%.2f", placeholder="default",
+            help=p.help, key=f"{ed.prefix}v{p.key}{i}", disabled=ed.locked,
+            label_visibility="visible" if i == 0 else "collapsed")
+    return experiment_form.serving_params(values)
 
 
 def editor(exp: Experiment | None) -> None:
-    ed = experiment_form.editor(eng, exp)
+    ed = experiment_form.editor(eng, exp, st.session_state.get(SUGGESTED))
     prefix, locked, start = ed.prefix, ed.locked, ed.initial
     st.subheader(ed.title)
+    if ed.start is not None:
+        c1, c2 = st.columns([4, 1])
+        c1.info("Filled in from the Models page: change anything before creating the draft.",
+                icon=":material/science:")
+        if c2.button("Start from a blank form", key="ef-discard-suggestion"):
+            del st.session_state[SUGGESTED]
+            st.rerun()
     if ed.opens_phase:
         st.info("This experiment has started: changing variants, weights, coverage or layer opens a new phase "
                 "(statistics restart; earlier phases stay readable).", icon=":material/info:")
@@ -215,6 +242,7 @@ def editor(exp: Experiment | None) -> None:
     if done.saved is None:
         return
     st.session_state[SELECT_NEXT] = done.saved.key
+    st.session_state.pop(SUGGESTED, None)
     st.session_state[RESULT] = experiment_form.saved_text(done.saved)
     st.rerun()
 

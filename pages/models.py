@@ -10,7 +10,11 @@ import streamlit as st
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from engine.console import datasets as dv
+from engine.console import experiments as exp_backend
+from engine.console import model_specs
 from engine.console import models as mv
+from pages import _experiments_ui as exp_ui
+from pages import _models_ui as models_ui
 from pages import _resources as res
 from pages import _ui as ui
 
@@ -27,13 +31,6 @@ poll = eng.settings.model_poll_seconds
 
 
 # ----------------------------------------------------------------------------- confirmed actions
-
-
-@st.dialog("Promote a model version")
-def confirm_promote(model: str, version: str, dataset: str, current: str | None) -> None:
-    st.markdown(mv.confirm_promote_text(model, version, dataset, current, poll))
-    ui.confirm_buttons("Promote", "promote", PENDING,
-                       {"kind": "promote", "model": model, "version": version, "dataset": dataset})
 
 
 @st.dialog("Roll back a model")
@@ -67,6 +64,26 @@ def versions_section(records: Sequence[mv.VersionRecord]) -> None:
             ui.chart(mv.metric_figure(records, key, label))
 
 
+def ab_test_section(registry: mv.ModelRegistry, records: Sequence[mv.VersionRecord], dataset: str) -> None:
+    """A candidate of the served dataset, and the button that opens the experiment editor testing it."""
+    candidates = mv.testable_candidates(records, dataset, eng.dataset.name)
+    if not candidates:
+        return
+    numbers = model_specs.version_numbers(registry, records)
+    by_version = {r.version: r for r in candidates}
+    box = st.container(border=True)
+    box.markdown("**A/B test a candidate** against its model's production version")
+    left, right = box.columns([3, 2], vertical_alignment="bottom")
+    version = left.selectbox("Candidate", list(by_version), key="ab_candidate",
+                             format_func=lambda v: mv.candidate_label(by_version[v], numbers[v]))
+    if right.button("A/B test this candidate against production", key="ab_candidate_btn", icon=":material/science:",
+                    help="Opens the Experiments page's editor filled in; nothing is saved before you create it."):
+        record = by_version[version]
+        production = mv.production_version(records, record.model)
+        taken = {e.key for e in exp_backend.listed(eng)}
+        exp_ui.open_editor(mv.ab_test_form(record, numbers[version], numbers.get(production or ""), taken))
+
+
 def switch_section(registry: mv.ModelRegistry, records: Sequence[mv.VersionRecord], dataset: str) -> None:
     names = sorted({r.model for r in records})
     labels = {r.version: f"{r.version} ({r.stage})" for r in records}
@@ -80,7 +97,7 @@ def switch_section(registry: mv.ModelRegistry, records: Sequence[mv.VersionRecor
         else:
             version = st.selectbox("Version", versions, key="promote_version", format_func=labels.__getitem__)
             if st.button("Promote …", key="promote_btn", icon=":material/upgrade:"):
-                confirm_promote(model, version, dataset, mv.production_version(records, model))
+                models_ui.confirm_promote(model, version, dataset, mv.production_version(records, model), PENDING)
     with right, st.container(border=True):
         st.markdown("**Roll back**")
         model = st.selectbox("Model to roll back", names, key="rollback_model")
@@ -187,6 +204,8 @@ if not records:
     st.info(f"No model is trained on dataset {dataset} yet: train one below or `recops train --dataset {dataset}`.")
 else:
     versions_section(records)
+    with ui.guard("preparing the A/B test"):
+        ab_test_section(registry, records, dataset)
     st.subheader("Promote or roll back")
     writer = ui.writer("promote or roll back models", "models")
     if writer is not None:

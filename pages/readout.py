@@ -3,15 +3,23 @@ SRM, progress, guardrails, the decision in words, lift over time and a CSV expor
 
 from __future__ import annotations
 
+import functools
+
 import pandas as pd
 import streamlit as st
 
 from engine.console import experiments as backend
+from engine.console import models as mv
 from engine.console import readout_view as view
-from engine.experiments import ExperimentError, ExperimentReadout
+from engine.console import shipped
+from engine.experiments import Experiment, ExperimentError, ExperimentReadout
 from pages import _experiments_ui as exp_ui
+from pages import _models_ui as models_ui
 from pages import _resources as res
 from pages import _ui as ui
+
+PENDING = "readout_pending"  # a confirmed promotion, run on the next script run (dialog buttons only rerun)
+RESULT = "readout_result"
 
 if not ui.header("Readout", "The results of an experiment: lifts with intervals, significance or chance to win, "
                             "guardrails, and what to decide."):
@@ -40,6 +48,38 @@ def progress(r: ExperimentReadout) -> None:
         st.progress(p.fraction, text=p.text)
 
 
+def served_section(arms: list[dict[str, object]]) -> None:
+    st.subheader("Served")
+    st.caption("The model version and serving settings behind each arm's spec, and the versions its exposures "
+               "came from.")
+    ui.notice(view.mixed_versions_notice(arms))
+    st.table(view.styled_served(arms))
+
+
+def promote_section(r: ExperimentReadout, exp: Experiment, arms: list[dict[str, object]] | None) -> None:
+    """After a ship: promoting the version the winning arm served, one confirmed (audited) click."""
+    if arms is None or shipped.shipped_treatment(r) is None:
+        return  # nothing shipped, or an engine that does not say what each arm served: nothing to offer
+    dataset = res.engine().dataset.name
+    try:
+        production = mv.open_registry(res.engine()).served(dataset)
+    except mv.RegistryError as exc:
+        st.error(f"The model registry cannot be read: {exc}")
+        return
+    offer = shipped.promote_offer(r, exp.engine, arms, production, dataset)
+    if not isinstance(offer, shipped.PromoteOffer):
+        ui.notice(offer)
+        return
+    who = ui.writer("promote the version that shipped", "readout-promote")
+    if who is not None and st.button(f"{offer.label} …", key="readout_promote_btn", type="primary",
+                                     icon=":material/upgrade:"):
+        models_ui.confirm_promote(offer.model, offer.version, offer.dataset, offer.current, PENDING)
+
+
+with ui.guard("promoting the version that shipped"):
+    ui.run_confirmed(PENDING, "promote models", functools.partial(mv.run_confirmed, res.engine()), RESULT)
+ui.show_result(RESULT)
+
 exps = backend.started(exp_ui.experiments())
 if not exps:
     st.info("No experiment has started yet: start one on the Experiments page to read it out here.",
@@ -66,6 +106,8 @@ with ui.guard("computing the readout"):
     ui.notice(view.srm_notice(r))
     ui.notice(view.decision_notice(r))
     ui.notice(view.peeking_notice(r))
+    arms = view.served(r)
+    promote_section(r, exp, arms)
     progress(r)
     table = view.readout_table(r)
     goal_rows, guard_rows = view.split_roles(table)
@@ -90,6 +132,8 @@ with ui.guard("computing the readout"):
 
     st.subheader("Arms")
     st.table(view.styled_arms(r))
+    if arms:
+        served_section(arms)
     st.download_button("Download the table (CSV)", view.export_csv(table), icon=":material/download:",
                        file_name=view.export_name(key, phase, engine), mime="text/csv")
     if r.messages:

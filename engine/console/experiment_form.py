@@ -16,11 +16,12 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from engine.console import experiments
+from engine.console import experiments, model_specs
 from engine.console.formatting import compact, format_value
 from engine.experiments import METRICS, ConflictError, Experiment, ExperimentError
 from engine.experiments.model import error_field
 from engine.experiments.planning import SampleSizePlan, plan_sample_size
+from engine.models.registry import ModelRegistry, RegistryError
 from engine.runtime import Engine
 
 FORM_FIELDS = ("key", "name", "hypothesis", "kind", "variants", "coverage_pct", "layer", "goal_metric",
@@ -39,17 +40,52 @@ DEFAULT_BASELINE = {"ctr": 0.05, "conversion_rate": 0.005, "add_to_cart_rate": 0
 KPI_OF_METRIC = {"ctr": "ctr", "conversion_rate": "conversion"}  # goal metric -> the KPI that measures it now
 
 
+@dataclass(frozen=True)
+class ServingParam:
+    """A serving parameter a variant may set (applied at serve time); empty in the form = the default."""
+
+    key: str
+    label: str
+    integer: bool
+    minimum: float
+    maximum: float | None
+    help: str
+
+
+SERVING_PARAMS = (
+    ServingParam("n", "n", True, 1, 100, "list length: items per list; default: what the request asks for"),
+    ServingParam("candidate_pool", "Pool", True, 1, None,
+                 "candidate pool: candidates scored before re-ranking; default RECOPS_CANDIDATE_POOL"),
+    ServingParam("mmr_lambda", "MMR λ", False, 0.0, 1.0,
+                 "MMR lambda: relevance weight of the re-ranking, 0..1 (1 = no diversity); default RECOPS_MMR_LAMBDA"),
+    ServingParam("category_cap", "Cat. cap", True, 1, None,
+                 "category cap: at most this many items of one category; default RECOPS_CATEGORY_CAP"),
+)
+SERVING_KEYS = frozenset(p.key for p in SERVING_PARAMS)
+
+
 # ----------------------------------------------------------------------------- the form's values
 
 
 @dataclass(frozen=True)
 class VariantRow:
     name: str
-    model: str
+    model: str  # a model spec: als, als@production, als@candidate, als@7, als@<version id>
     weight: float
+    serving: Mapping[str, float | int] = field(default_factory=dict)  # the SERVING_PARAMS set (none: defaults)
 
     def spec(self) -> dict[str, Any]:
-        return {"name": self.name.strip(), "model": self.model, "weight": self.weight}
+        out: dict[str, Any] = {"name": self.name.strip(), "model": self.model.strip(), "weight": self.weight}
+        serving = serving_params(self.serving)
+        if serving:
+            out["params"] = serving
+        return out
+
+
+def serving_params(values: Mapping[str, Any]) -> dict[str, float | int]:
+    """The serving parameters among ``values`` that are set (an empty input means the default)."""
+    return {p.key: int(values[p.key]) if p.integer else float(values[p.key])
+            for p in SERVING_PARAMS if values.get(p.key) is not None}
 
 
 @dataclass(frozen=True)
@@ -122,7 +158,7 @@ def form_errors(spec: Mapping[str, Any], available_models: Iterable[str]) -> dic
         return errors
     available = set(available_models)
     missing = [f"variant {v.name!r}: model {v.model!r} is not trained here" for v in exp.variants
-               if v.model not in available]
+               if model_specs.model_of(v.model) not in available]  # which version it names: the service's check
     if missing:
         errors["variants"] = [*missing, f"available: {sorted(available)}"]
     return errors
@@ -149,6 +185,9 @@ class Editor:
     exp: Experiment | None
     models: Sequence[str]
     default_model: str
+    specs: Sequence[str] = ()  # the model specs offered (any other can be typed)
+    spec_labels: Mapping[str, str] = field(default_factory=dict)
+    start: ExperimentForm | None = None  # a new experiment's suggested values (the Models page's A/B test)
 
     @property
     def creating(self) -> bool:
@@ -156,8 +195,10 @@ class Editor:
 
     @property
     def prefix(self) -> str:
-        """Widget keys' prefix: a new version of the experiment starts from fresh widgets."""
-        return "ef-new-" if self.exp is None else f"ef-{self.exp.key}-{self.exp.version}-"
+        """Widget keys' prefix: a new version of the experiment, or a new suggestion, starts from fresh widgets."""
+        if self.exp is None:
+            return "ef-new-" if self.start is None else f"ef-new-{self.start.key}-"
+        return f"ef-{self.exp.key}-{self.exp.version}-"
 
     @property
     def locked(self) -> bool:
@@ -192,12 +233,14 @@ class Editor:
         """The values the widgets start from: the experiment's, or a two-arm A/B test of the default
         model against another."""
         e = self.exp
+        if e is None and self.start is not None:
+            return self.start
         if e is None:
             return ExperimentForm(variants=(VariantRow("control", self.default_model, 0.5),
                                             VariantRow("treatment", self.other_model, 0.5)))
         return ExperimentForm(
             key=e.key, name=e.name, hypothesis=e.hypothesis, kind=e.kind,
-            variants=tuple(VariantRow(v.name, v.model, v.weight) for v in e.variants),
+            variants=tuple(VariantRow(v.name, v.model, v.weight, serving_params(v.params)) for v in e.variants),
             coverage_pct=float(e.coverage_pct), layer=e.layer or "", goal_metric=e.goal_metric,
             guardrail_metrics=tuple(e.guardrail_metrics), engine=e.engine, alpha=e.alpha, power=e.power, mde=e.mde,
             use_plan=bool(e.planned_sample_size),
@@ -212,16 +255,26 @@ class Editor:
     def model_index(self, model: str) -> int:
         return list(self.models).index(model) if model in self.models else 0
 
+    def spec_choices(self, current: str) -> list[str]:
+        """The specs a variant's select box offers: the offered ones, plus ``current`` when it is another."""
+        offered = list(self.specs or self.models)
+        return offered if current in offered else [current, *offered]
+
+    def spec_label(self, model_spec: str) -> str:
+        return model_specs.label(model_spec, self.spec_labels)
+
     def full_spec(self, form: ExperimentForm, planned: int | None) -> tuple[dict[str, Any], dict[str, Any]]:
         """The spec the form sends, and the whole experiment it makes (what is validated).
 
-        Editing keeps what the form does not show: variant parameters, forced users, bandit settings.
+        Editing keeps what the form does not show: variant parameters other than the serving ones,
+        forced users, bandit settings.
         """
         spec = form.spec(planned)
         if self.exp is None:
             return spec, spec
-        params = {v.name: v.params for v in self.exp.variants}
-        spec["variants"] = [{**v, "params": params.get(v["name"], {})} for v in spec["variants"]]
+        hidden = {v.name: {k: p for k, p in v.params.items() if k not in SERVING_KEYS} for v in self.exp.variants}
+        spec["variants"] = [{**v, "params": {**hidden.get(v["name"], {}), **v.get("params", {})}}
+                            for v in spec["variants"]]
         return spec, {**self.exp.model_dump(), **spec, "key": self.exp.key}
 
     def submit(self, engine: Engine, form: ExperimentForm, planned: int | None, actor: str) -> Submission:
@@ -244,9 +297,18 @@ class Editor:
             return Submission(errors={slot_of(exc.field): [str(exc)]})
 
 
-def editor(engine: Engine, exp: Experiment | None) -> Editor:
-    """The editor of ``exp`` (None: a new experiment) over the models this engine serves."""
-    return Editor(exp, sorted(engine.service.models), engine.service.default_model)
+def editor(engine: Engine, exp: Experiment | None, start: ExperimentForm | None = None) -> Editor:
+    """The editor of ``exp`` (None: a new experiment, from ``start`` when given) over the models this engine
+    serves, offering the specs of every version trained on the served dataset."""
+    registry = ModelRegistry(engine.settings.models_dir)
+    try:
+        records = registry.records(engine.dataset.name)
+        numbers = model_specs.version_numbers(registry, records)
+    except RegistryError:  # the plain model names still work; the service checks any typed spec
+        records, numbers = [], {}
+    return Editor(exp, sorted(engine.service.models), engine.service.default_model,
+                  model_specs.choices(records, numbers), model_specs.labels(records, numbers),
+                  start if exp is None else None)
 
 
 def saved_text(exp: Experiment) -> str:

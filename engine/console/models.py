@@ -8,7 +8,7 @@ picks it up by itself (``engine.models.watch``), and this console's engine is re
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,8 +17,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import redis
 
-from engine.console import charts
+from engine.console import charts, model_specs
 from engine.console.cards import MetricCard
+from engine.console.experiment_form import ExperimentForm, VariantRow
 from engine.console.notices import Notice
 from engine.models import lifecycle
 from engine.models.registry import (
@@ -181,6 +182,11 @@ def confirm_rollback_text(choice: Rollback, poll_seconds: float) -> str:
             "change is written to the audit log.")
 
 
+def promote_action(model: str, version: str, dataset: str) -> dict[str, Any]:
+    """What a promotion's confirmation dialog stores for ``run_confirmed``."""
+    return {"kind": "promote", "model": model, "version": version, "dataset": dataset}
+
+
 def run_confirmed(engine: Engine, action: Mapping[str, Any], actor: str) -> Notice:
     """Run the switch a confirmation dialog stored (``{"kind": "promote", "model", "version", "dataset"}`` or
     ``{"kind": "rollback", "model", "dataset"}``) as ``actor``; what happened, or why nothing did."""
@@ -205,3 +211,60 @@ def run_confirmed(engine: Engine, action: Mapping[str, Any], actor: str) -> Noti
     was = f" (`{change.previous}` archived)" if change.previous else ""
     verb = "Promoted" if kind == "promote" else "Rolled back"
     return Notice("success", f"{verb} **{change.model}** on {change.dataset}: `{change.version}` is production{was}.")
+
+
+# ----------------------------------------------------------------------------- A/B test a candidate
+
+
+def testable_candidates(records: Sequence[VersionRecord], dataset: str, served_dataset: str) -> list[VersionRecord]:
+    """Candidates an experiment can test against production, by model, newest first: versions of the served dataset (the
+    only one experiments serve) whose model has a production version there."""
+    if dataset != served_dataset:
+        return []
+    newest_first = sorted((r for r in records if r.stage == CANDIDATE and production_version(records, r.model)),
+                          key=lambda r: r.version, reverse=True)
+    return sorted(newest_first, key=lambda r: r.model)
+
+
+def candidate_label(record: VersionRecord, number: int) -> str:
+    """``als v7 · trained 2026-12-02 01:45 · 1,234 events``: a candidate in a select box."""
+    trained = (record.trained_at or "")[:16].replace("T", " ")
+    events = record.lineage.get("events")
+    return " · ".join(p for p in (f"{record.model} v{number}", f"trained {trained}" if trained else "",
+                                  f"{events:,} events" if isinstance(events, int) else "") if p)
+
+
+def _training_words(record: VersionRecord) -> str:
+    lin = record.lineage
+    words = [f"{lin.get('dataset', record.dataset)}" + (f" v{lin['dataset_version']}" if lin.get("dataset_version")
+                                                          else "")]
+    counts = [f"{lin[k]:,} {label}" for k, label in (("interactions", "interactions"), ("events", "logged events"))
+              if isinstance(lin.get(k), int)]
+    if counts:
+        words.append(f"({', '.join(counts)})")
+    return " ".join(words)
+
+
+def suggested_key(base: str, taken: Collection[str]) -> str:
+    """``base``, or ``base-2``, ``base-3``… when an experiment already has it."""
+    key, n = base, 1
+    while key in taken:
+        n += 1
+        key = f"{base}-{n}"
+    return key
+
+
+def ab_test_form(record: VersionRecord, number: int, production_number: int | None, taken: Collection[str]
+                 ) -> ExperimentForm:
+    """The experiment editor's values for testing candidate ``record`` (version ``number`` on the served dataset)
+    against its model's production version: control ``<model>@production``, treatment ``<model>@<number>``,
+    half the traffic each, with a key, a name and a hypothesis that say so."""
+    model = record.model
+    against = f"production {model}" + (f" v{production_number}" if production_number else "")
+    return ExperimentForm(
+        key=suggested_key(f"{model}-v{number}-vs-production", taken),
+        name=f"{model} v{number} (candidate) vs production",
+        hypothesis=f"candidate {model} v{number} trained on {_training_words(record)} beats {against} on the goal "
+                   "metric",
+        variants=(VariantRow("control", model_specs.spec(model, PRODUCTION), 0.5),
+                  VariantRow("treatment", model_specs.spec(model, number), 0.5)))

@@ -7,7 +7,7 @@ Everything here reads an ``ExperimentReadout``; the statistics themselves are co
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -228,6 +228,66 @@ def arms_table(readout: ExperimentReadout) -> pd.DataFrame:
 
 def styled_arms(readout: ExperimentReadout) -> Styler:
     return arms_table(readout).style.hide(axis="index").format(ARM_FORMATS, na_rep=MISSING)
+
+
+# ------------------------------------------------------------------------------ what each arm served
+
+SERVED_COLUMNS = ["variant", "spec", "served version", "version id", "serving settings", "exposures by version",
+                  "versions served"]
+MIXED = "background-color: #ffedd5"
+
+
+def served(readout: ExperimentReadout | Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """The readout's ``served`` list (what each arm served); None from an engine that does not give it."""
+    value = readout.get("served") if isinstance(readout, Mapping) else getattr(readout, "served", None)
+    return [dict(s) for s in value] if value else None
+
+
+def _version_words(arm: Mapping[str, Any]) -> str:
+    number, stage = arm.get("number"), arm.get("stage")
+    head = f"{arm.get('model', MISSING)} " + (f"v{number}" if number else str(arm.get("version") or MISSING))
+    return f"{head} ({stage})" if stage else head
+
+
+def _settings_words(serving: Mapping[str, Any] | None) -> str:
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted((serving or {}).items())
+                     ) or "defaults"
+
+
+def _exposure_words(arm: Mapping[str, Any]) -> str:
+    """``v7: 1,200; 20261201T…-ab12: 300`` (a version's number when it is the one the arm serves now)."""
+    counts = arm.get("exposures_by_version") or {}
+    name = {arm.get("version"): f"v{arm['number']}"} if arm.get("number") else {}
+    return "; ".join(f"{name.get(v, v)}: {int(n):,}" for v, n in sorted(counts.items(), key=lambda kv: -kv[1])
+                     ) or MISSING
+
+
+def served_table(arms: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per arm: its spec, the version it resolves to (number, stage), its serving settings (the ones
+    that differ from the defaults) and its exposures by version."""
+    return pd.DataFrame([{
+        "variant": a.get("variant"), "spec": a.get("spec"), "served version": _version_words(a),
+        "version id": a.get("version") or MISSING, "serving settings": _settings_words(a.get("serving")),
+        "exposures by version": _exposure_words(a), "versions served": len(a.get("exposures_by_version") or {}),
+    } for a in arms], columns=SERVED_COLUMNS)
+
+
+def styled_served(arms: Sequence[Mapping[str, Any]]) -> Styler:
+    """``served_table`` with the arms that served more than one version highlighted."""
+    return served_table(arms).style.hide(axis="index").apply(
+        lambda row: [MIXED if row["versions served"] > 1 else ""] * len(row), axis=1)
+
+
+def mixed_versions_notice(arms: Sequence[Mapping[str, Any]]) -> Notice | None:
+    """A warning for every arm that served more than one version: its numbers mix them."""
+    mixed = [a for a in arms if len(a.get("exposures_by_version") or {}) > 1]
+    if not mixed:
+        return None
+    said = "; ".join(f"`{a.get('variant')}` ({a.get('spec')}) served {len(a['exposures_by_version'])} versions: "
+                     f"{_exposure_words(a)}" for a in mixed)
+    return Notice("warning", f"**More than one version served in an arm.** {said}. The version behind a spec changed "
+                             "during the experiment (a promotion, a rollback or a newer candidate), so the arm's "
+                             "numbers mix them; pin a version (`model@7`) to compare one.", ":material/layers:")
 
 
 def export_csv(table: pd.DataFrame) -> bytes:

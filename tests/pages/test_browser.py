@@ -138,6 +138,29 @@ def test_prometheus_source_reads_the_running_stack(stack: RunningStack) -> None:
     assert all(a.state in ("pending", "firing") for a in source.alerts())
 
 
+def test_ab_test_a_candidate_opens_the_filled_in_editor(stack: RunningStack, chromium: str) -> None:
+    """Models → "A/B test this candidate against production" → the Experiments page's editor with both specs
+    (runs before the promotion below, which makes the stack's candidate production)."""
+    registry = ModelRegistry(stack.data_dir / "models")
+    versions = registry.versions("als", "demo")
+    candidate = next(v for v in reversed(versions) if registry.record("als", v).stage == "candidate")
+    number = versions.index(candidate) + 1
+    models_page = next(p for p in PAGES if p.label == "Models")
+    with browser_page(chromium, TALL) as page:
+        load(page, stack.urls["console"], models_page)
+        page.get_by_role("button", name="A/B test this candidate against production").click()
+        page.get_by_text("Filled in from the Models page").wait_for(timeout=30_000)
+        wait_rendered(page, "Experiments")
+        assert page.locator("[data-testid='stException']").count() == 0
+        assert page.get_by_label("Key", exact=True).input_value() == f"als-v{number}-vs-production"
+        assert page.get_by_label("Name", exact=True).input_value() == f"als v{number} (candidate) vs production"
+        boxes = page.locator("[data-testid='stSelectbox'] input")  # a box that takes typed text shows an input
+        shown = [boxes.nth(i).input_value() for i in range(boxes.count())]
+        assert "als@production" in shown and any(v.startswith(f"als@{number} · candidate") for v in shown), shown
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "console-experiments-ab-candidate.png"))
+
+
 def test_promote_a_model_version_through_the_confirmation_dialog(stack: RunningStack, chromium: str) -> None:
     registry = ModelRegistry(stack.data_dir / "models")
     old = registry.current_version("als")

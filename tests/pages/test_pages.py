@@ -8,10 +8,12 @@ code path), which the tests set directly; the dialogs themselves are exercised i
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,6 +23,8 @@ from streamlit.testing.v1 import AppTest
 from engine.console import cache_actions
 from engine.console import experiments as console_experiments
 from engine.data.dataset_store import DatasetStore, stored_demo
+from engine.experiments import ExperimentReadout
+from engine.models.als import ALSRecommender
 from engine.models.registry import ModelRegistry
 from engine.models.training import TrainingOptions, train_models
 from engine.runtime import prepare_world
@@ -203,6 +207,71 @@ def test_models_page_lists_plots_promotes_and_rolls_back_after_confirmation(
                                           "dataset": "demo"}
     at.run()
     assert "has no version 'v-none'" in joined(at.error) and registry.current_version("popularity") == old
+
+
+@pytest.fixture
+def routed_app(monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    """app.py under AppTest, for a hand-off between pages (``st.switch_page``).  AppTest resets Streamlit's
+    legacy-pages flag before every run, so ``leave_legacy_pages_mode`` would rerun every run and drop the
+    button click that started it; a real console process leaves that mode once, at its first request."""
+    from pages import _ui
+
+    monkeypatch.setattr(_ui, "leave_legacy_pages_mode", lambda: None)
+    return AppTest.from_file(str(APP), default_timeout=120)
+
+
+def test_a_candidate_opens_the_experiment_editor_filled_in(own_data_dir: Path, routed_app: AppTest) -> None:
+    """"A/B test this candidate against production" on the Models page: the Experiments page's editor with both
+    specs, a suggested key, name and hypothesis; nothing is saved until the draft is created."""
+    registry = ModelRegistry(own_data_dir / "models")
+    stored = stored_demo(prepare_world(console_engine().settings))
+    new = train_models(stored, registry, ["popularity"], {"popularity": {"half_life_days": 3.0}},
+                       TrainingOptions(holdout_days=7.0))[0].version
+    number = registry.versions("popularity", "demo").index(new) + 1
+    at = ran(routed_app.run())
+    at.switch_page("pages/models.py").run()
+    ran(at)
+    assert at.selectbox(key="ab_candidate").value == new  # the only candidate
+    at.button(key="ab_candidate_btn").click().run()
+    ran(at)
+    assert texts(at.title) == ["Experiments"] and texts(at.subheader)[-1] == "New experiment"
+    prefix = f"ef-new-popularity-v{number}-vs-production-"
+    assert at.text_input(key=f"{prefix}key").value == f"popularity-v{number}-vs-production"
+    assert at.text_input(key=f"{prefix}name").value == f"popularity v{number} (candidate) vs production"
+    assert at.text_area(key=f"{prefix}hyp").value.startswith(f"candidate popularity v{number} trained on demo v1 (")
+    assert [at.selectbox(key=f"{prefix}vmodel{i}").value for i in (0, 1)] == [
+        "popularity@production", f"popularity@{number}"]
+    assert [at.text_input(key=f"{prefix}vname{i}").value for i in (0, 1)] == ["control", "treatment"]
+    assert at.number_input(key=f"{prefix}vmmr_lambda1").value is None  # serving settings: the defaults
+    assert "Filled in from the Models page" in joined(at.info)
+    assert console_engine().experiments.list_experiments() == []
+    at.switch_page("pages/experiments.py")  # AppTest would run the page it last switched to (Models) again
+    at.button(key="ef-discard-suggestion").click().run()
+    ran(at)
+    assert at.selectbox(key="ef-new-vmodel0").value == "als"  # the blank form again
+
+
+@pytest.mark.skipif(not hasattr(ModelRegistry, "version_number"),
+                    reason="needs the variants change: variant models as specs (als@production, als@7)")
+def test_the_suggested_ab_test_saves_its_specs_and_serving_settings(own_data_dir: Path, routed_app: AppTest) -> None:
+    registry = ModelRegistry(own_data_dir / "models")
+    new = registry.save("als", ALSRecommender(factors=8, iterations=3, random_state=7).fit(
+        console_engine().dataset.interactions()))
+    number = registry.version_number("als", new)  # type: ignore[attr-defined]
+    at = ran(routed_app.run())
+    at.switch_page("pages/models.py").run()
+    at.selectbox(key="ab_candidate").select(new).run()
+    at.button(key="ab_candidate_btn").click().run()
+    ran(at)
+    at.switch_page("pages/experiments.py")
+    prefix = f"ef-new-als-v{number}-vs-production-"
+    at.number_input(key=f"{prefix}vmmr_lambda1").set_value(0.5)
+    at.button(key=f"{prefix}submit").click().run()
+    ran(at)
+    exp = console_engine().experiments.get(f"als-v{number}-vs-production")
+    assert [(v.model, v.params) for v in exp.variants] == [("als@production", {}),
+                                                            (f"als@{number}", {"mmr_lambda": 0.5})]
+    assert "exp_suggested" not in at.session_state  # saved: the suggestion is used up
 
 
 def test_an_imported_dataset_in_the_console(
@@ -524,6 +593,55 @@ def test_readout_switches_engine_and_exports_csv(console_env: dict[str, str]) ->
         assert column in at.table[0].value.columns
     assert "Decision: ship." in joined(at.success)  # a Bayesian verdict may be read at any time
     assert len(at.get("download_button")) == 1
+
+
+@dataclasses.dataclass(frozen=True)
+class ServedReadout(ExperimentReadout):
+    """A readout with ``served``, standing in for the engine's own (the variants change) until it is on main."""
+
+    served: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+
+def test_readout_names_what_each_arm_served_and_promotes_the_shipped_candidate(
+    own_data_dir: Path, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    eng = console_engine()
+    registry = ModelRegistry(own_data_dir / "models")
+    old = registry.current_version("als", "demo")
+    new = registry.save("als", ALSRecommender(factors=8, iterations=3, random_state=7).fit(eng.dataset.interactions()))
+    console_experiments.create(eng, two_arm_spec(key="ship", engine="bayesian"), "test")
+    console_experiments.transition(eng, "ship", "start", "test")
+    run_traffic(eng, eng.features.top_active_users(300), seed=3, boost={"als": 3.0})
+    served = [{"variant": "control", "spec": "popularity", "model": "popularity", "number": 1, "stage": "production",
+               "version": registry.current_version("popularity", "demo"), "serving": {}, "exposures_by_version": {}},
+              {"variant": "als", "spec": "als@2", "model": "als", "version": new, "number": 2, "stage": "candidate",
+               "serving": {"mmr_lambda": 0.5}, "exposures_by_version": {new: 150}}]
+    real = console_experiments.readout
+    monkeypatch.setattr(console_experiments, "readout", lambda *a, **k: ServedReadout(
+        **{f: getattr(real(*a, **k), f) for f in ExperimentReadout.__dataclass_fields__}, served=served))
+
+    at = ran(page("readout").run())
+    assert "Decision: ship." in joined(at.success)
+    assert texts(at.subheader) == ["Goal: ctr", "Guardrails", "Arms", "Served"]
+    table = at.table[-1].value
+    assert list(table["spec"]) == ["popularity", "als@2"] and list(table["serving settings"]) == [
+        "defaults", "mmr_lambda=0.5"]
+    assert table.iloc[1]["served version"] == "als v2 (candidate)"
+    at.button(key="readout_promote_btn").click().run()  # opens the confirmation dialog
+    ran(at)
+    assert at.button(key="readout_promote_btn").label == "Promote als v2 to production …"
+    assert registry.current_version("als", "demo") == old  # nothing happens before the confirmation
+
+    # what the dialog's "Promote" button stores before it reruns the page
+    at.session_state["readout_pending"] = {"kind": "promote", "model": "als", "version": new, "dataset": "demo"}
+    at.run()
+    ran(at)
+    assert f"Promoted **als** on demo: `{new}` is production (`{old}` archived)." in joined(at.success)
+    assert registry.current_version("als", "demo") == new
+    entry = AuditLog(redis_client, Keys()).recent(1)[0]
+    assert (entry.actor, entry.action, entry.target) == ("console", "promote_model", "als:demo")
+    assert "already production: nothing to promote" in joined(at.info)
+    assert not [b for b in at.button if b.key == "readout_promote_btn"]
 
 
 def test_experiment_pages_without_experiments(console_env: dict[str, str]) -> None:

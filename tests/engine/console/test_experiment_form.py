@@ -11,6 +11,7 @@ from engine.console import experiment_form
 from engine.console import experiments as console_experiments
 from engine.console.experiment_form import GENERAL, Editor, VariantRow
 from engine.experiments import ExperimentError, parse_experiment
+from engine.models.registry import ModelRegistry
 from engine.runtime import Engine
 from tests.support.console import two_arm_spec
 
@@ -135,6 +136,62 @@ def test_a_stopped_experiment_is_locked(engine: Engine) -> None:
     assert stopped.locked and not stopped.opens_phase
     refused = stopped.submit(engine, dataclasses.replace(stopped.initial, coverage_pct=50.0), None, "ada")
     assert list(refused.errors) == [GENERAL] and "only ['hypothesis', 'name'] can change" in refused.errors[GENERAL][0]
+
+
+def test_serving_settings_and_model_specs_in_the_form() -> None:
+    row = VariantRow(" fast ", "als@candidate ", 0.5, {"n": 20.0, "mmr_lambda": 0.3, "candidate_pool": None})
+    assert row.spec() == {"name": "fast", "model": "als@candidate", "weight": 0.5,
+                          "params": {"n": 20, "mmr_lambda": 0.3}}  # empty = default: not sent
+    assert isinstance(row.spec()["params"]["n"], int)
+    assert experiment_form.serving_params({"category_cap": 2, "other": 1}) == {"category_cap": 2}
+    assert [p.key for p in experiment_form.SERVING_PARAMS] == ["n", "candidate_pool", "mmr_lambda", "category_cap"]
+    ed = Editor(None, MODELS, "als", specs=["als", "als@production", "als@3"], spec_labels={"als@3": "als@3 · cand"})
+    assert ed.spec_choices("als@3") == ["als", "als@production", "als@3"]
+    assert ed.spec_choices("als@2026x") == ["als@2026x", "als", "als@production", "als@3"]  # a typed or older one
+    assert Editor(None, MODELS, "als").spec_choices("als") == MODELS  # no registry read: the plain names
+    assert (ed.spec_label("als@3"), ed.spec_label("als")) == ("als@3 · cand", "als")
+    suggested = dataclasses.replace(ed.initial, key="als-v3-vs-production", variants=(
+        VariantRow("control", "als@production", 0.5), VariantRow("treatment", "als@3", 0.5)))
+    prefilled = dataclasses.replace(ed, start=suggested)
+    assert prefilled.initial == suggested and prefilled.prefix == "ef-new-als-v3-vs-production-"
+    assert prefilled.variant_default(1).model == "als@3"
+
+
+def test_the_editor_offers_the_served_datasets_versions(engine: Engine) -> None:
+    ed = experiment_form.editor(engine, None)
+    assert {"als", "als@production", "als@1", "popularity@production"} <= set(ed.specs)
+    assert ed.spec_labels["als@1"].startswith("als@1 · production")
+    assert experiment_form.editor(engine, None, ed.initial).start == ed.initial
+    console_experiments.create(engine, two_arm_spec(), "ada")
+    assert experiment_form.editor(engine, console_experiments.get(engine, "exp-1"), ed.initial).start is None
+
+
+def test_editing_replaces_serving_settings_and_keeps_other_params(engine: Engine) -> None:
+    spec = two_arm_spec()
+    spec["variants"][1]["params"] = {"k": 1, "mmr_lambda": 0.5}
+    console_experiments.create(engine, spec, "ada")
+    ed = Editor(console_experiments.get(engine, "exp-1"), MODELS, "als")
+    assert ed.initial.variants[1].serving == {"mmr_lambda": 0.5}  # the form shows the serving settings only
+    assert ed.submit(engine, ed.initial, None, "ada").unchanged
+    changed = dataclasses.replace(ed.initial, variants=(ed.initial.variants[0], dataclasses.replace(
+        ed.initial.variants[1], serving={"n": 20, "mmr_lambda": None})))
+    saved = ed.submit(engine, changed, None, "ada").saved
+    assert saved is not None and saved.variants[1].params == {"k": 1, "n": 20}
+
+
+@pytest.mark.skipif(not hasattr(ModelRegistry, "version_number"),
+                    reason="needs the variants change: variant models as specs (als@production, als@7)")
+def test_specs_are_saved_and_a_missing_version_is_refused_beside_the_variants(engine: Engine) -> None:
+    new = experiment_form.editor(engine, None)
+    form = dataclasses.replace(new.initial, key="exp-spec", name="Specs", variants=(
+        VariantRow("control", "als@production", 0.5), VariantRow("treatment", "als@99", 0.5, {"mmr_lambda": 0.4})))
+    refused = new.submit(engine, form, None, "ada")
+    assert refused.saved is None and "variants" in refused.errors and "als@99" in " ".join(refused.errors["variants"])
+    assert console_experiments.listed(engine) == []
+    saved = new.submit(engine, dataclasses.replace(form, variants=(
+        form.variants[0], dataclasses.replace(form.variants[1], model="als@1"))), None, "ada").saved
+    assert saved is not None and [(v.model, v.params) for v in saved.variants] == [
+        ("als@production", {}), ("als@1", {"mmr_lambda": 0.4})]
 
 
 # ------------------------------------------------------------------------------ sample-size calculator

@@ -79,6 +79,36 @@ def test_what_can_be_promoted() -> None:
     assert mv.production_version(records, "als") == "v2" and mv.production_version(records, "ease") is None
 
 
+# ------------------------------------------------------------------------------ A/B test a candidate
+
+
+def test_candidates_that_can_be_tested_against_production() -> None:
+    records = [record("als", "v1", "production"), record("als", "v2", "candidate"), record("als", "v4", "candidate"),
+               record("ease", "v5", "candidate"), record("popularity", "v3", "candidate"),
+               record("popularity", "v6", "production")]
+    testable = mv.testable_candidates(records, "shop", "shop")
+    assert [(r.model, r.version) for r in testable] == [("als", "v4"), ("als", "v2"), ("popularity", "v3")]
+    assert mv.testable_candidates(records, "shop", "demo") == []  # experiments serve the served dataset only
+    assert mv.candidate_label(records[2], 4) == "als v4 · trained 2026-01-04 10:00 · 0 events"
+
+
+def test_the_editor_prefill_built_from_a_candidate_record() -> None:
+    cand = VersionRecord("als", "20261202T014523123456Z-ab12", "shop", "candidate",
+                         {"dataset": "shop", "dataset_version": 3, "interactions": 12_345, "events": 678})
+    form = mv.ab_test_form(cand, 7, 5, taken=set())
+    assert [v.spec() for v in form.variants] == [{"name": "control", "model": "als@production", "weight": 0.5},
+                                                 {"name": "treatment", "model": "als@7", "weight": 0.5}]
+    assert (form.key, form.name) == ("als-v7-vs-production", "als v7 (candidate) vs production")
+    assert form.hypothesis == ("candidate als v7 trained on shop v3 (12,345 interactions, 678 logged events) beats "
+                               "production als v5 on the goal metric")
+    assert form.spec(None)["key"] == "als-v7-vs-production" and form.kind == "ab"
+    again = mv.ab_test_form(cand, 7, None, taken={"als-v7-vs-production", "als-v7-vs-production-2"})
+    assert again.key == "als-v7-vs-production-3" and again.hypothesis.endswith("beats production als on the goal "
+                                                                                 "metric")
+    bare = mv.ab_test_form(VersionRecord("ease", "e1", "shop", "candidate", {}), 2, 1, taken=())
+    assert bare.hypothesis == "candidate ease v2 trained on shop beats production ease v1 on the goal metric"
+
+
 # ------------------------------------------------------------------------------ switches on a real engine
 
 
@@ -105,7 +135,9 @@ def test_promote_and_roll_back_are_audited_and_reach_the_engine_at_once(
     new = candidate(engine)
     assert mv.rollback_choice(registry, "popularity", NAME) is None
 
-    done = mv.run_confirmed(engine, {"kind": "promote", "model": "popularity", "version": new, "dataset": NAME}, "ada")
+    assert mv.promote_action("popularity", new, NAME) == {"kind": "promote", "model": "popularity", "version": new,
+                                                          "dataset": NAME}
+    done = mv.run_confirmed(engine, mv.promote_action("popularity", new, NAME), "ada")
     assert done.succeeded and f"`{new}` is production (`{old}` archived)" in done.text
     assert registry.current_version("popularity", NAME) == new
     assert engine.service.models["popularity"].version == new  # this console's engine, without waiting

@@ -139,3 +139,39 @@ def test_direction_by_engine() -> None:
     assert readout_view.direction(pd.Series({"lift_abs": 0.02, "significant": False}), "frequentist") == "inconclusive"
     assert readout_view.direction(pd.Series({"lift_abs": None}), "frequentist") == "no data"
     assert readout_view.direction(pd.Series({"lift_abs": -0.01, "chance_to_win": 0.04}), "bayesian") == "worse"
+
+
+# ------------------------------------------------------------------------------ what each arm served
+
+SERVED = [
+    {"variant": "control", "spec": "als@production", "model": "als", "version": "a5", "number": 5,
+     "stage": "production", "serving": {}, "exposures_by_version": {"a4": 90, "a5": 30}},
+    {"variant": "diverse", "spec": "als@7", "model": "als", "version": "a7", "number": 7, "stage": "candidate",
+     "serving": {"mmr_lambda": 0.3, "n": 20}, "exposures_by_version": {"a7": 120}},
+]
+
+
+def test_the_served_table_names_version_settings_and_exposures() -> None:
+    table = readout_view.served_table(SERVED)
+    assert list(table.columns) == readout_view.SERVED_COLUMNS
+    assert table.to_dict("records") == [
+        {"variant": "control", "spec": "als@production", "served version": "als v5 (production)", "version id": "a5",
+         "serving settings": "defaults", "exposures by version": "a4: 90; v5: 30", "versions served": 2},
+        {"variant": "diverse", "spec": "als@7", "served version": "als v7 (candidate)", "version id": "a7",
+         "serving settings": "mmr_lambda=0.3, n=20", "exposures by version": "v7: 120", "versions served": 1}]
+    styles = readout_view.styled_served(SERVED).to_html()
+    highlighted = styles.split(readout_view.MIXED)[0].rsplit("}", 1)[-1]  # the selectors the colour applies to
+    assert "row0_col6" in highlighted and "row1" not in highlighted  # the mixed arm's row only
+    notice = readout_view.mixed_versions_notice(SERVED)
+    assert notice is not None and notice.level == "warning"
+    assert "`control` (als@production) served 2 versions: a4: 90; v5: 30" in notice.text
+    assert readout_view.mixed_versions_notice(SERVED[1:]) is None
+    bare = readout_view.served_table([{"variant": "a", "spec": "als"}]).iloc[0]  # whatever the engine leaves out
+    assert (bare["served version"], bare["exposures by version"], bare["versions served"]) == ("– –", "–", 0)
+
+
+def test_a_readout_without_served_shows_nothing(engine: Engine) -> None:
+    if "served" not in ExperimentReadout.__dataclass_fields__:  # the engine before variants name versions
+        assert readout_view.served(_boosted_readout(engine)) is None
+    assert readout_view.served({"served": SERVED}) == SERVED
+    assert readout_view.served({"served": []}) is None and readout_view.served({}) is None
