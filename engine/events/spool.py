@@ -136,7 +136,8 @@ class EventSpool:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self._lock = threading.Lock()  # appends, and the check-then-truncate that ends a replay
+        # appends, and the end of a replay (its last batch, then the truncate); re-entered by the replay
+        self._lock = threading.RLock()
         self._replay_lock = threading.Lock()  # one replay at a time in this process
         self._file: BinaryIO | None = None
         self._path: Path | None = None
@@ -215,29 +216,46 @@ class EventSpool:
         return done
 
     def _replay_own(self, record: Record, batch: int) -> int:
-        done = 0
+        done, before = 0, None
         while True:
             with self._lock:
                 if self._file is None:
                     return done
-                if self._replayed_to >= self._size:
+                if self._depth <= batch or (before is not None and self._depth >= before):
+                    # The end of the file, or new events joining it (they do while it holds any) as
+                    # fast as the replay records them: the rest is recorded while appends wait, or
+                    # the replay would chase the file's end for ever.  This is the only backpressure
+                    # on the clients, and it is bounded by what the spool holds now.
+                    while self._replayed_to < self._size:
+                        recorded, blocked = self._replay_step(record, batch)
+                        done += recorded
+                        if blocked:
+                            return done
                     # everything written was recorded, and appends wait for this lock: empty the file
                     self._file.truncate(0)
                     os.fsync(self._file.fileno())
                     self._size = self._depth = self._replayed_to = 0
                     self._publish_depth()
                     return done
-                handle, start, size = self._file, self._replayed_to, self._size
-            # our own appends are whole lines and fsynced before ``_size`` moves: the read is final
-            lines = self._read(handle, start, size, batch)
-            recorded, end = self._record_ready(lines, start, record)
-            with self._lock:
-                self._replayed_to = end
-                self._depth = max(0, self._depth - sum(1 for line in lines if line.end <= end))
-            self._publish_depth()
+                before = self._depth
+            recorded, blocked = self._replay_step(record, batch)
             done += recorded
-            if end < lines[-1].end:
+            if blocked:
                 return done  # a retried event's time has not come: the next call goes on from here
+
+    def _replay_step(self, record: Record, batch: int) -> tuple[int, bool]:
+        """Record the next batch of our file; (events recorded, stopped at a retried event too young)."""
+        with self._lock:
+            handle, start, size = self._file, self._replayed_to, self._size
+        assert handle is not None  # only close() drops it, and it takes the replay lock first
+        # our own appends are whole lines and fsynced before ``_size`` moves: the read is final
+        lines = self._read(handle, start, size, batch)
+        recorded, end = self._record_ready(lines, start, record)
+        with self._lock:
+            self._replayed_to = end
+            self._depth = max(0, self._depth - sum(1 for line in lines if line.end <= end and line.event))
+        self._publish_depth()
+        return recorded, end < lines[-1].end
 
     def _replay_orphans(self, record: Record, batch: int) -> int:
         done, waiting = 0, 0
@@ -328,7 +346,7 @@ class EventSpool:
     # ------------------------------------------------------------------ shutdown
     def close(self) -> None:
         """Release our file: deleted when empty, else left (unlocked) for another process to replay."""
-        with self._lock:
+        with self._replay_lock, self._lock:
             if self._file is None:
                 return
             if self._depth == 0 and self._path is not None:
