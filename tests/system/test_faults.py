@@ -7,6 +7,7 @@ Measured numbers (recovery time, events lost on a hard kill, errors when a worke
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import random
@@ -29,6 +30,8 @@ from bench.soak import worker_pids
 from engine.config import Settings
 from engine.events.tracker import Event, EventTracker
 from engine.local_processes import free_port
+from engine.runtime import prepare_world
+from engine.simulator import SimulationConfig, SimulationSummary, run_simulation
 from engine.storage.embedded_redis import EmbeddedRedis
 from engine.storage.keys import Keys
 from tests.support.api import ApiProcess, api_env, running_api
@@ -427,6 +430,35 @@ def test_events_posted_while_redis_is_down_are_spooled_and_replayed_exactly_once
     missing = [i for i in sent if stored[i] == 0]
     twice = [i for i in sent if stored[i] > 1]
     assert not missing and not twice, (len(missing), missing[:5], twice[:5])
+
+
+@pytest.mark.timeout(90)
+def test_the_simulator_loses_no_event_to_a_redis_outage(
+    api_url: str, own_redis: EmbeddedRedis, fault_api: ApiProcess
+) -> None:
+    """The on-call drill that once lost 4,195 events: the traffic simulator running while Redis is away."""
+    world = prepare_world(fault_api.settings())
+    config = SimulationConfig(api_url=api_url, rate=20, duration=8, seed=5)
+    with redis.Redis.from_url(own_redis.url) as client:
+        before = client.xlen("recops:events")
+    summaries: list[SimulationSummary] = []
+    runner = threading.Thread(target=lambda: summaries.append(asyncio.run(run_simulation(world, config))))
+    runner.start()
+    time.sleep(2.0)
+    own_redis.kill()
+    time.sleep(3.0)
+    own_redis.restart()
+    runner.join(timeout=60)
+    (summary,) = summaries
+    seconds_until(lambda: _spool_depth(api_url) == 0, 15)
+    with redis.Redis.from_url(own_redis.url) as client:
+        stored = client.xlen("recops:events") - before
+    sent = sum(summary.events.values())
+    print(f"\nsimulator through a 3 s Redis kill: {summary.requests} visits, {sent} events acknowledged, "
+          f"{summary.failed_events} failed, {stored} in the stream afterwards")
+    assert summary.failed_events == 0 and sent > 0, summary.errors
+    assert summary.duplicate_events == 0
+    assert stored == sent
 
 
 # ------------------------------------------------------------------------------ Prometheus
