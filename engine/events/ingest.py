@@ -12,12 +12,14 @@ stream in the order they arrived; the replay thread empties it once Redis is bac
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 from collections.abc import Iterable
 
 import redis
 
-from engine.events.spool import EventSpool
+from engine.events.spool import RETRY_DELAY_SECONDS, EventSpool
 from engine.events.tracker import Event, EventTracker, TrackResult, UnknownItemError
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,7 @@ class EventIngest:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._down_logged = False
+        self._failed_at = -math.inf
 
     def track(self, event: Event) -> TrackResult:
         return self.track_many([event])[0]
@@ -86,15 +89,21 @@ class EventIngest:
 
     def replay_now(self) -> None:
         """One replay attempt; an unreachable Redis is logged once per outage, not raised."""
+        if time.monotonic() - self._failed_at < RETRY_DELAY_SECONDS:
+            # a replay that failed after the tracker's first round trip left pending marks, and a
+            # copy sent while they are young is taken for a duplicate in flight (and dropped)
+            return
         try:
             replayed = self.replay()
         except UNREACHABLE as exc:
+            self._failed_at = time.monotonic()
             if not self._down_logged:
                 log.warning("spool: Redis still unreachable (%s); %d event(s) wait", type(exc).__name__,
                             self.spool.depth)
                 self._down_logged = True
             return
         except Exception:
+            self._failed_at = time.monotonic()
             log.exception("spool: replay failed; retrying in %.0f s", self.every)
             return
         if replayed:

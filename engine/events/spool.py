@@ -32,7 +32,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -271,33 +271,45 @@ class EventSpool:
             with handle:
                 if not _same_file(handle, path):
                     continue
-                finished, recorded, left = self._replay_orphan(handle, path, record, batch)
+                try:
+                    finished, recorded = self._replay_orphan(handle, record, batch)
+                except Exception:
+                    self._orphan_depth = waiting + self._count(handle)
+                    self._publish_depth()
+                    raise
                 done += recorded
-                waiting += left
                 if finished:
                     handle.truncate(0)  # a second adopter that opened it before the unlink reads nothing
                     path.unlink()
                     log.info("spool: replayed and removed %s, left by a process that is gone", path.name)
+                else:
+                    waiting += self._count(handle)
         self._orphan_depth = waiting
         self._publish_depth()
         return done
 
-    def _replay_orphan(self, handle: BinaryIO, path: Path, record: Record, batch: int) -> tuple[bool, int, int]:
-        """(finished, events recorded, events left)."""
+    @classmethod
+    def _count(cls, handle: BinaryIO) -> int:
+        """Events in a file (for the depth gauge)."""
+        size, start, n = os.fstat(handle.fileno()).st_size, 0, 0
+        while start < size:
+            lines = cls._read(handle, start, size, REPLAY_BATCH)
+            n += sum(line.event is not None for line in lines)
+            start = lines[-1].end
+        return n
+
+    def _replay_orphan(self, handle: BinaryIO, record: Record, batch: int) -> tuple[bool, int]:
+        """(finished, events recorded).  Unfinished, the file keeps all its events for the next try."""
         size = os.fstat(handle.fileno()).st_size
         start, done = 0, 0
         while start < size:
-            try:
-                lines = self._read(handle, start, size, batch, final=True)
-                recorded, end = self._record_ready(lines, start, record)
-            except Exception:
-                self._orphan_depth = sum(1 for _ in self._events_in(handle, start, size))
-                raise
+            lines = self._read(handle, start, size, batch)
+            recorded, end = self._record_ready(lines, start, record)
             done += recorded
             if end < lines[-1].end:
-                return False, done, sum(1 for _ in self._events_in(handle, end, size))
+                return False, done
             start = end
-        return True, done, 0
+        return True, done
 
     @staticmethod
     def _read(handle: BinaryIO, start: int, size: int, batch: int, final: bool = True) -> list[Line]:
@@ -314,13 +326,6 @@ class EventSpool:
             if lines or last:
                 return lines
             block *= 2
-
-    @staticmethod
-    def _events_in(handle: BinaryIO, start: int, size: int) -> Iterator[Event]:
-        while start < size:
-            lines = EventSpool._read(handle, start, size, REPLAY_BATCH)
-            yield from (line.event for line in lines if line.event is not None)
-            start = lines[-1].end
 
     @staticmethod
     def _record_ready(lines: list[Line], start: int, record: Record) -> tuple[int, int]:

@@ -149,10 +149,12 @@ def test_a_retried_event_waits_until_the_tracker_takes_it_for_new(
     assert _stream_ids(redis_client) == ["retried-0", "retried-1"]
 
 
-def test_a_failed_record_keeps_everything_for_the_next_replay(
+def test_a_failed_record_keeps_everything_for_the_next_replay_and_the_gauge_counts_it(
     spool: EventSpool, tracker: EventTracker, redis_client: redis.Redis
 ) -> None:
     spool.append(_events("kept", 3))
+    orphan = spool.directory / "deadhost-3-abcdef03.jsonl"
+    orphan.write_bytes(b"".join(encode(e) for e in _events("orphan", 4)))
 
     def unreachable(batch: list[Event]) -> None:
         raise redis.ConnectionError("Connection refused")
@@ -160,8 +162,19 @@ def test_a_failed_record_keeps_everything_for_the_next_replay(
     with pytest.raises(redis.ConnectionError):
         spool.replay(unreachable)
     assert spool.depth == 3
-    assert spool.replay(tracker.track_many) == 3
-    assert _stream_ids(redis_client) == ["kept-0", "kept-1", "kept-2"]
+
+    def ours_only(batch: list[Event]) -> None:  # Redis fails again once our own file is replayed
+        if batch[0].event_id.startswith("orphan"):
+            unreachable(batch)
+        tracker.track_many(batch)
+
+    with pytest.raises(redis.ConnectionError):
+        spool.replay(ours_only)
+    assert spool.depth == 4 and REGISTRY.get_sample_value("recops_events_spool_depth") == 4
+    assert spool.replay(tracker.track_many) == 4
+    assert spool.depth == 0 and not orphan.exists()
+    assert _stream_ids(redis_client) == ["kept-0", "kept-1", "kept-2", "orphan-0", "orphan-1", "orphan-2",
+                                         "orphan-3"]
 
 
 def test_replay_empties_the_spool_while_new_events_keep_joining_it(
