@@ -10,6 +10,11 @@ An experiment adds two rules on top (:func:`experiment_decision`): reading a fix
 before its planned sample size is peeking, so its "ship" becomes "keep running" (only engines
 that may be read at any time — sequential, Bayesian — stop early); and a winner that is
 significantly worse on a guardrail metric is put on "hold".
+
+This is the readout's single-goal rule (one goal, higher is better, guardrails only hold a winner).
+The rule over declared metrics — goals, guardrails tested for non-inferiority against a tolerated
+deterioration, secondaries, each with a direction, and the correction's scope — is
+:mod:`analysis.decision_rules`; both share its sample-size arithmetic (:func:`remaining_sample`).
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
+
+from analysis.decision_rules import remaining_sample
 
 Action = Literal["ship", "keep_running", "no_difference", "untrustworthy", "not_enough_data"]
 ExperimentAction = Literal["ship", "keep_running", "no_difference", "untrustworthy", "not_enough_data", "hold"]
@@ -94,20 +101,19 @@ def decide(
             "not_enough_data",
             "keep running: no sample size could be planned from the data yet (see messages)",
         )
-    have = min([control_users, *(e.users for e in evidence)])
-    more = max(required_users_per_arm - have, 0)
+    share = arms_share_of_traffic or 1.0 / (len(evidence) + 1)
+    left = remaining_sample(required_users_per_arm, [control_users, *(e.users for e in evidence)], users_per_day,
+                            share)
+    more = left.more_users_per_arm
     if more == 0:
         return Decision(
             "no_difference",
             f"no detectable difference (planned {required_users_per_arm:,} users per arm reached)",
         )
-    days = None
     text = f"keep running (about {more:,} more users per arm"
-    if users_per_day:
-        share = arms_share_of_traffic or 1.0 / (len(evidence) + 1)
-        days = more / (users_per_day * share)
-        text += f", ~{math.ceil(days)} more days at current traffic"
-    return Decision("keep_running", text + ")", more_users_per_arm=more, days_remaining=days)
+    if left.days is not None:
+        text += f", ~{math.ceil(left.days)} more days at current traffic"
+    return Decision("keep_running", text + ")", more_users_per_arm=more, days_remaining=left.days)
 
 
 # ------------------------------------------------------------------------------- experiments

@@ -18,6 +18,7 @@ BENCHMARKS = {
     "import": "bench.import_speed",
     "training": "bench.training",
     "calibration": "bench.calibration",
+    "event-log": "bench.event_log",
 }
 ONLY_WHEN_NAMED = ("soak", "calibration")  # minutes each; calibration measures statistics, not speed
 

@@ -6,11 +6,33 @@ Every tunable lives here so that the CLI, the API, the console and the tests agr
 
 from __future__ import annotations
 
+import math
+import re
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3_600.0, "d": 86_400.0}
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([smhd])")
+
+
+def parse_duration(text: str | float) -> float:
+    """Seconds from a duration: a number of seconds (``90``) or numbers with units s, m, h, d
+    (``30m``, ``6h``, ``1h30m``).  ``ValueError`` saying what is expected otherwise."""
+    raw = str(text).strip().lower()
+    try:
+        seconds = float(raw)
+    except ValueError:
+        parts = _DURATION.findall(raw)
+        if not parts or _DURATION.sub("", raw).strip():
+            raise ValueError(f"{text!r} is not a duration: use seconds (90) or a number with s, m, h or d "
+                             "(30m, 6h, 1h30m)") from None
+        seconds = sum(float(number) * DURATION_UNITS[unit] for number, unit in parts)
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise ValueError(f"{text!r}: a duration must be a positive, finite number of seconds")
+    return seconds
 
 
 class Settings(BaseSettings):
@@ -73,6 +95,17 @@ class Settings(BaseSettings):
     model_poll_seconds: float = Field(
         default=2.0, gt=0, description="How often serving processes check the registry for a promotion"
     )
+    retrain_every: float | None = Field(
+        default=None,
+        description="`recops up` retrains the served dataset's models this often when new events were logged, "
+        "as candidates (seconds, or 30m, 6h, 1d); unset = off",
+    )
+
+    # --- event log ---------------------------------------------------------
+    consumer_flush_seconds: float = Field(
+        default=5.0, gt=0, le=60,
+        description="`recops consume` writes tracked events to the event log (then acks them) at least this often",
+    )
 
     # --- serving -----------------------------------------------------------
     api_host: str = Field(default="127.0.0.1", description="Address the API binds to")
@@ -82,17 +115,41 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(default=None, description="Bearer token for /admin; unset disables it")
     console_password: SecretStr | None = Field(default=None, description="Console login for writes; unset = open")
 
+    @field_validator("retrain_every", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> float | None:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None  # unset, or set to nothing: off
+        if not isinstance(value, str | int | float):
+            raise ValueError(f"{value!r} is not a duration")
+        return parse_duration(value)
+
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets ``Settings.<field>``."""
+    alias = Settings.model_fields[field].validation_alias
+    return str(alias.choices[0]) if isinstance(alias, AliasChoices) else f"RECOPS_{field.upper()}"
+
+
+def settings_error(exc: ValidationError) -> str:
+    """A ``Settings`` validation error as one line naming the variables: what the CLI prints."""
+    problems = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        env = env_name(field) if field in Settings.model_fields else field
+        problems.append(f"{env}: {str(error['msg']).removeprefix('Value error, ')}")
+    return "invalid setting " + "; ".join(problems)
 
 
 def settings_table() -> str:
     """The README's configuration table, generated so that it cannot drift from the code."""
     rows = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
     for name, info in Settings.model_fields.items():
-        alias = info.validation_alias
-        env = alias.choices[0] if isinstance(alias, AliasChoices) else f"RECOPS_{name.upper()}"
+        env = env_name(name)
         default = "unset" if info.default is None else f"`{info.default}`"
         rows.append(f"| `{env}` | {default} | {info.description or ''} |")
     return "\n".join(rows)

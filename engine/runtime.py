@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import InitVar, dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ from engine.events.tracker import EventTracker
 from engine.experiments import ExperimentService, PreExposure
 from engine.models.base import Recommender
 from engine.models.registry import STARTUP_MODELS, ModelRegistry
-from engine.models.training import TrainingOptions, train_models
+from engine.models.training import TrainingOptions, logged_events, train_models
 from engine.models.watch import RegistryWatcher
 from engine.serving.cache import ListRefresher, NoRefresh, RefreshQueue, TieredCache
 from engine.serving.diversity import DiversitySettings
@@ -77,8 +78,9 @@ def prepare_models(settings: Settings, dataset: Dataset | StoredDataset) -> Mode
     """Trained models from the registry; when no model serves the dataset yet, trains ``STARTUP_MODELS`` once.
 
     The demo world is fitted as it always was (a plain fit, no holdout scores).  An imported dataset
-    goes through ``recops train``'s path (``engine.models.training``): both holdouts scored and the
-    lineage recorded, so its first versions can be compared with the ones trained after them.
+    goes through ``recops train``'s path (``engine.models.training``): the events logged for it
+    learnt from too, both holdouts scored and the lineage recorded, so its first versions can be
+    compared with the ones trained after them.
     ``TrainingError`` when the dataset cannot be trained on (one user, ...).
     """
     registry = ModelRegistry(settings.models_dir)
@@ -88,7 +90,8 @@ def prepare_models(settings: Settings, dataset: Dataset | StoredDataset) -> Mode
              ", ".join(STARTUP_MODELS))
     if isinstance(dataset, StoredDataset) and dataset.name != DEMO:
         options = TrainingOptions(holdout_days=settings.holdout_days, ease_max_items=settings.ease_max_items)
-        train_models(dataset, registry, STARTUP_MODELS, {}, options, log.info)
+        logged = logged_events(settings, dataset, until=time.time())
+        train_models(dataset, registry, STARTUP_MODELS, {}, options, log.info, logged)
     elif isinstance(dataset, StoredDataset):
         registry.train_all(dataset.dataset, dataset_version=dataset.version)
     else:

@@ -208,6 +208,8 @@ class TrainBody(BaseModel):
     )  # fmt: skip
     tune: int = Field(default=0, ge=0, le=200, description="trials of hyper-parameter search (Optuna TPE)")
     holdout_days: float | None = Field(default=None, gt=0, le=36_500, description="default RECOPS_HOLDOUT_DAYS")
+    events: bool = Field(default=True, description="learn from the events logged for the dataset too "
+                                                   "(false: the dataset alone, as recops train --no-events)")
 
 
 class TrainedVersion(BaseModel):

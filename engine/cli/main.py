@@ -8,7 +8,9 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from engine.config import Settings, get_settings
+from pydantic import ValidationError
+
+from engine.config import Settings, get_settings, settings_error
 
 Handler = Callable[[argparse.Namespace], int]
 DATASET_HELP = ("dataset to serve: demo (the demo world, the default) or one imported with `recops import`; "
@@ -146,6 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     _command(sub, "replay", "a dataset's interactions from a time on, sent to the API as live traffic",
              add_replay_arguments, replay_command)
 
+    from engine.cli.consume import add_consume_arguments, consume_command
+
+    _command(sub, "consume", "move tracked events from the Redis stream into the dataset's event log (Parquet)",
+             add_consume_arguments, consume_command)
+
     from engine.cli.experiments import (
         add_analyze_arguments,
         add_experiments_arguments,
@@ -166,6 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     _command(sub, "models", "list model versions with lineage; promote or roll back what serves",
              add_models_arguments, models_command)
+
+    from engine.cli.retrain import add_retrain_arguments, retrain_command
+
+    _command(sub, "retrain", "retrain the served dataset's models on a schedule when new events were logged "
+             "(candidates only)", add_retrain_arguments, retrain_command)
 
     p = sub.add_parser("evaluate", help="offline evaluation of every model")
     p.add_argument("--dataset", choices=["demo", "movielens"], default="demo")
@@ -188,6 +200,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except KeyboardInterrupt:
         return 130
+    except ValidationError as exc:  # an environment variable the settings cannot read: one line, exit 2
+        if exc.title != Settings.__name__:
+            raise
+        print(f"recops {args.command}: {settings_error(exc)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -53,30 +53,31 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="search N trials of hyper-parameters (Optuna TPE) on the time holdout")
     parser.add_argument("--holdout-days", type=float, default=None,
                         help="days at the end kept for the time holdout (default RECOPS_HOLDOUT_DAYS)")
+    parser.add_argument("--no-events", action="store_true",
+                        help="train on the dataset alone, without the events tracked for it since (its event log)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
 def train_command(args: argparse.Namespace) -> int:
-    from engine.models.registry import ModelRegistry, RegistryError
-    from engine.models.training import TRAINING_INPUT_ERRORS, plan_training, train_models
+    from engine.models.registry import ModelRegistry
+    from engine.models.training import TRAINING_REFUSALS, plan_training
 
-    refused: tuple[type[Exception], ...] = (*TRAINING_INPUT_ERRORS, RegistryError)
     settings = get_settings()
     try:
         plan = plan_training(settings, args.dataset, args.dataset_version, args.model, args.param, args.tune,
-                             args.holdout_days)
+                             args.holdout_days, events=not args.no_events)
         for note in plan.notes:
             print(f"recops train: {note}", file=sys.stderr)
-        results = train_models(plan.stored, ModelRegistry(settings.models_dir), plan.names, plan.params,
-                               plan.options, log.info)
-    except refused as exc:
+        results = plan.run(ModelRegistry(settings.models_dir), log.info)
+    except TRAINING_REFUSALS as exc:
         return _fail("train", exc)
-    stored = plan.stored
+    stored, logged = plan.stored, plan.logged
     if args.json:
         print(json.dumps([_result_json(r) for r in results], indent=2))
         return 0
     print(f"dataset {stored.name} version {stored.version}: {stored.dataset.n_users:,} users, "
-          f"{stored.dataset.n_items:,} items")
+          f"{stored.dataset.n_items:,} items; {logged.count:,} logged events"
+          + (f" of {logged.users:,} users" if logged.count else ""))
     print(text_table(["model", "version", "stage", *_metric_headers(), "fit s", "total s"],
                      [_result_row(r) for r in results]))
     for r in results:
@@ -141,7 +142,7 @@ def models_command(args: argparse.Namespace) -> int:
     try:
         if args.action == "list":
             return _list(registry.records(args.dataset), args.json)
-        with _audit_log(settings) as audit:
+        with open_audit_log(settings) as audit:
             return _switch(registry, audit, args)
     except (UnknownModelError, LifecycleError, RegistryError) as exc:
         return _fail(f"models {args.action}", exc)
@@ -151,7 +152,8 @@ def models_command(args: argparse.Namespace) -> int:
 
 def _list(records: Sequence[VersionRecord], as_json: bool) -> int:
     if as_json:
-        print(json.dumps([r.row() for r in records], indent=2))
+        # a version saved before lineage has no ``events`` of its own: the key is there, null
+        print(json.dumps([{"events": None, **r.row()} for r in records], indent=2))
         return 0
     if not records:
         print("no trained models")
@@ -173,7 +175,7 @@ class AuditUnreachable(RuntimeError):
 
 
 @contextmanager
-def _audit_log(settings: Settings) -> Iterator[AuditSink]:
+def open_audit_log(settings: Settings) -> Iterator[AuditSink]:
     """The audit log in the engine's Redis; ``AuditUnreachable`` when it does not answer."""
     import redis
 
@@ -192,7 +194,7 @@ def _audit_log(settings: Settings) -> Iterator[AuditSink]:
             client.ping()
         except redis.RedisError as exc:
             raise AuditUnreachable(
-                f"Redis at {redact_url(url)} does not answer ({exc}); refusing to switch models without an "
+                f"Redis at {redact_url(url)} does not answer ({exc}); refusing to change models without an "
                 "audit record, nothing was changed"
             ) from exc
         yield AuditLog(client, Keys(settings.key_prefix))

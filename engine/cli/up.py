@@ -2,9 +2,10 @@
 
 The dataset to serve (the demo world by default, or ``--dataset NAME``) with trained models
 (reused when the data dir has them, trained once otherwise), embedded Redis (unless
-``REDIS_URL``), the API, Prometheus when its binary exists, a gentle simulator — on the demo world
-only, the one dataset with a ground truth to simulate — and the console (which runs from a source
-checkout: see ``find_console_app``).
+``REDIS_URL``), the API, the stream consumer (``recops consume``: tracked events into the
+dataset's event log), Prometheus when its binary exists (scraping the API and the consumer), a
+gentle simulator — on the demo world only, the one dataset with a ground truth to simulate — and
+the console (which runs from a source checkout: see ``find_console_app``).
 Children run in their own sessions so that Ctrl-C reaches only this supervisor, which stops
 them in reverse order; ``stack.json`` in the data dir lists their pids while the stack runs.
 """
@@ -29,6 +30,7 @@ from engine.cli.experiments import USAGE_ERROR
 from engine.cli.serve import prepare_served
 from engine.config import Settings
 from engine.data.dataset_store import DEMO
+from engine.data.event_log import EventLog
 from engine.data.schema import DatasetError
 from engine.local_processes import free_port
 from engine.models.training import TrainingError
@@ -188,6 +190,16 @@ class Stack:
         self.urls["api"] = api.url
         print(f"api         {api.url}   (docs: {api.url}/docs, metrics: {api.url}/metrics)", flush=True)
 
+        # before Prometheus, which scrapes its metrics port too
+        consumer_port = free_port()
+        consumer = self._spawn("consumer", [sys.executable, "-m", "engine.cli", "consume",
+                                            "--metrics-port", str(consumer_port)], env)
+        consumer.url = f"http://127.0.0.1:{consumer_port}"
+        self.urls["consumer_metrics"] = consumer.url + "/metrics"
+        print(f"consumer    events → {EventLog.for_dataset(s, s.dataset).root} at least every "
+              f"{s.consumer_flush_seconds:g}s (log: logs/{consumer.name}.log, metrics: {consumer.url}/metrics)",
+              flush=True)
+
         prom_url = s.prometheus_url
         if prom_url:
             self.notes.append(f"Prometheus: using PROMETHEUS_URL={prom_url}")
@@ -196,6 +208,7 @@ class Stack:
                 self.prometheus = PrometheusServer(
                     s.data_dir, api_target=f"127.0.0.1:{api_port}",
                     port=o.prometheus_port or port_or_free(s.prometheus_port),
+                    consumer_target=f"127.0.0.1:{consumer_port}",
                 ).start()
                 prom_url = self.prometheus.url
             except PrometheusUnavailableError as exc:
@@ -215,6 +228,12 @@ class Stack:
             sim = self._spawn("simulator", [sys.executable, "-m", "engine.cli", "simulate", "--api", api.url,
                                             "--rate", str(o.simulator_rate), "--duration", "86400"], env)
             print(f"simulator   {o.simulator_rate:g} requests/s against the API (log: logs/{sim.name}.log)", flush=True)
+
+        if s.retrain_every is not None:  # RECOPS_RETRAIN_EVERY: engine/models/retrain_schedule.py
+            self._spawn("retrain", [sys.executable, "-m", "engine.cli", "retrain", "--every", repr(s.retrain_every)],
+                        env)
+            print(f"retrain     every {s.retrain_every:g} s when new events were logged, candidates only "
+                  "(log: logs/retrain.log)", flush=True)
 
         app = find_console_app([REPO_ROOT, Path.cwd()]) if o.console else None
         if o.console and app is None:

@@ -21,19 +21,10 @@ import redis
 
 from engine.console.notices import Notice
 from engine.data.dataset_import import DEFAULT_MAX_REJECT_SHARE, ImportOptions, ImportRefused, Rejects, import_dataset
-from engine.data.dataset_store import DEMO, DatasetStore, datasets_root, open_dataset
+from engine.data.dataset_store import DEMO, DatasetStore, datasets_root
 from engine.data.schema import DatasetError
-from engine.models.ease import CatalogueTooLargeError
-from engine.models.registry import MODEL_CLASSES, PRODUCTION, ModelRegistry, RegistryError, UnknownModelError
-from engine.models.training import (
-    ALL,
-    TrainingError,
-    TrainingOptions,
-    TrainingResult,
-    chosen_models,
-    parse_params,
-    train_models,
-)
+from engine.models.registry import MODEL_CLASSES, PRODUCTION, ModelRegistry
+from engine.models.training import ALL, TRAINING_REFUSALS, TrainingResult, plan_training
 from engine.runtime import Engine
 
 UPLOAD_TYPES = ["csv", "tsv", "parquet", "pq", "gz", "bz2", "zst"]  # what import_sources reads (by extension)
@@ -193,18 +184,17 @@ def train(engine: Engine, actor: str, dataset: str, model: str, params_text: str
         return Outcome(unreachable)
     settings = engine.settings
     try:
-        stored = open_dataset(settings, dataset)
-        names, notes = chosen_models(model, stored.dataset.n_items, settings.ease_max_items)
-        params = parse_params(param_lines(params_text), names)
-        options = TrainingOptions(holdout_days=settings.holdout_days, ease_max_items=settings.ease_max_items)
-        results = train_models(stored, ModelRegistry(settings.models_dir), names, params, options)
-    except (DatasetError, TrainingError, CatalogueTooLargeError, RegistryError, UnknownModelError) as exc:
+        plan = plan_training(settings, dataset, model=model, param_pairs=param_lines(params_text))
+        results = plan.run(ModelRegistry(settings.models_dir))
+    except TRAINING_REFUSALS as exc:
         return Outcome(Notice("error", f"{' '.join(str(exc).split()).rstrip('.')}. Nothing was trained."))
+    stored, logged = plan.stored, plan.logged
     versions = ", ".join(f"{r.model} {r.version} ({r.stage})" for r in results)
     engine.audit.record(actor, "train_models", target=f"{stored.name}:v{stored.version}", keys=0, detail=versions)
     if stored.name == engine.dataset.name and any(r.stage == PRODUCTION for r in results):
         engine.reload_models()  # a model's first version serves at once here; serving processes watch the registry
-    text = f"Trained on **{stored.name}** v{stored.version}: {versions}."
-    if notes:
-        text += " " + "; ".join(notes) + "."
+    learnt = f" and {logged.count:,} logged events" if logged.count else ""
+    text = f"Trained on **{stored.name}** v{stored.version}{learnt}: {versions}."
+    if plan.notes:
+        text += " " + "; ".join(plan.notes) + "."
     return Outcome(Notice("success", text), results_frame(results))

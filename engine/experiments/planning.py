@@ -10,7 +10,13 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from analysis.power import expected_duration_days, sample_size_means, sample_size_proportions
+from analysis.power import (
+    expected_duration_days,
+    sample_size_means,
+    sample_size_proportions,
+    sample_size_relative,
+    sample_size_relative_proportions,
+)
 
 
 @dataclass(frozen=True)
@@ -48,21 +54,26 @@ def plan_sample_size(
     """Users per variant to detect ``mde`` on a metric whose control value is ``baseline``.
 
     Binomial metrics (a conversion or click rate) need only the baseline rate; mean metrics need
-    the per-user standard deviation ``std``.  ``users_per_day`` (all variants together) turns the
-    total into days, with the smallest arm of ``weights`` as the bottleneck.
+    the per-user standard deviation ``std``.  A relative ``mde`` is sized for the readout's relative
+    test (delta method), an absolute one for the absolute difference: each for the test that decides.
+    ``users_per_day`` (all variants together) turns the total into days, with the smallest arm of
+    ``weights`` as the bottleneck.
     """
     if variants < 2:
         raise ValueError(f"an experiment has at least 2 variants, got {variants}")
     per_comparison = alpha / (variants - 1)
     mde_abs = mde * baseline if relative else mde
-    if metric_type == "binomial":
-        n = sample_size_proportions(baseline, mde_abs, per_comparison, power, relative=False)
-    elif metric_type == "mean":
-        if std is None:
-            raise ValueError("a mean metric needs the per-user standard deviation (std)")
-        n = sample_size_means(std, mde_abs, per_comparison, power)
-    else:
+    if metric_type not in ("binomial", "mean"):
         raise ValueError(f"metric_type must be 'binomial' or 'mean', got {metric_type!r}")
+    if metric_type == "mean" and std is None:
+        raise ValueError("a mean metric needs the per-user standard deviation (std)")
+    if metric_type == "binomial":
+        n = (sample_size_relative_proportions(baseline, mde, per_comparison, power) if relative
+             else sample_size_proportions(baseline, mde_abs, per_comparison, power, relative=False))
+    else:
+        assert std is not None
+        n = (sample_size_relative(baseline, std, mde, per_comparison, power) if relative
+             else sample_size_means(std, mde_abs, per_comparison, power))
     if weights is not None and len(weights) != variants:
         raise ValueError(f"{len(weights)} weights for {variants} variants")
     # the smallest arm needs n users, so the whole experiment needs n / its share

@@ -6,7 +6,9 @@ or the first start of the engine did (metrics empty):
     dataset, dataset_version     the stored dataset and its version
     interactions                 dataset rows learnt from (events that carry a preference)
     data_from, data_to           the time range of those rows (ISO 8601, UTC)
-    events, events_from, events_to   logged live events learnt from (none yet: 0 and null)
+    events, events_from, events_to   logged live events learnt from (``engine.data.logged_events``):
+                                 how many (of any type), the time range of their timestamps;
+                                 0 and null without any (``--no-events``, nothing tracked)
     params                       the model's hyper-parameters
     metrics                      {"time": {...}, "per_user": {...}}, each a holdout's scores
     code_version                 ``git describe`` of the source, else the package version
@@ -25,6 +27,7 @@ from typing import Any
 
 import pandas as pd
 
+from engine.data.logged_events import LoggedEvents
 from engine.data.split import interaction_events
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -61,19 +64,22 @@ def lineage(
     params: dict[str, Any],
     train_seconds: float,
     metrics: dict[str, Any] | None = None,
+    logged: LoggedEvents | None = None,
 ) -> dict[str, Any]:
-    """The lineage record of a model fitted on ``events`` (see the module docstring)."""
+    """The lineage record of a model fitted on the dataset's ``events`` and the ``logged`` ones
+    (see the module docstring)."""
     rows = interaction_events(events)
     times = rows["timestamp"]
+    first, last = (logged.first, logged.last) if logged is not None else (None, None)
     return {
         "dataset": dataset,
         "dataset_version": dataset_version,
         "interactions": len(rows),
         "data_from": utc_iso(float(times.min())) if len(rows) else None,
         "data_to": utc_iso(float(times.max())) if len(rows) else None,
-        "events": 0,
-        "events_from": None,
-        "events_to": None,
+        "events": logged.count if logged is not None else 0,
+        "events_from": utc_iso(first) if first is not None else None,
+        "events_to": utc_iso(last) if last is not None else None,
         "params": params,
         "metrics": metrics or {},
         "code_version": code_version(),

@@ -9,6 +9,23 @@
 3. per model: optionally tune on the time holdout (``engine.models.tuning``), score the chosen
    parameters on both holdouts, refit on every interaction for serving, and save a new version
    whose lineage records what it learnt from and how well it did (``engine.models.lineage``).
+
+What a model learns from: the stored dataset's events plus the events tracked for it since (its
+event log, ``engine.data.event_log``) up to the moment training starts — ``plan_training`` reads
+them, ``train_models`` merges them in (``engine.data.logged_events``: weighted by type, events of
+items outside the catalogue dropped and counted) and the lineage counts them (``events``,
+``events_from``, ``events_to``).  ``events=False`` (``recops train --no-events``) trains on the
+dataset alone.
+
+Logged events take part in both holdouts, as any event does.  They are the newest events, so the
+time holdout — the last ``holdout_days`` before the newest event — is mostly made of them: it then
+scores the question production asks, "from everything before, what did live users do next?".
+Keeping them out would score every retrained version on the same, ageing slice of the import,
+which says nothing about the users the model serves now.  A user seen only in the log is unknown
+before the cutoff and so counts in no time-holdout score (``EvaluationSplit.from_halves`` tests
+known users), while the per-user holdout splits their events like everyone's.  Holdout scores of
+versions trained on different amounts of log are therefore scores on different test sets: compare
+versions with an experiment, not by their offline numbers alone.
 """
 
 from __future__ import annotations
@@ -21,13 +38,22 @@ from typing import Any
 
 from engine.config import Settings
 from engine.data.dataset_store import StoredDataset, open_dataset
+from engine.data.event_log import EventLog
+from engine.data.logged_events import LoggedEvents, read_logged_events
 from engine.data.schema import Dataset, DatasetError
 from engine.data.split import interaction_events
 from engine.models.ease import CatalogueTooLargeError, check_catalogue
 from engine.models.evaluation import ModelReport, evaluate_model
 from engine.models.holdout import Holdout, per_user_holdout, time_holdout
 from engine.models.lineage import lineage
-from engine.models.registry import MODEL_CLASSES, ModelRegistry, UnknownModelError, model_class, new_model
+from engine.models.registry import (
+    MODEL_CLASSES,
+    ModelRegistry,
+    RegistryError,
+    UnknownModelError,
+    model_class,
+    new_model,
+)
 from engine.models.tuning import TuningReport, tune
 
 ALL = "all"
@@ -42,6 +68,9 @@ class TrainingError(ValueError):
 TRAINING_INPUT_ERRORS: tuple[type[Exception], ...] = (
     DatasetError, TrainingError, CatalogueTooLargeError, UnknownModelError,
 )  # fmt: skip
+# ... and a registry that cannot be read: what the CLI, the console and the retrain schedule report
+# instead of trained versions (the API tells the two apart: 400 and 500)
+TRAINING_REFUSALS: tuple[type[Exception], ...] = (*TRAINING_INPUT_ERRORS, RegistryError)
 
 
 @dataclass(frozen=True)
@@ -160,13 +189,31 @@ def check_dataset(dataset: Dataset, label: str) -> None:
 
 @dataclass(frozen=True)
 class TrainingPlan:
-    """What ``recops train`` and ``POST /admin/train`` asked for, checked: run it with ``train_models``."""
+    """What ``recops train``, ``POST /admin/train`` and the console asked for, checked: ``run`` it."""
 
     stored: StoredDataset
     names: list[str]
     params: dict[str, dict[str, Any]]
     options: TrainingOptions
-    notes: list[str]  # models left out of ``all``, and why
+    notes: list[str]  # models left out of ``all`` and logged events dropped, and why
+    logged: LoggedEvents  # the logged events learnt from besides the dataset (none with ``events=False``)
+
+    def run(self, registry: ModelRegistry, progress: Callable[[str], None] | None = None) -> list[TrainingResult]:
+        return train_models(self.stored, registry, self.names, self.params, self.options, progress, self.logged)
+
+
+def logged_events(settings: Settings, stored: StoredDataset, until: float) -> LoggedEvents:
+    """The events logged for ``stored``'s dataset up to ``until``, checked against its catalogue."""
+    return read_logged_events(EventLog.for_dataset(settings, stored.name), stored.dataset, until)
+
+
+def logged_events_note(stored: StoredDataset, logged: LoggedEvents) -> list[str]:
+    """What training says about logged events it could not use (none when it used them all)."""
+    if not logged.unknown_items:
+        return []
+    n = logged.unknown_items
+    what = "1 logged event left out: its item is" if n == 1 else f"{n:,} logged events left out: their item is"
+    return [f"{what} not in the catalogue of dataset {stored.name!r} version {stored.version}"]
 
 
 def plan_training(
@@ -177,13 +224,18 @@ def plan_training(
     param_pairs: Sequence[str] = (),
     tune_trials: int = 0,
     holdout_days: float | None = None,
+    events: bool = True,
 ) -> TrainingPlan:
-    """Open the dataset and check the models and ``key=value`` parameters, before any work.
+    """Open the dataset (and, with ``events``, read its event log up to now) and check the models and
+    ``key=value`` parameters, before any work.
 
-    Raises ``DatasetError`` (no such dataset or version), ``UnknownModelError`` or ``TrainingError``.
+    Raises ``DatasetError`` (no such dataset or version, an event log that does not match its
+    manifests), ``UnknownModelError`` or ``TrainingError``.
     """
     stored = open_dataset(settings, dataset, dataset_version)
+    logged = logged_events(settings, stored, until=time.time()) if events else LoggedEvents.none()
     names, notes = chosen_models(model, stored.dataset.n_items, settings.ease_max_items)
+    notes += logged_events_note(stored, logged)
     params = parse_params(param_pairs, names)
     options = TrainingOptions(
         holdout_days=holdout_days if holdout_days is not None else settings.holdout_days,
@@ -192,7 +244,7 @@ def plan_training(
     )
     if options.holdout_days <= 0:
         raise TrainingError(f"--holdout-days must be positive, got {options.holdout_days:g}")
-    return TrainingPlan(stored, names, params, options, notes)
+    return TrainingPlan(stored, names, params, options, notes, logged)
 
 
 # ---- training --------------------------------------------------------------------------------
@@ -227,11 +279,15 @@ def train_models(
     params: Mapping[str, Mapping[str, Any]],
     options: TrainingOptions,
     progress: Callable[[str], None] | None = None,
+    logged: LoggedEvents | None = None,
 ) -> list[TrainingResult]:
-    """Train, score and register each of ``names`` on ``stored`` (see the module docstring)."""
+    """Train, score and register each of ``names`` on ``stored`` and the ``logged`` events (see the
+    module docstring)."""
     say = progress or (lambda _: None)
-    dataset = stored.dataset
+    dataset = logged.merged_into(stored.dataset) if logged is not None else stored.dataset
     label = f"{stored.name!r} (version {stored.version})"
+    if logged is not None and logged.count:
+        say(f"learning from {logged.count:,} logged events of {logged.users:,} users besides the dataset")
     check_dataset(dataset, label)
     if "ease" in names:
         check_catalogue(dataset.n_items, options.ease_max_items)
@@ -263,8 +319,8 @@ def train_models(
         fit_started = time.perf_counter()
         model = new_model(name, chosen).fit(interactions)
         fit_seconds = time.perf_counter() - fit_started
-        record = lineage(dataset=stored.name, dataset_version=stored.version, events=dataset.events,
-                         params=model.params(), train_seconds=fit_seconds, metrics=metrics)
+        record = lineage(dataset=stored.name, dataset_version=stored.version, events=stored.dataset.events,
+                         params=model.params(), train_seconds=fit_seconds, metrics=metrics, logged=logged)
         if report is not None:
             record["tuning"] = report.summary()
         version = registry.save(name, model, dataset=stored.name, lineage=record)

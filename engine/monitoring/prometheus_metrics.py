@@ -71,3 +71,21 @@ FEATURE_REQUESTS = Counter(
     "Feature-store reads by entity (user, item) and result (hit, miss)",
     ["entity", "result"],
 )
+
+# ---- the stream consumer (``recops consume``; its own process, its own /metrics port) ----------
+CONSUMER_EVENTS = Counter(
+    "recops_consumer_events_total", "Tracked events the stream consumer wrote to the event log"
+)
+CONSUMER_DEAD_LETTERED = Counter(
+    "recops_consumer_dead_lettered_total", "Malformed stream entries set aside (dead-letter file) and acknowledged"
+)
+CONSUMER_FLUSH_SECONDS = Histogram(
+    "recops_consumer_flush_seconds",
+    "Time to write one buffered batch durably to the event log",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+CONSUMER_LAG = Gauge(
+    "recops_consumer_lag",
+    "Stream entries the event-log group has not acknowledged yet (pending + not delivered)",
+    multiprocess_mode="max",
+)

@@ -57,10 +57,26 @@ def config_files(source: Traversable = CONFIG_FILES) -> Traversable:
     return source
 
 
-def render_config(target_dir: Path, api_target: str, source: Traversable = CONFIG_FILES) -> Path:
-    """Write ``target_dir/prometheus.yml`` scraping ``api_target`` (host:port) and copy the rules beside it."""
-    if "://" in api_target or "/" in api_target:
-        raise ValueError(f"api_target must be host:port, got {api_target!r}")
+CONSUMER_JOB = """  - job_name: recops-consumer
+    metrics_path: /metrics
+    static_configs:
+      - targets: ["{target}"]
+"""
+
+
+def _check_target(name: str, target: str) -> None:
+    if "://" in target or "/" in target:
+        raise ValueError(f"{name} must be host:port, got {target!r}")
+
+
+def render_config(
+    target_dir: Path, api_target: str, source: Traversable = CONFIG_FILES, consumer_target: str | None = None
+) -> Path:
+    """Write ``target_dir/prometheus.yml`` scraping ``api_target`` (host:port) — and the stream consumer's
+    metrics at ``consumer_target`` when given — and copy the rules beside it."""
+    _check_target("api_target", api_target)
+    if consumer_target is not None:
+        _check_target("consumer_target", consumer_target)
     source = config_files(source)
     rules_dir = target_dir / "rules"
     rules_dir.mkdir(parents=True, exist_ok=True)
@@ -68,7 +84,8 @@ def render_config(target_dir: Path, api_target: str, source: Traversable = CONFI
         (rules_dir / name).write_bytes(source.joinpath("rules").joinpath(name).read_bytes())
     template = source.joinpath(CONFIG_TEMPLATE).read_text()
     config = target_dir / "prometheus.yml"
-    config.write_text(template.format(api_target=api_target, rules_dir=rules_dir.resolve()))
+    consumer_job = CONSUMER_JOB.format(target=consumer_target) if consumer_target else ""
+    config.write_text(template.format(api_target=api_target, rules_dir=rules_dir.resolve(), consumer_job=consumer_job))
     return config
 
 
@@ -86,6 +103,7 @@ class PrometheusServer:
     data_dir: Path
     api_target: str
     port: int | None = None
+    consumer_target: str | None = None  # ``recops consume --metrics-port``'s host:port
     retention_time: str = "2d"
     retention_size: str = "512MB"
     source: Traversable = CONFIG_FILES
@@ -118,7 +136,8 @@ class PrometheusServer:
         except (OSError, ValueError):
             return False
         url = f"http://127.0.0.1:{state.get('port')}"
-        if state.get("api_target") != self.api_target or self.port not in (None, state.get("port")):
+        targets = (state.get("api_target"), state.get("consumer_target"))
+        if targets != (self.api_target, self.consumer_target) or self.port not in (None, state.get("port")):
             return False
         if not is_ready(url):
             return False
@@ -139,7 +158,7 @@ class PrometheusServer:
             raise PrometheusUnavailableError(
                 "no prometheus binary on PATH: install it (apt-get install prometheus) or set PROMETHEUS_URL"
             )
-        render_config(self.root, self.api_target, self.source)
+        render_config(self.root, self.api_target, self.source, self.consumer_target)
         port = self.port or free_port()
         args = [
             binary,
@@ -160,7 +179,8 @@ class PrometheusServer:
                 raise PrometheusUnavailableError(f"prometheus exited with {code}: {self._log_tail()}")
             if is_ready(self.url, timeout=0.5):
                 self.state_file.write_text(
-                    json.dumps({"port": port, "pid": self.process.pid, "api_target": self.api_target})
+                    json.dumps({"port": port, "pid": self.process.pid, "api_target": self.api_target,
+                                "consumer_target": self.consumer_target})
                 )
                 atexit.register(self.stop)
                 return self

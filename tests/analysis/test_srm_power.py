@@ -9,6 +9,7 @@ import pytest
 from scipy import stats
 from statsmodels.stats.power import NormalIndPower, zt_ind_solve_power
 
+from analysis.frequentist import delta_relative
 from analysis.power import (
     daily_rate,
     expected_duration_days,
@@ -18,6 +19,8 @@ from analysis.power import (
     power_proportions,
     sample_size_means,
     sample_size_proportions,
+    sample_size_relative,
+    sample_size_relative_proportions,
 )
 from analysis.srm import srm_test
 
@@ -86,6 +89,54 @@ def test_sample_size_pinned_numbers() -> None:
     assert sample_size_proportions(0.10, 0.01, relative=False) == 14_749
     assert sample_size_proportions(0.10, 0.10, power=0.9, alpha=0.01) == 27_959
     assert sample_size_means(std=10.0, mde=1.0) == 1_570
+
+
+def test_relative_sample_size_limits() -> None:
+    # a positive lift needs more users for the relative test than for the absolute one
+    assert sample_size_relative_proportions(0.05, 0.10) > sample_size_proportions(0.05, 0.10)
+    # with a fixed sd and a tiny lift the statistic is the absolute one's: the same size, to 1%
+    assert sample_size_relative(10.0, 4.0, 0.001) == pytest.approx(sample_size_means(4.0, 0.01), rel=0.01)
+    with pytest.raises(ValueError, match="non-zero control mean"):
+        sample_size_relative(0.0, 1.0, 0.1)
+    with pytest.raises(ValueError, match="mde"):
+        sample_size_relative(1.0, 1.0, 0.0)
+    with pytest.raises(ValueError, match="baseline"):
+        sample_size_relative_proportions(0.5, 1.5)
+
+
+def _relative_test_power(n: int, p1: float, p2: float, sims: int, rng: np.random.Generator) -> float:
+    """Share of simulated experiments in which the readout's relative test (delta method) rejects."""
+    x_c, x_t = rng.binomial(n, p1, sims), rng.binomial(n, p2, sims)
+    m_c, m_t = x_c / n, x_t / n
+    lift, var = delta_relative(m_c, m_c * (1 - m_c) / n, m_t, m_t * (1 - m_t) / n)
+    return float(np.mean(np.abs(lift / np.sqrt(var)) > stats.norm.ppf(0.975)))
+
+
+@pytest.mark.parametrize(("baseline", "lift"), [(0.05, 0.10), (0.20, 0.05), (0.10, -0.10)])
+def test_relative_sample_size_gives_the_planned_power_by_simulation(baseline: float, lift: float) -> None:
+    rng = np.random.default_rng(20261202)
+    n = sample_size_relative_proportions(baseline, lift)
+    # 20,000 simulated experiments: a standard error of 0.003 on the power
+    assert _relative_test_power(n, baseline, baseline * (1 + lift), 20_000, rng) == pytest.approx(0.80, abs=0.011)
+
+
+def test_sizing_for_the_absolute_test_underpowers_the_relative_one() -> None:
+    rng = np.random.default_rng(7)
+    n = sample_size_proportions(0.05, 0.10)  # what planning used before
+    assert _relative_test_power(n, 0.05, 0.055, 20_000, rng) < 0.79  # ~0.78
+
+
+def test_relative_means_sample_size_by_simulation() -> None:
+    rng = np.random.default_rng(11)
+    n = sample_size_relative(10.0, 4.0, 0.05)
+    sims = 20_000
+    # means of n normal draws, simulated through their sampling distribution; sd estimated per arm
+    m_c = rng.normal(10.0, 4.0 / math.sqrt(n), sims)
+    m_t = rng.normal(10.5, 4.0 / math.sqrt(n), sims)
+    v_c = 16.0 * rng.chisquare(n - 1, sims) / (n - 1) / n
+    v_t = 16.0 * rng.chisquare(n - 1, sims) / (n - 1) / n
+    lift, var = delta_relative(m_c, v_c, m_t, v_t)
+    assert float(np.mean(np.abs(lift / np.sqrt(var)) > stats.norm.ppf(0.975))) == pytest.approx(0.80, abs=0.011)
 
 
 def test_means_match_zt_ind_solve_power() -> None:

@@ -12,10 +12,11 @@ from engine.data.dataset_import import import_dataset
 from engine.data.dataset_store import DatasetNotFoundError, DatasetStore
 from engine.models.registry import STARTUP_MODELS, ModelRegistry
 from engine.models.training import TrainingError
-from engine.runtime import Engine, build_engine
+from engine.runtime import Engine, build_engine, prepare_models
 from engine.serving.diversity import DiversitySettings
 from tests.engine.data.fixture_files import write_csv
 from tests.support.imported_data import NAME, brand, import_small_dataset
+from tests.support.logged_events import log_events
 
 RELEVANCE_ONLY = DiversitySettings(category_cap=None, mmr_lambda=1.0)
 
@@ -72,6 +73,17 @@ def test_an_imported_dataset_is_served_with_models_trained_once(
         assert len(ModelRegistry(settings.models_dir).records(NAME)) == len(STARTUP_MODELS)
     finally:
         again.close()
+
+
+def test_the_first_start_learns_from_the_events_already_logged(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    stored = import_small_dataset(data_dir)
+    written = log_events(data_dir, NAME, [("zz-new", "B01", "purchase"), ("zz-new", "B02", "view")])
+    registry = prepare_models(Settings(data_dir=data_dir, dataset=NAME), stored)
+    records = registry.records(NAME)
+    assert sorted(r.model for r in records) == sorted(STARTUP_MODELS)
+    assert {r.lineage["events"] for r in records} == {written}
+    assert "zz-new" in registry.load("als", dataset=NAME).user_index
 
 
 def test_the_demo_world_keeps_its_world_and_the_bare_prefix(engine: Engine) -> None:

@@ -38,7 +38,7 @@ from engine.models.registry import (
     StageChange,
     UnknownModelError,
 )
-from engine.models.training import TRAINING_INPUT_ERRORS, plan_training, train_models
+from engine.models.training import TRAINING_INPUT_ERRORS, plan_training
 from engine.runtime import Engine
 
 router = APIRouter(tags=["models"])
@@ -116,8 +116,8 @@ def _train(engine: Engine, body: TrainBody) -> TrainResponse:
     pairs = [f"{key}={value}" for key, value in body.params.items()]
     try:
         plan = plan_training(engine.settings, body.dataset, body.dataset_version, body.model, pairs, body.tune,
-                             body.holdout_days)
-        results = train_models(plan.stored, _registry(engine), plan.names, plan.params, plan.options)
+                             body.holdout_days, events=body.events)
+        results = plan.run(_registry(engine))
     except TRAINING_INPUT_ERRORS as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, one_line(exc)) from exc
     except RegistryError as exc:

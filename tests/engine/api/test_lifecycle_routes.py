@@ -16,6 +16,7 @@ from engine.models.registry import ModelRegistry
 from engine.storage.embedded_redis import EmbeddedRedis
 from tests.support.api import ADMIN_TOKEN, ApiProcess, api_env, flush_for_a_new_api, running_api
 from tests.support.imported_data import write_import_files
+from tests.support.logged_events import log_events
 from tests.support.synthetic_data import two_taste_dataset
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -185,6 +186,27 @@ def test_train_on_an_uploaded_dataset_records_its_lineage(client: httpx.Client, 
     assert version["lineage"]["interactions"] == len(interaction_events(two_taste_dataset(seed=0).events))
     rows = client.get("/models", params={"dataset": "shop2"}).json()
     assert [(x["model"], x["version"], x["stage"]) for x in rows] == [("popularity", version["version"], "production")]
+
+
+def test_train_learns_from_the_logged_events_unless_told_not_to(client: httpx.Client, own_api: ApiProcess,
+                                                                files: tuple[Path, Path]) -> None:
+    interactions, items = files
+    r = _upload(client, "shop3", {"interactions": ("i.csv", interactions.read_bytes()),
+                                  "items": ("c.csv", items.read_bytes())})
+    assert r.status_code == 201, r.text
+    written = log_events(_data_dir(own_api), "shop3", [("zz-new", "A01", "purchase"), ("zz-new", "A02", "view"),
+                                                       ("zz-new", "NOT-SOLD-HERE", "click")])
+    r = client.post("/admin/train", headers=ADMIN, json={"dataset": "shop3", "model": "item_item"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["versions"][0]["lineage"]["events"] == written - 1
+    assert body["notes"] == ["1 logged event left out: its item is not in the catalogue of dataset 'shop3' "
+                             "version 1"]
+    r = client.post("/admin/train", headers=ADMIN, json={"dataset": "shop3", "model": "item_item", "events": False})
+    assert r.status_code == 200, r.text
+    assert r.json()["versions"][0]["lineage"]["events"] == 0 and r.json()["notes"] == []
+    rows = client.get("/models", params={"dataset": "shop3"}).json()
+    assert [x["events"] for x in rows] == [written - 1, 0]
 
 
 @pytest.mark.parametrize(("body", "message"), [

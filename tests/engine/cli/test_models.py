@@ -10,10 +10,17 @@ import pytest
 import redis
 
 from engine.config import get_settings
+from engine.data.event_log import EventLog
+from engine.data.split import interaction_events
+from engine.models.lineage import utc_iso
+from engine.models.registry import ModelRegistry
 from engine.storage.audit import AuditLog
 from engine.storage.keys import Keys
 from tests.support.cli import run_cli
 from tests.support.engine_fixtures import small_world_env
+from tests.support.imported_data import NAME, import_small_dataset
+from tests.support.logged_events import log_events
+from tests.support.synthetic_data import two_taste_dataset
 
 run = run_cli
 
@@ -123,3 +130,82 @@ def test_a_switch_without_redis_is_refused(data_dir: Path, capsys: pytest.Captur
     code, out, err = run(["models", "promote", "popularity", candidate], capsys)
     assert code == 1 and out == "" and len(err.strip().splitlines()) == 1 and "without an audit record" in err
     assert registry_bytes(data_dir) == before
+
+
+# ---- recops train learns from the event log --------------------------------------------------
+
+NEWCOMER = "zz-newcomer"  # a user who exists only in the event log
+NEWCOMER_EVENTS = [(NEWCOMER, "A01", "view"), (NEWCOMER, "A01", "purchase"), (NEWCOMER, "A02", "click"),
+                   (NEWCOMER, "A03", "add_to_cart"), (NEWCOMER, "A04", "view")]
+
+
+@pytest.fixture
+def shop_dir(tmp_path: Path, redis_url: str, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+             ) -> Iterator[Path]:
+    """The two-taste shop imported into a data dir of its own, no models yet."""
+    data = tmp_path / "data"
+    import_small_dataset(data)
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("RECOPS_DATA_DIR", str(data))
+    monkeypatch.delenv("RECOPS_DATASET", raising=False)
+    get_settings.cache_clear()
+    yield data
+    get_settings.cache_clear()
+
+
+def test_train_learns_from_the_logged_events_and_counts_them(shop_dir: Path, capsys: pytest.CaptureFixture[str]
+                                                             ) -> None:
+    written = log_events(shop_dir, NAME, [*NEWCOMER_EVENTS, ("a00", "A05", "click"), ("b01", "B02", "impression")])
+    code, out, err = run(["train", "--dataset", NAME, "--model", "als", "--json"], capsys)
+    assert code == 0 and err == "", err
+    [trained] = json.loads(out)
+    lineage = trained["lineage"]
+    assert lineage["events"] == written == 7
+    log = EventLog(shop_dir / "events" / NAME).read()
+    first, last = min(log["timestamp"].to_pylist()), max(log["timestamp"].to_pylist())
+    assert (lineage["events_from"], lineage["events_to"]) == (utc_iso(first), utc_iso(last))
+    # the dataset's own rows are counted as before, the logged ones apart
+    assert lineage["interactions"] == len(interaction_events(two_taste_dataset(seed=0).events))
+
+    model = ModelRegistry(shop_dir / "models").load("als", trained["version"], dataset=NAME)
+    assert NEWCOMER in model.user_index
+    # learnt, not only indexed: the newcomer touched A items only, and A items lead their list
+    top = [item for item, _ in model.recommend(NEWCOMER, n=5)]
+    assert sum(item.startswith("A") for item in top) >= 4, top
+
+    code, out, _ = run(["models", "list", "--dataset", NAME, "--json"], capsys)
+    [row] = json.loads(out)
+    assert (row["version"], row["events"], row["events_to"]) == (trained["version"], 7, lineage["events_to"])
+    code, out, _ = run(["models", "list", "--dataset", NAME], capsys)
+    assert out.splitlines()[2].split()[6] == "7"  # the events column of the table
+
+    code, out, err = run(["train", "--dataset", NAME, "--model", "als", "--no-events", "--json"], capsys)
+    assert code == 0 and err == ""
+    [alone] = json.loads(out)
+    assert (alone["stage"], alone["lineage"]["events"], alone["lineage"]["events_from"]) == ("candidate", 0, None)
+    assert NEWCOMER not in ModelRegistry(shop_dir / "models").load("als", alone["version"], dataset=NAME).user_index
+
+
+def test_train_leaves_out_logged_events_of_unknown_items_and_says_so(shop_dir: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    log_events(shop_dir, NAME, [*NEWCOMER_EVENTS, (NEWCOMER, "GONE-1", "purchase"), ("a01", "GONE-2", "view")])
+    code, out, err = run(["train", "--dataset", NAME, "--model", "popularity"], capsys)
+    assert code == 0
+    assert err.strip() == f"recops train: 2 logged events left out: their item is not in the catalogue of dataset " \
+                          f"'{NAME}' version 1"
+    assert f"dataset {NAME} version 1: 60 users, 24 items; 5 logged events of 1 users" in out
+    [row] = json.loads(run(["models", "list", "--json"], capsys)[1])
+    assert row["events"] == 5
+
+
+def test_a_log_that_does_not_match_its_manifest_is_one_line_and_trains_nothing(
+    shop_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log_events(shop_dir, NAME, NEWCOMER_EVENTS)
+    for part in (shop_dir / "events" / NAME).rglob("*.parquet"):
+        part.unlink()  # listed in the manifest, gone from the disk
+    code, out, err = run(["train", "--dataset", NAME, "--model", "popularity"], capsys)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and "listed files are missing" in err
+    assert registry_bytes(shop_dir) == b""
+    code, out, err = run(["train", "--dataset", NAME, "--model", "popularity", "--no-events"], capsys)
+    assert code == 0  # the dataset alone does not need the log

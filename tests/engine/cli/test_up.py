@@ -12,17 +12,24 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from bench.harness import metric_total
 from engine.cli.up import REPO_ROOT, find_console_app
+from engine.config import Settings
 from engine.data.dataset_import import import_dataset
 from engine.data.dataset_store import DatasetStore
+from engine.data.event_log import EventLog
 from engine.local_processes import pid_alive
+from engine.models.registry import CANDIDATE, ModelRegistry, VersionRecord
 from engine.monitoring.prometheus_server import find_prometheus_binary
+from engine.storage.audit import AuditLog
+from engine.storage.keys import Keys
 from tests.conftest import require_binary
 from tests.engine.data.fixture_files import write_csv
 from tests.support.engine_fixtures import small_world_env
 from tests.support.imported_data import NAME, import_small_dataset
+from tests.support.logged_events import log_events
 from tests.support.polling import poll
 
 
@@ -32,7 +39,8 @@ def _stack_env(small_world_dir: Path, tmp_path: Path) -> tuple[Path, dict[str, s
     data_dir = tmp_path / "stack-data"
     shutil.copytree(small_world_dir, data_dir)
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "PROMETHEUS_URL")}
-    env.update(small_world_env(), RECOPS_DATA_DIR=str(data_dir), RECOPS_API_PORT="0")
+    env.update(small_world_env(), RECOPS_DATA_DIR=str(data_dir), RECOPS_API_PORT="0",
+               RECOPS_CONSUMER_FLUSH_SECONDS="0.5")
     return data_dir, env
 
 
@@ -50,7 +58,8 @@ def test_up_starts_the_stack_and_stops_it_cleanly(small_world_dir: Path, tmp_pat
             if not state_file.exists():
                 return False
             state = json.loads(state_file.read_text())
-            return "api" in state["urls"] and "prometheus" in state["urls"] and "simulator" in state["children"]
+            return ("api" in state["urls"] and "prometheus" in state["urls"]
+                    and {"simulator", "consumer"} <= set(state["children"]))
 
         assert poll(ready, 120, every=0.25), (tmp_path / "up.log").read_text()
         state = json.loads(state_file.read_text())
@@ -61,6 +70,18 @@ def test_up_starts_the_stack_and_stops_it_cleanly(small_world_dir: Path, tmp_pat
             return metric_total(httpx.get(api + "/metrics", timeout=5).text, "recops_events_total") > 0
 
         assert poll(simulated_traffic, 60, every=0.25), "the simulator sent no events"
+        # the consumer moves them into the event log, and Prometheus scrapes its metrics
+        event_log = EventLog.for_dataset(Settings(data_dir=data_dir), "demo")
+        assert poll(lambda: event_log.count() > 0, 60, every=0.5), (data_dir / "logs" / "consumer.log").read_text()
+
+        def consumer_scraped() -> bool:
+            targets = httpx.get(state["urls"]["prometheus"] + "/api/v1/targets", timeout=5).json()
+            return any(t["labels"]["job"] == "recops-consumer" and t["health"] == "up"
+                       for t in targets["data"]["activeTargets"])
+
+        assert poll(consumer_scraped, 30, every=0.5), "Prometheus does not scrape the consumer"
+        assert metric_total(httpx.get(state["urls"]["consumer_metrics"], timeout=5).text,
+                            "recops_consumer_events_total") > 0
         assert httpx.get(state["urls"]["prometheus"] + "/-/ready", timeout=5).status_code == 200
         pids = [*state["children"].values(), state["redis_pid"], state["prometheus_pid"]]
         assert all(isinstance(p, int) and pid_alive(p) for p in pids), state
@@ -75,6 +96,8 @@ def test_up_starts_the_stack_and_stops_it_cleanly(small_world_dir: Path, tmp_pat
     assert poll(lambda: not any(pid_alive(p) for p in pids), 10, every=0.25), "a child outlived `recops up`"
     assert not state_file.exists()
     assert "RecOps stopped." in (tmp_path / "up.log").read_text()
+    consumer_log = (data_dir / "logs" / "consumer.log").read_text()  # it stopped cleanly, with its summary
+    assert "Traceback" not in consumer_log and "events written" in consumer_log
 
 
 def test_a_signal_during_start_up_leaves_nothing_running(small_world_dir: Path, tmp_path: Path) -> None:
@@ -103,7 +126,8 @@ def test_up_serves_an_imported_dataset_without_a_simulator(tmp_path: Path) -> No
     try:
         assert poll(lambda: "RecOps is up." in log.read_text(), 120, every=0.25), log.read_text()
         state = json.loads(state_file.read_text())
-        assert set(state["children"]) == {"api"}  # no simulator: the shop has no ground truth to simulate
+        # no simulator: the shop has no ground truth to simulate
+        assert set(state["children"]) == {"api", "consumer"}
         served = httpx.get(state["urls"]["api"] + "/health", timeout=5).json()["dataset"]
         assert (served["name"], served["version"], served["users"]) == (NAME, 1, 60)
         listed = httpx.post(state["urls"]["api"] + "/recommendations", params={"user_id": "a00"}, timeout=10).json()
@@ -114,6 +138,7 @@ def test_up_serves_an_imported_dataset_without_a_simulator(tmp_path: Path) -> No
     output = log.read_text()
     assert code == 0, output
     assert f"dataset     {NAME} v1: " in output and "users, 24 items" in output
+    assert f"consumer    events → {data_dir / 'events' / NAME} at least every 5s" in output
     assert "simulator   not started: the simulator's shoppers follow the demo world's ground truth" in output
     assert f"`recops replay --dataset {NAME} --from TIME`" in output
 
@@ -150,3 +175,45 @@ def test_the_console_app_is_found_beside_its_pages_only(tmp_path: Path) -> None:
     assert find_console_app([tmp_path]) is None  # an app.py without pages/ is somebody else's
     (tmp_path / "pages").mkdir()
     assert find_console_app([tmp_path / "site-packages", tmp_path]) == tmp_path / "app.py"
+
+
+def test_up_retrains_on_a_schedule_as_candidates_when_events_arrive(tmp_path: Path) -> None:
+    data_dir = tmp_path / "stack-data"
+    import_small_dataset(data_dir)
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "PROMETHEUS_URL", "RECOPS_DATASET")}
+    env.update(RECOPS_DATA_DIR=str(data_dir), RECOPS_API_PORT="0", RECOPS_RETRAIN_EVERY="1s")
+    log = tmp_path / "up.log"
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "up", "--dataset", NAME, "--no-console",
+                             "--no-prometheus"], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    registry = ModelRegistry(data_dir / "models")
+    try:
+        assert poll(lambda: "RecOps is up." in log.read_text(), 120, every=0.25), log.read_text()
+        state = json.loads((data_dir / "stack.json").read_text())
+        assert set(state["children"]) == {"api", "retrain"}
+        production = registry.served(NAME)
+        assert sorted(production) == ["als", "item_item", "popularity"]
+        retrain_log = data_dir / "logs" / "retrain.log"
+        # ticks without new events train nothing
+        assert poll(lambda: retrain_log.exists() and "skipped: als: no new events" in retrain_log.read_text(),
+                    60, every=0.25), retrain_log.read_text() if retrain_log.exists() else log.read_text()
+        assert len(registry.records(NAME)) == 3
+
+        written = log_events(data_dir, NAME, [("zz-new", "A01", "purchase"), ("zz-new", "A02", "click")])
+
+        def candidates() -> list[VersionRecord]:
+            return [r for r in registry.records(NAME) if r.stage == CANDIDATE]
+
+        assert poll(lambda: len(candidates()) == 3, 60, every=0.25), retrain_log.read_text()
+        assert registry.served(NAME) == production  # candidates only: nothing promoted
+        assert {r.lineage["events"] for r in candidates()} == {written}
+        audit = AuditLog(redis.Redis.from_url(state["urls"]["redis"], decode_responses=True), Keys())
+        [entry] = [e for e in audit.recent() if e.action == "retrain_models"]
+        assert (entry.actor, entry.target) == ("schedule", f"{NAME}:v1")
+        assert all(r.version in entry.detail for r in candidates())
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=60)
+    output = log.read_text()
+    assert code == 0, output
+    assert "retrain     every 1 s when new events were logged, candidates only" in output
+    assert poll(lambda: not pid_alive(state["children"]["retrain"]), 10, every=0.25)

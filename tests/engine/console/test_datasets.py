@@ -22,6 +22,7 @@ from engine.runtime import Engine, build_engine
 from engine.storage.audit import AuditLog
 from engine.storage.keys import Keys
 from tests.support.imported_data import NAME, import_small_dataset, write_import_files
+from tests.support.logged_events import log_events
 from tests.support.synthetic_data import two_taste_dataset
 
 
@@ -153,6 +154,18 @@ def test_training_registers_candidates_with_scores_and_is_audited(
     entry = audit(redis_client).recent(1)[0]
     assert (entry.actor, entry.action, entry.target) == ("ada", "train_models", f"{NAME}:v1")
     assert row["version"] in entry.detail
+
+
+def test_training_learns_from_the_logged_events_and_says_how_many(shop_engine: Engine) -> None:
+    data_dir = shop_engine.settings.data_dir
+    written = log_events(data_dir, NAME, [("zz-new", "A01", "purchase"), ("zz-new", "A02", "click"),
+                                          ("zz-new", "GONE", "view")])
+    outcome = dv.train(shop_engine, "ada", NAME, "item_item", "")
+    assert outcome.notice.succeeded, outcome.notice.text
+    assert f"Trained on **{NAME}** v1 and {written - 1} logged events: item_item " in outcome.notice.text
+    assert "1 logged event left out: its item is not in the catalogue" in outcome.notice.text
+    record = ModelRegistry(shop_engine.settings.models_dir).record("item_item", outcome.table.iloc[0]["version"])
+    assert record.lineage["events"] == written - 1
 
 
 def test_bad_training_input_says_why_and_registers_nothing(

@@ -7,7 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from analysis.power import expected_duration_days, sample_size_means, sample_size_proportions
+from analysis.power import (
+    expected_duration_days,
+    sample_size_means,
+    sample_size_proportions,
+    sample_size_relative,
+    sample_size_relative_proportions,
+)
 from analysis.readout import VariantSummary, analyze
 from analysis.stats import RatioStats
 from engine.experiments import METRICS, parse_experiment, plan_sample_size
@@ -83,8 +89,10 @@ def test_bayesian_engine_readout_and_guardrail() -> None:
 
 
 def test_plan_sample_size() -> None:
-    plan = plan_sample_size(0.05, 0.10)
-    assert plan.users_per_variant == sample_size_proportions(0.05, 0.005, 0.05, 0.8, relative=False)
+    plan = plan_sample_size(0.05, 0.10)  # relative: sized for the readout's relative test
+    assert plan.users_per_variant == sample_size_relative_proportions(0.05, 0.10)
+    absolute = plan_sample_size(0.05, 0.005, relative=False)
+    assert absolute.users_per_variant == sample_size_proportions(0.05, 0.005, 0.05, 0.8, relative=False)
     assert plan.total_users == 2 * plan.users_per_variant and plan.mde_abs == pytest.approx(0.005)
     three = plan_sample_size(0.05, 0.10, variants=3, users_per_day=1000, weights=(0.5, 0.25, 0.25))
     assert three.alpha_per_comparison == pytest.approx(0.025)
@@ -92,6 +100,8 @@ def test_plan_sample_size() -> None:
     assert three.days == pytest.approx(expected_duration_days(three.users_per_variant, 1000, (0.5, 0.25, 0.25), 3))
     means = plan_sample_size(10.0, 0.5, metric_type="mean", std=4.0, relative=False)
     assert means.users_per_variant == sample_size_means(4.0, 0.5)
+    relative_means = plan_sample_size(10.0, 0.05, metric_type="mean", std=4.0)
+    assert relative_means.users_per_variant == sample_size_relative(10.0, 4.0, 0.05)
     assert math.isclose(means.to_dict()["mde_abs"], 0.5)
     with pytest.raises(ValueError, match="needs the per-user standard deviation"):
         plan_sample_size(10.0, 0.5, metric_type="mean")

@@ -59,6 +59,18 @@ def test_rendered_config_passes_promtool(tmp_path: Path) -> None:
     assert sum(map(int, checked)) == len(rules("record")) + len(rules("alert"))
 
 
+def test_the_config_scrapes_the_stream_consumer_when_given_its_port(tmp_path: Path) -> None:
+    config = render_config(tmp_path, "127.0.0.1:8000", consumer_target="127.0.0.1:9400")
+    result = promtool("check", "config", config)
+    assert result.returncode == 0, result.stdout + result.stderr
+    api, consumer = load(config)["scrape_configs"]
+    assert api["job_name"] == "recops-api"
+    assert (consumer["job_name"], consumer["metrics_path"]) == ("recops-consumer", "/metrics")
+    assert consumer["static_configs"] == [{"targets": ["127.0.0.1:9400"]}]
+    with pytest.raises(ValueError, match="consumer_target must be host:port"):
+        render_config(tmp_path, "127.0.0.1:8000", consumer_target="http://127.0.0.1:9400/metrics")
+
+
 def test_render_config_rejects_a_url_and_missing_config_files(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="host:port"):
         render_config(tmp_path, "http://127.0.0.1:8000")

@@ -1,0 +1,367 @@
+"""Team-draft interleaving: merging two rankers' lists, crediting clicks, and the per-user readout.
+
+Team draft (Radlinski, Kurup & Joachims, "How does clickthrough data reflect retrieval quality?",
+CIKM 2008): the two rankers pick items for one list like captains picking teams.  In each round the
+team with fewer picks so far (a coin flip on ties) adds its highest-ranked item not yet in the list,
+and the position is recorded as that team's.  When one ranker has nothing left to add, the other
+keeps picking until the list has ``n`` items or both are exhausted (Chapelle, Joachims, Radlinski &
+Yue, ACM TOIS 2012, §3, run the same variant on lists of unequal length).
+
+A click credits the team of the clicked position; per impression the ranker with more credited
+clicks wins it, and an equal count — including no click at all — is a tie, neither a win nor a loss
+(Chapelle et al. 2012, §4.1).  Users are the unit of analysis: a user's outcome is the sign of the
+difference of their total credits over all their impressions, and the statistic is the *preference
+share* ``wins / (wins + losses)`` over the users with a preference, tested against 1/2 by the
+two-sided exact sign (binomial) test, with the Clopper-Pearson interval.  Because the binomial is
+symmetric at 1/2, the exact two-sided p-value is twice the smaller tail, so the Clopper-Pearson
+interval excludes 1/2 exactly when ``p < α``: the interval and the p-value never disagree.
+
+Team "A" is the control ranker and "B" the treatment: a share above 1/2 means users prefer B.
+
+The sequential option is an always-valid test of the same share: the Bernoulli likelihood ratio
+against ``p = 1/2`` mixed over a ``Beta(a, a)`` prior (Robbins 1970; Lai 1976; Howard, Ramdas,
+McAuliffe & Sekhon 2021, §3).  Under the null it is a nonnegative martingale with mean one, so by
+Ville's inequality ``P(sup_n Λ_n ≥ 1/α) ≤ α`` exactly, for any number of looks, with no normal
+approximation.  Its prior variance is tuned to the plan exactly like the normal-mixture SPRT of
+:mod:`analysis.msprt` (same mixing ratio ``τ²/v_N``, from :func:`analysis.msprt.power_optimal_ratio`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import numpy as np
+from scipy import optimize, special, stats
+
+from analysis.msprt import TUNING_LOOKS_IF_UNKNOWN, power_optimal_ratio
+
+Team = Literal["A", "B"]
+TEAMS: tuple[Team, Team] = ("A", "B")
+Interval = tuple[float, float]
+Verdict = Literal["B preferred", "A preferred", "no preference detected", "no data"]
+
+
+# ------------------------------------------------------------------------------------ the draft
+
+
+@dataclass(frozen=True)
+class InterleavedList:
+    """The merged list shown to one user, and which ranker contributed each position."""
+
+    items: tuple[Hashable, ...]
+    teams: tuple[Team, ...]
+
+
+def team_draft(
+    list_a: Sequence[Hashable], list_b: Sequence[Hashable], n: int, rng: np.random.Generator
+) -> InterleavedList:
+    """Team-draft interleaving of two rankings into a list of ``min(n, |A ∪ B|)`` distinct items.
+
+    ``rng`` flips the coin on ties of team sizes; the result is a pure function of the inputs and the
+    generator's state.
+    """
+    if n < 0:
+        raise ValueError(f"the interleaved list's length must be non-negative, got {n}")
+    rankings = (list_a, list_b)
+    lengths = (len(list_a), len(list_b))
+    n = min(n, lengths[0] + lengths[1])
+    coins = rng.random(n) < 0.5  # drawn at once (one call, not one per tie): coin k is used on the k-th pick
+    items: list[Hashable] = []
+    teams: list[Team] = []
+    taken: set[Hashable] = set()
+    cursor = [0, 0]  # per team: where its highest-ranked item not yet in the list may be
+    picks = [0, 0]
+    while len(items) < n:
+        for t in (0, 1):  # skip what the other team already added
+            ranking, k, end = rankings[t], cursor[t], lengths[t]
+            while k < end and ranking[k] in taken:
+                k += 1
+            cursor[t] = k
+        open_a, open_b = cursor[0] < lengths[0], cursor[1] < lengths[1]
+        if open_a and open_b:  # fewer picks first; a coin on ties
+            t = int(picks[1] < picks[0]) if picks[0] != picks[1] else int(coins[len(items)])
+        elif open_a or open_b:  # one ranker has nothing new left: the other fills the list
+            t = 0 if open_a else 1
+        else:
+            break
+        item = rankings[t][cursor[t]]
+        items.append(item)
+        teams.append(TEAMS[t])
+        taken.add(item)
+        picks[t] += 1
+    return InterleavedList(items=tuple(items), teams=tuple(teams))
+
+
+# ------------------------------------------------------------------------------------ one impression
+
+
+@dataclass(frozen=True)
+class ImpressionOutcome:
+    """Clicks of one impression credited to the team of each clicked position."""
+
+    clicked_a: tuple[int, ...]  # positions (0-based) whose click credited A
+    clicked_b: tuple[int, ...]
+
+    @property
+    def credit_a(self) -> int:
+        return len(self.clicked_a)
+
+    @property
+    def credit_b(self) -> int:
+        return len(self.clicked_b)
+
+    @property
+    def winner(self) -> Team | None:
+        """The ranker with more credited clicks; ``None`` for a tie, including no click at all."""
+        if self.credit_a == self.credit_b:
+            return None
+        return "A" if self.credit_a > self.credit_b else "B"
+
+
+def credit(teams: Sequence[Team], clicked_positions: Sequence[int]) -> ImpressionOutcome:
+    """Credit each clicked position (0-based; repeated positions count once) to its team."""
+    clicked = sorted(set(clicked_positions))
+    for position in clicked:
+        if not 0 <= position < len(teams):
+            raise ValueError(f"clicked position {position} is outside the list of {len(teams)} items")
+    clicked_a = tuple(p for p in clicked if teams[p] == "A")
+    clicked_b = tuple(p for p in clicked if teams[p] == "B")
+    return ImpressionOutcome(clicked_a, clicked_b)
+
+
+# ------------------------------------------------------------------------------------ users
+
+
+@dataclass(frozen=True)
+class PreferenceCounts:
+    """Users by the sign of their total credit difference (B − A): the readout's sufficient statistics."""
+
+    wins: int  # users whose clicks credited B more than A
+    losses: int  # users whose clicks credited A more
+    ties: int  # equal credit, including users who never clicked
+
+    @property
+    def users(self) -> int:
+        return self.wins + self.losses + self.ties
+
+    @property
+    def decided(self) -> int:
+        return self.wins + self.losses
+
+
+def preference_counts(
+    users: Sequence[Hashable] | np.ndarray, credit_a: np.ndarray, credit_b: np.ndarray
+) -> PreferenceCounts:
+    """Sum each user's credits over their impressions and count the signs of ``B − A``."""
+    a = np.asarray(credit_a, dtype=float)
+    b = np.asarray(credit_b, dtype=float)
+    if not (len(users) == a.size == b.size):
+        raise ValueError(f"users, credit_a and credit_b differ in length: {len(users)}, {a.size}, {b.size}")
+    if a.size == 0:
+        return PreferenceCounts(0, 0, 0)
+    _, user_index = np.unique(np.asarray(users), return_inverse=True)
+    diff = np.bincount(user_index.ravel(), weights=b - a)
+    return PreferenceCounts(int((diff > 0).sum()), int((diff < 0).sum()), int((diff == 0).sum()))
+
+
+@dataclass(frozen=True)
+class PositionCredit:
+    """One row of the per-position credit table."""
+
+    position: int
+    shown_a: int  # impressions where A contributed this position
+    shown_b: int
+    clicks_a: int  # clicks on this position credited to A
+    clicks_b: int
+
+
+def position_credit(
+    teams: Sequence[Sequence[Team]], outcomes: Sequence[ImpressionOutcome]
+) -> tuple[PositionCredit, ...]:
+    """Per position: how often each team filled it and how many clicks it earned there."""
+    if len(teams) != len(outcomes):
+        raise ValueError(f"{len(teams)} team lists for {len(outcomes)} outcomes")
+    depth = max((len(t) for t in teams), default=0)
+    shown = {"A": np.zeros(depth, dtype=int), "B": np.zeros(depth, dtype=int)}
+    clicks = {"A": np.zeros(depth, dtype=int), "B": np.zeros(depth, dtype=int)}
+    for team_list, outcome in zip(teams, outcomes, strict=True):
+        for position, team in enumerate(team_list):
+            shown[team][position] += 1
+        np.add.at(clicks["A"], list(outcome.clicked_a), 1)
+        np.add.at(clicks["B"], list(outcome.clicked_b), 1)
+    return tuple(
+        PositionCredit(k, int(shown["A"][k]), int(shown["B"][k]), int(clicks["A"][k]), int(clicks["B"][k]))
+        for k in range(depth)
+    )
+
+
+# ------------------------------------------------------------------------------------ the tests
+
+
+def sign_test_p_value(wins: int | np.ndarray, decided: int | np.ndarray) -> np.ndarray:
+    """Two-sided exact binomial (sign) test of a share of 1/2: twice the smaller tail, capped at 1.
+
+    Vectorised over arrays of experiments; equals ``scipy.stats.binomtest(wins, decided).pvalue``.
+    """
+    k = np.asarray(wins, dtype=float)
+    n = np.asarray(decided, dtype=float)
+    tail = np.minimum(stats.binom.cdf(k, n, 0.5), stats.binom.sf(k - 1, n, 0.5))
+    return np.where(n > 0, np.minimum(1.0, 2.0 * tail), 1.0)
+
+
+def clopper_pearson(wins: int, decided: int, alpha: float) -> Interval:
+    """Exact (Clopper-Pearson 1934) two-sided ``1 - alpha`` interval of a binomial proportion."""
+    lower = 0.0 if wins == 0 else float(special.betaincinv(wins, decided - wins + 1, alpha / 2))
+    upper = 1.0 if wins == decided else float(special.betaincinv(wins + 1, decided - wins, 1 - alpha / 2))
+    return (lower, upper)
+
+
+def beta_mixture_log_lr(
+    wins: int | np.ndarray, decided: int | np.ndarray, a: float, null: float | np.ndarray = 0.5
+) -> np.ndarray:
+    """log of the ``Beta(a, a)``-mixture likelihood ratio of ``wins`` out of ``decided`` against share ``null``."""
+    k = np.asarray(wins, dtype=float)
+    n = np.asarray(decided, dtype=float)
+    p0 = np.asarray(null, dtype=float)
+    with np.errstate(divide="ignore"):
+        null_log_lik = special.xlogy(k, p0) + special.xlog1py(n - k, -p0)
+    return special.betaln(a + k, a + n - k) - special.betaln(a, a) - null_log_lik
+
+
+def always_valid_p_values(wins: np.ndarray, decided: np.ndarray, a: float) -> np.ndarray:
+    """Always-valid p-values along the last axis (looks): the running minimum of ``min(1, 1/Λ)``."""
+    p = np.minimum(1.0, np.exp(-beta_mixture_log_lr(wins, decided, a)))
+    return np.minimum.accumulate(p, axis=-1)
+
+
+def beta_prior_for_plan(planned_users: int, looks: int | None, alpha: float, power: float) -> float:
+    """``a`` of the ``Beta(a, a)`` mixture, with the variance the mSPRT's tuning gives.
+
+    The plan's N counts users with a preference.  The effect assumed is the one a fixed sign test of
+    N users detects with ``power`` (drift ``z_{1-α/2} + z_power``); :func:`power_optimal_ratio` turns it
+    into ``τ²/v_N``, with ``v_N = 1/(4N)`` the variance of the share under the null, and a
+    ``Beta(a, a)`` has variance ``1/(4(2a + 1))``.
+    """
+    drift = float(special.ndtri(1.0 - alpha / 2.0) + special.ndtri(power))
+    ratio = power_optimal_ratio(drift, looks or TUNING_LOOKS_IF_UNKNOWN, alpha)
+    tau2 = ratio / (4.0 * planned_users)
+    return max((1.0 / (4.0 * tau2) - 1.0) / 2.0, 1e-3)
+
+
+def confidence_sequence(wins: int, decided: int, a: float, alpha: float) -> Interval:
+    """``{p : Λ(p) < 1/α}``: the shares the mixture test does not reject at this look.
+
+    ``Λ(p)`` is smallest at the observed share (where it is at most 1), and grows to infinity towards a
+    bound the data exclude, so each end is one root.
+    """
+    if not 0 <= wins <= decided or decided < 1:
+        raise ValueError(f"a confidence sequence needs 0 <= wins <= decided and decided >= 1, got {wins}, {decided}")
+    threshold = math.log(1.0 / alpha)
+    share = wins / decided
+
+    def excess(p: float) -> float:
+        return float(beta_mixture_log_lr(wins, decided, a, p)) - threshold
+
+    eps = 1e-12
+    lower = 0.0 if wins == 0 or excess(eps) < 0 else optimize.brentq(excess, eps, share, xtol=1e-10)
+    upper = 1.0 if wins == decided or excess(1 - eps) < 0 else optimize.brentq(excess, share, 1 - eps, xtol=1e-10)
+    return (float(lower), float(upper))
+
+
+# ------------------------------------------------------------------------------------ the readout
+
+
+@dataclass(frozen=True)
+class InterleavingSettings:
+    alpha: float = 0.05
+    sequential: bool = False
+    planned_users: int | None = None  # users with a preference the sequential test is tuned to
+    looks: int | None = None
+    power: float = 0.8
+
+    def __post_init__(self) -> None:
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"alpha must be between 0 and 1, got {self.alpha}")
+        if not 0 < self.power < 1:
+            raise ValueError(f"power must be between 0 and 1, got {self.power}")
+        if self.planned_users is not None and self.planned_users < 1:
+            raise ValueError(f"planned users must be at least 1, got {self.planned_users}")
+        if self.looks is not None and not 1 <= self.looks <= 1000:
+            raise ValueError(f"looks must be between 1 and 1000, got {self.looks}")
+
+
+@dataclass(frozen=True)
+class InterleavingResult:
+    """The interleaving readout.  ``ci`` is Clopper-Pearson (exact), or the confidence sequence when
+    the test is sequential; ``p_value`` is the exact sign test's, or the always-valid one."""
+
+    counts: PreferenceCounts
+    alpha: float
+    method: Literal["exact sign test", "beta-mixture SPRT"]
+    preference_share: float | None = None  # share of decided users preferring B
+    ci: Interval | None = None
+    p_value: float | None = None
+    verdict: Verdict = "no data"
+    beta_prior: float | None = None  # a of the Beta(a, a) mixture, sequential only
+    positions: tuple[PositionCredit, ...] = field(default_factory=tuple)
+    message: str | None = None
+
+    @property
+    def significant(self) -> bool:
+        return self.p_value is not None and self.p_value < self.alpha
+
+
+def preference_test(
+    counts: PreferenceCounts,
+    settings: InterleavingSettings | None = None,
+    positions: tuple[PositionCredit, ...] = (),
+) -> InterleavingResult:
+    """Preference share, interval, p-value and verdict from the per-user counts.
+
+    Degenerate inputs (no user yet, no user with a preference) come back as a message, never raise.
+    """
+    settings = settings or InterleavingSettings()
+    method: Literal["exact sign test", "beta-mixture SPRT"] = (
+        "beta-mixture SPRT" if settings.sequential else "exact sign test"
+    )
+    base = InterleavingResult(counts=counts, alpha=settings.alpha, method=method, positions=positions)
+    if counts.users == 0:
+        return replace(base, message="no users yet")
+    if counts.decided == 0:
+        message = (
+            f"none of the {counts.users} users credited one ranker more than the other "
+            "(all ties or no clicks): no preference to test"
+        )
+        return replace(base, verdict="no preference detected", message=message)
+    share = counts.wins / counts.decided
+    beta_prior = None
+    if settings.sequential:
+        planned = settings.planned_users or counts.decided
+        beta_prior = beta_prior_for_plan(planned, settings.looks, settings.alpha, settings.power)
+        p_value = float(always_valid_p_values(np.array([counts.wins]), np.array([counts.decided]), beta_prior)[0])
+        ci = confidence_sequence(counts.wins, counts.decided, beta_prior, settings.alpha)
+    else:
+        p_value = float(sign_test_p_value(counts.wins, counts.decided))
+        ci = clopper_pearson(counts.wins, counts.decided, settings.alpha)
+    verdict: Verdict = "no preference detected"
+    if p_value < settings.alpha:
+        verdict = "B preferred" if share > 0.5 else "A preferred"
+    return replace(base, preference_share=share, ci=ci, p_value=p_value, verdict=verdict, beta_prior=beta_prior)
+
+
+def interleaving_readout(
+    users: Sequence[Hashable],
+    teams: Sequence[Sequence[Team]],
+    outcomes: Sequence[ImpressionOutcome],
+    settings: InterleavingSettings | None = None,
+) -> InterleavingResult:
+    """The full readout from the impression log: one ``(user, teams, outcome)`` per impression."""
+    counts = preference_counts(
+        list(users),
+        np.array([o.credit_a for o in outcomes], dtype=float),
+        np.array([o.credit_b for o in outcomes], dtype=float),
+    )
+    return preference_test(counts, settings, position_credit(teams, outcomes))
