@@ -14,8 +14,9 @@ ranker (significant at 5%, in the truth's direction) with 80% power:
    the answer; at each, ``--rehearsals`` rehearsals measure the power.
 3. The power curve of a two-sided test with drift ∝ √N is ``Φ(c√N − z_{α/2})`` (the far tail is
    negligible at 80%), so ``probit(power) + z_{α/2} = c√N`` is fitted through the grid by weighted
-   least squares (weights: the inverse binomial variance of each probit), and
-   ``N80 = ((z_{α/2} + z_{0.8}) / c)²``.  A verification run at N80 reports the power measured there.
+   least squares (weights: the inverse binomial variance of each probit, times a kernel around the
+   target), and ``N80 = ((z_{α/2} + z_{0.8}) / c)²``; a run at that N joins the grid and the curve
+   is refitted.  A verification run at the final N80 reports the power measured there.
 4. Uncertainty: a parametric bootstrap of every grid point's hits (binomial at its measured power),
    refitted: medians and 95% intervals of N80 and of the ratio A/B ÷ interleaving.
 
@@ -33,7 +34,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from scipy import special
@@ -76,10 +77,11 @@ class Options:
     aa_rehearsals: int = 2_000
     drafts: int = DRAFTS
     seed: int = SEED
+    visits: int = 1
 
     @classmethod
-    def quick(cls, seed: int = SEED) -> Options:
-        return cls(pool=400, rehearsals=120, aa_rehearsals=600, drafts=8, seed=seed)
+    def quick(cls, seed: int = SEED, visits: int = 1) -> Options:
+        return cls(pool=400, rehearsals=120, aa_rehearsals=600, drafts=8, seed=seed, visits=visits)
 
 
 @dataclass(frozen=True)
@@ -102,12 +104,17 @@ class PowerCurve:
 
 
 def fit_n80(users: np.ndarray, power: np.ndarray, rehearsals: int) -> float:
-    """``N80`` from ``probit(power) + z = c√N`` fitted by weighted least squares through the origin."""
+    """``N80`` from ``probit(power) + z = c√N`` fitted by weighted least squares through the origin.
+
+    Weights: the inverse binomial variance of each probit, times a kernel around probit(0.8), so the
+    points near the target decide (the far tail and the tests' discreteness bend the curve elsewhere).
+    """
     clipped = np.clip(power, 0.5 / rehearsals, 1 - 0.5 / rehearsals)
-    y = special.ndtri(clipped) + Z_ALPHA
+    probit = special.ndtri(clipped)
+    y = probit + Z_ALPHA
     x = np.sqrt(users)
-    density = np.exp(-0.5 * special.ndtri(clipped) ** 2) / math.sqrt(2 * math.pi)
-    weight = density**2 / (clipped * (1 - clipped))  # 1 / Var(probit p̂) up to R
+    density = np.exp(-0.5 * probit**2) / math.sqrt(2 * math.pi)
+    weight = density**2 / (clipped * (1 - clipped)) * np.exp(-0.5 * (probit - Z_POWER) ** 2)
     usable = (power > 0.02) & (power < 0.98)  # the flat ends say little about c
     if usable.sum() < 2:
         usable = np.ones_like(usable)
@@ -122,7 +129,15 @@ def measure_curve(
     """Power on the grid around ``guess``, the fitted N80 with its bootstrap, and a run at N80."""
     users = np.unique(np.maximum(2, np.rint(np.asarray(GRID) * guess)).astype(int))
     runs = [run(int(n), options.rehearsals) for n in users]
-    power = np.array([np.mean(d.direction == truth_direction) for d in runs])
+    paired = list(runs)  # the grid's runs, in the grid's order, for pairing with the other design's
+    # one refinement: a run at the first fit's N joins the grid where the curve matters most
+    first = fit_n80(users, _power(runs, truth_direction), options.rehearsals)
+    if math.isfinite(first) and round(first) not in users:
+        users = np.append(users, max(2, round(first)))
+        runs.append(run(int(users[-1]), options.rehearsals))
+    order = np.argsort(users)
+    users, runs = users[order], [runs[k] for k in order]
+    power = _power(runs, truth_direction)
     n80 = fit_n80(users, power, options.rehearsals)
     boot_power = rng.binomial(options.rehearsals, power, size=(BOOTSTRAP, power.size)) / options.rehearsals
     boot = np.array([fit_n80(users, p, options.rehearsals) for p in boot_power])
@@ -134,7 +149,12 @@ def measure_curve(
         verified_users=verified_users, verified_power=float(np.mean(verified.direction == truth_direction)),
         boot=boot,
     )
-    return curve, [*runs, verified]
+    return curve, [*paired, verified]
+
+
+def _power(runs: list[Decisions], truth_direction: int) -> np.ndarray:
+    """Per run: the share of rehearsals significant in the truth's direction."""
+    return np.array([np.mean(d.direction == truth_direction) for d in runs])
 
 
 def ab_guess(bench: RehearsalBench) -> float:
@@ -176,10 +196,17 @@ def _pool_lists(
     return out
 
 
+def overlap(lists_a: list[list[str]], lists_b: list[list[str]]) -> float:
+    """Mean share of a list's items that the other ranker's list also has."""
+    return float(np.mean([len(set(a) & set(b)) / max(len(a), 1) for a, b in zip(lists_a, lists_b, strict=True)]))
+
+
 def _agreement(ab: list[Decisions], il: list[Decisions]) -> tuple[int, int]:
-    """Paired rehearsals (same grid step) where both designs are significant, and those agreeing."""
+    """Paired rehearsals (same grid step, or both verification runs) where both designs are
+    significant, and those agreeing."""
     both = agree = 0
-    for a, b in zip(ab, il, strict=True):
+    # grids of equal steps; a tiny guess can merge two steps, and then the extra runs go unpaired
+    for a, b in zip([*ab[:-1][: len(il) - 1], ab[-1]], [*il[:-1][: len(ab) - 1], il[-1]], strict=True):
         sig = a.significant & b.significant
         both += int(sig.sum())
         agree += int((sig & (a.direction == b.direction)).sum())
@@ -202,10 +229,11 @@ def measure(options: Options, log: Callable[[str], None]) -> dict[str, object]:
         lists = _pool_lists(engine, world, specs, users, width)
         log(f"lists of {len(specs)} rankers for {options.pool:,} users in {time.perf_counter() - started:.0f} s")
         pairs = {**PAIRS, "A/A": (AA_SPEC, AA_SPEC)}
-        benches = {}
+        benches, overlaps = {}, {}
         for name, (control, treatment) in pairs.items():
             merged = interleave(world, users, lists[control][0], lists[treatment][0], width, options.drafts, rng)
-            benches[name] = RehearsalBench(lists[control][1], lists[treatment][1], merged, alpha=ALPHA)
+            benches[name] = RehearsalBench(lists[control][1], lists[treatment][1], merged, options.visits, ALPHA)
+            overlaps[name] = overlap(lists[control][0], lists[treatment][0])
     rows: dict[str, dict[str, object]] = {}
     decisions: dict[tuple[str, Design], list[Decisions]] = {}
     for name in PAIRS:
@@ -225,6 +253,7 @@ def measure(options: Options, log: Callable[[str], None]) -> dict[str, object]:
         rows[name] = {
             "control": pairs[name][0], "treatment": pairs[name][1],
             "truth": {"control": truth_c, "treatment": truth_t, "lift": truth_t / truth_c - 1},
+            "list_overlap": overlaps[name],
             "interleaving_pilot": {"preference_share": share, "decided_share": decided},
             "approximation": guesses,
             "ab": curves["ab"].to_dict(), "interleaving": curves["interleaving"].to_dict(),
@@ -270,7 +299,11 @@ def report(result: dict[str, object]) -> str:
                          f"{row['ratio']['median']:.1f} [{row['ratio']['ci'][0]:.1f}, {row['ratio']['ci'][1]:.1f}]"
                          if design == "interleaving" else ""])
     lines = [table(["pair", "rankers", "true lift", "design", "users @80%", "95% CI", "power measured",
-                    "ratio A/B ÷ IL"], body)]
+                    "ratio A/B ÷ IL"], body), ""]
+    for name, row in pairs.items():
+        pilot = row["interleaving_pilot"]
+        lines.append(f"{name}: lists overlap {row['list_overlap']:.0%}; interleaved, {pilot['decided_share']:.0%} of "
+                     f"users credit one side more, {pilot['preference_share']:.3f} of them the treatment")
     aa: dict[str, dict] = result["aa"]  # type: ignore[assignment]
     lines.append("")
     lines.append(table(["A/A (als vs als)", "users", "rehearsals", "false positives", "SE", "goal"], [
@@ -294,11 +327,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--pool", type=int, default=None, help="users whose lists are computed (2,000)")
     parser.add_argument("--rehearsals", type=int, default=None, help="rehearsals per grid point (400)")
+    parser.add_argument("--visits", type=int, default=1, help="visits per user, each showing a list (1)")
     args = parser.parse_args(argv)
-    options = Options.quick(args.seed) if args.quick else Options(seed=args.seed)
-    if args.pool or args.rehearsals:
-        options = Options(pool=args.pool or options.pool, rehearsals=args.rehearsals or options.rehearsals,
-                          aa_rehearsals=options.aa_rehearsals, drafts=options.drafts, seed=args.seed)
+    options = Options.quick(args.seed, args.visits) if args.quick else Options(seed=args.seed, visits=args.visits)
+    options = replace(options, pool=args.pool or options.pool, rehearsals=args.rehearsals or options.rehearsals)
     result = measure(options, log=(lambda _: None) if args.json else print)
     if args.json:
         print(json.dumps(result, indent=2))
