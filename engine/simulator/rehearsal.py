@@ -151,7 +151,8 @@ def rehearse(engine: Engine, plan: RehearsalPlan) -> dict[str, Any]:
     rows = np.array([index[u] for u in users])
     width = max(plan.control.length(engine), plan.treatment.length(engine))
     lists_c = served_lists(engine, plan.control, distinct)
-    lists_t = served_lists(engine, plan.treatment, distinct)
+    same = plan.treatment == plan.control  # an A/A rehearsal: one ranker's lists, computed once
+    lists_t = lists_c if same else served_lists(engine, plan.treatment, distinct)
     clicks_c = ListClicks(list_clicks(world, distinct, lists_c, width))
     clicks_t = ListClicks(list_clicks(world, distinct, lists_t, width))
     truth_c = float(clicks_c.expected_clicks[rows].mean())
