@@ -152,6 +152,13 @@ def measure_curve(
     return curve, [*paired, verified]
 
 
+def truth_z(bench: RehearsalBench) -> float:
+    """The pool's mean per-user difference of expected clicks over its standard error: is it real?"""
+    diff = bench.treatment.expected_clicks - bench.control.expected_clicks
+    se = float(diff.std(ddof=1)) / math.sqrt(diff.size)
+    return float(diff.mean()) / se if se > 0 else math.inf
+
+
 def _power(runs: list[Decisions], truth_direction: int) -> np.ndarray:
     """Per run: the share of rehearsals significant in the truth's direction."""
     return np.array([np.mean(d.direction == truth_direction) for d in runs])
@@ -252,7 +259,8 @@ def measure(options: Options, log: Callable[[str], None]) -> dict[str, object]:
         ratio = curves["ab"].boot / curves["interleaving"].boot
         rows[name] = {
             "control": pairs[name][0], "treatment": pairs[name][1],
-            "truth": {"control": truth_c, "treatment": truth_t, "lift": truth_t / truth_c - 1},
+            "truth": {"control": truth_c, "treatment": truth_t, "lift": truth_t / truth_c - 1,
+                      "difference_z": truth_z(bench)},
             "list_overlap": overlaps[name],
             "interleaving_pilot": {"preference_share": share, "decided_share": decided},
             "approximation": guesses,
@@ -302,7 +310,8 @@ def report(result: dict[str, object]) -> str:
                     "ratio A/B ÷ IL"], body), ""]
     for name, row in pairs.items():
         pilot = row["interleaving_pilot"]
-        lines.append(f"{name}: lists overlap {row['list_overlap']:.0%}; interleaved, {pilot['decided_share']:.0%} of "
+        lines.append(f"{name}: true difference {row['truth']['difference_z']:.0f} standard errors of the pool's users; "
+                     f"lists overlap {row['list_overlap']:.0%}; interleaved, {pilot['decided_share']:.0%} of "
                      f"users credit one side more, {pilot['preference_share']:.3f} of them the treatment")
     aa: dict[str, dict] = result["aa"]  # type: ignore[assignment]
     lines.append("")
