@@ -26,7 +26,7 @@ from __future__ import annotations
 import bisect
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import accumulate
 from typing import Any
 
@@ -36,6 +36,19 @@ from engine.models.model_spec import ModelSpecError, SpecResolver
 from engine.serving.serving_params import DEFAULT_SERVING, ServingParams
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RankerArm:
+    """One ranker of an interleaving experiment: what serving computes its list with."""
+
+    variant: str
+    model: str
+    version: str | None
+    serving: ServingParams
+
+
+INTERLEAVED = "interleaved"  # the variant an interleaving experiment's enrolled users are served
 
 
 @dataclass(frozen=True)
@@ -56,6 +69,9 @@ class Assignment:
     forced: bool = False
     version: str | None = None
     serving: ServingParams = DEFAULT_SERVING
+    # an interleaving experiment: the two rankers (control = A, treatment = B) whose lists are merged;
+    # ``variant`` is then ``INTERLEAVED`` and model/version/serving are the control's
+    rankers: tuple[RankerArm, RankerArm] | None = None
 
     @property
     def served_label(self) -> str:
@@ -110,6 +126,7 @@ class CompiledExperiment:
     layer_salt: str | None
     layer_range: tuple[float, float] | None
     forced: Mapping[str, int]
+    interleaving: bool = False
 
     @classmethod
     def compile(cls, exp: Experiment, resolve: SpecResolver | None = None) -> CompiledExperiment:
@@ -130,6 +147,7 @@ class CompiledExperiment:
             layer_salt=layer_salt(exp.layer) if exp.layer else None,
             layer_range=exp.layer_range,
             forced={user: names.index(variant) for user, variant in exp.forced.items()},
+            interleaving=exp.interleaving,
         )
 
     def eligible(self, user_id: str) -> bool:
@@ -144,6 +162,13 @@ class CompiledExperiment:
         return pick(self.cumulative, bucket(self.variant_salt, user_id))
 
     def assignment(self, user_id: str, index: int, forced: bool = False) -> Assignment:
+        if self.interleaving and not forced:
+            # every enrolled user sees both rankers merged; a forced QA user sees their variant's list alone
+            a, b = (RankerArm(self.names[i], self.models[i], self.versions[i], self.serving[i]) for i in (0, 1))
+            return replace(self._assignment(user_id, 0, forced), variant=INTERLEAVED, rankers=(a, b))
+        return self._assignment(user_id, index, forced)
+
+    def _assignment(self, user_id: str, index: int, forced: bool) -> Assignment:
         return Assignment(
             experiment=self.key,
             variant=self.names[index],
