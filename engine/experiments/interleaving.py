@@ -48,7 +48,7 @@ from analysis.interleaving import (
 from engine.experiments.assignment import Assignment
 from engine.experiments.exposure import ObservedEvent
 from engine.experiments.model import Experiment
-from engine.experiments.results import ExperimentDecision, ExperimentReadout
+from engine.experiments.results import ExperimentDecision, ExperimentReadout, Progress
 from engine.experiments.snapshot import ConfigSnapshot
 from engine.storage.client import eval_script_batch, text_hash
 from engine.storage.keys import Keys
@@ -322,8 +322,12 @@ def with_interleaving(readout: ExperimentReadout, exp: Experiment, stats: Interl
     block makes (the per-arm metrics stay empty: every user saw both rankers, no arm has users)."""
     block = interleaving_block(exp, stats, readout.engine)
     action, text, variant = decision_text(block)
+    decided = stats.counts.decided  # the plan's size counts users with a preference (``settings_for``)
+    planned = exp.planned_sample_size
+    progress = (Progress(planned, "planned", decided, min(1.0, decided / planned)) if planned
+                else Progress(None, "none", decided, None))
     messages = [m for m in readout.messages if m] + [
         "interleaving: every enrolled user sees both rankers merged; per-arm metrics do not apply, "
         "the preference share decides"]
     return dataclasses.replace(readout, interleaving=block, decision=ExperimentDecision(action, text, variant),
-                               decision_text=text, messages=tuple(dict.fromkeys(messages)))
+                               decision_text=text, progress=progress, messages=tuple(dict.fromkeys(messages)))

@@ -9,6 +9,10 @@ started opens a new phase; statistics are kept per phase and a readout reads one
 collected under different allocations is never pooled.  A new phase also re-randomises users (its
 own salt), which spreads any carry-over from the previous phase evenly across the arms.
 
+An *interleaving* experiment compares two rankers (control = A, treatment = B): every enrolled user
+sees both lists merged by team draft and clicks credit the ranker of the item (see
+``engine.experiments.interleaving``); its weights play no part.
+
 A bandit's periodic re-weighting is *not* a new phase: it opens a new weight *epoch* instead.  The
 unit of a bandit is a user within an epoch, so a user re-assigned by new weights starts a new unit
 in the arm they are now served, and the SRM check compares counts against the weights each epoch

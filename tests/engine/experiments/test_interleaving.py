@@ -134,7 +134,7 @@ def test_a_click_credits_the_team_of_the_item_in_the_impression_it_answers(servi
 
 
 def test_readout_counts_users_by_the_sign_of_their_credit(service: ExperimentService) -> None:
-    key = started(service)
+    key = started(service, planned_sample_size=8)  # users with a preference
     a, b = ["a1", "a2", "a3"], ["b1", "b2", "b3"]
     outcomes = {"w1": "B", "w2": "B", "w3": "B", "l1": "A", "t1": "AB", "t2": ""}
     for user, teams in outcomes.items():
@@ -154,6 +154,7 @@ def test_readout_counts_users_by_the_sign_of_their_credit(service: ExperimentSer
     assert block["verdict"] == "no preference detected" and block["sequential"] is None
     assert "no preference detected yet" in readout.decision_text and readout.decision.action == "keep_running"
     assert readout.to_dict()["interleaving"]["wins"] == 3
+    assert (readout.progress.min_users, readout.progress.fraction) == (4, 0.5)
 
 
 # ----------------------------------------------------------------------------- calibration by simulation
