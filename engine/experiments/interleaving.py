@@ -14,12 +14,15 @@ so each script touches one Cluster slot:
 - per phase a hash user → ``"<credit A>,<credit B>"``, each user's running credit over all their
   impressions (a user enters it with ``0,0`` at their first impression, so users who never click are
   counted as ties, as Chapelle et al. 2012 count them);
-- per phase a hash of counters: ``<team>|shown|<pos>``, ``<team>|click|<pos>`` (per-position
-  credit), ``impressions``, ``credited``, ``ignored`` (a click on an item in no impression it could
-  answer) and ``repeated`` (a second click on one position of one impression: credited once).
+- per phase a hash of counters: ``users|win``, ``users|loss``, ``users|tie`` (users by the sign of
+  their credit B − A, moved by the click that changes a user's sign), ``<team>|shown|<pos>``,
+  ``<team>|click|<pos>`` (per-position credit), ``impressions``, ``credited``, ``ignored`` (a click
+  on an item in no impression it could answer) and ``repeated`` (a second click on one position of
+  one impression: credited once).
 
-The readout reads the two hashes, never the impressions.  The draft's coin flips are seeded from
-(experiment, phase, user, request id), so a request's merged list can be reproduced.
+The readout reads the counters hash only: its cost does not grow with the users or impressions.
+The draft's coin flips are seeded from (experiment, phase, user, request id), so a request's
+merged list can be reproduced.
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ RECORD = """
 redis.call('LPUSH', KEYS[1], ARGV[2])
 redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[3]) - 1)
 redis.call('EXPIRE', KEYS[1], ARGV[4])
-redis.call('HSETNX', KEYS[2], ARGV[1], '0,0')
+if redis.call('HSETNX', KEYS[2], ARGV[1], '0,0') == 1 then redis.call('HINCRBY', KEYS[3], 'users|tie', 1) end
 local teams = ARGV[5]
 for p = 1, #teams do
   redis.call('HINCRBY', KEYS[3], string.sub(teams, p, p) .. '|shown|' .. (p - 1), 1)
@@ -77,6 +80,10 @@ return 1
 # The impression a click answers: the one of its request id, else the newest holding the item.
 # Returns 1 (credited), 2 (a repeated click on a credited position) or 0 (no impression: ignored).
 CREDIT = """
+local function side(diff)
+  if diff > 0 then return 'win' elseif diff < 0 then return 'loss' end
+  return 'tie'
+end
 local list = redis.call('LRANGE', KEYS[1], 0, -1)
 for i = 1, #list do
   local imp = cjson.decode(list[i])
@@ -92,10 +99,21 @@ for i = 1, #list do
         redis.call('LSET', KEYS[1], i - 1, cjson.encode(imp))
         local team = string.sub(imp.t, p, p)
         redis.call('HINCRBY', KEYS[3], team .. '|click|' .. (p - 1), 1)
-        local a, b = string.match(redis.call('HGET', KEYS[2], ARGV[1]) or '0,0', '^(%d+),(%d+)$')
+        local rec = redis.call('HGET', KEYS[2], ARGV[1])
+        if not rec then
+          rec = '0,0'
+          redis.call('HINCRBY', KEYS[3], 'users|tie', 1)
+        end
+        local a, b = string.match(rec, '^(%d+),(%d+)$')
         a, b = tonumber(a), tonumber(b)
+        local before = side(b - a)
         if team == 'A' then a = a + 1 else b = b + 1 end
         redis.call('HSET', KEYS[2], ARGV[1], a .. ',' .. b)
+        local after = side(b - a)
+        if after ~= before then
+          redis.call('HINCRBY', KEYS[3], 'users|' .. before, -1)
+          redis.call('HINCRBY', KEYS[3], 'users|' .. after, 1)
+        end
         redis.call('HINCRBY', KEYS[3], 'credited', 1)
         return 1
       end
@@ -153,7 +171,8 @@ class InterleavingStats:
 
 
 def counts_from_credit(credit: Mapping[str, str]) -> PreferenceCounts:
-    """Users by the sign of B − A from the ``user → "a,b"`` hash."""
+    """Users by the sign of B − A from the ``user → "a,b"`` hash (the counters keep the same counts
+    incrementally; this recounts them, to check)."""
     wins = losses = ties = 0
     for value in credit.values():
         a, _, b = value.partition(",")
@@ -230,13 +249,15 @@ class InterleavingRecorder:
         outcomes = [int(r) for r in eval_script_batch(self.redis, self._credit, calls)]
         return CreditTally(outcomes.count(1), outcomes.count(2), outcomes.count(0))
 
+    def read_credit(self, key: str, phase: int) -> dict[str, str]:
+        """Every user's ``"<credit A>,<credit B>"`` (a scan of the phase's users: for checks and exports)."""
+        return text_hash(self.redis.hgetall(self.keys.experiment_credit(key, phase)))
+
     def read(self, key: str, phase: int) -> InterleavingStats:
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hgetall(self.keys.experiment_credit(key, phase))
-        pipe.hgetall(self.keys.experiment_position_credit(key, phase))
-        credit, counters = (text_hash(raw) for raw in pipe.execute())
+        """The phase's statistics from its counters (one round trip, whatever the number of users)."""
+        counters = text_hash(self.redis.hgetall(self.keys.experiment_position_credit(key, phase)))
         return InterleavingStats(
-            counts=counts_from_credit(credit),
+            counts=PreferenceCounts(*(int(counters.get(f"users|{side}", 0)) for side in ("win", "loss", "tie"))),
             positions=positions_from_counters(counters),
             impressions=int(counters.get("impressions", 0)),
             credited=int(counters.get("credited", 0)),

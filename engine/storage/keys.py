@@ -121,7 +121,7 @@ class Keys:
         return f"{self.prefix}:exp:ilv:credit:{self.experiment_tag(key)}:{phase}"
 
     def experiment_position_credit(self, key: str, phase: int) -> str:
-        """Hash ``<team>|shown|<position>`` and ``<team>|click|<position>`` -> counts, plus click outcomes."""
+        """Hash of an interleaving phase's counters: users by preference, per-position credit, click outcomes."""
         return f"{self.prefix}:exp:ilv:pos:{self.experiment_tag(key)}:{phase}"
 
     def experiment_lock(self, name: str) -> str:

@@ -11,9 +11,11 @@ import pytest
 import redis
 from scipy import stats
 
+from analysis.interleaving import PreferenceCounts
 from engine.events.tracker import Event
 from engine.experiments import ExperimentError, ExperimentService
 from engine.experiments.assignment import INTERLEAVED
+from engine.experiments.interleaving import counts_from_credit
 from engine.storage.keys import Keys
 from tests.support.redis_roundtrips import counting_client
 
@@ -155,6 +157,8 @@ def test_readout_counts_users_by_the_sign_of_their_credit(service: ExperimentSer
     assert "no preference detected yet" in readout.decision_text and readout.decision.action == "keep_running"
     assert readout.to_dict()["interleaving"]["wins"] == 3
     assert (readout.progress.min_users, readout.progress.fraction) == (4, 0.5)
+    # the counters kept click by click agree with a recount of every user's credit
+    assert counts_from_credit(service.interleaving.read_credit(key, 1)) == PreferenceCounts(3, 1, 2)
 
 
 # ----------------------------------------------------------------------------- calibration by simulation
@@ -182,7 +186,10 @@ def test_identical_rankers_give_a_balanced_share(service: ExperimentService) -> 
     key = started(service, variants=[{"name": "control", "model": "als"}, {"name": "same", "model": "als"}])
     simulate(service, 1500, CATALOGUE[:20], CATALOGUE[:20], seed=1)
     block = service.readout(key).interleaving
-    assert block is not None and block["users"] == 1500 and block["wins"] + block["losses"] > 300
+    recount = counts_from_credit(service.interleaving.read_credit(key, 1))
+    assert block is not None and (block["wins"], block["losses"], block["ties"]) == (
+        recount.wins, recount.losses, recount.ties)
+    assert block["users"] == 1500 and block["wins"] + block["losses"] > 300
     assert block["p_value"] > 0.05 and block["verdict"] == "no preference detected"
     assert block["ci"][0] < 0.5 < block["ci"][1]
 
