@@ -740,3 +740,5 @@ def test_an_interleaving_experiment_is_designed_in_the_editor_and_read_out_as_a_
     assert block is not None and block["users"] == 200 and block["clicks_credited"] == len(events)
     labels = [m.label for m in readout.metric]
     assert "Preference share" in labels and "p-value" in labels
+    overview = ran(page("overview").run())
+    assert "200 users shown both rankers" in joined(overview.caption) + joined(overview.markdown)
