@@ -16,6 +16,7 @@ from engine.events.tracker import Event
 from engine.experiments import ExperimentError, ExperimentService
 from engine.experiments.assignment import INTERLEAVED
 from engine.experiments.interleaving import counts_from_credit
+from engine.runtime import Engine
 from engine.storage.keys import Keys
 from tests.support.redis_roundtrips import counting_client
 
@@ -204,3 +205,30 @@ def test_a_better_ranker_wins_under_the_sequential_engine(service: ExperimentSer
     assert block["sequential"]["p_value"] < 0.05 and block["preference_share"] > 0.6
     assert block["sequential"]["ci"][0] > 0.5
     assert readout.decision.action == "ship" and readout.decision.variant == "treatment"
+
+
+def test_same_spec_on_both_sides_through_the_engine_is_balanced(engine: Engine) -> None:
+    """A/A through the whole engine: one spec for both rankers, lists served through the service and
+    its cache, clicks by the demo world's click law posted through the event tracker."""
+    from engine.api.interleaved_lists import serve_interleaved
+
+    svc = engine.experiments
+    svc.create(spec("aa", variants=[{"name": "control", "model": "als"}, {"name": "same", "model": "als"}]))
+    svc.start("aa")
+    rng = np.random.default_rng(11)
+    events: list[Event] = []
+    users = engine.features.top_active_users(800)
+    for k, user in enumerate(users):
+        assignment = svc.assign(user)
+        assert assignment is not None and assignment.rankers is not None
+        answer = serve_interleaved(engine, assignment, 10, f"aa-{k}")
+        assert answer.teams is not None
+        items = [i["item_id"] for i in answer.result.items]
+        p = np.asarray(engine.world.click_probability(user, items, np.arange(len(items))))
+        events += [click(user, item, f"aa-{k}") for item, hit in zip(items, rng.random(len(items)) < 3 * p,
+                                                                      strict=True) if hit]
+    engine.events.track_many(events)
+    block = svc.readout("aa").interleaving
+    assert block is not None and block["users"] == len(users) and block["clicks_credited"] == len(events)
+    assert block["wins"] + block["losses"] > 150
+    assert block["p_value"] > 0.05 and block["ci"][0] < 0.5 < block["ci"][1]
