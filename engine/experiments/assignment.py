@@ -126,11 +126,12 @@ class CompiledExperiment:
     layer_salt: str | None
     layer_range: tuple[float, float] | None
     forced: Mapping[str, int]
-    interleaving: bool = False
+    rankers: tuple[RankerArm, RankerArm] | None = None  # an interleaving experiment's, built once
 
     @classmethod
     def compile(cls, exp: Experiment, resolve: SpecResolver | None = None) -> CompiledExperiment:
         names = tuple(v.name for v in exp.variants)
+        versions = tuple(_version(exp.key, v, resolve) for v in exp.variants)
         return cls(
             key=exp.key,
             phase=exp.phase,
@@ -138,7 +139,7 @@ class CompiledExperiment:
             names=names,
             models=tuple(v.spec.name for v in exp.variants),
             params=tuple(dict(v.params) for v in exp.variants),
-            versions=tuple(_version(exp.key, v, resolve) for v in exp.variants),
+            versions=versions,
             serving=tuple(v.serving for v in exp.variants),
             cumulative=tuple(accumulate(exp.weights)),
             variant_salt=variant_salt(exp),
@@ -147,7 +148,7 @@ class CompiledExperiment:
             layer_salt=layer_salt(exp.layer) if exp.layer else None,
             layer_range=exp.layer_range,
             forced={user: names.index(variant) for user, variant in exp.forced.items()},
-            interleaving=exp.interleaving,
+            rankers=_rankers(exp, versions) if exp.interleaving else None,
         )
 
     def eligible(self, user_id: str) -> bool:
@@ -162,10 +163,9 @@ class CompiledExperiment:
         return pick(self.cumulative, bucket(self.variant_salt, user_id))
 
     def assignment(self, user_id: str, index: int, forced: bool = False) -> Assignment:
-        if self.interleaving and not forced:
+        if self.rankers is not None and not forced:
             # every enrolled user sees both rankers merged; a forced QA user sees their variant's list alone
-            a, b = (RankerArm(self.names[i], self.models[i], self.versions[i], self.serving[i]) for i in (0, 1))
-            return replace(self._assignment(user_id, 0, forced), variant=INTERLEAVED, rankers=(a, b))
+            return replace(self._assignment(user_id, 0, forced), variant=INTERLEAVED, rankers=self.rankers)
         return self._assignment(user_id, index, forced)
 
     def _assignment(self, user_id: str, index: int, forced: bool) -> Assignment:
@@ -181,6 +181,12 @@ class CompiledExperiment:
             version=self.versions[index],
             serving=self.serving[index],
         )
+
+
+def _rankers(exp: Experiment, versions: tuple[str | None, ...]) -> tuple[RankerArm, RankerArm]:
+    a, b = (RankerArm(v.name, v.spec.name, version, v.serving)
+            for v, version in zip(exp.variants[:2], versions[:2], strict=True))
+    return a, b
 
 
 def _version(key: str, variant: Variant, resolve: SpecResolver | None) -> str | None:

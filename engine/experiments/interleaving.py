@@ -233,7 +233,7 @@ class InterleavingRecorder:
         """Credit each click of a user enrolled in a running interleaving experiment to the team of the
         clicked item in the impression it answers; one pipelined round trip per batch."""
         table = self.snapshot.table
-        if not any(exp.interleaving for exp in table.experiments):
+        if not any(exp.rankers is not None for exp in table.experiments):
             return CreditTally()
         calls: list[tuple[list[str], list[Any]]] = []
         for event in events:
