@@ -12,6 +12,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 BENCHMARKS = {
     "recommend": "bench.recommend_latency",
     "experiments": "bench.experiments",
+    "interleaving": "bench.interleaving",
     "http": "bench.http",
     "soak": "bench.soak",
     "console": "bench.console",

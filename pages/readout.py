@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from engine.console import experiments as backend
+from engine.console import interleaving_view as ilv
 from engine.console import models as mv
 from engine.console import readout_view as view
 from engine.console import shipped
@@ -46,6 +47,23 @@ def progress(r: ExperimentReadout) -> None:
         st.caption(p.text)
     else:
         st.progress(p.fraction, text=p.text)
+
+
+def interleaving_section(block: dict[str, object]) -> None:
+    """An interleaving experiment: the users' preference between the two rankers, not per-arm lifts."""
+    st.subheader(f"Preference: {block['control']} (A) vs {block['treatment']} (B)")
+    st.caption(ilv.caption(block))
+    ui.notice(ilv.verdict_notice(block))
+    ui.cards(ilv.cards(block))
+    left, right = st.columns(2)
+    with left:
+        ui.chart(ilv.share_figure(block), "No user with a preference yet.")
+    with right:
+        ui.chart(ilv.position_figure(block), "No impression recorded yet.")
+    st.table(ilv.position_frame(block))
+    st.caption(f"Impressions {block['impressions']:,}; clicks credited {block['clicks_credited']:,}, ignored "
+               f"{block['clicks_ignored']:,} (on an item in no impression they could answer), repeated "
+               f"{block['clicks_repeated']:,} (credited once).")
 
 
 def served_section(arms: list[dict[str, object]]) -> None:
@@ -106,6 +124,9 @@ with ui.guard("computing the readout"):
     ui.notice(view.srm_notice(r))
     ui.notice(view.decision_notice(r))
     ui.notice(view.peeking_notice(r))
+    if r.interleaving is not None:
+        interleaving_section(r.interleaving)
+        st.stop()
     arms = view.served(r)
     promote_section(r, exp, arms)
     progress(r)

@@ -40,6 +40,10 @@ def _pct(value: float | None) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{value:+.2%}"
 
 
+def _share(value: float | None) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.1%}"
+
+
 def _interval(ci: tuple[float, float] | None, fmt: Callable[[float | None], str]) -> str:
     return "-" if ci is None else f"[{fmt(ci[0])}, {fmt(ci[1])}]"
 
@@ -321,6 +325,10 @@ def format_readout(r: ExperimentReadout) -> str:
     ]
     if r.served:
         lines += [served_table(r.served), ""]
+    if r.interleaving is not None:  # no arm has users of its own: the per-arm tables do not apply
+        lines += [interleaving_text(r.interleaving), "", *(f"note: {m}" for m in r.messages),
+                  f"decision: {r.decision_text}"]
+        return "\n".join(lines)
     for m in (r.goal, *r.guardrails, *r.secondary):
         lines += [*_metric_lines(m), ""]
     p = r.progress
@@ -330,6 +338,30 @@ def format_readout(r: ExperimentReadout) -> str:
     lines.append(f"SRM p = {_num(r.srm_p_value, 3)}{' (MISMATCH)' if r.srm_flag else ''}")
     lines += [f"note: {m}" for m in r.messages]
     lines.append(f"decision: {r.decision_text}")
+    return "\n".join(lines)
+
+
+def interleaving_text(block: dict[str, Any]) -> str:
+    """An interleaving readout's block: who preferred which ranker, the tests, the per-position credit."""
+    lines = [
+        f"interleaving: A = {block['control']}, B = {block['treatment']}",
+        f"users {block['users']:,}: {block['wins']:,} prefer B, {block['losses']:,} prefer A, "
+        f"{block['ties']:,} ties (incl. no click)",
+        f"preference share (B) {_share(block['preference_share'])}, {1 - block['alpha']:.0%} CI "
+        f"{_interval(block['ci'], _share)}, "
+        f"sign test p = {_num(block['p_value'], 4)}",
+    ]
+    seq = block["sequential"]
+    if seq is not None:
+        lines.append(f"sequential ({seq['method']}): p = {_num(seq['p_value'], 4)}, "
+                     f"confidence sequence {_interval(seq['ci'], _share)}")
+    lines.append(f"verdict ({block['decided_by']}): {block['verdict']}")
+    lines.append(f"impressions {block['impressions']:,}; clicks credited {block['clicks_credited']:,}, "
+                 f"ignored {block['clicks_ignored']:,} (in no impression), repeated {block['clicks_repeated']:,}")
+    rows = [[str(p["position"] + 1), str(p["shown_a"]), str(p["shown_b"]), str(p["clicks_a"]), str(p["clicks_b"])]
+            for p in block["positions"]]
+    if rows:
+        lines.append(text_table(["position", "shown A", "shown B", "clicks A", "clicks B"], rows))
     return "\n".join(lines)
 
 

@@ -28,7 +28,14 @@ FORM_FIELDS = ("key", "name", "hypothesis", "kind", "variants", "coverage_pct", 
                "guardrail_metrics", "engine", "alpha", "power", "mde", "planned_sample_size", "sequential")
 GENERAL = "_form"  # problems that belong to no field of the form
 MAX_VARIANTS = 6
-KINDS = ("ab", "bandit")
+KINDS = ("ab", "bandit", "interleaving")
+KIND_LABELS = {"ab": "A/B", "bandit": "Bandit", "interleaving": "Interleaving"}
+KIND_HELP = {
+    "ab": "each user sees one variant, drawn by the weights; lifts per metric decide",
+    "bandit": "weights move towards the variant that is winning the goal (Thompson sampling)",
+    "interleaving": "exactly 2 rankers (control = A, treatment = B): every user sees both lists merged and "
+                    "their clicks say which they prefer; weights play no part. Decides with far fewer users",
+}
 ENGINES = ("frequentist", "sequential", "bayesian")
 SEQUENTIAL_METHODS = ("msprt", "group")
 SEQUENTIAL_METHOD_LABELS = {"msprt": "mSPRT (always valid, look any time)",

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from engine.experiments.arm_stats import parse_stats
+from engine.experiments.interleaving import InterleavingRecorder, with_interleaving
 from engine.experiments.model import ExperimentError
 from engine.experiments.results import ExperimentReadout, build_readout, phase_variants, time_series
 from engine.experiments.served import served_block
@@ -21,11 +22,13 @@ from engine.models.model_spec import SpecResolver
 
 class ReadoutReader:
     def __init__(
-        self, store: ExperimentStore, clock: Callable[[], float] = time.time, resolve: SpecResolver | None = None
+        self, store: ExperimentStore, clock: Callable[[], float] = time.time, resolve: SpecResolver | None = None,
+        interleaving: InterleavingRecorder | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
         self.resolve = resolve
+        self.interleaving = interleaving
 
     def readout(
         self,
@@ -45,7 +48,10 @@ class ReadoutReader:
         epochs = self.store.epoch_weights(key) if exp.kind == "bandit" else None
         readout = build_readout(exp, arms, phase, epochs, metrics, engine, now=self.clock())
         served = served_block(variants, self.store.read_served(key, phase), self.resolve)
-        return dataclasses.replace(readout, served=tuple(served))
+        readout = dataclasses.replace(readout, served=tuple(served))
+        if exp.interleaving and self.interleaving is not None:
+            readout = with_interleaving(readout, exp, self.interleaving.read(key, phase))
+        return readout
 
     def time_series(self, key: str, metric: str | None = None, phase: int | None = None) -> list[dict[str, Any]]:
         """Cumulative lift per UTC day of one phase (``metric`` defaults to the goal)."""

@@ -120,6 +120,8 @@ class ExperimentReadout:
     generated_at: float
     # what each arm served: ``engine.experiments.served`` (filled in by the reader, which has the registry)
     served: tuple[dict[str, Any], ...] = ()
+    # an interleaving experiment's preference readout: ``engine.experiments.interleaving``
+    interleaving: dict[str, Any] | None = None
 
     @property
     def metrics(self) -> dict[str, MetricResult]:

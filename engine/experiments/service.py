@@ -27,10 +27,12 @@ from typing import Any
 
 import redis
 
+from analysis.interleaving import InterleavedList
 from engine.experiments.assignment import Assignment, Holdout
 from engine.experiments.bandits import BanditReweighter
 from engine.experiments.covariates import PreExposure
-from engine.experiments.exposure import ExposureRecorder, ObservedEvent
+from engine.experiments.exposure import ExposureRecorder
+from engine.experiments.interleaving import ClickedEvent, InterleavingRecorder
 from engine.experiments.lifecycle import ExperimentLifecycle
 from engine.experiments.model import Experiment
 from engine.experiments.readouts import ReadoutReader
@@ -67,12 +69,13 @@ class ExperimentService:
         self.resolver = resolver
         self.snapshot = ConfigSnapshot(self.store, resolver, registry_generation)
         self.exposures = ExposureRecorder(client, keys, self.snapshot, self.covariates, clock)
+        self.interleaving = InterleavingRecorder(client, keys, self.snapshot)
         self.lifecycle = ExperimentLifecycle(
             client, keys, self.store, on_change=lambda: self.refresh(force=True),
             available_models=available_models, resolver=resolver, clock=clock,
         )
         self.bandits = BanditReweighter(self.lifecycle)
-        self.readouts = ReadoutReader(self.store, clock, resolver)
+        self.readouts = ReadoutReader(self.store, clock, resolver, self.interleaving)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -87,8 +90,19 @@ class ExperimentService:
     def record_exposure(self, assignment: Assignment | None) -> bool:
         return self.exposures.record_exposure(assignment)
 
-    def observe(self, events: Iterable[ObservedEvent]) -> int:
-        return self.exposures.observe(events)
+    def interleave(
+        self, assignment: Assignment, request_id: str, list_a: Sequence[str], list_b: Sequence[str], n: int
+    ) -> InterleavedList:
+        """An interleaving experiment's merged list for one request, its impression recorded."""
+        return self.interleaving.serve(assignment, request_id, list_a, list_b, n)
+
+    def observe(self, events: Iterable[ClickedEvent]) -> int:
+        """Fold events into the running statistics; clicks of users in an interleaving experiment are
+        also credited to the team of the item clicked.  Returns the exposure updates that counted."""
+        batch = list(events)
+        counted = self.exposures.observe(batch)
+        self.interleaving.credit(batch)
+        return counted
 
     # ================================================================== snapshot
     def refresh(self, force: bool = False) -> bool:

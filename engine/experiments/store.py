@@ -112,6 +112,9 @@ class ExperimentStore:
                 self.keys.experiment_stats(exp.key, phase),
                 self.keys.experiment_days(exp.key, phase),
                 self.keys.experiment_served(exp.key, phase),
+                # an interleaving experiment's credit (its impressions expire on their own)
+                self.keys.experiment_credit(exp.key, phase),
+                self.keys.experiment_position_credit(exp.key, phase),
             ]
         pipe = self.redis.pipeline(transaction=False)
         for key in doomed:

@@ -112,6 +112,18 @@ class Keys:
     def experiment_days(self, key: str, phase: int) -> str:
         return f"{self.prefix}:exp:days:{self.experiment_tag(key)}:{phase}"
 
+    def experiment_impressions(self, key: str, phase: int, user_id: str) -> str:
+        """List of a user's latest interleaved impressions (JSON: request id, items, teams, clicks), newest first."""
+        return f"{self.prefix}:exp:ilv:imp:{self.experiment_tag(key)}:{phase}:{user_id}"
+
+    def experiment_credit(self, key: str, phase: int) -> str:
+        """Hash user -> ``<credits of A>,<credits of B>`` over the user's interleaved impressions."""
+        return f"{self.prefix}:exp:ilv:credit:{self.experiment_tag(key)}:{phase}"
+
+    def experiment_position_credit(self, key: str, phase: int) -> str:
+        """Hash of an interleaving phase's counters: users by preference, per-position credit, click outcomes."""
+        return f"{self.prefix}:exp:ilv:pos:{self.experiment_tag(key)}:{phase}"
+
     def experiment_lock(self, name: str) -> str:
         return f"{self.prefix}:exp:lock:{name}"
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 import redis
 from streamlit.testing.v1 import AppTest
@@ -697,3 +698,47 @@ def test_srm_shows_as_a_banner_on_the_readout_and_a_badge_on_the_overview(consol
     assert "Sample ratio mismatch" in joined(readout.error)
     overview = ran(page("overview").run())
     assert "sample ratio mismatch" in joined(overview.caption)
+
+
+def test_an_interleaving_experiment_is_designed_in_the_editor_and_read_out_as_a_preference(
+    console_env: dict[str, str],
+) -> None:
+    from engine.api.interleaved_lists import serve_interleaved
+    from engine.events.tracker import Event
+
+    at = ran(page("experiments").run())
+    fill_new_experiment(at, "exp-ilv", (0.5, 0.5))
+    at.segmented_control(key="ef-new-kind").set_value("interleaving").run()
+    ran(at)
+    assert any("every user sees both lists merged" in c for c in texts(at.caption))
+    at.button(key="ef-new-submit").click().run()
+    ran(at)
+    eng = console_engine()
+    assert eng.experiments.get("exp-ilv").kind == "interleaving"
+    console_experiments.transition(eng, "exp-ilv", "start", "test")
+
+    # users shown merged lists through the engine, clicking by the demo world's click law
+    rng = np.random.default_rng(5)
+    events = []
+    for k, user in enumerate(eng.features.top_active_users(200)):
+        assignment = eng.experiments.assign(user)
+        assert assignment is not None and assignment.rankers is not None
+        answer = serve_interleaved(eng, assignment, 10, f"req-{k}")
+        items = [i["item_id"] for i in answer.result.items]
+        p = eng.world.click_probability(user, items, np.arange(len(items)))
+        events += [Event(user_id=user, item_id=i, type="click", request_id=f"req-{k}")
+                   for i, clicked in zip(items, rng.random(len(items)) < np.asarray(p), strict=True) if clicked]
+    eng.events.track_many(events)
+
+    readout = ran(page("readout").run())
+    assert texts(readout.subheader) == ["Preference: control (A) vs treatment (B)"]
+    assert any("merging control (A) and treatment (B) by team draft" in c for c in texts(readout.caption))
+    positions = readout.table[0].value
+    assert list(positions.columns[:3]) == ["position", "shown A", "shown B"] and len(positions) == 10
+    assert int(positions["shown A"].sum() + positions["shown B"].sum()) == 2000
+    block = eng.experiments.readout("exp-ilv").interleaving
+    assert block is not None and block["users"] == 200 and block["clicks_credited"] == len(events)
+    labels = [m.label for m in readout.metric]
+    assert "Preference share" in labels and "p-value" in labels
+    overview = ran(page("overview").run())
+    assert "200 users shown both rankers" in joined(overview.caption) + joined(overview.markdown)
