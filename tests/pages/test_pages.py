@@ -24,6 +24,7 @@ from engine.console import cache_actions
 from engine.console import experiments as console_experiments
 from engine.data.dataset_store import DatasetStore, stored_demo
 from engine.experiments import ExperimentReadout
+from engine.experiments.demo import DEMO_KEY, offer_demo_experiment
 from engine.models.als import ALSRecommender
 from engine.models.registry import ModelRegistry
 from engine.models.training import TrainingOptions, train_models
@@ -642,6 +643,23 @@ def test_readout_names_what_each_arm_served_and_promotes_the_shipped_candidate(
     assert (entry.actor, entry.action, entry.target) == ("console", "promote_model", "als:demo")
     assert "already production: nothing to promote" in joined(at.info)
     assert not [b for b in at.button if b.key == "readout_promote_btn"]
+
+
+def test_the_demo_experiment_says_so_wherever_it_is_shown(console_env: dict[str, str]) -> None:
+    eng = console_engine()
+    offer_demo_experiment(eng.experiments, eng.redis)
+    run_traffic(eng, eng.features.top_active_users(100), seed=3)
+    readout = ran(page("readout").run())
+    assert console_experiments.DEMO_BANNER in joined(readout.info) and f"`{DEMO_KEY}`" in joined(readout.info)
+    assert texts(readout.subheader)[0] == "Goal: ctr"  # the readout itself, below the banner
+    assert console_experiments.DEMO_BANNER in joined(ran(page("experiments").run()).info)
+    assert console_experiments.DEMO_BANNER in joined(ran(page("overview").run()).caption)
+    # an experiment of one's own gets no banner
+    eng.experiments.stop(DEMO_KEY)
+    eng.experiments.delete(DEMO_KEY)
+    console_experiments.create(eng, two_arm_spec(key="mine"), "test")
+    console_experiments.transition(eng, "mine", "start", "test")
+    assert console_experiments.DEMO_BANNER not in joined(ran(page("readout").run()).info)
 
 
 def test_experiment_pages_without_experiments(console_env: dict[str, str]) -> None:
