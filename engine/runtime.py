@@ -21,6 +21,8 @@ from engine.data.catalog import ItemCatalog
 from engine.data.dataset_store import DEMO, StoredDataset, demo_world, open_dataset, stored_demo
 from engine.data.demo import DemoWorld
 from engine.data.schema import Dataset
+from engine.events.ingest import EventIngest
+from engine.events.spool import EventSpool
 from engine.events.tracker import EventTracker
 from engine.experiments import ExperimentService, PreExposure
 from engine.models.base import Recommender
@@ -55,6 +57,11 @@ def served_dataset(settings: Settings, world: DemoWorld | None = None) -> Stored
     if settings.dataset == DEMO:
         return stored_demo(world or prepare_world(settings))
     return open_dataset(settings, settings.dataset)
+
+
+def spool_dir(settings: Settings, dataset: str) -> Path:
+    """Where a serving process spools ``dataset``'s events while Redis is unreachable."""
+    return settings.data_dir / "spool" / dataset
 
 
 def dataset_keys(settings: Settings, dataset: str) -> Keys:
@@ -113,6 +120,7 @@ class Engine:
     features: FeatureStore
     cache: TieredCache
     events: EventTracker
+    ingest: EventIngest  # what the API posts events to: the tracker, or the spool while Redis is away
     service: RecommendationService
     audit: AuditLog
     experiments: ExperimentService  # always there; idle (no background thread) in a console process
@@ -155,6 +163,7 @@ class Engine:
     def close(self) -> None:
         if self.model_watcher is not None:
             self.model_watcher.close()
+        self.ingest.close()  # before Redis is closed: a last replay
         self.refresher.close()
         self.experiments.close()
         self.cache.close()
@@ -215,9 +224,11 @@ def build_engine(settings: Settings, start_listener: bool = True) -> Engine:
         client, keys, settings, on_invalidate=service.invalidate_user, known_items=catalog.__contains__,
         on_accepted=experiments.observe,
     )
+    ingest = EventIngest(events, EventSpool(spool_dir(settings, dataset.name)))
     engine = Engine(
         settings=settings, redis=client, keys=keys, world=world, stored=stored, dataset=dataset, catalog=catalog,
-        registry=registry, models=models, features=features, cache=cache, events=events, service=service,
+        registry=registry, models=models, features=features, cache=cache, events=events, ingest=ingest,
+        service=service,
         # one audit log for every dataset: the CLI's promotions and the console's land side by side
         audit=AuditLog(client, Keys(settings.key_prefix)), experiments=experiments, embedded_redis=embedded,
     )
@@ -225,6 +236,9 @@ def build_engine(settings: Settings, start_listener: bool = True) -> Engine:
     if start_listener and settings.refresh_after_invalidation:
         engine.refresher = RefreshQueue(engine.refresh_list).start()
     events.after_invalidation = engine.refresher.submit_all
+    # serving processes replay what they (or a process that died) spooled during an outage
+    if start_listener:
+        ingest.start()
     # serving processes pick up a promotion or rollback by themselves (engine/models/watch.py)
     if start_listener:
         engine.model_watcher = RegistryWatcher(

@@ -47,6 +47,11 @@ class EventResponse(BaseModel):
     accepted: bool
     duplicate: bool
     event_id: str
+    spooled: bool = Field(
+        default=False,
+        description="Redis was unreachable: the event is kept in the server's local spool (answered 202) "
+        "and reaches Redis, in order, once it is back",
+    )
 
 
 class ErrorResponse(BaseModel):

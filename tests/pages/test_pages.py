@@ -583,7 +583,7 @@ def test_readout_switches_engine_and_exports_csv(console_env: dict[str, str]) ->
     console_experiments.transition(eng, "ro", "start", "test")
     run_traffic(eng, eng.features.top_active_users(300), seed=3, boost={"als": 3.0})
     at = ran(page("readout").run())
-    assert texts(at.subheader) == ["Goal: ctr", "Guardrails", "Arms"]
+    assert texts(at.subheader) == ["Goal: ctr", "Guardrails", "Arms", "Served"]
     assert "**Decision:" in joined(at.info) + joined(at.success)  # frequentist, far from its sample size
     assert "Sample ratio check passed" in joined(at.caption)
     goal = at.table[0].value

@@ -166,9 +166,9 @@ def test_the_editor_offers_the_served_datasets_versions(engine: Engine) -> None:
     assert experiment_form.editor(engine, console_experiments.get(engine, "exp-1"), ed.initial).start is None
 
 
-def test_editing_replaces_serving_settings_and_keeps_other_params(engine: Engine) -> None:
+def test_editing_replaces_serving_settings(engine: Engine) -> None:
     spec = two_arm_spec()
-    spec["variants"][1]["params"] = {"k": 1, "mmr_lambda": 0.5}
+    spec["variants"][1]["params"] = {"mmr_lambda": 0.5}
     console_experiments.create(engine, spec, "ada")
     ed = Editor(console_experiments.get(engine, "exp-1"), MODELS, "als")
     assert ed.initial.variants[1].serving == {"mmr_lambda": 0.5}  # the form shows the serving settings only
@@ -176,7 +176,7 @@ def test_editing_replaces_serving_settings_and_keeps_other_params(engine: Engine
     changed = dataclasses.replace(ed.initial, variants=(ed.initial.variants[0], dataclasses.replace(
         ed.initial.variants[1], serving={"n": 20, "mmr_lambda": None})))
     saved = ed.submit(engine, changed, None, "ada").saved
-    assert saved is not None and saved.variants[1].params == {"k": 1, "n": 20}
+    assert saved is not None and saved.variants[1].params == {"n": 20}
 
 
 @pytest.mark.skipif(not hasattr(ModelRegistry, "version_number"),
