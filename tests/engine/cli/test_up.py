@@ -238,7 +238,7 @@ def test_up_retrains_on_a_schedule_as_candidates_when_events_arrive(tmp_path: Pa
     try:
         assert poll(lambda: "RecOps is up." in log.read_text(), 120, every=0.25), log.read_text()
         state = json.loads((data_dir / "stack.json").read_text())
-        assert set(state["children"]) == {"api", "retrain"}
+        assert set(state["children"]) == {"api", "consumer", "retrain"}
         production = registry.served(NAME)
         assert sorted(production) == ["als", "item_item", "popularity"]
         retrain_log = data_dir / "logs" / "retrain.log"
