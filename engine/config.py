@@ -62,8 +62,8 @@ class Settings(BaseSettings):
     demo_items: int = Field(default=5_000, ge=10, description="Items in the demo world")
     demo_experiment: bool = Field(
         default=True,
-        description="`recops up` on the demo world creates and starts a demo experiment on its first start "
-        "(never again once offered, nor when experiments exist)",
+        description="`recops up` on the demo world (with its simulator) creates and starts a demo experiment "
+        "on its first start (never again once offered, nor when experiments exist)",
     )
 
     # --- feature store and cache ------------------------------------------

@@ -232,7 +232,7 @@ class Stack:
             print(f"prometheus  {prom_url}", flush=True)
         env["RECOPS_API_URL"] = api.url
 
-        if s.dataset == DEMO and s.demo_experiment:
+        if s.dataset == DEMO and s.demo_experiment and o.simulator:  # without its traffic it would stay empty
             self._offer_demo_experiment(url)
 
         if o.simulator and s.dataset != DEMO:

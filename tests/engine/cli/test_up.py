@@ -132,10 +132,11 @@ def test_a_first_start_runs_the_demo_experiment_and_the_simulator_fills_both_arm
 
 
 def test_the_demo_experiment_can_be_switched_off(small_world_dir: Path, tmp_path: Path) -> None:
+    # with the simulator on, which is what the demo needs otherwise
     data_dir, env = _stack_env(small_world_dir, tmp_path)
     log = tmp_path / "up.log"
     proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "up", "--no-console", "--no-prometheus",
-                             "--no-simulator"], env={**env, "RECOPS_DEMO_EXPERIMENT": "0"},
+                             "--simulator-rate", "1"], env={**env, "RECOPS_DEMO_EXPERIMENT": "0"},
                             stdout=log.open("wb"), stderr=subprocess.STDOUT)
     try:
         assert poll(lambda: "RecOps is up." in log.read_text(), 120, every=0.25), log.read_text()
