@@ -45,6 +45,7 @@ def list_section(exps: list[Experiment]) -> None:
     if not exps:
         st.caption("No experiment yet: create the first one below.")
         return
+    ui.notice(backend.demo_notice(exps))
     st.dataframe(backend.listing(exps), hide_index=True, width="stretch")
 
 

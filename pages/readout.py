@@ -109,6 +109,7 @@ if st.session_state.get("readout_key") not in labels:
 top = st.columns([3, 3, 1])
 key = top[0].selectbox("Experiment", list(labels), key="readout_key", format_func=labels.get)
 exp = next(e for e in exps if e.key == key)
+ui.notice(backend.demo_notice([exp]))
 engine = top[1].segmented_control("Engine", list(view.ENGINE_LABELS), default=exp.engine,
                                   format_func=view.ENGINE_LABELS.get, key=f"readout_engine_{key}") or exp.engine
 phase = top[2].selectbox("Phase", backend.phases(exp), key=f"readout_phase_{key}") if exp.phase > 1 else exp.phase

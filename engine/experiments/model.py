@@ -207,6 +207,7 @@ class Experiment(BaseModel):
     forced: dict[str, str] = Field(default_factory=dict, description="QA user id -> variant they always get")
     bandit: BanditSettings | None = None
     salt: str = Field(default="", max_length=128, description="Hash salt; the key when empty")
+    demo: bool = Field(default=False, description="The demo experiment `recops up` created on a first start")
 
     # managed by the life cycle
     layer_range: tuple[float, float] | None = None

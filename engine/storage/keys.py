@@ -82,6 +82,11 @@ class Keys:
     def experiment_holdout(self) -> str:
         return f"{self.prefix}:exp:holdout"
 
+    @property
+    def experiment_demo_offered(self) -> str:
+        """Set once the first start decided about the demo experiment, so that it never comes back."""
+        return f"{self.prefix}:exp:demo"
+
     def experiment_config(self, key: str) -> str:
         return f"{self.prefix}:exp:cfg:{self.experiment_tag(key)}"
 

@@ -8,12 +8,10 @@ code path), which the tests set directly; the dialogs themselves are exercised i
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import numpy as np
@@ -24,7 +22,7 @@ from streamlit.testing.v1 import AppTest
 from engine.console import cache_actions
 from engine.console import experiments as console_experiments
 from engine.data.dataset_store import DatasetStore, stored_demo
-from engine.experiments import ExperimentReadout
+from engine.experiments.demo import DEMO_KEY, offer_demo_experiment
 from engine.models.als import ALSRecommender
 from engine.models.registry import ModelRegistry
 from engine.models.training import TrainingOptions, train_models
@@ -252,13 +250,11 @@ def test_a_candidate_opens_the_experiment_editor_filled_in(own_data_dir: Path, r
     assert at.selectbox(key="ef-new-vmodel0").value == "als"  # the blank form again
 
 
-@pytest.mark.skipif(not hasattr(ModelRegistry, "version_number"),
-                    reason="needs the variants change: variant models as specs (als@production, als@7)")
 def test_the_suggested_ab_test_saves_its_specs_and_serving_settings(own_data_dir: Path, routed_app: AppTest) -> None:
     registry = ModelRegistry(own_data_dir / "models")
     new = registry.save("als", ALSRecommender(factors=8, iterations=3, random_state=7).fit(
         console_engine().dataset.interactions()))
-    number = registry.version_number("als", new)  # type: ignore[attr-defined]
+    number = registry.version_number("als", new)
     at = ran(routed_app.run())
     at.switch_page("pages/models.py").run()
     at.selectbox(key="ab_candidate").select(new).run()
@@ -596,30 +592,22 @@ def test_readout_switches_engine_and_exports_csv(console_env: dict[str, str]) ->
     assert len(at.get("download_button")) == 1
 
 
-@dataclasses.dataclass(frozen=True)
-class ServedReadout(ExperimentReadout):
-    """A readout with ``served``, standing in for the engine's own (the variants change) until it is on main."""
-
-    served: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-
-
 def test_readout_names_what_each_arm_served_and_promotes_the_shipped_candidate(
-    own_data_dir: Path, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+    own_data_dir: Path, redis_client: redis.Redis
 ) -> None:
     eng = console_engine()
     registry = ModelRegistry(own_data_dir / "models")
     old = registry.current_version("als", "demo")
     new = registry.save("als", ALSRecommender(factors=8, iterations=3, random_state=7).fit(eng.dataset.interactions()))
-    console_experiments.create(eng, two_arm_spec(key="ship", engine="bayesian"), "test")
+    assert registry.version_number("als", new) == 2
+    # the treatment serves the candidate by its number, re-ranked differently: the engine's own `served` block
+    console_experiments.create(eng, two_arm_spec(key="ship", engine="bayesian", variants=[
+        {"name": "control", "model": "popularity", "weight": 0.5},
+        {"name": "als", "model": "als@2", "weight": 0.5, "params": {"mmr_lambda": 0.5}}]), "test")
     console_experiments.transition(eng, "ship", "start", "test")
-    run_traffic(eng, eng.features.top_active_users(300), seed=3, boost={"als": 3.0})
-    served = [{"variant": "control", "spec": "popularity", "model": "popularity", "number": 1, "stage": "production",
-               "version": registry.current_version("popularity", "demo"), "serving": {}, "exposures_by_version": {}},
-              {"variant": "als", "spec": "als@2", "model": "als", "version": new, "number": 2, "stage": "candidate",
-               "serving": {"mmr_lambda": 0.5}, "exposures_by_version": {new: 150}}]
-    real = console_experiments.readout
-    monkeypatch.setattr(console_experiments, "readout", lambda *a, **k: ServedReadout(
-        **{f: getattr(real(*a, **k), f) for f in ExperimentReadout.__dataclass_fields__}, served=served))
+    exposed = run_traffic(eng, eng.features.top_active_users(300), seed=3, boost={"als": 3.0})
+    served = {s["variant"]: s for s in console_experiments.readout(eng, "ship").served}
+    assert served["als"]["exposures_by_version"] == {new: pytest.approx(exposed / 2, rel=0.3)}
 
     at = ran(page("readout").run())
     assert "Decision: ship." in joined(at.success)
@@ -643,6 +631,23 @@ def test_readout_names_what_each_arm_served_and_promotes_the_shipped_candidate(
     assert (entry.actor, entry.action, entry.target) == ("console", "promote_model", "als:demo")
     assert "already production: nothing to promote" in joined(at.info)
     assert not [b for b in at.button if b.key == "readout_promote_btn"]
+
+
+def test_the_demo_experiment_says_so_wherever_it_is_shown(console_env: dict[str, str]) -> None:
+    eng = console_engine()
+    offer_demo_experiment(eng.experiments, eng.redis)
+    run_traffic(eng, eng.features.top_active_users(100), seed=3)
+    readout = ran(page("readout").run())
+    assert console_experiments.DEMO_BANNER in joined(readout.info) and f"`{DEMO_KEY}`" in joined(readout.info)
+    assert texts(readout.subheader)[0] == "Goal: ctr"  # the readout itself, below the banner
+    assert console_experiments.DEMO_BANNER in joined(ran(page("experiments").run()).info)
+    assert console_experiments.DEMO_BANNER in joined(ran(page("overview").run()).caption)
+    # an experiment of one's own gets no banner
+    eng.experiments.stop(DEMO_KEY)
+    eng.experiments.delete(DEMO_KEY)
+    console_experiments.create(eng, two_arm_spec(key="mine"), "test")
+    console_experiments.transition(eng, "mine", "start", "test")
+    assert console_experiments.DEMO_BANNER not in joined(ran(page("readout").run()).info)
 
 
 def test_experiment_pages_without_experiments(console_env: dict[str, str]) -> None:

@@ -136,7 +136,9 @@ def run_traffic(engine: Engine, users: list[str], seed: int = 0, boost: dict[str
         assignment = experiments.assign(user)
         if assignment is None:
             continue
-        result = engine.service.recommend(user, n=10, model=assignment.model)
+        # as the API serves an arm: its model version and serving settings
+        result = engine.service.recommend(user, assignment.serving.length(10), assignment.model,
+                                          version=assignment.version, serving=assignment.serving)
         exposures += int(experiments.record_exposure(assignment))
         items = [i["item_id"] for i in result.items]
         if not items:
