@@ -51,7 +51,7 @@ def health_section(report: dict[str, object]) -> None:
     checks = report["health"]
     ui.notice(health.health_notice(checks))  # type: ignore[arg-type]
     with st.expander("Health checks"):
-        st.table(health.health_frame(checks))  # type: ignore[arg-type]
+        st.dataframe(health.health_frame(checks), hide_index=True)  # type: ignore[arg-type]
 
 
 def quality_section(report: dict[str, object]) -> None:
