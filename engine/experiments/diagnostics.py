@@ -14,8 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.experiments.arm_stats import ArmStats, parse_stats
-from engine.experiments.health import HealthInputs, health_checks
-from engine.experiments.model import ExperimentError
+from engine.experiments.health import OTHER_EXPERIMENT_SAMPLE, HealthInputs, health_checks
+from engine.experiments.model import Experiment, ExperimentError
 from engine.experiments.quality import Catalog, Counterfactual, parse_entry, quality_block
 from engine.experiments.results import expected_shares, phase_variants
 from engine.experiments.store import ExperimentStore
@@ -57,6 +57,7 @@ class ReadoutDiagnostics:
         totals = parse_stats(self.store.read_stats(key, phase), names)
         shares, _ = expected_shares(variants, totals, epochs)
         counters, records = self.store.read_health(key, phase)
+        sample = self.store.sample_users(key, phase, OTHER_EXPERIMENT_SAMPLE)
         inputs = HealthInputs(
             arms=names,
             shares=shares,
@@ -68,6 +69,8 @@ class ReadoutDiagnostics:
             started_at=started,
             counters=counters,
             assignment_records=records,
+            sampled_users=len(sample),
+            other_experiments=self._elsewhere(exp, phase, sample, until),
         )
         return {
             "health": [c.to_dict() for c in health_checks(inputs)],
@@ -75,6 +78,18 @@ class ReadoutDiagnostics:
             "timeseries": timeseries_rows(exp, increments, phase, epochs, engine),
             "timeseries_unit": unit,
         }
+
+    def _elsewhere(self, exp: Experiment, phase: int, users: list[str], until: float) -> dict[str, int]:
+        """``users`` found exposed in each phase of another experiment that overlapped this phase in time."""
+        started = exp.phases[phase - 1].started_at
+        out = {}
+        for other in self.store.load_all():
+            if other.key == exp.key:
+                continue
+            for p in other.phases:
+                if p.started_at < until and (p.ended_at is None or p.ended_at > started):
+                    out[f"{other.key} phase {p.number}"] = self.store.exposed_among(other.key, p.number, users)
+        return out
 
     def _increments(self, key: str, phase: int, names: list[str], started: float, until: float,
                     unit: str) -> Increments:

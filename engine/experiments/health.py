@@ -10,7 +10,11 @@ Each check is ``{"name", "status": "ok" | "warning" | "failed", "message", "deta
                      (a stale config in a serving process, a re-salted experiment): their metrics
                      count in the first arm while they saw the second.  Counted once per user at
                      exposure time.  Users whose arm in the previous phase differs are reported as
-                     carried over (each phase is read separately, but what they saw before may linger);
+                     carried over (each phase is read separately, but what they saw before may linger).
+                     Other experiments live in other key slots, so that overlap is looked up at readout
+                     time, on a sample of ``OTHER_EXPERIMENT_SAMPLE`` users of the phase, in every
+                     other experiment's phases that ran at the same time (a user moves there when an
+                     earlier experiment stops or shrinks its coverage);
 ``unassigned``       exposures without an assignment record (the statistics count more units than
                      the assignment hash holds: records evicted or deleted), and events from users
                      the experiment assigns but who were never exposed (ignored by the statistics);
@@ -38,6 +42,7 @@ MIN_EXPECTED = 10  # exposures an arm should have had in a period before missing
 FRESHNESS_FLOOR_SECONDS = 15 * 60  # quiet spells shorter than this are never stale
 FRESHNESS_GAPS = 20  # stale after this many mean gaps between exposures
 FAILED_AFTER_SECONDS = 86_400
+OTHER_EXPERIMENT_SAMPLE = 1_000  # users of the phase looked up in the other experiments
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,8 @@ class HealthInputs:
     started_at: float
     counters: Mapping[str, float]  # the health hash: crossed, carried_over, unexposed, observed, last_*
     assignment_records: int
+    sampled_users: int = 0  # users of this phase looked up in the other experiments
+    other_experiments: Mapping[str, int] = field(default_factory=dict)  # "<key> phase <p>" -> sampled users in it
 
 
 def _srm(arms: Sequence[str], users: Sequence[int], shares: Sequence[float]) -> tuple[float | None, bool, str | None]:
@@ -108,12 +115,18 @@ def second_arm_check(inputs: HealthInputs) -> Check:
     crossed = int(inputs.counters.get("crossed", 0))
     carried = int(inputs.counters.get("carried_over", 0))
     exposed = max(sum(inputs.users), 1)
-    details = {"crossed_users": crossed, "carried_over_users": carried, "share": crossed / exposed}
+    details: dict[str, Any] = {"crossed_users": crossed, "carried_over_users": carried, "share": crossed / exposed}
     if crossed and crossed / exposed > SECOND_ARM_FAILED_SHARE:
         return Check("second_arm", "failed", f"{crossed:,} users ({crossed / exposed:.1%}) were served a second arm "
                      "in this phase: their metrics count in the first arm while they saw the other", details)
     if crossed:
         return Check("second_arm", "warning", f"{crossed:,} users were served a second arm in this phase", details)
+    others = {name: n for name, n in inputs.other_experiments.items() if n}
+    if others:
+        details.update(sampled_users=inputs.sampled_users, other_experiments=others)
+        where = ", ".join(f"{n:,} in {name}" for name, n in others.items())
+        return Check("second_arm", "warning", f"of {inputs.sampled_users:,} sampled users, {where}: they were "
+                     "exposed to another experiment's arm during this phase", details)
     if carried:
         return Check("second_arm", "warning", f"{carried:,} users were in another arm in the previous phase: what "
                      "they saw then may still shape what they do", details)

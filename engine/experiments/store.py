@@ -180,6 +180,17 @@ class ExperimentStore:
         raw, records = pipe.execute()
         return {k: float(v) for k, v in text_hash(raw).items()}, int(records)
 
+    def sample_users(self, key: str, phase: int, n: int) -> list[str]:
+        """Up to ``n`` users exposed in ``phase``, drawn at random (HRANDFIELD: bounded whatever its size)."""
+        raw: Any = self.redis.hrandfield(self.keys.experiment_assignments(key, phase), n)  # a list with a count
+        return [as_text(u) for u in raw or []]
+
+    def exposed_among(self, key: str, phase: int, users: list[str]) -> int:
+        """How many of ``users`` have an exposure record in ``key``'s ``phase``."""
+        if not users:
+            return 0
+        return sum(r is not None for r in self.redis.hmget(self.keys.experiment_assignments(key, phase), users))
+
     def read_quality(
         self, key: str, phase: int, variants: list[str]
     ) -> tuple[dict[str, str], list[list[str]]]:

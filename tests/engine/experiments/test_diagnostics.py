@@ -229,6 +229,25 @@ def test_users_in_another_arm_in_the_previous_phase_are_carried_over(service: Ex
     assert check(report, "second_arm")["status"] == "warning"
 
 
+def test_users_who_move_from_another_experiment_are_found(service: ExperimentService, clock: Clock) -> None:
+    start(service, "first", coverage_pct=50)
+    clock.now += 60
+    start(service, "second")
+    everyone = users(400)
+    before = {u: a.experiment for u in everyone if (a := service.assign(u)) is not None}
+    expose(service, everyone)
+    in_first = [u for u, e in before.items() if e == "first"]
+    assert 100 < len(in_first) < 300
+    assert check(service.report("second"), "second_arm")["status"] == "ok"
+    clock.now += 60
+    service.stop("first")  # its users now fall to the second experiment
+    expose(service, in_first)
+    second_arm = check(service.report("second"), "second_arm")
+    assert second_arm["status"] == "warning"
+    assert second_arm["details"]["other_experiments"] == {"first phase 1": len(in_first)}
+    assert second_arm["details"]["sampled_users"] == len(everyone)
+
+
 def test_exposures_without_assignment_records_fail(service: ExperimentService, redis_client: redis.Redis) -> None:
     start(service)
     exposed = expose(service, users(100))
