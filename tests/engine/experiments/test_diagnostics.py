@@ -142,6 +142,21 @@ def test_young_run_is_charted_per_hour_for_every_engine(service: ExperimentServi
         clock.now = T0
 
 
+def test_a_group_sequential_run_shows_its_boundary_at_each_look(service: ExperimentService, clock: Clock) -> None:
+    start(service, engine="sequential", sequential={"method": "group", "looks": 4}, planned_sample_size=2000)
+    for hour in range(3):
+        exposed = expose(service, users(200, f"h{hour}"))
+        service.observe([click(u, clock.now) for u, v in exposed.items() if v == "als" or u.endswith(("0", "5"))])
+        clock.now += HOUR
+    rows = [r for r in service.report("exp")["timeseries"] if r["arm"] == "als" and r["metric"] == "clicked"]
+    assert len(rows) == 4  # three hours with traffic, and the current one
+    assert all(r["boundary"] is not None and r["boundary"] > 1.96 for r in rows[:3])
+    readout = service.readout("exp").metrics["clicked"].readout
+    assert readout is not None and readout.results[0].group_sequential is not None
+    assert rows[-1]["boundary"] == pytest.approx(readout.results[0].group_sequential.boundary)
+    assert rows[-1]["look"] == readout.results[0].group_sequential.look
+
+
 def test_older_run_is_charted_per_day_and_says_when_a_day_had_no_data(
     service: ExperimentService, clock: Clock
 ) -> None:
