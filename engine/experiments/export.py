@@ -29,11 +29,11 @@ TIMESERIES_COLUMNS = ["period", "metric", "arm", "engine", "users", "mean", "lif
                       "significant", "boundary", "look", "chance_to_win", "message"]
 EXPORT_WHAT = ("results", "timeseries")
 CAPTIONS = {
-    "frequentist": "what would change the verdict: the interval moving clear of 0 at the planned sample size — "
+    "frequentist": "What would change the verdict: the interval moving clear of 0 at the planned sample size — "
                    "read the frequentist interval once, at the end; earlier crossings are peeks.",
-    "sequential": "what would change the verdict: the always-valid interval moving clear of 0 (a group-sequential "
+    "sequential": "What would change the verdict: the always-valid interval moving clear of 0 (a group-sequential "
                   "design: the z-statistic crossing the boundary at a look); it may be read at every period.",
-    "bayesian": "what would change the verdict: the chance to win passing the decision threshold (or falling "
+    "bayesian": "What would change the verdict: the chance to win passing the decision threshold (or falling "
                 "below its complement), shown as the credible interval clearing 0.",
 }
 
@@ -94,20 +94,22 @@ def export_csv(readout: ExperimentReadout, report: Mapping[str, Any], what: str 
 
 
 def timeseries_figure(rows: Sequence[Mapping[str, Any]], metric: str) -> go.Figure | None:
-    """Each treatment's cumulative lift on ``metric`` per period, with its interval as a band."""
+    """Each treatment's cumulative lift on ``metric`` per period, with its interval as error bars
+    (bars, not a band: a run's first period is a single point)."""
     mine = [r for r in rows if r.get("metric") == metric and r.get("lift") is not None]
     if not mine:
         return None
     fig = go.Figure()
     for arm in dict.fromkeys(r["arm"] for r in mine):
         points = [r for r in mine if r["arm"] == arm]
-        x = [r["period"] for r in points]
-        low = [r["ci"][0] if r.get("ci") else None for r in points]
-        high = [r["ci"][1] if r.get("ci") else None for r in points]
-        fig.add_trace(go.Scatter(x=x + x[::-1], y=high + low[::-1], fill="toself", opacity=0.2, line={"width": 0},
-                                 name=f"{arm} interval", hoverinfo="skip"))
-        fig.add_trace(go.Scatter(x=x, y=[r["lift"] for r in points], mode="lines+markers", name=arm))
+        lifts = [r["lift"] for r in points]
+        up = [r["ci"][1] - r["lift"] if r.get("ci") and r["ci"][1] is not None else None for r in points]
+        down = [r["lift"] - r["ci"][0] if r.get("ci") and r["ci"][0] is not None else None for r in points]
+        fig.add_trace(go.Scatter(x=[r["period"] for r in points], y=lifts, mode="lines+markers", name=arm,
+                                 error_y={"type": "data", "symmetric": False, "array": up, "arrayminus": down}))
     fig.add_hline(y=0, line={"color": "#64748b", "dash": "dot"})
+    # periods are labels (``2026-12-02T04``), not timestamps for plotly to re-scale
+    fig.update_xaxes(type="category")
     fig.update_layout(title=f"{metric}: lift over time", yaxis={"tickformat": "+.0%"}, height=320,
                       margin={"l": 40, "r": 10, "t": 40, "b": 30})
     return fig
