@@ -7,6 +7,7 @@ constructs Redis clients or loads models, so there is one place to read how the 
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import logging
 import time
@@ -25,6 +26,7 @@ from engine.events.ingest import EventIngest
 from engine.events.spool import EventSpool
 from engine.events.tracker import EventTracker
 from engine.experiments import ExperimentService, PreExposure
+from engine.experiments.quality import catalog_of
 from engine.models.base import Recommender
 from engine.models.model_spec import spec_resolver
 from engine.models.registry import STARTUP_MODELS, ModelRegistry
@@ -217,6 +219,8 @@ def build_engine(settings: Settings, start_listener: bool = True) -> Engine:
     experiments = ExperimentService(
         client, keys, covariates=PreExposure.from_dataset(dataset), available_models=lambda: service.models,
         resolver=spec_resolver(registry, dataset.name), registry_generation=registry.generation,
+        # the readout's quality block measures lists against the catalogue: built once, on first use
+        catalog=functools.cache(lambda: catalog_of(dataset.items, dataset.events)),
     )
     if start_listener:
         experiments.start_background()

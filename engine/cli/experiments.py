@@ -272,6 +272,15 @@ def add_experiments_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", choices=["frequentist", "sequential", "bayesian", "all"], default=None)
     p.add_argument("--metric", action="append", default=None, help="an extra metric to read (repeatable)")
     p.add_argument("--json", action="store_true")
+    p = sub.add_parser("export", help="the readout to share: CSV (results, or --what timeseries) or one "
+                       "self-contained HTML report", parents=[served])
+    p.add_argument("key")
+    p.add_argument("--format", choices=["csv", "html"], required=True)
+    p.add_argument("--what", choices=["results", "timeseries"], default="results",
+                   help="which table the CSV holds (the HTML holds everything)")
+    p.add_argument("--out", default=None, help="file to write (default: standard output)")
+    p.add_argument("--phase", type=int, default=None)
+    p.add_argument("--engine", choices=["frequentist", "sequential", "bayesian", "all"], default=None)
 
 
 def _service(dataset: str | None) -> Any:
@@ -292,8 +301,22 @@ def _service(dataset: str | None) -> Any:
     # nothing trained for the dataset yet: experiments can still be drafted (as before specs), and a
     # serving engine, which trains its first models before anything else, resolves them
     resolver = spec_resolver(registry, served) if registry.names(served) else None
-    service = ExperimentService(redis_client(url), dataset_keys(settings, served), resolver=resolver)
+    service = ExperimentService(redis_client(url), dataset_keys(settings, served), resolver=resolver,
+                                catalog=lambda: _catalog(settings, served))
     return service, embedded
+
+
+def _catalog(settings: Any, dataset: str) -> Any:
+    """The catalogue the readout's quality block measures lists against; None when the dataset is gone."""
+    from engine.data.dataset_store import open_dataset
+    from engine.data.schema import DatasetError
+    from engine.experiments.quality import catalog_of
+
+    try:
+        data = open_dataset(settings, dataset).dataset
+    except DatasetError:
+        return None
+    return catalog_of(data.items, data.events)
 
 
 def _load_spec(path: str) -> Any:
@@ -420,6 +443,31 @@ def _run_action(service: Any, args: argparse.Namespace) -> int:
         exp = getattr(service, action)(args.key)
         print(f"{exp.key}: {exp.status} (phase {exp.phase}, version {exp.version})")
         return 0
+    if action == "export":
+        return _export(service, args)
     readout = service.readout(args.key, phase=args.phase, metrics=args.metric, engine=args.engine)
-    print(json.dumps(readout.to_dict(), indent=2) if args.json else format_readout(readout))
+    report = service.report(args.key, phase=args.phase, engine=args.engine)
+    if args.json:
+        print(json.dumps({**readout.to_dict(), **report}, indent=2))
+    else:
+        print(format_readout(readout))
+        print(format_health(report["health"]))
+    return 0
+
+
+def format_health(checks: Sequence[dict[str, Any]]) -> str:
+    return "health:\n" + "\n".join(f"  {c['status']:>7}  {c['name']}: {c['message']}" for c in checks)
+
+
+def _export(service: Any, args: argparse.Namespace) -> int:
+    from engine.experiments.export import export_csv, report_html
+
+    readout = service.readout(args.key, phase=args.phase, engine=args.engine)
+    report = service.report(args.key, phase=args.phase, engine=args.engine)
+    text = report_html(readout, report) if args.format == "html" else export_csv(readout, report, args.what)
+    if args.out is None:
+        sys.stdout.write(text)
+        return 0
+    Path(args.out).write_text(text, encoding="utf-8")
+    print(f"wrote {args.out} ({len(text.encode('utf-8')):,} bytes)")
     return 0

@@ -19,6 +19,7 @@ from engine.console.cards import MetricCard
 from engine.console.formatting import milliseconds, when
 from engine.console.notices import Notice
 from engine.data.schema import Dataset
+from engine.experiments import quality
 from engine.runtime import Engine
 from engine.serving.diversity import DiversitySettings
 from engine.serving.service import RecommendationResult, RecommendedItem
@@ -218,14 +219,12 @@ def item_profile(engine: Engine, item_id: str) -> ItemFeatures | None:
 
 
 def popularity_shares(dataset: Dataset) -> dict[str, float]:
-    """Share of users who interacted with each item (the popularity novelty is measured against).
+    """Share of users who interacted with each item (the popularity novelty is measured against;
+    the readout's quality block measures against the same).
 
     A pass over every event: the console computes it once per process.
     """
-    events = dataset.events
-    users = max(int(events["user_id"].nunique()), 1)
-    per_item = events.groupby("item_id", observed=True)["user_id"].nunique()
-    return {str(k): float(v) / users for k, v in per_item.items()}
+    return quality.popularity_shares(dataset.events)
 
 
 @dataclass(frozen=True)

@@ -23,18 +23,42 @@ def _lua_list(values: tuple[str, ...] | list[str]) -> str:
     return "{" + ", ".join(f"'{v}'" for v in values) + "}"
 
 
-# KEYS: assignments, stats, daily stats, days set, served versions.
-# ARGV: user, epoch, variant, one value per covariate, served (``<variant>|<model>@<version>``), day.
-# Returns 1 for a new exposure, 0 when the user is already exposed in this epoch.
+HOURLY_TTL_SECONDS = 4 * 86_400  # hours chart runs younger than two days; days serve older ones
+LIST_SAMPLE = 500  # most recent first-exposure lists kept per arm for the quality block
+_BASE = 3 + len(COVARIATES)  # ARGV index of the last covariate
+
+# KEYS: assignments, stats, daily stats, days set, served versions, hourly stats, health, crossed
+# users, quality counters, the arm's list sample, and (from phase 2 on) the previous phase's assignments.
+# ARGV: user, epoch, variant, one value per covariate, served (``<variant>|<model>@<version>``), day,
+# time, the served list (``<user>|<item>,...``, '' when not known), its flags ('c' cold start,
+# 'f' fallback).
+# Returns 1 for a new exposure, 0 when the user is already exposed in this epoch.  A user already
+# exposed in this epoch under another arm is the health check's "served a second arm" (counted once
+# per user); a new exposure under another arm than the previous phase's counts as carried over.
 EXPOSE = f"""
 local rec = redis.call('HGET', KEYS[1], ARGV[1])
-if rec and string.match(rec, '^([^|]*)') == ARGV[2] then return 0 end
+local day, now = ARGV[{_BASE} + 2], ARGV[{_BASE} + 3]
+redis.call('HSET', KEYS[7], 'last_exposure', now)
+if rec then
+  local epoch, arm = string.match(rec, '^([^|]*)|([^|]*)')
+  if epoch == ARGV[2] then
+    if arm ~= ARGV[3] and redis.call('HSETNX', KEYS[8], ARGV[1], arm .. '>' .. ARGV[3]) == 1 then
+      redis.call('HINCRBY', KEYS[7], 'crossed', 1)
+    end
+    return 0
+  end
+elseif KEYS[11] then
+  local prev = redis.call('HGET', KEYS[11], ARGV[1])
+  if prev and string.match(prev, '^[^|]*|([^|]*)') ~= ARGV[3] then
+    redis.call('HINCRBY', KEYS[7], 'carried_over', 1)
+  end
+end
 local covs = {_lua_list(COVARIATES)}
 local record = ARGV[2] .. '|' .. ARGV[3]
 for i = 1, #covs do record = record .. '|' .. ARGV[3 + i] end
 redis.call('HSET', KEYS[1], ARGV[1], record)
 local p = ARGV[3] .. '|'
-for _, key in ipairs({{KEYS[2], KEYS[3]}}) do
+for _, key in ipairs({{KEYS[2], KEYS[3], KEYS[6]}}) do
   redis.call('HINCRBY', key, p .. 'n', 1)
   redis.call('HINCRBY', key, p .. 'n@' .. ARGV[2], 1)
   for i = 1, #covs do
@@ -45,20 +69,33 @@ for _, key in ipairs({{KEYS[2], KEYS[3]}}) do
     end
   end
 end
-redis.call('SADD', KEYS[4], ARGV[#ARGV])
-redis.call('HINCRBY', KEYS[5], ARGV[#ARGV - 1], 1)
+redis.call('EXPIRE', KEYS[6], {HOURLY_TTL_SECONDS})
+redis.call('SADD', KEYS[4], day)
+redis.call('HINCRBY', KEYS[5], ARGV[{_BASE} + 1], 1)
+local entry, flags = ARGV[{_BASE} + 4], ARGV[{_BASE} + 5]
+if entry ~= '' then
+  redis.call('HINCRBY', KEYS[9], p .. 'lists', 1)
+  if string.find(flags, 'c', 1, true) then redis.call('HINCRBY', KEYS[9], p .. 'cold', 1) end
+  if string.find(flags, 'f', 1, true) then redis.call('HINCRBY', KEYS[9], p .. 'fallback', 1) end
+  redis.call('LPUSH', KEYS[10], entry)
+  redis.call('LTRIM', KEYS[10], 0, {LIST_SAMPLE - 1})
+end
 return 1
 """
 
 _INDICATOR_INDEX = {name: COUNTERS.index(counter) + 1 for name, counter in INDICATORS.items()}
 _COVARIATE_INDEX = [COVARIATES.index(COUNTER_COVARIATE[c]) + 1 for c in COUNTERS]
 
-# KEYS: assignments, unit counters, stats, daily stats, days set.
-# ARGV: user, day, one delta per counter (in COUNTERS order).
-# Returns 1 when counted, 0 when the user is not exposed in this phase (the event is ignored).
+# KEYS: assignments, unit counters, stats, daily stats, days set, hourly stats, health.
+# ARGV: user, day, one delta per counter (in COUNTERS order), time of the latest event.
+# Returns 1 when counted, 0 when the user is not exposed in this phase (the event is ignored, and
+# counted as ``unexposed`` for the health check).
 OBSERVE = f"""
 local rec = redis.call('HGET', KEYS[1], ARGV[1])
-if not rec then return 0 end
+if not rec then
+  redis.call('HINCRBY', KEYS[7], 'unexposed', 1)
+  return 0
+end
 local parts = {{}}
 for part in string.gmatch(rec, '[^|]+') do parts[#parts + 1] = part end
 local epoch, variant = parts[1], parts[2]
@@ -108,7 +145,13 @@ for _, f in ipairs(order) do
   local d = string.format('%.17g', inc[f])
   redis.call('HINCRBYFLOAT', KEYS[3], f, d)
   redis.call('HINCRBYFLOAT', KEYS[4], f, d)
+  redis.call('HINCRBYFLOAT', KEYS[6], f, d)
 end
+redis.call('EXPIRE', KEYS[6], {HOURLY_TTL_SECONDS})
 redis.call('SADD', KEYS[5], ARGV[2])
+local now = ARGV[3 + #names]
+redis.call('HINCRBY', KEYS[7], 'observed', 1)
+local last = tonumber(redis.call('HGET', KEYS[7], 'last_event')) or 0
+if tonumber(now) > last then redis.call('HSET', KEYS[7], 'last_event', now) end
 return 1
 """

@@ -31,10 +31,12 @@ from analysis.interleaving import InterleavedList
 from engine.experiments.assignment import Assignment, Holdout
 from engine.experiments.bandits import BanditReweighter
 from engine.experiments.covariates import PreExposure
+from engine.experiments.diagnostics import ReadoutDiagnostics
 from engine.experiments.exposure import ExposureRecorder
 from engine.experiments.interleaving import ClickedEvent, InterleavingRecorder
 from engine.experiments.lifecycle import ExperimentLifecycle
 from engine.experiments.model import Experiment
+from engine.experiments.quality import Catalog, Counterfactual, ServedList
 from engine.experiments.readouts import ReadoutReader
 from engine.experiments.results import ExperimentReadout
 from engine.experiments.snapshot import ConfigSnapshot
@@ -59,6 +61,7 @@ class ExperimentService:
         registry_generation: Callable[[], object] | None = None,
         refresh_seconds: float = REFRESH_SECONDS,
         clock: Callable[[], float] = time.time,
+        catalog: Callable[[], Catalog | None] | None = None,
     ) -> None:
         self.redis = client
         self.keys = keys
@@ -76,6 +79,7 @@ class ExperimentService:
         )
         self.bandits = BanditReweighter(self.lifecycle)
         self.readouts = ReadoutReader(self.store, clock, resolver, self.interleaving)
+        self.diagnostics = ReadoutDiagnostics(self.store, clock, catalog)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -87,8 +91,8 @@ class ExperimentService:
     def already_exposed(self, assignment: Assignment) -> bool:
         return self.exposures.already_exposed(assignment)
 
-    def record_exposure(self, assignment: Assignment | None) -> bool:
-        return self.exposures.record_exposure(assignment)
+    def record_exposure(self, assignment: Assignment | None, served: ServedList | None = None) -> bool:
+        return self.exposures.record_exposure(assignment, served)
 
     def interleave(
         self, assignment: Assignment, request_id: str, list_a: Sequence[str], list_b: Sequence[str], n: int
@@ -181,6 +185,13 @@ class ExperimentService:
 
     def time_series(self, key: str, metric: str | None = None, phase: int | None = None) -> list[dict[str, Any]]:
         return self.readouts.time_series(key, metric, phase)
+
+    def report(
+        self, key: str, phase: int | None = None, engine: str | None = None,
+        counterfactual: Counterfactual | None = None,
+    ) -> dict[str, Any]:
+        """``health``, ``quality`` and ``timeseries`` of a phase (``engine.experiments.diagnostics``)."""
+        return self.diagnostics.report(key, phase, engine, counterfactual)
 
     # ================================================================== bandits
     def recompute_bandit_weights(self, key: str) -> Experiment:

@@ -129,6 +129,27 @@ class Keys:
         """Hash of an interleaving phase's counters: users by preference, per-position credit, click outcomes."""
         return f"{self.prefix}:exp:ilv:pos:{self.experiment_tag(key)}:{phase}"
 
+    def experiment_hourly(self, key: str, phase: int, hour: str) -> str:
+        """The statistics' increments made in one UTC hour (``2026-12-02T04``); expire after a few days:
+        hours only chart runs younger than two days, days serve the rest."""
+        return f"{self.prefix}:exp:hourly:{self.experiment_tag(key)}:{phase}:{hour}"
+
+    def experiment_health(self, key: str, phase: int) -> str:
+        """Hash of health counters and times: users seen in a second arm, last exposure and event."""
+        return f"{self.prefix}:exp:health:{self.experiment_tag(key)}:{phase}"
+
+    def experiment_crossed(self, key: str, phase: int) -> str:
+        """Hash user -> ``<recorded arm>><arm served now>`` of users served a second arm in the phase."""
+        return f"{self.prefix}:exp:crossed:{self.experiment_tag(key)}:{phase}"
+
+    def experiment_quality(self, key: str, phase: int) -> str:
+        """Hash ``<variant>|lists|cold|fallback`` -> counts of first-exposure lists per arm."""
+        return f"{self.prefix}:exp:quality:{self.experiment_tag(key)}:{phase}"
+
+    def experiment_lists(self, key: str, phase: int, variant: str) -> str:
+        """Capped list of the arm's most recent first-exposure lists, ``<user>|<item>,<item>,...``."""
+        return f"{self.prefix}:exp:lists:{self.experiment_tag(key)}:{phase}:{variant}"
+
     def experiment_lock(self, name: str) -> str:
         return f"{self.prefix}:exp:lock:{name}"
 

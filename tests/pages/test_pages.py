@@ -579,8 +579,14 @@ def test_readout_switches_engine_and_exports_csv(console_env: dict[str, str]) ->
     console_experiments.transition(eng, "ro", "start", "test")
     run_traffic(eng, eng.features.top_active_users(300), seed=3, boost={"als": 3.0})
     at = ran(page("readout").run())
-    assert texts(at.subheader) == ["Goal: ctr", "Guardrails", "Arms", "Served"]
+    assert texts(at.subheader) == ["Goal: ctr", "Guardrails", "Arms", "Served", "Recommendation quality"]
     assert "**Decision:" in joined(at.info) + joined(at.success)  # frequentist, far from its sample size
+    health = at.dataframe[0].value  # the health checks, before the numbers
+    assert list(health["check"])[:2] == ["srm", "srm_by_period"]
+    quality = at.table[-1].value
+    assert list(quality["arm"]) == ["control", "als"] and (quality["lists"] > 0).all()
+    assert (quality["coverage"] > 0).all() and (quality["novelty"] > 0).all()
+    assert "mean Jaccard" in joined(at.caption)
     assert "Sample ratio check passed" in joined(at.caption)
     goal = at.table[0].value
     assert "p-value" in goal.columns and goal.iloc[0]["direction"] == "better"
@@ -589,7 +595,7 @@ def test_readout_switches_engine_and_exports_csv(console_env: dict[str, str]) ->
         ran(at)
         assert column in at.table[0].value.columns
     assert "Decision: ship." in joined(at.success)  # a Bayesian verdict may be read at any time
-    assert len(at.get("download_button")) == 1
+    assert len(at.get("download_button")) == 2  # the table (CSV) and the report (HTML)
 
 
 def test_readout_names_what_each_arm_served_and_promotes_the_shipped_candidate(

@@ -24,6 +24,7 @@ from engine.api.deps import get_engine
 from engine.api.interleaved_lists import serve_interleaved
 from engine.api.schemas import ErrorResponse, RecommendationBody, RecommendationQuery, RecommendationResponse
 from engine.experiments.assignment import Assignment
+from engine.experiments.quality import ServedList
 from engine.runtime import Engine
 from engine.serving.service import RecommendationResult
 
@@ -141,7 +142,8 @@ async def recommend(request: Request) -> Response:
         result = await run_in_threadpool(
             partial(engine.service.recommend, uid, size, model, version=version, serving=serving))
     if assignment is not None and not engine.experiments.already_exposed(assignment):
-        await run_in_threadpool(engine.experiments.record_exposure, assignment)
+        served = ServedList(tuple(i["item_id"] for i in result.items), result.cold_start, result.fallback)
+        await run_in_threadpool(engine.experiments.record_exposure, assignment, served)
     return _response(
         result,
         assignment.experiment if assignment else None,
