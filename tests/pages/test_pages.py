@@ -617,8 +617,8 @@ def test_readout_names_what_each_arm_served_and_promotes_the_shipped_candidate(
 
     at = ran(page("readout").run())
     assert "Decision: ship." in joined(at.success)
-    assert texts(at.subheader) == ["Goal: ctr", "Guardrails", "Arms", "Served"]
-    table = at.table[-1].value
+    assert texts(at.subheader) == ["Goal: ctr", "Guardrails", "Arms", "Served", "Recommendation quality"]
+    table = next(t.value for t in at.table if "spec" in t.value.columns)  # the Served table
     assert list(table["spec"]) == ["popularity", "als@2"] and list(table["serving settings"]) == [
         "defaults", "mmr_lambda=0.5"]
     assert table.iloc[1]["served version"] == "als v2 (candidate)"
