@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from engine.api.deps import get_engine
 from engine.api.schemas import ErrorResponse, RecommendationBody, RecommendationQuery, RecommendationResponse
+from engine.events.impressions import impression_events, policy_label
 from engine.serving.service import RecommendationResult
 
 router = APIRouter(tags=["recommendations"])
@@ -73,7 +74,9 @@ def _validated(model: type[M], where: str, data: dict[str, Any] | None = None, r
         ) from None
 
 
-def _response(result: RecommendationResult, experiment: str | None, variant: str | None) -> Response:
+def _response(
+    result: RecommendationResult, experiment: str | None, variant: str | None, request_id: str | None = None
+) -> Response:
     # Serialised directly: the items come from our own cache in the documented shape, and
     # re-validating ten of them through pydantic per request costs more than the cache hit.
     body = {
@@ -85,7 +88,7 @@ def _response(result: RecommendationResult, experiment: str | None, variant: str
         "experiment": experiment,
         "variant": variant,
         "fallback": result.fallback,
-        "request_id": new_request_id(),
+        "request_id": request_id or new_request_id(),
     }
     return Response(orjson.dumps(body), media_type="application/json")
 
@@ -126,8 +129,15 @@ async def recommend(request: Request) -> Response:
             partial(engine.service.recommend, uid, size, model, version=version, serving=serving))
     if assignment is not None and not engine.experiments.already_exposed(assignment):
         await run_in_threadpool(engine.experiments.record_exposure, assignment)
+    request_id = None
+    if assignment is not None and "exploration" in result.extra:  # an exploring arm logs what it drew
+        request_id = new_request_id()
+        events = impression_events(uid, result.items, result.extra["exploration"], request_id,
+                                   policy_label(assignment.model, assignment.version, assignment.serving))
+        await run_in_threadpool(engine.ingest.track_many, events)
     return _response(
         result,
         assignment.experiment if assignment else None,
         assignment.variant if assignment else None,
+        request_id,
     )
