@@ -31,6 +31,7 @@ import pyarrow as pa
 from analysis.off_policy import evaluate, logged_feedback, logging_value
 from engine.events.impressions import policy_label
 from engine.serving.exploring_lists import (
+    MARGINAL_SAMPLES,
     ExplorationPolicy,
     conditional_matrix,
     marginal_propensities,
@@ -109,6 +110,7 @@ class OffPolicyResult:
     rows: int  # logged shown items
     depth: int  # slots evaluated
     matched: float  # share of logged rows where the logged item is the target's
+    mean_weight: float  # mean importance weight: ≈ the share of the target's slots the logging policy covers
     logging_value: float
     estimates: dict[str, dict[str, Any]]
     truth: float | None = None
@@ -118,7 +120,8 @@ class OffPolicyResult:
         out: dict[str, Any] = {
             "target": self.target, "value": "expected clicks per shown list (sum over slots)",
             "requests": self.requests, "rows": self.rows, "depth": self.depth,
-            "matched_share": round(self.matched, 6), "logging_value": self.logging_value,
+            "matched_share": round(self.matched, 6), "mean_weight": round(self.mean_weight, 6),
+            "logging_value": self.logging_value,
         }
         out.update(self.estimates)
         out["truth"] = self.truth
@@ -148,7 +151,8 @@ def estimate(
     values = evaluate(data, list(estimators), n_bootstrap=n_bootstrap, rng=seed)
     return OffPolicyResult(
         target=target, requests=data.n_impressions, rows=int(logged.reward.size), depth=logged.depth,
-        matched=float(target_pscore.mean()), logging_value=logging_value(data),
+        matched=float(target_pscore.mean()), mean_weight=float(data.weights.mean()),
+        logging_value=logging_value(data),
         estimates={name: {"value": v.value, "ci": [v.ci[0], v.ci[1]]} for name, v in values.items()},
         truth=truth,
     )
@@ -183,6 +187,7 @@ def simulate_lists(
     n: int,
     policy: ExplorationPolicy,
     rng: np.random.Generator,
+    samples: int = MARGINAL_SAMPLES,
 ) -> list[SimulatedList]:
     """One exploring list per entry of ``users``, drawn from the user's pool (item ids, scores) with the
     propensities serving would log (``engine.serving.exploring_lists``), vectorised per user."""
@@ -192,7 +197,7 @@ def simulate_lists(
         ids, scores = pools[str(user)]
         if len(ids) == 0:
             continue
-        marginal = marginal_propensities(scores, n, policy, rng)
+        marginal = marginal_propensities(scores, n, policy, rng, samples)
         shown = sample_prefixes(scores, n, policy, rng, int(count))
         conditional = conditional_matrix(scores, shown, policy)
         prefix = np.cumprod(conditional, axis=1)
