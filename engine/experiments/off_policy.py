@@ -33,6 +33,7 @@ from engine.events.impressions import policy_label
 from engine.serving.exploring_lists import (
     MARGINAL_SAMPLES,
     ExplorationPolicy,
+    at_least_prefix,
     conditional_matrix,
     marginal_propensities,
     sample_prefixes,
@@ -205,7 +206,7 @@ def simulate_lists(
         for row in range(shown.shape[0]):
             out.append(SimulatedList(
                 str(user), [ids[i] for i in shown[row]], conditional[row].tolist(), prefix[row].tolist(),
-                marginal[shown[row], slots].tolist(),
+                at_least_prefix(marginal[shown[row], slots], prefix[row]).tolist(),
             ))
     return out
 

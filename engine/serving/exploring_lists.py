@@ -174,9 +174,17 @@ def shown_marginals(
     return conditional.mean(axis=0)
 
 
+def at_least_prefix(marginal: np.ndarray, prefix: np.ndarray) -> np.ndarray:
+    """A Monte Carlo marginal floored at its exact lower bound, the probability of the shown prefix itself
+    (one of the ways the item gets to its slot): an item shown where it almost never lands would otherwise
+    be logged with a marginal of 0 when no sampled prefix left room for it there."""
+    return np.maximum(marginal, prefix)
+
+
 def explore(scores: np.ndarray, n: int, policy: ExplorationPolicy, rng: np.random.Generator) -> ExploredList:
     """One shown list of ``min(n, pool)`` items drawn from ``scores`` (the pool's), with propensities."""
     shown = sample_prefixes(scores, n, policy, rng, 1)[0]
     conditional = conditional_propensities(scores, shown, policy)
-    marginal = shown_marginals(scores, shown, policy, rng)
-    return ExploredList(shown, conditional, np.cumprod(conditional), marginal)
+    prefix = np.cumprod(conditional)
+    marginal = at_least_prefix(shown_marginals(scores, shown, policy, rng), prefix)
+    return ExploredList(shown, conditional, prefix, marginal)
