@@ -19,8 +19,9 @@ BENCHMARKS = {
     "training": "bench.training",
     "calibration": "bench.calibration",
     "event-log": "bench.event_log",
+    "ope": "bench.ope",
 }
-ONLY_WHEN_NAMED = ("soak", "calibration")  # minutes each; calibration measures statistics, not speed
+ONLY_WHEN_NAMED = ("soak", "calibration", "ope")  # minutes each; calibration and ope measure statistics
 
 
 def main(argv: list[str]) -> int:
