@@ -35,7 +35,8 @@ def test_signatures_differ_by_every_list_setting() -> None:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"factors": 8}, "unknown serving parameter 'factors' (allowed: n, candidate_pool, mmr_lambda, category_cap, exploration)"),
+        ({"factors": 8},
+         "unknown serving parameter 'factors' (allowed: n, candidate_pool, mmr_lambda, category_cap, exploration)"),
         ({"mmr_lambda": 1.5}, "mmr_lambda: Input should be less than or equal to 1"),
         ({"mmr_lambda": -0.1}, "mmr_lambda: Input should be greater than or equal to 0"),
         ({"category_cap": 0}, "category_cap: Input should be greater than or equal to 1"),
@@ -54,7 +55,8 @@ def test_bad_parameters_are_refused_with_the_allowed_list(data: object, message:
     with pytest.raises(ServingParamsError) as caught:
         ServingParams.parse(data)  # type: ignore[arg-type]
     assert message in str(caught.value)
-    assert "allowed: n, candidate_pool, mmr_lambda, category_cap, exploration" in str(caught.value) or "object of" in message
+    allowed = "allowed: n, candidate_pool, mmr_lambda, category_cap, exploration"
+    assert allowed in str(caught.value) or "object of" in message
 
 
 def test_exploration_is_off_by_default_and_keys_its_own_cached_pool() -> None:
@@ -65,8 +67,8 @@ def test_exploration_is_off_by_default_and_keys_its_own_cached_pool() -> None:
     assert (settings.exploration.method, settings.exploration.temperature, settings.exploration.pool) == (
         "plackett_luce", 0.5, 50)
     greedy = ServingParams.parse({"exploration": {"method": "epsilon_greedy", "epsilon": 0.1}}).over(BASE)
-    signatures = {BASE.signature, settings.signature, greedy.signature,
-                  ServingParams.parse({"exploration": {"method": "plackett_luce", "temperature": 1}}).over(BASE).signature}
+    hotter = ServingParams.parse({"exploration": {"method": "plackett_luce", "temperature": 1}}).over(BASE)
+    signatures = {BASE.signature, settings.signature, greedy.signature, hotter.signature}
     assert len(signatures) == 4
     assert exploring.non_default() == {"exploration": {"method": "plackett_luce", "temperature": 0.5,
                                                        "epsilon": 0.1, "pool": 50}}
