@@ -19,9 +19,11 @@ BENCHMARKS = {
     "training": "bench.training",
     "calibration": "bench.calibration",
     "event-log": "bench.event_log",
+    "sensitivity": "bench.sensitivity",
     "ope": "bench.ope",
 }
-ONLY_WHEN_NAMED = ("soak", "calibration", "ope")  # minutes each; calibration and ope measure statistics
+# minutes each; calibration, sensitivity and ope measure statistics, not speed
+ONLY_WHEN_NAMED = ("soak", "calibration", "sensitivity", "ope")
 
 
 def main(argv: list[str]) -> int:

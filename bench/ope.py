@@ -22,7 +22,7 @@ from bench.harness import bench_engine, table
 from engine.data.event_log import EventLog
 from engine.experiments.off_policy import estimate, logged_impressions, true_value
 from engine.experiments.offline_check import OfflineCheck
-from engine.models.policy_spec import PolicySpec
+from engine.serving.ranker_spec import RankerSpec
 
 TARGETS = ("als:mmr_lambda=1", "als", "item_item")
 ESTIMATORS = ("ipw", "snips", "dr")
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
             logged = logged_impressions(log.read())
             for target in TARGETS:
                 if target not in targets:  # deterministic: the same lists every seed
-                    targets[target] = check.target_lists(PolicySpec.parse(target), engine.world.user_ids.tolist(),
+                    targets[target] = check.target_lists(RankerSpec.parse(target), engine.world.user_ids.tolist(),
                                                          logged.depth)
                 truth = true_value(logged, targets[target], engine.world.click_probability)
                 result = estimate(logged, targets[target], target, ESTIMATORS, truth, n_bootstrap=500, seed=seed)

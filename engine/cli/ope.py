@@ -20,7 +20,7 @@ from engine.data.schema import DatasetError
 from engine.experiments.off_policy import ESTIMATOR_NAMES, NoLogsError, OffPolicyResult
 from engine.experiments.offline_check import NotDemoError, OfflineCheck
 from engine.models.model_spec import ModelSpecError
-from engine.models.policy_spec import PolicySpec
+from engine.serving.ranker_spec import SYNTAX, RankerSpec, RankerSpecError
 
 MAX_SIMULATED = 1_000_000
 
@@ -28,8 +28,7 @@ MAX_SIMULATED = 1_000_000
 def add_ope_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, help="the dataset whose event log holds the exploring impressions")
     parser.add_argument("--target", required=True, metavar="SPEC",
-                        help="the policy to evaluate: a model spec with optional serving parameters, "
-                             "e.g. als@candidate:mmr_lambda=0.3,n=10")
+                        help=f"the policy to evaluate, {SYNTAX}; e.g. als@candidate:mmr_lambda=0.3,n=10")
     parser.add_argument("--estimator", choices=[*ESTIMATOR_NAMES, "all"], default="all",
                         help="ipw, snips, dr or all (default)")
     parser.add_argument("--simulate", type=int, default=0, metavar="N",
@@ -60,8 +59,8 @@ def ope_command(args: argparse.Namespace) -> int:
     from engine.runtime import build_engine
 
     try:
-        PolicySpec.parse(args.target)
-    except ModelSpecError as exc:
+        RankerSpec.parse(args.target)
+    except RankerSpecError as exc:
         return _fail(exc)
     if args.simulate and args.dataset != DEMO:
         return _fail(f"--simulate needs the demo world's click law; dataset {args.dataset!r} has none")
@@ -79,7 +78,7 @@ def ope_command(args: argparse.Namespace) -> int:
             check.simulate(args.simulate, seed=args.seed)
         estimators = ESTIMATOR_NAMES if args.estimator == "all" else (args.estimator,)
         result = check.run(args.target, estimators, seed=args.seed)
-    except (NoLogsError, NotDemoError, ModelSpecError) as exc:
+    except (NoLogsError, NotDemoError, ModelSpecError, RankerSpecError) as exc:
         return _fail(exc)
     finally:
         engine.close()

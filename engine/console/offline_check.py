@@ -15,6 +15,7 @@ from engine.experiments.offline_check import NotDemoError, OfflineCheck
 from engine.models.model_spec import SPEC_STAGES, ModelSpecError
 from engine.models.registry import VersionRecord
 from engine.runtime import Engine
+from engine.serving.ranker_spec import RankerSpecError
 
 ESTIMATOR_LABELS = {"ipw": "IPS", "snips": "SNIPS", "dr": "Doubly robust"}
 HEADLINE = "snips"  # the estimate the cards and caption quote: bounded by the rewards, and tested on the world
@@ -65,7 +66,7 @@ def run_check(check: OfflineCheck, target: str, simulate: int = 0, seed: int | N
                 else " Run an experiment arm with `exploration` in its serving parameters to collect some.")
         return CheckOutcome(message="No exploring impressions are logged for this dataset yet, so there is "
                                     "nothing to estimate from." + hint)
-    except (ModelSpecError, NotDemoError) as exc:
+    except (ModelSpecError, RankerSpecError, NotDemoError) as exc:
         return CheckOutcome(message=str(exc))
 
 

@@ -39,6 +39,7 @@ from typing import Any, BinaryIO
 
 from pydantic import ValidationError
 
+from engine.data.durable_files import fsync_dir
 from engine.events.tracker import PENDING_MS, Event
 from engine.monitoring.prometheus_metrics import SPOOL_DEPTH, SPOOL_REPLAYED, SPOOLED
 
@@ -119,14 +120,6 @@ def _same_file(handle: BinaryIO, path: Path) -> bool:
         return False
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 Record = Callable[[list[Event]], object]
 
 
@@ -201,7 +194,7 @@ class EventSpool:
         assert handle is not None  # a blocking flock waits rather than failing
         path = self.directory / f"{name}{SUFFIX}"
         temporary.rename(path)
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
         self._file, self._path, self._size = handle, path, 0
         return handle
 

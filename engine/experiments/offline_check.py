@@ -31,8 +31,8 @@ from engine.experiments.off_policy import (
     simulated_rows,
     true_value,
 )
-from engine.models.policy_spec import PolicySpec
 from engine.models.registry import ModelRegistry
+from engine.serving.ranker_spec import RankerSpec
 from engine.serving.service import RecommendationService
 from engine.serving.serving_params import Exploration, ServingParams
 
@@ -87,7 +87,7 @@ class OfflineCheck:
         rows = simulated_rows(shown, [c.tolist() for c in per_list], policy_label(model, version, serving))
         return self.log.append(rows, batch=f"ope-{rows[0]['stream_id'].partition('-')[0]}") if rows else 0
 
-    def target_lists(self, spec: PolicySpec, users: Sequence[str], depth: int) -> dict[str, list[str]]:
+    def target_lists(self, spec: RankerSpec, users: Sequence[str], depth: int) -> dict[str, list[str]]:
         """The target's deterministic list for each user, through the serving path without the cache."""
         resolved = spec.model.resolve(self.registry, self.dataset)
         n = spec.serving.length(depth)
@@ -101,7 +101,7 @@ class OfflineCheck:
     def run(self, target: str, estimators: Sequence[str] = ESTIMATOR_NAMES, seed: int | None = None,
             n_bootstrap: int = 1000) -> OffPolicyResult:
         """The target's estimated value from the logs (``NoLogsError`` without exploring impressions)."""
-        spec = PolicySpec.parse(target)
+        spec = RankerSpec.parse(target)
         logged = logged_impressions(self.log.read())
         targets = self.target_lists(spec, logged.users(), logged.depth)
         truth = None
