@@ -406,9 +406,11 @@ class RecommendationService:
             return value
         scores = np.asarray([item["score"] for item in pool], dtype=np.float64)
         drawn = explore(scores, n, policy, np.random.default_rng())  # a generator per call: thread-safe
+        shown = [pool[i] for i in drawn.items]
         return {
             **value,
-            "items": [pool[i] for i in drawn.items],
+            "items": shown,
+            "diversity": category_diversity([item["category"] for item in shown]),
             "exploration": {
                 "propensity": drawn.propensity.tolist(),
                 "prefix_propensity": drawn.prefix_propensity.tolist(),
