@@ -17,7 +17,7 @@ from engine.config import get_settings
 from engine.data.dataset_store import DEMO
 from engine.data.event_log import EventLog
 from engine.data.schema import DatasetError
-from engine.experiments.off_policy import ESTIMATOR_NAMES, NoLogsError, OffPolicyResult
+from engine.experiments.off_policy import ESTIMATOR_NAMES, LOW_SUPPORT, NoLogsError, OffPolicyResult
 from engine.experiments.offline_check import NotDemoError, OfflineCheck
 from engine.models.model_spec import ModelSpecError
 from engine.serving.ranker_spec import SYNTAX, RankerSpec, RankerSpecError
@@ -52,6 +52,9 @@ def format_result(result: OffPolicyResult) -> str:
     lines.append(f"  {'logging':<10} {result.logging_value:>8.4f}   (observed, the exploring policy)")
     if result.truth is not None:
         lines.append(f"  {'truth':<10} {result.truth:>8.4f}   (the demo world's click law)")
+    if result.mean_weight < LOW_SUPPORT:
+        lines.append(f"  caution: mean weight {result.mean_weight:.2f} (1 when the logs cover the target): the "
+                     "logging policy rarely shows the target's items where it puts them; the estimate may be biased")
     return "\n".join(lines)
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 
 from engine.console.cards import MetricCard
 from engine.data.event_log import EventLog
-from engine.experiments.off_policy import NoLogsError, OffPolicyResult
+from engine.experiments.off_policy import LOW_SUPPORT, NoLogsError, OffPolicyResult
 from engine.experiments.offline_check import NotDemoError, OfflineCheck
 from engine.models.model_spec import SPEC_STAGES, ModelSpecError
 from engine.models.registry import VersionRecord
@@ -19,7 +19,6 @@ from engine.serving.ranker_spec import RankerSpecError
 
 ESTIMATOR_LABELS = {"ipw": "IPS", "snips": "SNIPS", "dr": "Doubly robust"}
 HEADLINE = "snips"  # the estimate the cards and caption quote: bounded by the rewards, and tested on the world
-LOW_SUPPORT = 0.9  # mean weight below this: the logs rarely show the candidate's items where it puts them
 MAX_SIMULATED = 200_000  # the console's bound (a minute or two); the CLI takes more
 
 
