@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import tempfile
 import uuid
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -147,9 +146,7 @@ class SparkFit:
         fits: list[dict[str, Any]] = []
         solver = type("BoundSparkALS", (SparkALS,), {"session": self.session, "work_dir": self.work_dir,
                                                       "fits": fits})
-        with spark_failures(f"Spark ALS on {self.master}", self.log_path), warnings.catch_warnings():
-            # pyspark 4.3 warns on pandas 3 when ALS starts, though it hands us Arrow tables, never pandas
-            warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
+        with spark_failures(f"Spark ALS on {self.master}", self.log_path):
             model._fit(interactions, solver)  # the model's own fit, with Spark as its solver
         self.last = fits[-1]
         return model

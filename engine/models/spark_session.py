@@ -19,6 +19,7 @@ parse or reach, a job that fails or a JVM that was killed (the Py4J connection d
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -115,13 +116,17 @@ def _start(master: str, memory: str | None, log_path: Path) -> SparkSession:
 @contextmanager
 def spark_session(master: str, memory: str | None, log_path: Path) -> Iterator[SparkSession]:
     """A session on ``master`` for the block (see the module docstring); raises ``SparkJobError``."""
-    with spark_failures(f"Spark on {master}", log_path):
-        running = _running(master)
-        session = running or _start(master, memory, log_path)
-    try:
-        yield session
-    finally:
-        if running is None:
-            # a JVM that died mid-job cannot be stopped cleanly: the job's own error is the one to report
-            with suppress(*spark_errors()):
-                session.stop()
+    with warnings.catch_warnings():
+        # pyspark 4.3 warns once it meets pandas 3 (its test helpers, imported by its ML code), though
+        # nothing here hands it pandas: on a terminal that is a paragraph after `recops train`'s table
+        warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
+        with spark_failures(f"Spark on {master}", log_path):
+            running = _running(master)
+            session = running or _start(master, memory, log_path)
+        try:
+            yield session
+        finally:
+            if running is None:
+                # a JVM that died mid-job cannot be stopped cleanly: the job's own error is the one to report
+                with suppress(*spark_errors()):
+                    session.stop()
