@@ -2,7 +2,9 @@
 
 Input the user can fix (an unknown dataset, model or version, a ``--param`` that does not parse or
 is not a parameter of the model, a dataset with one user, EASE above its size cap, nothing to roll
-back to) prints one line on stderr and exits with 2, the registry untouched.  A promotion or
+back to, ``--engine spark`` for a model other than ALS) prints one line on stderr and exits with 2,
+the registry untouched.  A Spark job that fails (``--engine spark``: no Java, a master it cannot
+reach, a killed JVM) prints one line and exits with 1, nothing registered.  A promotion or
 rollback needs the audit log: when Redis cannot be reached it is refused (exit 1) rather than done
 unaudited.
 """
@@ -85,6 +87,8 @@ def train_command(args: argparse.Namespace) -> int:
           + (f" of {logged.users:,} users" if logged.count else ""))
     print(text_table(["model", "version", "stage", *_metric_headers(), "fit s", "total s"],
                      [_result_row(r) for r in results]))
+    if plan.spark is not None:
+        print(f"fitted by Spark on {plan.spark.master} (its log: {plan.spark.log_path})")
     for r in results:
         if r.tuning is not None:
             print(f"{r.model}: {len(r.tuning.trials)} trials ({r.tuning.sampler}), best {r.tuning.metric} "
