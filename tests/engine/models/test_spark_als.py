@@ -13,12 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
+from scipy import sparse
 
 from engine.data.dataset_store import StoredDataset
 from engine.models.als import ALSRecommender
 from engine.models.registry import ModelRegistry
-from engine.models.spark_als import SparkFit, spark_fit
+from engine.models.spark_als import SparkFit, factor_rows, reg_param, spark_fit
 from engine.models.training import TrainingOptions, TrainingResult, train_models
 from tests.conftest import require_binary
 from tests.support.cli import Recops
@@ -170,3 +172,15 @@ def test_recops_train_engine_spark(shop: Path, recops: Recops, spark: SparkFit) 
         code, out, err = recops(["train", "--dataset", NAME, "--engine", "spark", *argv])
         assert (code, out) == (2, "") and len(err.strip().splitlines()) == 1 and message in err, err
     assert registry_files(shop / "models") == before
+
+
+def test_factor_rows_put_each_spark_row_at_its_index_and_zeros_where_spark_has_none() -> None:
+    table = pa.table({"id": pa.array([2, 0], type=pa.int32()),
+                      "features": pa.array([[1.0, 2.0], [3.0, 4.0]], type=pa.list_(pa.float32()))})
+    np.testing.assert_array_equal(factor_rows(table, 4, 2), [[3, 4], [0, 0], [1, 2], [0, 0]])
+    assert factor_rows(table.slice(0, 0), 2, 3).shape == (2, 3)
+
+
+def test_reg_param_gives_the_average_user_implicits_lambda() -> None:
+    confidence = sparse.csr_matrix(np.array([[1.0, 2.0, 0.0], [0.0, 0.0, 3.0]]))  # 3 ratings, 2 users
+    assert reg_param(30.0, confidence) == pytest.approx(30.0 / 1.5)
