@@ -100,6 +100,16 @@ class Settings(BaseSettings):
     model_poll_seconds: float = Field(
         default=2.0, gt=0, description="How often serving processes check the registry for a promotion"
     )
+    # `recops train --engine spark` (engine/models/spark_als.py): the master Spark runs ALS on, and
+    # the memory of its driver and executors (in local mode the executors live in the driver)
+    spark_master: str = Field(
+        default="local[2]",
+        description="Spark master of `recops train --engine spark` (local[N], spark://host:7077, yarn...); "
+        "with a remote master the data dir must be on storage every executor reads",
+    )
+    spark_memory: str | None = Field(
+        default=None, description="spark.driver.memory and spark.executor.memory (e.g. 4g); unset = Spark's 1g"
+    )
     retrain_every: float | None = Field(
         default=None,
         description="`recops up` retrains the served dataset's models this often when new events were logged, "
