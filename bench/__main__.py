@@ -19,8 +19,9 @@ BENCHMARKS = {
     "training": "bench.training",
     "calibration": "bench.calibration",
     "event-log": "bench.event_log",
+    "ann": "bench.ann",
 }
-ONLY_WHEN_NAMED = ("soak", "calibration")  # minutes each; calibration measures statistics, not speed
+ONLY_WHEN_NAMED = ("soak", "calibration", "ann")  # minutes each; calibration measures statistics, not speed
 
 
 def main(argv: list[str]) -> int:

@@ -91,7 +91,7 @@ class AnnIndex:
         index = faiss.IndexIVFFlat(quantizer, dim + 1, cells, faiss.METRIC_L2)
         index.cp.seed = seed
         rng = np.random.default_rng(seed)
-        sample = augmented[rng.choice(n, size=min(n, cells * TRAIN_POINTS_PER_CELL * 2), replace=False)]
+        sample = augmented[rng.choice(n, size=min(n, cells * TRAIN_POINTS_PER_CELL), replace=False)]
         if threads is not None:
             faiss.omp_set_num_threads(threads)
         index.train(sample)

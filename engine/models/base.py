@@ -114,7 +114,8 @@ class Recommender(ABC):
             return []
         top = np.argpartition(-scores, n - 1)[:n]
         top = top[np.argsort(-scores[top], kind="stable")]
-        return [(str(item_ids[candidates[i]]), float(scores[i])) for i in top]
+        # whole-array look-ups: indexing numpy scalars one by one costs ~5 µs an item, 1.5 ms a pool
+        return list(zip(map(str, item_ids[candidates[top]]), scores[top].tolist(), strict=True))
 
     def _retrieve(self, user_id: str, history: np.ndarray, k: int) -> np.ndarray | None:
         """Item indices worth scoring exactly: the index's top ``k`` for the user's vector, or None
