@@ -1,7 +1,7 @@
 """ANN candidate retrieval at a million items: build time, memory, recall@100 and latency, and the
 full cache-miss recommendation through the service.
 
-    python -m bench ann [--quick] [--items N] [--users N] [--queries 200] [--compare] [--json]
+    python -m bench ann [--quick] [--items N ...] [--users N] [--queries 200] [--compare] [--json]
 
 Vectors: ``bench.synthetic_factors`` (64 dims, low-rank clustered, popularity-skewed norms — shaped
 like a trained ALS model's, not isotropic).  Recall@100 is the share of the exact top 100 (numpy,
@@ -14,6 +14,10 @@ The miss rows build a ``RecommendationService`` (embedded Redis, synthetic catal
 the synthetic ALS model, with and without the index, and time ``recommend`` for users never
 requested: features read (and written) through Redis, retrieve → score → re-rank → reasons.
 Goal: recall@100 ≥ 0.95 and miss p95 < 10 ms at 1,000,000 items.
+
+``run(items, users, ...)["summary"]`` is the ANN part of a scaling row (``items``, ``users``,
+``recall_at_100``, ``miss_p50_ms``, ``miss_p95_ms``, ``build_seconds``, ``memory_mb``): ``--items
+10000 100000 1000000 --json`` prints one per catalogue size.
 """
 
 from __future__ import annotations
@@ -227,7 +231,7 @@ def report(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench ann")
     parser.add_argument("--quick", action="store_true", help="100,000 items instead of 1,000,000")
-    parser.add_argument("--items", type=int)
+    parser.add_argument("--items", type=int, nargs="+", help="catalogue sizes, one row each (default 1,000,000)")
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--probes", type=int, nargs="*", help="nprobe settings of the curve (default: around "
@@ -235,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compare", action="store_true", help="also hnswlib HNSW (inner product)")
     parser.add_argument("--json", action="store_true", help="one JSON row per configuration")
     args = parser.parse_args(argv)
-    n_items = args.items or (100_000 if args.quick else 1_000_000)
-    result = run(n_items, args.users, args.queries, args.compare, args.probes)
-    print(json.dumps(result["summary"]) if args.json else report(result))
+    for n_items in args.items or [100_000 if args.quick else 1_000_000]:
+        result = run(n_items, args.users, args.queries, args.compare, args.probes)
+        print(json.dumps(result["summary"]) if args.json else report(result), flush=True)
     return 0
