@@ -22,9 +22,10 @@ BENCHMARKS = {
     "event-log": "bench.event_log",
     "sensitivity": "bench.sensitivity",
     "ope": "bench.ope",
+    "ann": "bench.ann",
 }
 # minutes each; calibration, sensitivity and ope measure statistics, not speed
-ONLY_WHEN_NAMED = ("soak", "calibration", "sensitivity", "ope")
+ONLY_WHEN_NAMED = ("soak", "calibration", "sensitivity", "ope", "ann")
 
 
 def main(argv: list[str]) -> int:

@@ -94,6 +94,12 @@ class Settings(BaseSettings):
     ease_max_items: int = Field(
         default=10_000, ge=1, description="Largest catalogue EASE trains on (its memory grows with items²)"
     )
+    # Below this, scoring every item is exact and fast enough (~1 ms per 20,000 items); above it the
+    # registry builds an ANN index at training time and factor models retrieve through it.
+    ann_min_items: int = Field(
+        default=50_000, ge=1,
+        description="Catalogues with at least this many items get an ANN index for candidate retrieval (ALS)",
+    )
     holdout_days: float = Field(
         default=7.0, gt=0, description="`recops train` evaluates on the last N days of interactions (time holdout)"
     )

@@ -92,6 +92,7 @@ class TrainingOptions:
     ease_max_items: int = 10_000
     tune_trials: int = 0
     k: int = K
+    ann_min_items: int | None = None  # catalogues this large get an ANN index (None: never)
 
 
 @dataclass(frozen=True)
@@ -316,6 +317,7 @@ def plan_training(
         holdout_days=holdout_days if holdout_days is not None else settings.holdout_days,
         ease_max_items=settings.ease_max_items,
         tune_trials=tune_trials,
+        ann_min_items=settings.ann_min_items,
     )
     if options.holdout_days <= 0:
         raise TrainingError(f"--holdout-days must be positive, got {options.holdout_days:g}")
@@ -403,7 +405,8 @@ def train_models(
         record.update(engine.lineage())
         if report is not None:
             record["tuning"] = report.summary()
-        version = registry.save(name, model, dataset=stored.name, lineage=record)
+        version = registry.save(name, model, dataset=stored.name, lineage=record,
+                                ann_min_items=options.ann_min_items)
         stage = registry.record(name, version).stage
         results.append(TrainingResult(name, version, stage, record, time.perf_counter() - started, report))
     return results
