@@ -75,7 +75,13 @@ def _serving_param(key: str, info: FieldInfo) -> ServingParam:
                         bounds.get("le"), f"{key}: {info.description}; default: {default}")
 
 
-SERVING_PARAMS = tuple(_serving_param(k, info) for k, info in ServingParams.model_fields.items())
+def _numeric(info: FieldInfo) -> bool:
+    return bool({int, float} & set(get_args(info.annotation)))
+
+
+# the numeric settings get the form's narrow inputs; a structured one (``exploration``) is set through the
+# experiment's JSON (CLI or API) and kept as it is when the form saves the arm
+SERVING_PARAMS = tuple(_serving_param(k, info) for k, info in ServingParams.model_fields.items() if _numeric(info))
 SERVING_KEYS = frozenset(p.key for p in SERVING_PARAMS)
 
 

@@ -180,9 +180,10 @@ def test_the_editor_offers_the_served_datasets_versions(engine: Engine) -> None:
     assert experiment_form.editor(engine, console_experiments.get(engine, "exp-1"), ed.initial).start is None
 
 
-def test_editing_replaces_serving_settings(engine: Engine) -> None:
+def test_editing_replaces_serving_settings_and_keeps_exploration(engine: Engine) -> None:
+    explore = {"method": "plackett_luce", "temperature": 0.5}
     spec = two_arm_spec()
-    spec["variants"][1]["params"] = {"mmr_lambda": 0.5}
+    spec["variants"][1]["params"] = {"mmr_lambda": 0.5, "exploration": explore}
     console_experiments.create(engine, spec, "ada")
     ed = Editor(console_experiments.get(engine, "exp-1"), MODELS, "als")
     assert ed.initial.variants[1].serving == {"mmr_lambda": 0.5}  # the form shows the serving settings only
@@ -190,7 +191,9 @@ def test_editing_replaces_serving_settings(engine: Engine) -> None:
     changed = dataclasses.replace(ed.initial, variants=(ed.initial.variants[0], dataclasses.replace(
         ed.initial.variants[1], serving={"n": 20, "mmr_lambda": None})))
     saved = ed.submit(engine, changed, None, "ada").saved
-    assert saved is not None and saved.variants[1].params == {"n": 20}
+    assert saved is not None and saved.variants[1].params["n"] == 20 and "mmr_lambda" not in saved.variants[1].params
+    # a structured setting the form has no input for is kept as it was
+    assert {k: v for k, v in saved.variants[1].params["exploration"].items() if k in explore} == explore
 
 
 def test_specs_are_saved_and_a_missing_version_is_refused_beside_the_variants(engine: Engine) -> None:
