@@ -28,6 +28,8 @@ import redis
 from bench.harness import metric_total
 from bench.soak import worker_pids
 from engine.config import Settings
+from engine.data.event_log import EventLog
+from engine.events.consumer import EventConsumer, consumer_client
 from engine.events.tracker import Event, EventTracker
 from engine.local_processes import free_port
 from engine.runtime import prepare_world
@@ -389,7 +391,7 @@ class EventTraffic(BackgroundThreads):
 
 @pytest.mark.timeout(90)
 def test_events_posted_while_redis_is_down_are_spooled_and_replayed_exactly_once(
-    api_url: str, own_redis: EmbeddedRedis, fault_api: ApiProcess
+    api_url: str, own_redis: EmbeddedRedis, fault_api: ApiProcess, tmp_path: Path
 ) -> None:
     with redis.Redis.from_url(own_redis.url) as admin:
         # what this test is about is the API's spool, not Redis's own fsync policy (see the hard-kill test)
@@ -430,6 +432,13 @@ def test_events_posted_while_redis_is_down_are_spooled_and_replayed_exactly_once
     missing = [i for i in sent if stored[i] == 0]
     twice = [i for i in sent if stored[i] > 1]
     assert not missing and not twice, (len(missing), missing[:5], twice[:5])
+
+    # ... and the stream consumer moves every one of them into the dataset's event log, once
+    event_log = EventLog(tmp_path / "events" / "demo")
+    with consumer_client(own_redis.url, block_seconds=0.2) as client:
+        EventConsumer(client, "recops:events", event_log).drain()
+    logged = Counter(event_log.read()["event_id"].to_pylist())
+    assert all(logged[i] == 1 for i in sent), [i for i in sent if logged[i] != 1][:5]
 
 
 @pytest.mark.timeout(90)
