@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from typing import Protocol
 
@@ -23,7 +23,8 @@ import redis
 from engine.experiments.assignment import Assignment
 from engine.experiments.covariates import PreExposure
 from engine.experiments.metrics import COUNTERS, EVENT_COUNTER
-from engine.experiments.scripts import EXPOSE, OBSERVE
+from engine.experiments.metric_definitions import custom_counters
+from engine.experiments.scripts import EXPOSE, OBSERVE, OBSERVE_CUSTOM
 from engine.experiments.served import served_field
 from engine.experiments.snapshot import ConfigSnapshot
 from engine.storage.client import eval_script_batch
@@ -72,14 +73,20 @@ class ExposureRecorder:
         snapshot: ConfigSnapshot,
         covariates: PreExposure,
         clock: Callable[[], float] = time.time,
+        attributes: Callable[[str], Mapping[str, str]] | None = None,
     ) -> None:
         self.redis = client
         self.keys = keys
         self.snapshot = snapshot
         self.covariates = covariates
         self.clock = clock
+        # the user's dimensions (device, country, ...) recorded with the exposure, for breakdowns
+        self.attributes = attributes
         self._expose = client.register_script(EXPOSE)
         self._observe = client.register_script(OBSERVE)
+        self._observe_custom = client.register_script(OBSERVE_CUSTOM)
+        # experiment -> its custom counters, only for experiments that declare custom metrics
+        self._custom: dict[str, tuple[str, ...]] = {}
         self._exposed: OrderedDict[tuple[str, int, int, str], None] = OrderedDict()
         self._lock = threading.Lock()
         # Stats may have been wiped or phases re-opened: re-send exposures rather than trust memory.
@@ -88,6 +95,17 @@ class ExposureRecorder:
     def forget(self) -> None:
         with self._lock:
             self._exposed.clear()
+            self._custom = {e.key: c for e in self.snapshot.configs() if (c := custom_counters(e.metrics))}
+
+    def _extras(self, experiment: str, user_id: str) -> list[str]:
+        """EXPOSE's optional arguments: custom counters with the user's pre-exposure values, dimensions."""
+        counters = self._custom.get(experiment, ())
+        dims = self.attributes(user_id) if self.attributes is not None else {}
+        if not counters and not dims:
+            return []
+        pre = self.covariates.custom(user_id, counters)
+        joined = "\t".join(f"{k}={v}" for k, v in dims.items())
+        return [str(len(counters)), *counters, *(repr(x) for x in pre), joined]
 
     def already_exposed(self, assignment: Assignment) -> bool:
         """True when this process has recorded the exposure already (no I/O: safe on an event loop)."""
@@ -115,6 +133,7 @@ class ExposureRecorder:
                 self.keys.experiment_daily(key, assignment.phase, day),
                 self.keys.experiment_days(key, assignment.phase),
                 self.keys.experiment_served(key, assignment.phase),
+                self.keys.experiment_dimensions(key, assignment.phase),
             ],
             [
                 assignment.user_id,
@@ -123,6 +142,7 @@ class ExposureRecorder:
                 *(repr(x) for x in self.covariates.get(assignment.user_id)),
                 served_field(assignment.variant, assignment.served_label),
                 day,
+                *self._extras(key, assignment.user_id),
             ],
         )
         try:
@@ -147,22 +167,42 @@ class ExposureRecorder:
         if not table:
             return 0
         deltas: dict[tuple[str, int, str, str], list[float]] = {}
+        custom = self._custom
+        custom_deltas: dict[tuple[str, int, str, str], list[float]] = {}
         for event in events:
             counter = EVENT_COUNTER.get(event.type)
-            if counter is None:
+            if counter is None and not custom:
                 continue
             assignment = table.assign(event.user_id)
             if assignment is None or assignment.forced:
                 continue
             slot = (assignment.experiment, assignment.phase, event.user_id, utc_day(event.timestamp))
-            delta = deltas.setdefault(slot, [0.0] * len(COUNTERS))
-            delta[COUNTERS.index(counter)] += 1
-            if event.type == "purchase" and event.value:
-                delta[_REVENUE] += float(event.value)
+            if counter is not None:
+                delta = deltas.setdefault(slot, [0.0] * len(COUNTERS))
+                delta[COUNTERS.index(counter)] += 1
+                if event.type == "purchase" and event.value:
+                    delta[_REVENUE] += float(event.value)
+            names = custom.get(assignment.experiment) if custom else None
+            if names:
+                _add_custom(custom_deltas.setdefault(slot, [0.0] * len(names)), names, event)
+        counted = self._run(self._observe, deltas, {})
+        if custom_deltas:
+            self._run(self._observe_custom, custom_deltas, custom)
+        return counted
+
+    def _run(
+        self,
+        script: redis.commands.core.Script,
+        deltas: Mapping[tuple[str, int, str, str], list[float]],
+        custom: Mapping[str, tuple[str, ...]],
+    ) -> int:
         if not deltas:
             return 0
-        calls = [
-            (
+        calls = []
+        for (key, phase, user, day), delta in deltas.items():
+            names = custom.get(key)
+            head = [user, day] if names is None else [user, day, str(len(names)), *names]
+            calls.append((
                 [
                     self.keys.experiment_assignments(key, phase),
                     self.keys.experiment_units(key, phase),
@@ -170,8 +210,14 @@ class ExposureRecorder:
                     self.keys.experiment_daily(key, phase, day),
                     self.keys.experiment_days(key, phase),
                 ],
-                [user, day, *(repr(d) for d in delta)],
-            )
-            for (key, phase, user, day), delta in deltas.items()
-        ]
-        return sum(int(r) for r in eval_script_batch(self.redis, self._observe, calls))
+                [*head, *(repr(d) for d in delta)],
+            ))
+        return sum(int(r) for r in eval_script_batch(self.redis, script, calls))
+
+
+def _add_custom(delta: list[float], names: tuple[str, ...], event: ObservedEvent) -> None:
+    """An event's contribution to each custom counter: ``count:<type>`` +1, ``sum:<type>`` +value."""
+    for i, name in enumerate(names):
+        kind, _, event_type = name.partition(":")
+        if event_type == event.type:
+            delta[i] += 1.0 if kind == "count" else float(event.value or 0.0)

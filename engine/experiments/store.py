@@ -109,6 +109,7 @@ class ExperimentStore:
             doomed += [
                 self.keys.experiment_assignments(exp.key, phase),
                 self.keys.experiment_units(exp.key, phase),
+                self.keys.experiment_dimensions(exp.key, phase),
                 self.keys.experiment_stats(exp.key, phase),
                 self.keys.experiment_days(exp.key, phase),
                 self.keys.experiment_served(exp.key, phase),
