@@ -22,8 +22,8 @@ import redis
 
 from engine.experiments.assignment import Assignment
 from engine.experiments.covariates import PreExposure
-from engine.experiments.metrics import COUNTERS, EVENT_COUNTER
 from engine.experiments.metric_definitions import custom_counters
+from engine.experiments.metrics import COUNTERS, EVENT_COUNTER
 from engine.experiments.scripts import EXPOSE, OBSERVE, OBSERVE_CUSTOM
 from engine.experiments.served import served_field
 from engine.experiments.snapshot import ConfigSnapshot

@@ -223,6 +223,7 @@ def custom_metric_result(
     description = defn.description or (f"{defn.numerator} / {defn.denominator}" if defn.kind == "ratio"
                                        else f"{defn.kind} of {defn.event_type} events per user")
     cap = None
+    note: str | None
     try:
         if defn.cap is not None:
             if units is None:
