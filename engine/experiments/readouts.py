@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from engine.experiments.arm_stats import parse_stats
+from engine.experiments.custom_results import UnitTable
 from engine.experiments.model import ExperimentError
 from engine.experiments.results import ExperimentReadout, build_readout, phase_variants, time_series
 from engine.experiments.served import served_block
@@ -43,7 +44,8 @@ class ReadoutReader:
         variants = phase_variants(exp, phase)
         arms = parse_stats(self.store.read_stats(key, phase), [v.name for v in variants])
         epochs = self.store.epoch_weights(key) if exp.kind == "bandit" else None
-        readout = build_readout(exp, arms, phase, epochs, metrics, engine, now=self.clock())
+        units = UnitTable(*self.store.read_units(key, phase)) if any(m.cap for m in exp.metrics) else None
+        readout = build_readout(exp, arms, phase, epochs, metrics, engine, now=self.clock(), units=units)
         served = served_block(variants, self.store.read_served(key, phase), self.resolve)
         return dataclasses.replace(readout, served=tuple(served))
 

@@ -57,16 +57,17 @@ class ExperimentService:
         registry_generation: Callable[[], object] | None = None,
         refresh_seconds: float = REFRESH_SECONDS,
         clock: Callable[[], float] = time.time,
+        attributes: Callable[[str], Mapping[str, str]] | None = None,
     ) -> None:
         self.redis = client
         self.keys = keys
         self.store = ExperimentStore(client, keys)
-        self.covariates = covariates or PreExposure()
+        self.covariates = covariates if covariates is not None else PreExposure()
         self.refresh_seconds = refresh_seconds
         self.clock = clock
         self.resolver = resolver
         self.snapshot = ConfigSnapshot(self.store, resolver, registry_generation)
-        self.exposures = ExposureRecorder(client, keys, self.snapshot, self.covariates, clock)
+        self.exposures = ExposureRecorder(client, keys, self.snapshot, self.covariates, clock, attributes)
         self.lifecycle = ExperimentLifecycle(
             client, keys, self.store, on_change=lambda: self.refresh(force=True),
             available_models=available_models, resolver=resolver, clock=clock,

@@ -143,6 +143,15 @@ class ExperimentStore:
     def read_stats(self, key: str, phase: int) -> dict[str, str]:
         return text_hash(self.redis.hgetall(self.keys.experiment_stats(key, phase)))
 
+    def read_units(self, key: str, phase: int) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+        """Per-unit records of a phase — assignments, counters, dimensions — for capping and breakdowns
+        (``engine.experiments.custom_results.UnitTable``); one pipelined round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for name in ("experiment_assignments", "experiment_units", "experiment_dimensions"):
+            pipe.hgetall(getattr(self.keys, name)(key, phase))
+        assignments, units, dims = (text_hash(raw) for raw in pipe.execute())
+        return assignments, units, dims
+
     def read_served(self, key: str, phase: int) -> dict[str, int]:
         """``<variant>|<model>@<version>`` -> exposures (see ``engine.experiments.served``)."""
         return {field: int(count) for field, count in text_hash(
