@@ -23,6 +23,7 @@ from engine.data.demo import DemoWorld
 from engine.data.schema import Dataset
 from engine.events.tracker import EventTracker
 from engine.experiments import ExperimentService, PreExposure
+from engine.experiments.dimensions import UserDimensions
 from engine.models.base import Recommender
 from engine.models.model_spec import spec_resolver
 from engine.models.registry import STARTUP_MODELS, ModelRegistry
@@ -208,6 +209,7 @@ def build_engine(settings: Settings, start_listener: bool = True) -> Engine:
     experiments = ExperimentService(
         client, keys, covariates=PreExposure.from_dataset(dataset), available_models=lambda: service.models,
         resolver=spec_resolver(registry, dataset.name), registry_generation=registry.generation,
+        attributes=UserDimensions.from_frame(dataset.users),
     )
     if start_listener:
         experiments.start_background()

@@ -22,6 +22,7 @@ import redis
 
 from engine.experiments.assignment import Assignment
 from engine.experiments.covariates import PreExposure
+from engine.experiments.dimensions import encode
 from engine.experiments.metric_definitions import custom_counters
 from engine.experiments.metrics import COUNTERS, EVENT_COUNTER
 from engine.experiments.scripts import EXPOSE, OBSERVE, OBSERVE_CUSTOM
@@ -104,8 +105,7 @@ class ExposureRecorder:
         if not counters and not dims:
             return []
         pre = self.covariates.custom(user_id, counters)
-        joined = "\t".join(f"{k}={v}" for k, v in dims.items())
-        return [str(len(counters)), *counters, *(repr(x) for x in pre), joined]
+        return [str(len(counters)), *counters, *(repr(x) for x in pre), encode(dims)]
 
     def already_exposed(self, assignment: Assignment) -> bool:
         """True when this process has recorded the exposure already (no I/O: safe on an event loop)."""

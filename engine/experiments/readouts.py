@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from engine.experiments.arm_stats import parse_stats
+from engine.experiments.breakdowns import breakdown
 from engine.experiments.custom_results import UnitTable
 from engine.experiments.model import ExperimentError
 from engine.experiments.results import ExperimentReadout, build_readout, phase_variants, time_series
@@ -34,9 +35,11 @@ class ReadoutReader:
         phase: int | None = None,
         metrics: Sequence[str] | None = None,
         engine: str | None = None,
+        by: Sequence[str] = (),
     ) -> ExperimentReadout:
         """Goal, guardrails (and any extra ``metrics``) of one phase, from stored statistics only, and
-        what each arm served (``served``: see ``engine.experiments.served``)."""
+        what each arm served (``served``: see ``engine.experiments.served``); with ``by``, the goal's
+        breakdown by each of those dimensions (``engine.experiments.breakdowns``)."""
         exp = self.store.load(key)
         if exp.phase == 0:
             raise ExperimentError(f"experiment {key!r} has not started: there is nothing to read out")
@@ -44,10 +47,15 @@ class ReadoutReader:
         variants = phase_variants(exp, phase)
         arms = parse_stats(self.store.read_stats(key, phase), [v.name for v in variants])
         epochs = self.store.epoch_weights(key) if exp.kind == "bandit" else None
-        units = UnitTable(*self.store.read_units(key, phase)) if any(m.cap for m in exp.metrics) else None
+        needs_units = bool(by) or any(m.cap for m in exp.metrics)
+        units = UnitTable(*self.store.read_units(key, phase)) if needs_units else None
         readout = build_readout(exp, arms, phase, epochs, metrics, engine, now=self.clock(), units=units)
         served = served_block(variants, self.store.read_served(key, phase), self.resolve)
-        return dataclasses.replace(readout, served=tuple(served))
+        cells = tuple(
+            breakdown(units, [v.name for v in variants], d, readout.goal.metric, exp.metrics, exp.alpha, exp.correction)
+            for d in dict.fromkeys(by) if units is not None
+        )
+        return dataclasses.replace(readout, served=tuple(served), breakdowns=cells)
 
     def time_series(self, key: str, metric: str | None = None, phase: int | None = None) -> list[dict[str, Any]]:
         """Cumulative lift per UTC day of one phase (``metric`` defaults to the goal)."""

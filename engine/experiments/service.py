@@ -163,8 +163,9 @@ class ExperimentService:
         phase: int | None = None,
         metrics: Sequence[str] | None = None,
         engine: str | None = None,
+        by: Sequence[str] = (),
     ) -> ExperimentReadout:
-        return self.readouts.readout(key, phase, metrics, engine)
+        return self.readouts.readout(key, phase, metrics, engine, by)
 
     def time_series(self, key: str, metric: str | None = None, phase: int | None = None) -> list[dict[str, Any]]:
         return self.readouts.time_series(key, metric, phase)
