@@ -8,10 +8,10 @@ import functools
 import pandas as pd
 import streamlit as st
 
+from engine.console import breakdown_view, shipped
 from engine.console import experiments as backend
 from engine.console import models as mv
 from engine.console import readout_view as view
-from engine.console import shipped
 from engine.experiments import Experiment, ExperimentError, ExperimentReadout
 from pages import _experiments_ui as exp_ui
 from pages import _models_ui as models_ui
@@ -54,6 +54,24 @@ def served_section(arms: list[dict[str, object]]) -> None:
                "came from.")
     ui.notice(view.mixed_versions_notice(arms))
     st.table(view.styled_served(arms))
+
+
+def breakdown_section(key: str, phase: int) -> None:
+    st.subheader("Break down by")
+    dims = backend.dimensions(res.engine())
+    if not dims:
+        st.caption("Exposures record no user dimensions for this dataset (the demo world has device, country, "
+                   "segment and tenure).")
+        return
+    dimension = st.selectbox("Dimension", ["(none)", *dims], key=f"readout_by_{key}")
+    if dimension == "(none)":
+        return
+    b = backend.breakdown(res.engine(), key, dimension, phase)
+    for notice in breakdown_view.breakdown_notices(b):
+        ui.notice(notice)
+    if not b.get("error"):
+        st.caption(breakdown_view.CAPTION)
+        st.dataframe(breakdown_view.breakdown_frame(b), hide_index=True)
 
 
 def promote_section(r: ExperimentReadout, exp: Experiment, arms: list[dict[str, object]] | None) -> None:
@@ -129,6 +147,8 @@ with ui.guard("computing the readout"):
     else:
         ui.notice(view.guardrail_notice(r))
         st.table(view.styled_results(guard_rows, engine))
+
+    breakdown_section(key, phase)
 
     st.subheader("Arms")
     st.table(view.styled_arms(r))

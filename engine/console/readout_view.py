@@ -135,8 +135,11 @@ def srm_notice(readout: ExperimentReadout) -> Notice:
 
 
 def decision_notice(readout: ExperimentReadout) -> Notice:
-    return Notice(DECISION_LEVEL.get(readout.decision.action, "info"),
-                  f"**Decision: {readout.decision.action.replace('_', ' ')}.** {readout.decision_text}")
+    d = readout.decision
+    rule = f" Rule that decided: *{d.rule.replace('_', ' ')}*" if d.rule else ""
+    rule += f" (metric {d.metric})." if d.rule and d.metric else ("." if rule else "")
+    return Notice(DECISION_LEVEL.get(d.action, "info"),
+                  f"**Decision: {d.action.replace('_', ' ')}.** {readout.decision_text}{rule}")
 
 
 def peeking_notice(readout: ExperimentReadout) -> Notice | None:
