@@ -25,3 +25,11 @@ def test_notices_carry_the_error_or_the_simpson_hint() -> None:
     hint = {"error": None, "cells": [CELL], "simpson": {"t": {"flagged": True, "text": "Simpson's paradox? ..."},
                                                      "u": {"flagged": False, "text": ""}}}
     assert [n.text for n in breakdown_view.breakdown_notices(hint)] == ["Simpson's paradox? ..."]
+
+
+def test_a_lower_is_better_metric_reads_better_when_it_falls() -> None:
+    from engine.console.readout_view import oriented_direction
+
+    assert oriented_direction("worse", "lower") == "better" and oriented_direction("better", "lower") == "worse"
+    assert oriented_direction("inconclusive", "lower") == "inconclusive"
+    assert oriented_direction("better", "higher") == "better"
