@@ -57,7 +57,11 @@ def served_section(arms: list[dict[str, object]]) -> None:
 
 
 def breakdown_section(key: str, phase: int) -> None:
-    st.subheader("Break down by")
+    with st.expander("Break down by a user dimension", icon=":material/call_split:"):
+        breakdown_body(key, phase)
+
+
+def breakdown_body(key: str, phase: int) -> None:
     dims = backend.dimensions(res.engine())
     if not dims:
         st.caption("Exposures record no user dimensions for this dataset (the demo world has device, country, "
