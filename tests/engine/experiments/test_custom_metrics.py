@@ -204,3 +204,18 @@ def test_bad_metric_declarations_name_the_field(redis_client: redis.Redis, metri
         svc.create(spec(metrics))
     assert caught.value.field == "metrics"
     svc.close()
+
+
+def test_the_declared_correction_scope_reaches_the_decision(setup: tuple[ExperimentService, dict[str, float]]
+                                                            ) -> None:
+    svc, rate = setup
+    svc.create(spec(METRICS, correction="bh", correction_scope="all"))
+    svc.start("exp")
+    run(svc, rate, lift=0.3)
+    outcomes = svc.readout("exp").decision.outcomes
+    assert {o.metric for o in outcomes} == {"ctr", "views", "spend", "viewed", "view_rate"}
+    assert all(o.in_scope for o in outcomes if o.p_value is not None)  # secondaries too, under "all"
+    svc.update("exp", {"correction_scope": "goals"})
+    narrow = svc.readout("exp").decision.outcomes
+    assert [o.metric for o in narrow if o.in_scope] == ["views"]
+    assert all(o.p_value_adjusted == o.p_value for o in narrow if not o.in_scope)
