@@ -12,6 +12,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 BENCHMARKS = {
     "recommend": "bench.recommend_latency",
     "experiments": "bench.experiments",
+    "interleaving": "bench.interleaving",
     "http": "bench.http",
     "soak": "bench.soak",
     "console": "bench.console",
@@ -19,8 +20,9 @@ BENCHMARKS = {
     "training": "bench.training",
     "calibration": "bench.calibration",
     "event-log": "bench.event_log",
+    "sensitivity": "bench.sensitivity",
 }
-ONLY_WHEN_NAMED = ("soak", "calibration")  # minutes each; calibration measures statistics, not speed
+ONLY_WHEN_NAMED = ("soak", "calibration", "sensitivity")  # minutes each; calibration measures statistics, not speed
 
 
 def main(argv: list[str]) -> int:

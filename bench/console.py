@@ -100,7 +100,9 @@ class RunningStack:
 def stack_env(data_dir: Path, world: dict[str, int] | None = None, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "PROMETHEUS_URL", "RECOPS_API_URL")}
     env.update(RECOPS_DATA_DIR=str(data_dir), RECOPS_API_PORT="0", RECOPS_CONSOLE_PORT="0",
-               RECOPS_PROMETHEUS_PORT="0", RECOPS_CONSOLE_REFRESH_SECONDS="0", OPENBLAS_NUM_THREADS="1")
+               RECOPS_PROMETHEUS_PORT="0", RECOPS_CONSOLE_REFRESH_SECONDS="0", OPENBLAS_NUM_THREADS="1",
+               # the callers start the experiment they measure (``start_experiment``): no demo beside it
+               RECOPS_DEMO_EXPERIMENT="0")
     for name, value in (world or {}).items():
         env[f"RECOPS_{name.upper()}"] = str(value)
     env.update(extra)

@@ -2,7 +2,8 @@
 
     python -m bench experiments [--users 20000] [--repeat 50] [--cuped-users 1000000]
 
-1. A readout of 10 variants × 10 metrics from the statistics stored in Redis (< 50 ms).
+1. A readout of 10 variants × 10 metrics from the statistics stored in Redis (< 50 ms), and its
+   report (health, quality, results over time), shown as a ratio to the readout.
 2. CUPED from 1,000,000 users' raw arrays: sums per arm, then the CUPED-adjusted readout (< 1 s).
 3. Round trips: an exposure costs at most one, repeated exposures none, and a batch of events one
    whatever its size (counted on the client's connections, so pipelining is visible).
@@ -73,6 +74,13 @@ def measure_readout(service: ExperimentService, key: str, repeat: int) -> list[f
     readout = service.readout(key, metrics=everything)
     assert len(readout.metrics) == 10 and len(readout.arms) == 10
     return time_calls(lambda: service.readout(key, metrics=everything), repeat)
+
+
+def measure_report(service: ExperimentService, key: str, repeat: int) -> list[float]:
+    """The readout's companions: health checks, quality per arm, results over time (no serving engine)."""
+    report = service.report(key)
+    assert report["health"] and report["timeseries"]
+    return time_calls(lambda: service.report(key), repeat)
 
 
 def measure_cuped(n_users: int, repeat: int, seed: int = 1) -> tuple[list[float], float]:
@@ -161,6 +169,7 @@ def run(users: int, repeat: int, cuped_users: int) -> str:
             key = populate(service, ids)
             fill = time.perf_counter() - t0
             readout_p50, readout_p95 = _ms(measure_readout(service, key, repeat))
+            report_p50, report_p95 = _ms(measure_report(service, key, repeat))
             trip_rows = count_trips(server.url, ids)
             observe_rows = measure_observe(server.url, ids, max(5, repeat // 5))
             client_.close()
@@ -173,6 +182,8 @@ def run(users: int, repeat: int, cuped_users: int) -> str:
         [
             [f"readout 10 variants x 10 metrics ({users:,} users, filled in {fill:.1f} s)", readout_p50,
              readout_p95, f"< {READOUT_TARGET_MS:g} ms", "ok" if readout_p50 < READOUT_TARGET_MS else "MISSED"],
+            ["report: health, quality, timeseries (same experiment)", report_p50, report_p95,
+             f"{report_p50 / readout_p50:.1f}x the readout", "-"],
             [f"CUPED over {cuped_users:,} users' raw arrays (theta {theta:.3f})", cuped_p50, cuped_p95,
              f"< {CUPED_TARGET_MS:g} ms", "ok" if cuped_p50 < CUPED_TARGET_MS else "MISSED"],
         ],

@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     demo_seed: int = Field(default=42, description="Seed of the demo world")
     demo_users: int = Field(default=10_000, ge=10, description="Users in the demo world")
     demo_items: int = Field(default=5_000, ge=10, description="Items in the demo world")
+    demo_experiment: bool = Field(
+        default=True,
+        description="`recops up` on the demo world (with its simulator) creates and starts a demo experiment "
+        "on its first start (never again once offered, nor when experiments exist)",
+    )
 
     # --- feature store and cache ------------------------------------------
     user_feature_ttl_seconds: int = Field(default=300, ge=1, description="TTL of a user's feature hash")

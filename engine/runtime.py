@@ -7,6 +7,7 @@ constructs Redis clients or loads models, so there is one place to read how the 
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import logging
 import time
@@ -21,9 +22,12 @@ from engine.data.catalog import ItemCatalog
 from engine.data.dataset_store import DEMO, StoredDataset, demo_world, open_dataset, stored_demo
 from engine.data.demo import DemoWorld
 from engine.data.schema import Dataset
+from engine.events.ingest import EventIngest
+from engine.events.spool import EventSpool
 from engine.events.tracker import EventTracker
 from engine.experiments import ExperimentService, PreExposure
 from engine.experiments.dimensions import UserDimensions
+from engine.experiments.quality import catalog_of
 from engine.models.base import Recommender
 from engine.models.model_spec import spec_resolver
 from engine.models.registry import STARTUP_MODELS, ModelRegistry
@@ -56,6 +60,11 @@ def served_dataset(settings: Settings, world: DemoWorld | None = None) -> Stored
     if settings.dataset == DEMO:
         return stored_demo(world or prepare_world(settings))
     return open_dataset(settings, settings.dataset)
+
+
+def spool_dir(settings: Settings, dataset: str) -> Path:
+    """Where a serving process spools ``dataset``'s events while Redis is unreachable."""
+    return settings.data_dir / "spool" / dataset
 
 
 def dataset_keys(settings: Settings, dataset: str) -> Keys:
@@ -114,6 +123,7 @@ class Engine:
     features: FeatureStore
     cache: TieredCache
     events: EventTracker
+    ingest: EventIngest  # what the API posts events to: the tracker, or the spool while Redis is away
     service: RecommendationService
     audit: AuditLog
     experiments: ExperimentService  # always there; idle (no background thread) in a console process
@@ -156,6 +166,7 @@ class Engine:
     def close(self) -> None:
         if self.model_watcher is not None:
             self.model_watcher.close()
+        self.ingest.close()  # before Redis is closed: a last replay
         self.refresher.close()
         self.experiments.close()
         self.cache.close()
@@ -210,6 +221,8 @@ def build_engine(settings: Settings, start_listener: bool = True) -> Engine:
         client, keys, covariates=PreExposure.from_dataset(dataset), available_models=lambda: service.models,
         resolver=spec_resolver(registry, dataset.name), registry_generation=registry.generation,
         attributes=UserDimensions.from_frame(dataset.users),
+        # the readout's quality block measures lists against the catalogue: built once, on first use
+        catalog=functools.cache(lambda: catalog_of(dataset.items, dataset.events)),
     )
     if start_listener:
         experiments.start_background()
@@ -217,9 +230,11 @@ def build_engine(settings: Settings, start_listener: bool = True) -> Engine:
         client, keys, settings, on_invalidate=service.invalidate_user, known_items=catalog.__contains__,
         on_accepted=experiments.observe,
     )
+    ingest = EventIngest(events, EventSpool(spool_dir(settings, dataset.name)))
     engine = Engine(
         settings=settings, redis=client, keys=keys, world=world, stored=stored, dataset=dataset, catalog=catalog,
-        registry=registry, models=models, features=features, cache=cache, events=events, service=service,
+        registry=registry, models=models, features=features, cache=cache, events=events, ingest=ingest,
+        service=service,
         # one audit log for every dataset: the CLI's promotions and the console's land side by side
         audit=AuditLog(client, Keys(settings.key_prefix)), experiments=experiments, embedded_redis=embedded,
     )
@@ -227,6 +242,9 @@ def build_engine(settings: Settings, start_listener: bool = True) -> Engine:
     if start_listener and settings.refresh_after_invalidation:
         engine.refresher = RefreshQueue(engine.refresh_list).start()
     events.after_invalidation = engine.refresher.submit_all
+    # serving processes replay what they (or a process that died) spooled during an outage
+    if start_listener:
+        ingest.start()
     # serving processes pick up a promotion or rollback by themselves (engine/models/watch.py)
     if start_listener:
         engine.model_watcher = RegistryWatcher(

@@ -43,6 +43,8 @@ def running_summary() -> None:
         with st.container(border=True):
             cols = st.columns([3, 2, 5])
             cols[0].markdown(f"**{exp.name}**  \n`{exp.key}` · phase {exp.phase} · goal {exp.goal_metric}")
+            if exp.demo:
+                cols[0].caption(backend.DEMO_BANNER)
             try:
                 r = readout(exp.key, None, None, exp.version)
             except ExperimentError as exc:

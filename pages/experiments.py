@@ -46,6 +46,7 @@ def list_section(exps: list[Experiment]) -> None:
     if not exps:
         st.caption("No experiment yet: create the first one below.")
         return
+    ui.notice(backend.demo_notice(exps))
     st.dataframe(backend.listing(exps), hide_index=True, width="stretch")
 
 
@@ -192,8 +193,9 @@ def editor(exp: Experiment | None) -> None:
         hypothesis = st.text_area("Hypothesis", value=start.hypothesis, key=f"{prefix}hyp",
                                   placeholder="ALS lifts CTR by at least 5% over popularity", height=100)
         slots["hypothesis"] = st.empty()
-        kind = st.segmented_control("Kind", experiment_form.KINDS, default=start.kind, key=f"{prefix}kind",
-                                    disabled=ed.started) or "ab"
+        kind = st.segmented_control("Design", experiment_form.KINDS, default=start.kind, key=f"{prefix}kind",
+                                    format_func=experiment_form.KIND_LABELS.get, disabled=ed.started) or "ab"
+        st.caption(experiment_form.KIND_HELP[kind])
         slots["kind"] = st.empty()
         variants = variant_inputs(ed)
         slots["variants"] = st.empty()

@@ -64,12 +64,12 @@ def versions_section(records: Sequence[mv.VersionRecord]) -> None:
             ui.chart(mv.metric_figure(records, key, label))
 
 
-def ab_test_section(registry: mv.ModelRegistry, records: Sequence[mv.VersionRecord], dataset: str) -> None:
+def ab_test_section(records: Sequence[mv.VersionRecord], dataset: str) -> None:
     """A candidate of the served dataset, and the button that opens the experiment editor testing it."""
     candidates = mv.testable_candidates(records, dataset, eng.dataset.name)
     if not candidates:
         return
-    numbers = model_specs.version_numbers(registry, records)
+    numbers = model_specs.version_numbers(records)
     by_version = {r.version: r for r in candidates}
     box = st.container(border=True)
     box.markdown("**A/B test a candidate** against its model's production version")
@@ -205,7 +205,7 @@ if not records:
 else:
     versions_section(records)
     with ui.guard("preparing the A/B test"):
-        ab_test_section(registry, records, dataset)
+        ab_test_section(records, dataset)
     st.subheader("Promote or roll back")
     writer = ui.writer("promote or roll back models", "models")
     if writer is not None:

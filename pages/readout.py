@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import functools
 
-import pandas as pd
 import streamlit as st
 
 from engine.console import breakdown_view, shipped
 from engine.console import experiments as backend
+from engine.console import interleaving_view as ilv
 from engine.console import models as mv
+from engine.console import readout_health as health
 from engine.console import readout_view as view
 from engine.experiments import Experiment, ExperimentError, ExperimentReadout
 from pages import _experiments_ui as exp_ui
@@ -32,12 +33,37 @@ def posterior_plot(r: ExperimentReadout) -> None:
 
 
 @st.cache_data(ttl=exp_ui.READOUT_TTL, show_spinner=False)
-def series(key: str, metric: str, version: int) -> pd.DataFrame:
-    return view.series_frame(backend.time_series(res.engine(), key, metric))
+def diagnostics(key: str, engine: str, phase: int, version: int) -> dict[str, object]:
+    """Health, quality and results over time; cached like the readout (per config version, 15 s)."""
+    return health.report(res.engine(), key, phase, engine)
 
 
-def over_time(key: str, metric: str, version: int) -> None:
-    ui.chart(view.over_time_figure(series(key, metric, version), metric), "No daily statistics yet.")
+def over_time(report: dict[str, object], metric: str, engine: str) -> None:
+    if ui.chart(health.over_time(report, metric), "No results over time yet."):
+        st.caption(health.over_time_caption(report, engine))
+    notes = health.period_messages(report, metric)
+    if notes:
+        with st.expander(f"{len(notes)} period(s) with a note"):
+            for n in notes:
+                st.markdown(f"- {n}")
+
+
+def health_section(report: dict[str, object]) -> None:
+    checks = report["health"]
+    ui.notice(health.health_notice(checks))  # type: ignore[arg-type]
+    with st.expander("Health checks"):
+        st.dataframe(health.health_frame(checks), hide_index=True)  # type: ignore[arg-type]
+
+
+def quality_section(report: dict[str, object]) -> None:
+    st.subheader("Recommendation quality")
+    st.caption("What each arm's lists look like, beside the business metrics: catalog coverage (on equal-size "
+               "samples of recent lists), intra-list diversity by category, novelty (mean −log2 popularity), the "
+               "share of cold-start and fallback lists, and how much two arms' lists for the same users overlap. "
+               "A winner that narrows the catalogue or leans on fallbacks deserves a second look.")
+    quality = report["quality"]
+    st.table(health.quality_frame(quality))  # type: ignore[arg-type]
+    st.caption(health.overlap_text(quality))  # type: ignore[arg-type]
 
 
 def progress(r: ExperimentReadout) -> None:
@@ -46,6 +72,23 @@ def progress(r: ExperimentReadout) -> None:
         st.caption(p.text)
     else:
         st.progress(p.fraction, text=p.text)
+
+
+def interleaving_section(block: dict[str, object]) -> None:
+    """An interleaving experiment: the users' preference between the two rankers, not per-arm lifts."""
+    st.subheader(f"Preference: {block['control']} (A) vs {block['treatment']} (B)")
+    st.caption(ilv.caption(block))
+    ui.notice(ilv.verdict_notice(block))
+    ui.cards(ilv.cards(block))
+    left, right = st.columns(2)
+    with left:
+        ui.chart(ilv.share_figure(block), "No user with a preference yet.")
+    with right:
+        ui.chart(ilv.position_figure(block), "No impression recorded yet.")
+    st.table(ilv.position_frame(block))
+    st.caption(f"Impressions {block['impressions']:,}; clicks credited {block['clicks_credited']:,}, ignored "
+               f"{block['clicks_ignored']:,} (on an item in no impression they could answer), repeated "
+               f"{block['clicks_repeated']:,} (credited once).")
 
 
 def served_section(arms: list[dict[str, object]]) -> None:
@@ -113,6 +156,7 @@ if st.session_state.get("readout_key") not in labels:
 top = st.columns([3, 3, 1])
 key = top[0].selectbox("Experiment", list(labels), key="readout_key", format_func=labels.get)
 exp = next(e for e in exps if e.key == key)
+ui.notice(backend.demo_notice([exp]))
 engine = top[1].segmented_control("Engine", list(view.ENGINE_LABELS), default=exp.engine,
                                   format_func=view.ENGINE_LABELS.get, key=f"readout_engine_{key}") or exp.engine
 phase = top[2].selectbox("Phase", backend.phases(exp), key=f"readout_phase_{key}") if exp.phase > 1 else exp.phase
@@ -125,9 +169,14 @@ with ui.guard("computing the readout"):
         st.stop()
     badge = view.status_badge(r)
     st.badge(f"{exp.status} · {badge.label}", color=badge.color)
+    extras = diagnostics(key, engine, phase, exp.version)
+    health_section(extras)
     ui.notice(view.srm_notice(r))
     ui.notice(view.decision_notice(r))
     ui.notice(view.peeking_notice(r))
+    if r.interleaving is not None:
+        interleaving_section(r.interleaving)
+        st.stop()
     arms = view.served(r)
     promote_section(r, exp, arms)
     progress(r)
@@ -141,7 +190,7 @@ with ui.guard("computing the readout"):
     with left:
         ui.chart(view.interval_figure(table, "Lift with its interval, every metric"), "No interval to plot yet.")
     with right:
-        over_time(key, r.goal.metric, exp.version)
+        over_time(extras, r.goal.metric, r.engine)
     if engine == "bayesian":
         posterior_plot(r)
 
@@ -158,8 +207,13 @@ with ui.guard("computing the readout"):
     st.table(view.styled_arms(r))
     if arms:
         served_section(arms)
-    st.download_button("Download the table (CSV)", view.export_csv(table), icon=":material/download:",
-                       file_name=view.export_name(key, phase, engine), mime="text/csv")
+    quality_section(extras)
+    down = st.columns(2)
+    down[0].download_button("Download the table (CSV)", view.export_csv(table), icon=":material/download:",
+                            file_name=view.export_name(key, phase, engine), mime="text/csv")
+    down[1].download_button("Download the report (HTML)", health.html_report(r, extras),
+                            icon=":material/download:", file_name=health.html_name(key, phase, engine),
+                            mime="text/html", key="readout_html")
     if r.messages:
         with st.expander("Notes"):
             for m in r.messages:

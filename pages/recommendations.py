@@ -45,7 +45,9 @@ def pick_user() -> str | None:
 
 def settings_panel() -> tuple[str, int, DiversitySettings]:
     model = st.selectbox("Model", [preview.AS_SERVED, *models], key="rec_model",
-                         help="'as served' is the variant the user is assigned by a running experiment")
+                         help="'as served' is what the API serves the user: their running experiment arm's model "
+                              "version and serving settings (which replace n and the diversity below), else the "
+                              "default model")
     n = st.number_input("List length n", min_value=1, max_value=100, value=eng.settings.default_n, key="rec_n")
     capped = st.toggle("Category cap", value=True, key="rec_cap_on")
     cap = st.number_input("At most per category", min_value=1, max_value=100, value=eng.settings.category_cap,

@@ -11,9 +11,16 @@ UserId = Annotated[str, Field(min_length=1, max_length=128, pattern=ID_PATTERN, 
 ListSize = Annotated[int, Field(ge=1, le=100, description="How many items to return (1-100)")]
 
 
+IncludeTeams = Annotated[bool, Field(
+    description="For a user in an interleaving experiment: also answer which ranker (A = control, "
+                "B = treatment) contributed each item, as `teams` (hidden by default: clients must not "
+                "show or act on it)")]
+
+
 class RecommendationBody(BaseModel):
     user_id: UserId
     n: ListSize = 10
+    include_teams: IncludeTeams = False
 
 
 class RecommendationQuery(BaseModel):
@@ -21,6 +28,7 @@ class RecommendationQuery(BaseModel):
 
     user_id: UserId | None = None
     n: ListSize | None = None
+    include_teams: IncludeTeams | None = None
 
 
 class Item(BaseModel):
@@ -41,12 +49,19 @@ class RecommendationResponse(BaseModel):
     variant: str | None = None
     fallback: bool
     request_id: str
+    teams: list[Literal["A", "B"]] | None = Field(
+        default=None, description="Only with include_teams, for an interleaved list: the ranker of each item")
 
 
 class EventResponse(BaseModel):
     accepted: bool
     duplicate: bool
     event_id: str
+    spooled: bool = Field(
+        default=False,
+        description="Redis was unreachable: the event is kept in the server's local spool (answered 202) "
+        "and reaches Redis, in order, once it is back",
+    )
 
 
 class ErrorResponse(BaseModel):

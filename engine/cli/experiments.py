@@ -40,6 +40,10 @@ def _pct(value: float | None) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{value:+.2%}"
 
 
+def _share(value: float | None) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.1%}"
+
+
 def _interval(ci: tuple[float, float] | None, fmt: Callable[[float | None], str]) -> str:
     return "-" if ci is None else f"[{fmt(ci[0])}, {fmt(ci[1])}]"
 
@@ -270,6 +274,15 @@ def add_experiments_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--by", action="append", default=[], metavar="DIMENSION",
                    help="break the goal down by a user dimension recorded at exposure, e.g. device (repeatable)")
     p.add_argument("--json", action="store_true")
+    p = sub.add_parser("export", help="the readout to share: CSV (results, or --what timeseries) or one "
+                       "self-contained HTML report", parents=[served])
+    p.add_argument("key")
+    p.add_argument("--format", choices=["csv", "html"], required=True)
+    p.add_argument("--what", choices=["results", "timeseries"], default="results",
+                   help="which table the CSV holds (the HTML holds everything)")
+    p.add_argument("--out", default=None, help="file to write (default: standard output)")
+    p.add_argument("--phase", type=int, default=None)
+    p.add_argument("--engine", choices=["frequentist", "sequential", "bayesian", "all"], default=None)
 
 
 def _service(dataset: str | None) -> Any:
@@ -290,8 +303,22 @@ def _service(dataset: str | None) -> Any:
     # nothing trained for the dataset yet: experiments can still be drafted (as before specs), and a
     # serving engine, which trains its first models before anything else, resolves them
     resolver = spec_resolver(registry, served) if registry.names(served) else None
-    service = ExperimentService(redis_client(url), dataset_keys(settings, served), resolver=resolver)
+    service = ExperimentService(redis_client(url), dataset_keys(settings, served), resolver=resolver,
+                                catalog=lambda: _catalog(settings, served))
     return service, embedded
+
+
+def _catalog(settings: Any, dataset: str) -> Any:
+    """The catalogue the readout's quality block measures lists against; None when the dataset is gone."""
+    from engine.data.dataset_store import open_dataset
+    from engine.data.schema import DatasetError
+    from engine.experiments.quality import catalog_of
+
+    try:
+        data = open_dataset(settings, dataset).dataset
+    except DatasetError:
+        return None
+    return catalog_of(data.items, data.events)
 
 
 def _load_spec(path: str) -> Any:
@@ -323,6 +350,10 @@ def format_readout(r: ExperimentReadout) -> str:
     ]
     if r.served:
         lines += [served_table(r.served), ""]
+    if r.interleaving is not None:  # no arm has users of its own: the per-arm tables do not apply
+        lines += [interleaving_text(r.interleaving), "", *(f"note: {m}" for m in r.messages),
+                  f"decision: {r.decision_text}"]
+        return "\n".join(lines)
     for m in (r.goal, *r.guardrails, *r.secondary):
         lines += [*_metric_lines(m), ""]
     p = r.progress
@@ -353,6 +384,30 @@ def breakdown_lines(b: dict[str, Any]) -> list[str]:
                          "yes" if res["significant"] else "no"])
     hints = [f"  {h['text']}" for h in b["simpson"].values() if h["flagged"]]
     return [title, text_table(["cell", "variant", "users", "lift", "adjusted p", "significant"], rows), *hints]
+
+
+def interleaving_text(block: dict[str, Any]) -> str:
+    """An interleaving readout's block: who preferred which ranker, the tests, the per-position credit."""
+    lines = [
+        f"interleaving: A = {block['control']}, B = {block['treatment']}",
+        f"users {block['users']:,}: {block['wins']:,} prefer B, {block['losses']:,} prefer A, "
+        f"{block['ties']:,} ties (incl. no click)",
+        f"preference share (B) {_share(block['preference_share'])}, {1 - block['alpha']:.0%} CI "
+        f"{_interval(block['ci'], _share)}, "
+        f"sign test p = {_num(block['p_value'], 4)}",
+    ]
+    seq = block["sequential"]
+    if seq is not None:
+        lines.append(f"sequential ({seq['method']}): p = {_num(seq['p_value'], 4)}, "
+                     f"confidence sequence {_interval(seq['ci'], _share)}")
+    lines.append(f"verdict ({block['decided_by']}): {block['verdict']}")
+    lines.append(f"impressions {block['impressions']:,}; clicks credited {block['clicks_credited']:,}, "
+                 f"ignored {block['clicks_ignored']:,} (in no impression), repeated {block['clicks_repeated']:,}")
+    rows = [[str(p["position"] + 1), str(p["shown_a"]), str(p["shown_b"]), str(p["clicks_a"]), str(p["clicks_b"])]
+            for p in block["positions"]]
+    if rows:
+        lines.append(text_table(["position", "shown A", "shown B", "clicks A", "clicks B"], rows))
+    return "\n".join(lines)
 
 
 def served_table(served: Sequence[dict[str, Any]]) -> str:
@@ -410,6 +465,31 @@ def _run_action(service: Any, args: argparse.Namespace) -> int:
         exp = getattr(service, action)(args.key)
         print(f"{exp.key}: {exp.status} (phase {exp.phase}, version {exp.version})")
         return 0
+    if action == "export":
+        return _export(service, args)
     readout = service.readout(args.key, phase=args.phase, metrics=args.metric, engine=args.engine, by=args.by)
-    print(json.dumps(readout.to_dict(), indent=2) if args.json else format_readout(readout))
+    report = service.report(args.key, phase=args.phase, engine=args.engine)
+    if args.json:
+        print(json.dumps({**readout.to_dict(), **report}, indent=2))
+    else:
+        print(format_readout(readout))
+        print(format_health(report["health"]))
+    return 0
+
+
+def format_health(checks: Sequence[dict[str, Any]]) -> str:
+    return "health:\n" + "\n".join(f"  {c['status']:>7}  {c['name']}: {c['message']}" for c in checks)
+
+
+def _export(service: Any, args: argparse.Namespace) -> int:
+    from engine.experiments.export import export_csv, report_html
+
+    readout = service.readout(args.key, phase=args.phase, engine=args.engine)
+    report = service.report(args.key, phase=args.phase, engine=args.engine)
+    text = report_html(readout, report) if args.format == "html" else export_csv(readout, report, args.what)
+    if args.out is None:
+        sys.stdout.write(text)
+        return 0
+    Path(args.out).write_text(text, encoding="utf-8")
+    print(f"wrote {args.out} ({len(text.encode('utf-8')):,} bytes)")
     return 0

@@ -174,6 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     _command(sub, "models", "list model versions with lineage; promote or roll back what serves",
              add_models_arguments, models_command)
 
+    from engine.cli.rehearse import add_rehearse_arguments, rehearse_command
+
+    _command(sub, "rehearse", "rehearse an A/B test or interleaving of two rankers on the demo world's users, "
+             "verdict next to the truth", add_rehearse_arguments, rehearse_command)
+
     from engine.cli.retrain import add_retrain_arguments, retrain_command
 
     _command(sub, "retrain", "retrain the served dataset's models on a schedule when new events were logged "

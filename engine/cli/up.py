@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import redis
 
 from engine.cli.experiments import USAGE_ERROR
 from engine.cli.serve import prepare_served
@@ -32,10 +33,19 @@ from engine.config import Settings
 from engine.data.dataset_store import DEMO
 from engine.data.event_log import EventLog
 from engine.data.schema import DatasetError
+from engine.experiments.demo import DEMO_MODELS, offer_demo_experiment
+from engine.experiments.model import ExperimentError
+from engine.experiments.service import ExperimentService
 from engine.local_processes import free_port
+from engine.models.model_spec import spec_resolver
+from engine.models.registry import ModelRegistry
 from engine.models.training import TrainingError
 from engine.monitoring.prometheus_server import PrometheusServer, PrometheusUnavailableError, find_prometheus_binary
+from engine.runtime import dataset_keys
+from engine.storage.audit import AuditLog
+from engine.storage.client import redis_client
 from engine.storage.embedded_redis import EmbeddedRedis, ensure_redis_url, redact_url
+from engine.storage.keys import Keys
 
 # The checkout when the package is installed editable; site-packages after a plain ``pip install .``.
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -222,6 +232,9 @@ class Stack:
             print(f"prometheus  {prom_url}", flush=True)
         env["RECOPS_API_URL"] = api.url
 
+        if s.dataset == DEMO and s.demo_experiment and o.simulator:  # without its traffic it would stay empty
+            self._offer_demo_experiment(url)
+
         if o.simulator and s.dataset != DEMO:
             print(f"simulator   {simulator_skipped(s.dataset)}", flush=True)
         elif o.simulator:
@@ -256,6 +269,27 @@ class Stack:
             print(f"note: {note}", flush=True)
         print("RecOps is up. Ctrl-C stops everything.", flush=True)
         return self
+
+    def _offer_demo_experiment(self, redis_url: str) -> None:
+        """The demo experiment on the first start (engine/experiments/demo.py); the API picks it up
+        within its config refresh, and the simulator started next fills it."""
+        s = self.settings
+        client = redis_client(redis_url)
+        try:
+            service = ExperimentService(client, dataset_keys(s, DEMO),
+                                        resolver=spec_resolver(ModelRegistry(s.models_dir), DEMO))
+            offer = offer_demo_experiment(service, client)
+            if offer.created is None:
+                return
+            exp = offer.created
+            AuditLog(client, Keys(s.key_prefix)).record(
+                "recops up", "experiment_create", target=exp.key, detail="the demo experiment of a first start")
+            print(f"experiment  {exp.key}: running, {' vs '.join(DEMO_MODELS)} on {exp.goal_metric} "
+                  "(the demo; RECOPS_DEMO_EXPERIMENT=0 skips it)", flush=True)
+        except (ExperimentError, redis.RedisError) as exc:
+            self.notes.append(f"the demo experiment was not created: {exc}")
+        finally:
+            client.close()
 
     def stop(self) -> None:
         if self._stopping:

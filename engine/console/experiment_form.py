@@ -12,10 +12,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import ValidationError
+from pydantic.fields import FieldInfo
 
+from engine.config import Settings, env_name
 from engine.console import experiments, model_specs
 from engine.console.formatting import compact, format_value
 from engine.experiments import METRICS, ConflictError, Experiment, ExperimentError
@@ -23,12 +25,20 @@ from engine.experiments.model import error_field
 from engine.experiments.planning import SampleSizePlan, plan_sample_size
 from engine.models.registry import ModelRegistry, RegistryError
 from engine.runtime import Engine
+from engine.serving.serving_params import ServingParams
 
 FORM_FIELDS = ("key", "name", "hypothesis", "kind", "variants", "coverage_pct", "layer", "goal_metric",
                "guardrail_metrics", "metrics", "engine", "alpha", "power", "mde", "planned_sample_size", "sequential")
 GENERAL = "_form"  # problems that belong to no field of the form
 MAX_VARIANTS = 6
-KINDS = ("ab", "bandit")
+KINDS = ("ab", "bandit", "interleaving")
+KIND_LABELS = {"ab": "A/B", "bandit": "Bandit", "interleaving": "Interleaving"}
+KIND_HELP = {
+    "ab": "each user sees one variant, drawn by the weights; lifts per metric decide",
+    "bandit": "weights move towards the variant that is winning the goal (Thompson sampling)",
+    "interleaving": "exactly 2 rankers (control = A, treatment = B): every user sees both lists merged and "
+                    "their clicks say which they prefer; weights play no part. Decides with far fewer users",
+}
 ENGINES = ("frequentist", "sequential", "bayesian")
 SEQUENTIAL_METHODS = ("msprt", "group")
 SEQUENTIAL_METHOD_LABELS = {"msprt": "mSPRT (always valid, look any time)",
@@ -52,15 +62,20 @@ class ServingParam:
     help: str
 
 
-SERVING_PARAMS = (
-    ServingParam("n", "n", True, 1, 100, "list length: items per list; default: what the request asks for"),
-    ServingParam("candidate_pool", "Pool", True, 1, None,
-                 "candidate pool: candidates scored before re-ranking; default RECOPS_CANDIDATE_POOL"),
-    ServingParam("mmr_lambda", "MMR λ", False, 0.0, 1.0,
-                 "MMR lambda: relevance weight of the re-ranking, 0..1 (1 = no diversity); default RECOPS_MMR_LAMBDA"),
-    ServingParam("category_cap", "Cat. cap", True, 1, None,
-                 "category cap: at most this many items of one category; default RECOPS_CATEGORY_CAP"),
-)
+# the column headers of the form's narrow inputs; the keys, types and limits are ``ServingParams``'
+SERVING_LABELS = {"candidate_pool": "Pool", "mmr_lambda": "MMR λ", "category_cap": "Cat. cap"}
+
+
+def _serving_param(key: str, info: FieldInfo) -> ServingParam:
+    """The form's input of one ``ServingParams`` field: its type and bounds as the engine checks them."""
+    bounds = {name: float(getattr(m, name)) for m in info.metadata for name in ("ge", "le") if hasattr(m, name)}
+    # an arm's setting replaces a process-wide default (RECOPS_…), except the length, which replaces the request's
+    default = env_name(key) if key in Settings.model_fields else "what the request asks for"
+    return ServingParam(key, SERVING_LABELS.get(key, key), int in get_args(info.annotation), bounds.get("ge", 0.0),
+                        bounds.get("le"), f"{key}: {info.description}; default: {default}")
+
+
+SERVING_PARAMS = tuple(_serving_param(k, info) for k, info in ServingParams.model_fields.items())
 SERVING_KEYS = frozenset(p.key for p in SERVING_PARAMS)
 
 
@@ -158,8 +173,9 @@ def form_errors(spec: Mapping[str, Any], available_models: Iterable[str]) -> dic
             errors.setdefault(slot, []).append(f"{where}: {message}" if where and slot == "variants" else message)
         return errors
     available = set(available_models)
-    missing = [f"variant {v.name!r}: model {v.model!r} is not trained here" for v in exp.variants
-               if model_specs.model_of(v.model) not in available]  # which version it names: the service's check
+    # the spec's model must be served here; which version it names is the service's check on save
+    missing = [f"variant {v.name!r}: model {v.spec.name!r} ({v.model}) is not trained here" for v in exp.variants
+               if v.spec.name not in available]
     if missing:
         errors["variants"] = [*missing, f"available: {sorted(available)}"]
     return errors
@@ -305,7 +321,7 @@ def editor(engine: Engine, exp: Experiment | None, start: ExperimentForm | None 
     registry = ModelRegistry(engine.settings.models_dir)
     try:
         records = registry.records(engine.dataset.name)
-        numbers = model_specs.version_numbers(registry, records)
+        numbers = model_specs.version_numbers(records)
     except RegistryError:  # the plain model names still work; the service checks any typed spec
         records, numbers = [], {}
     return Editor(exp, sorted(engine.service.models), engine.service.default_model,

@@ -24,6 +24,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {"draft": ("start",), "running": ("pause",
 TRAFFIC_SAMPLE_EVENTS = 5_000
 MIN_TRAFFIC_SPAN_SECONDS = 60.0  # a rate extrapolated from less than a minute of events is noise
 STATUS_BACKGROUND = {"running": "#dcfce7", "paused": "#ffedd5", "stopped": "#ede9fe", "draft": "#f1f5f9"}
+DEMO_BANNER = "demo experiment; create your own in Experiments"
 
 
 # ------------------------------------------------------------------------------ the list
@@ -50,6 +51,17 @@ def listing(exps: Sequence[Experiment]) -> Styler:
     } for e in exps])
     return frame.style.map(lambda s: f"background-color: {STATUS_BACKGROUND.get(s, '')}", subset=["status"]) \
         .format({"coverage": "{:.0%}"})
+
+
+def demo_notice(exps: Sequence[Experiment]) -> Notice | None:
+    """The banner over a page showing the demo experiment (``recops up``'s first start), else None."""
+    demos = [e.key for e in exps if e.demo]
+    if not demos:
+        return None
+    named = ", ".join(f"`{k}`" for k in demos)
+    return Notice("info", f"**{DEMO_BANNER}.** {named}: created by `recops up` on the first start and filled by "
+                  "the simulator's traffic. Stop or delete it when you no longer need it; it is not created again.",
+                  ":material/science:")
 
 
 def running(exps: Sequence[Experiment]) -> list[Experiment]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from engine.models.registry import CANDIDATE, PRODUCTION, ModelRegistry, VersionRecord
+from engine.models.registry import CANDIDATE, PRODUCTION, VersionRecord
 
 SEPARATOR = "@"
 
@@ -20,25 +20,10 @@ def spec(model: str, selector: str | int) -> str:
     return f"{model}{SEPARATOR}{selector}"
 
 
-def model_of(model_spec: str) -> str:
-    """The model name a spec is about: ``als`` for ``als@7``."""
-    return model_spec.split(SEPARATOR, 1)[0].strip()
-
-
-def version_numbers(registry: ModelRegistry, records: Iterable[VersionRecord]) -> dict[str, int]:
-    """Each record's version → its number (1-based creation order of its model's versions on its dataset),
-    the number ``als@7`` names.
-
-    The registry owns the rule (``ModelRegistry.version_number``); until that lands on main it is
-    read from the registry's own oldest-first order of ``versions(name, dataset)``, which is the same rule.
-    """
-    own = getattr(registry, "version_number", None)
-    if own is not None:
-        return {r.version: int(own(r.model, r.version)) for r in records}
-    numbers: dict[str, int] = {}
-    for model, dataset in sorted({(r.model, r.dataset) for r in records}):
-        numbers.update({v: i for i, v in enumerate(registry.versions(model, dataset), start=1)})
-    return {r.version: numbers[r.version] for r in records}
+def version_numbers(records: Iterable[VersionRecord]) -> dict[str, int]:
+    """Each record's version → its number, as the registry numbers it (``ModelRegistry.version_number``:
+    1-based creation order of its model's versions on its dataset), the number ``als@7`` names."""
+    return {r.version: r.number for r in records if r.number is not None}
 
 
 def choices(records: Sequence[VersionRecord], numbers: Mapping[str, int]) -> list[str]:

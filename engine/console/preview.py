@@ -19,9 +19,11 @@ from engine.console.cards import MetricCard
 from engine.console.formatting import milliseconds, when
 from engine.console.notices import Notice
 from engine.data.schema import Dataset
+from engine.experiments import quality
 from engine.runtime import Engine
 from engine.serving.diversity import DiversitySettings
 from engine.serving.service import RecommendationResult, RecommendedItem
+from engine.serving.serving_params import DEFAULT_SERVING, ServingParams
 from engine.storage.feature_store import ItemFeatures, UserFeatures
 
 RBO_P = 0.9  # top-heavy: the first ten ranks carry ~86% of the weight
@@ -93,23 +95,31 @@ def diversity_settings(capped: bool, cap: int, mmr_lambda: float) -> DiversitySe
 
 @dataclass(frozen=True)
 class ServedChoice:
+    """What the API serves a user: their arm's model, version and serving settings, else the default model."""
+
     model: str
     experiment: str | None = None
     variant: str | None = None
+    version: str | None = None  # the version the arm's spec resolved to (None: production)
+    serving: ServingParams = DEFAULT_SERVING
 
     @property
     def text(self) -> str:
         if self.experiment is None:
             return f"not in a running experiment: the default model `{self.model}`"
-        return f"experiment `{self.experiment}`, variant `{self.variant}`: model `{self.model}`"
+        version = f" version `{self.version}`" if self.version else ""
+        settings = ", ".join(f"{k}={v}" for k, v in self.serving.non_default().items())
+        serving = f" with {settings}" if settings else ""
+        return f"experiment `{self.experiment}`, variant `{self.variant}`: model `{self.model}`{version}{serving}"
 
 
 def served_choice(engine: Engine, user_id: str) -> ServedChoice:
-    """The model the API serves this user: the assigned variant's, else the default."""
+    """What the API serves this user: the assigned variant's model, version and serving settings, else the default."""
     assignment = engine.experiments.assign(user_id)
     if assignment is None:
         return ServedChoice(engine.service.default_model)
-    return ServedChoice(assignment.model, assignment.experiment, assignment.variant)
+    return ServedChoice(assignment.model, assignment.experiment, assignment.variant, assignment.version,
+                        assignment.serving)
 
 
 @dataclass(frozen=True)
@@ -121,8 +131,14 @@ class Preview:
 def preview_list(engine: Engine, user_id: str, model_choice: str, n: int, diversity: DiversitySettings) -> Preview:
     """``user_id``'s list under ``model_choice`` (``AS_SERVED``: the model the API serves them)."""
     choice = served_choice(engine, user_id)
-    model = choice.model if model_choice == AS_SERVED else model_choice
-    result = engine.service.recommend(user_id, n=n, model=model, diversity=diversity)
+    if model_choice == AS_SERVED and choice.experiment is not None:
+        # the API's own call for an arm (engine/api/routes/recommendations.py): its version and serving
+        # settings over the engine's defaults, not the page's, and its n in place of the page's
+        result = engine.service.recommend(user_id, choice.serving.length(n), choice.model, version=choice.version,
+                                          serving=choice.serving)
+    else:
+        model = choice.model if model_choice == AS_SERVED else model_choice
+        result = engine.service.recommend(user_id, n=n, model=model, diversity=diversity)
     why = (f"as served: {choice.text}." if model_choice == AS_SERVED else
            f"chosen here; the API serves this user {choice.text}.")
     return Preview(result, f"Model **{result.model}** — {why}")
@@ -203,14 +219,12 @@ def item_profile(engine: Engine, item_id: str) -> ItemFeatures | None:
 
 
 def popularity_shares(dataset: Dataset) -> dict[str, float]:
-    """Share of users who interacted with each item (the popularity novelty is measured against).
+    """Share of users who interacted with each item (the popularity novelty is measured against;
+    the readout's quality block measures against the same).
 
     A pass over every event: the console computes it once per process.
     """
-    events = dataset.events
-    users = max(int(events["user_id"].nunique()), 1)
-    per_item = events.groupby("item_id", observed=True)["user_id"].nunique()
-    return {str(k): float(v) / users for k, v in per_item.items()}
+    return quality.popularity_shares(dataset.events)
 
 
 @dataclass(frozen=True)

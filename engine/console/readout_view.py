@@ -95,6 +95,8 @@ def status_badge(readout: ExperimentReadout) -> Badge:
 
 
 def exposed_text(readout: ExperimentReadout) -> str:
+    if readout.interleaving is not None:  # no arm has users of its own: each saw both rankers
+        return f"{readout.interleaving['users']:,} users shown both rankers"
     return f"{sum(a.users for a in readout.arms):,} users exposed"
 
 

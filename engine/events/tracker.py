@@ -148,6 +148,7 @@ class TrackResult:
     duplicate: bool
     stream_id: str | None
     event_id: str = ""
+    spooled: bool = False  # kept in the local spool while Redis is unreachable (engine.events.ingest)
 
 
 class EventTracker:
@@ -181,7 +182,7 @@ class EventTracker:
         batch = list(events)
         if not batch:
             return []
-        self._check_items(batch)
+        self.check_items(batch)
         flags = eval_script_batch(self.redis, self._accept, [self._accept_call(e) for e in batch])
         accepted = [e for e, flag in zip(batch, flags, strict=True) if int(flag) != 0]
         try:
@@ -220,7 +221,8 @@ class EventTracker:
         return out
 
     # ------------------------------------------------------------------ internals
-    def _check_items(self, batch: list[Event]) -> None:
+    def check_items(self, batch: list[Event]) -> None:
+        """``UnknownItemError`` when an item of ``batch`` is not in the catalogue (needs no Redis)."""
         if self.known_items is None:
             return
         unknown = [e.item_id for e in batch if not self.known_items(e.item_id)]

@@ -1,4 +1,4 @@
-"""Experiments: A/B/n tests and Thompson-sampling bandits over the serving models.
+"""Experiments: A/B/n tests, Thompson-sampling bandits and interleaving of two rankers over the serving models.
 
     >>> from engine.experiments import ExperimentService
     >>> service.create({...}); service.start(key); service.readout(key).decision_text
@@ -6,7 +6,8 @@
 Modules: ``model`` (the config and its validation), ``assignment`` and ``hashing`` (pure hashing
 of users to variants), ``store`` and ``scripts`` (Redis), ``snapshot`` (the configs a process
 serves), ``exposure`` (exposures and metric updates), ``lifecycle`` (create, start, stop...),
-``bandits`` (re-weighting), ``arm_stats``, ``results`` and ``readouts`` (from stored statistics to
+``bandits`` (re-weighting), ``interleaving`` (merged lists, impressions and click credit of an
+interleaving experiment), ``arm_stats``, ``results`` and ``readouts`` (from stored statistics to
 a decision), ``planning`` (sample sizes), ``service`` (all of it behind one object).
 """
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import bisect
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import accumulate
 from typing import Any
 
@@ -36,6 +36,19 @@ from engine.models.model_spec import ModelSpecError, SpecResolver
 from engine.serving.serving_params import DEFAULT_SERVING, ServingParams
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RankerArm:
+    """One ranker of an interleaving experiment: what serving computes its list with."""
+
+    variant: str
+    model: str
+    version: str | None
+    serving: ServingParams
+
+
+INTERLEAVED = "interleaved"  # the variant an interleaving experiment's enrolled users are served
 
 
 @dataclass(frozen=True)
@@ -56,6 +69,9 @@ class Assignment:
     forced: bool = False
     version: str | None = None
     serving: ServingParams = DEFAULT_SERVING
+    # an interleaving experiment: the two rankers (control = A, treatment = B) whose lists are merged;
+    # ``variant`` is then ``INTERLEAVED`` and model/version/serving are the control's
+    rankers: tuple[RankerArm, RankerArm] | None = None
 
     @property
     def served_label(self) -> str:
@@ -110,10 +126,12 @@ class CompiledExperiment:
     layer_salt: str | None
     layer_range: tuple[float, float] | None
     forced: Mapping[str, int]
+    rankers: tuple[RankerArm, RankerArm] | None = None  # an interleaving experiment's, built once
 
     @classmethod
     def compile(cls, exp: Experiment, resolve: SpecResolver | None = None) -> CompiledExperiment:
         names = tuple(v.name for v in exp.variants)
+        versions = tuple(_version(exp.key, v, resolve) for v in exp.variants)
         return cls(
             key=exp.key,
             phase=exp.phase,
@@ -121,7 +139,7 @@ class CompiledExperiment:
             names=names,
             models=tuple(v.spec.name for v in exp.variants),
             params=tuple(dict(v.params) for v in exp.variants),
-            versions=tuple(_version(exp.key, v, resolve) for v in exp.variants),
+            versions=versions,
             serving=tuple(v.serving for v in exp.variants),
             cumulative=tuple(accumulate(exp.weights)),
             variant_salt=variant_salt(exp),
@@ -130,6 +148,7 @@ class CompiledExperiment:
             layer_salt=layer_salt(exp.layer) if exp.layer else None,
             layer_range=exp.layer_range,
             forced={user: names.index(variant) for user, variant in exp.forced.items()},
+            rankers=_rankers(exp, versions) if exp.interleaving else None,
         )
 
     def eligible(self, user_id: str) -> bool:
@@ -144,6 +163,12 @@ class CompiledExperiment:
         return pick(self.cumulative, bucket(self.variant_salt, user_id))
 
     def assignment(self, user_id: str, index: int, forced: bool = False) -> Assignment:
+        if self.rankers is not None and not forced:
+            # every enrolled user sees both rankers merged; a forced QA user sees their variant's list alone
+            return replace(self._assignment(user_id, 0, forced), variant=INTERLEAVED, rankers=self.rankers)
+        return self._assignment(user_id, index, forced)
+
+    def _assignment(self, user_id: str, index: int, forced: bool) -> Assignment:
         return Assignment(
             experiment=self.key,
             variant=self.names[index],
@@ -156,6 +181,12 @@ class CompiledExperiment:
             version=self.versions[index],
             serving=self.serving[index],
         )
+
+
+def _rankers(exp: Experiment, versions: tuple[str | None, ...]) -> tuple[RankerArm, RankerArm]:
+    a, b = (RankerArm(v.name, v.spec.name, version, v.serving)
+            for v, version in zip(exp.variants[:2], versions[:2], strict=True))
+    return a, b
 
 
 def _version(key: str, variant: Variant, resolve: SpecResolver | None) -> str | None:

@@ -25,6 +25,7 @@ from engine.experiments.covariates import PreExposure
 from engine.experiments.dimensions import encode
 from engine.experiments.metric_definitions import custom_counters
 from engine.experiments.metrics import COUNTERS, EVENT_COUNTER
+from engine.experiments.quality import ServedList, list_entry
 from engine.experiments.scripts import EXPOSE, OBSERVE, OBSERVE_CUSTOM
 from engine.experiments.served import served_field
 from engine.experiments.snapshot import ConfigSnapshot
@@ -60,6 +61,12 @@ def _day_of(day_number: int) -> str:
 
 def utc_day(timestamp: float) -> str:
     return _day_of(int(timestamp // 86_400))
+
+
+def utc_hour(timestamp: float) -> str:
+    """``2026-12-02T04``: the UTC hour an increment is kept under (its first 10 characters are the day)."""
+    hours = int(timestamp // 3_600)
+    return f"{_day_of(hours // 24)}T{hours % 24:02d}"
 
 
 def _marker(assignment: Assignment) -> tuple[str, int, int, str]:
@@ -112,9 +119,11 @@ class ExposureRecorder:
         with self._lock:
             return _marker(assignment) in self._exposed
 
-    def record_exposure(self, assignment: Assignment | None) -> bool:
+    def record_exposure(self, assignment: Assignment | None, served: ServedList | None = None) -> bool:
         """Record that the user was served their variant; True on the first exposure in the phase.
 
+        ``served`` (the list itself, and whether it was a cold-start or fallback list) feeds the
+        readout's quality block: counted, and kept in the arm's capped sample of recent lists.
         Forced QA users are never recorded.  A failure is logged, not raised: the list was served.
         """
         if assignment is None or assignment.forced:
@@ -124,17 +133,26 @@ class ExposureRecorder:
             if marker in self._exposed:
                 self._exposed.move_to_end(marker)
                 return False
-        key = assignment.experiment
-        day = utc_day(self.clock())
+        key, phase = assignment.experiment, assignment.phase
+        now = self.clock()
+        day = utc_day(now)
+        keys = [
+            self.keys.experiment_assignments(key, phase),
+            self.keys.experiment_stats(key, phase),
+            self.keys.experiment_daily(key, phase, day),
+            self.keys.experiment_days(key, phase),
+            self.keys.experiment_served(key, phase),
+            self.keys.experiment_hourly(key, phase, utc_hour(now)),
+            self.keys.experiment_health(key, phase),
+            self.keys.experiment_crossed(key, phase),
+            self.keys.experiment_quality(key, phase),
+            self.keys.experiment_lists(key, phase, assignment.variant),
+            self.keys.experiment_dimensions(key, phase),
+        ]
+        if phase > 1:  # carried over: the user's arm in the previous phase
+            keys.append(self.keys.experiment_assignments(key, phase - 1))
         call = (
-            [
-                self.keys.experiment_assignments(key, assignment.phase),
-                self.keys.experiment_stats(key, assignment.phase),
-                self.keys.experiment_daily(key, assignment.phase, day),
-                self.keys.experiment_days(key, assignment.phase),
-                self.keys.experiment_served(key, assignment.phase),
-                self.keys.experiment_dimensions(key, assignment.phase),
-            ],
+            keys,
             [
                 assignment.user_id,
                 assignment.epoch,
@@ -142,6 +160,9 @@ class ExposureRecorder:
                 *(repr(x) for x in self.covariates.get(assignment.user_id)),
                 served_field(assignment.variant, assignment.served_label),
                 day,
+                repr(now),
+                list_entry(assignment.user_id, served.items) if served is not None else "",
+                served.flags if served is not None else "",
                 *self._extras(key, assignment.user_id),
             ],
         )
@@ -159,9 +180,9 @@ class ExposureRecorder:
     def observe(self, events: Iterable[ObservedEvent]) -> int:
         """Fold accepted events into the running statistics: one pipelined round trip per batch.
 
-        Events of one user and day are summed first (the update is exact for any delta).  Events of
+        Events of one user and UTC hour are summed first (the update is exact for any delta).  Events of
         users not exposed in the experiment they are assigned to are ignored by the script.
-        Returns the number of (user, day) updates that counted.
+        Returns the number of (user, hour) updates that counted.
         """
         table = self.snapshot.table
         if not table:
@@ -169,6 +190,7 @@ class ExposureRecorder:
         deltas: dict[tuple[str, int, str, str], list[float]] = {}
         custom = self._custom
         custom_deltas: dict[tuple[str, int, str, str], list[float]] = {}
+        latest: dict[tuple[str, int, str, str], float] = {}
         for event in events:
             counter = EVENT_COUNTER.get(event.type)
             if counter is None and not custom:
@@ -176,41 +198,47 @@ class ExposureRecorder:
             assignment = table.assign(event.user_id)
             if assignment is None or assignment.forced:
                 continue
-            slot = (assignment.experiment, assignment.phase, event.user_id, utc_day(event.timestamp))
+            slot = (assignment.experiment, assignment.phase, event.user_id, utc_hour(event.timestamp))
             if counter is not None:
                 delta = deltas.setdefault(slot, [0.0] * len(COUNTERS))
+                latest[slot] = max(latest.get(slot, 0.0), event.timestamp)
                 delta[COUNTERS.index(counter)] += 1
                 if event.type == "purchase" and event.value:
                     delta[_REVENUE] += float(event.value)
             names = custom.get(assignment.experiment) if custom else None
             if names:
                 _add_custom(custom_deltas.setdefault(slot, [0.0] * len(names)), names, event)
-        counted = self._run(self._observe, deltas, {})
+        counted = self._run(
+            self._observe, {slot: [*map(repr, d), repr(latest[slot])] for slot, d in deltas.items()}
+        )
         if custom_deltas:
-            self._run(self._observe_custom, custom_deltas, custom)
+            self._run(self._observe_custom, {
+                slot: [str(len(custom[slot[0]])), *custom[slot[0]], *map(repr, d)]
+                for slot, d in custom_deltas.items()
+            })
         return counted
 
-    def _run(
-        self,
-        script: redis.commands.core.Script,
-        deltas: Mapping[tuple[str, int, str, str], list[float]],
-        custom: Mapping[str, tuple[str, ...]],
-    ) -> int:
-        if not deltas:
+    def _run(self, script: redis.commands.core.Script, args: Mapping[tuple[str, int, str, str], list[str]]) -> int:
+        """One pipelined round trip of ``script`` over (experiment, phase, user, UTC hour) slots.
+
+        OBSERVE and OBSERVE_CUSTOM take the same keys and start their ARGV with the user and the day;
+        ``args`` holds the rest of each slot's ARGV.
+        """
+        if not args:
             return 0
         calls = []
-        for (key, phase, user, day), delta in deltas.items():
-            names = custom.get(key)
-            head = [user, day] if names is None else [user, day, str(len(names)), *names]
+        for (key, phase, user, hour), rest in args.items():
             calls.append((
                 [
                     self.keys.experiment_assignments(key, phase),
                     self.keys.experiment_units(key, phase),
                     self.keys.experiment_stats(key, phase),
-                    self.keys.experiment_daily(key, phase, day),
+                    self.keys.experiment_daily(key, phase, hour[:10]),
                     self.keys.experiment_days(key, phase),
+                    self.keys.experiment_hourly(key, phase, hour),
+                    self.keys.experiment_health(key, phase),
                 ],
-                [*head, *(repr(d) for d in delta)],
+                [user, hour[:10], *rest],
             ))
         return sum(int(r) for r in eval_script_batch(self.redis, script, calls))
 

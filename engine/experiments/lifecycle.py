@@ -70,7 +70,7 @@ class ExperimentLifecycle:
         """Change user fields.  On a started experiment, changing the allocation opens a new phase."""
         changes = dict(changes)
         _refuse_managed(changes)
-        if changes.get("kind") == "ab":
+        if changes.get("kind") in ("ab", "interleaving"):
             changes.setdefault("bandit", None)
 
         def change(exp: Experiment) -> Experiment:

@@ -9,6 +9,10 @@ started opens a new phase; statistics are kept per phase and a readout reads one
 collected under different allocations is never pooled.  A new phase also re-randomises users (its
 own salt), which spreads any carry-over from the previous phase evenly across the arms.
 
+An *interleaving* experiment compares two rankers (control = A, treatment = B): every enrolled user
+sees both lists merged by team draft and clicks credit the ranker of the item (see
+``engine.experiments.interleaving``); its weights play no part.
+
 A bandit's periodic re-weighting is *not* a new phase: it opens a new weight *epoch* instead.  The
 unit of a bandit is a user within an epoch, so a user re-assigned by new weights starts a new unit
 in the arm they are now served, and the SRM check compares counts against the weights each epoch
@@ -45,7 +49,7 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$"
 WEIGHT_TOLERANCE = 1e-6
 
 Status = Literal["draft", "running", "paused", "stopped"]
-Kind = Literal["ab", "bandit"]
+Kind = Literal["ab", "bandit", "interleaving"]
 DecisionEngine = Literal["frequentist", "sequential", "bayesian"]
 
 # Fields whose change, once started, is a new allocation and therefore a new phase.
@@ -211,6 +215,7 @@ class Experiment(BaseModel):
     forced: dict[str, str] = Field(default_factory=dict, description="QA user id -> variant they always get")
     bandit: BanditSettings | None = None
     salt: str = Field(default="", max_length=128, description="Hash salt; the key when empty")
+    demo: bool = Field(default=False, description="The demo experiment `recops up` created on a first start")
 
     # managed by the life cycle
     layer_range: tuple[float, float] | None = None
@@ -267,6 +272,7 @@ class Experiment(BaseModel):
                 problems.append(ExperimentError(f"forced user {user!r}: no variant {variant!r} (variants: {names})",
                                                 "variants"))
         problems.extend(self._bandit_problems(len(names)))
+        problems.extend(self._interleaving_problems(len(names)))
         if problems:
             # one error line per problem, each carrying its field (``error_field``); no location, as
             # they are about the experiment as a whole, so messages read as before
@@ -275,7 +281,7 @@ class Experiment(BaseModel):
         return self
 
     def _bandit_problems(self, k: int) -> list[ExperimentError]:
-        if self.kind == "ab":
+        if self.kind != "bandit":
             stray = self.bandit is not None
             return [ExperimentError("bandit settings are only for kind 'bandit'", "kind")] if stray else []
         problems = []
@@ -289,6 +295,26 @@ class Experiment(BaseModel):
             problems.append(ExperimentError(
                 f"bandit min_weight {self.bandit.min_weight:g} is more than 1/{k} of the traffic", "variants"))
         return problems
+
+    def _interleaving_problems(self, k: int) -> list[ExperimentError]:
+        """Interleaving merges exactly two rankers' lists for every enrolled user (weights play no part),
+        and is read by the sign test or its sequential form (``analysis.interleaving``)."""
+        if self.kind != "interleaving":
+            return []
+        problems = []
+        if k != 2:
+            problems.append(ExperimentError(
+                f"an interleaving experiment compares exactly 2 rankers (control = A, treatment = B), got {k} variants",
+                "variants"))
+        if self.engine == "bayesian":
+            problems.append(ExperimentError(
+                "an interleaving experiment is read by the sign test (engine 'frequentist') or its always-valid "
+                "form (engine 'sequential'), not 'bayesian'", "engine"))
+        return problems
+
+    @property
+    def interleaving(self) -> bool:
+        return self.kind == "interleaving"
 
     # ------------------------------------------------------------------ derived
     @property

@@ -14,6 +14,7 @@ from typing import Any
 from engine.experiments.arm_stats import parse_stats
 from engine.experiments.breakdowns import breakdown
 from engine.experiments.custom_results import UnitTable
+from engine.experiments.interleaving import InterleavingRecorder, with_interleaving
 from engine.experiments.model import ExperimentError
 from engine.experiments.results import ExperimentReadout, build_readout, phase_variants, time_series
 from engine.experiments.served import served_block
@@ -23,11 +24,13 @@ from engine.models.model_spec import SpecResolver
 
 class ReadoutReader:
     def __init__(
-        self, store: ExperimentStore, clock: Callable[[], float] = time.time, resolve: SpecResolver | None = None
+        self, store: ExperimentStore, clock: Callable[[], float] = time.time, resolve: SpecResolver | None = None,
+        interleaving: InterleavingRecorder | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
         self.resolve = resolve
+        self.interleaving = interleaving
 
     def readout(
         self,
@@ -55,7 +58,10 @@ class ReadoutReader:
             breakdown(units, [v.name for v in variants], d, readout.goal.metric, exp.metrics, exp.alpha, exp.correction)
             for d in dict.fromkeys(by) if units is not None
         )
-        return dataclasses.replace(readout, served=tuple(served), breakdowns=cells)
+        readout = dataclasses.replace(readout, served=tuple(served), breakdowns=cells)
+        if exp.interleaving and self.interleaving is not None:
+            readout = with_interleaving(readout, exp, self.interleaving.read(key, phase))
+        return readout
 
     def time_series(self, key: str, metric: str | None = None, phase: int | None = None) -> list[dict[str, Any]]:
         """Cumulative lift per UTC day of one phase (``metric`` defaults to the goal)."""

@@ -135,6 +135,8 @@ class ExperimentReadout:
     served: tuple[dict[str, Any], ...] = ()
     goals: tuple[MetricResult, ...] = ()  # declared goals after the first (which is ``goal``)
     breakdowns: tuple[dict[str, Any], ...] = ()  # ``--by``: ``engine.experiments.breakdowns``
+    # an interleaving experiment's preference readout: ``engine.experiments.interleaving``
+    interleaving: dict[str, Any] | None = None
 
     @property
     def metrics(self) -> dict[str, MetricResult]:

@@ -27,12 +27,16 @@ from typing import Any
 
 import redis
 
+from analysis.interleaving import InterleavedList
 from engine.experiments.assignment import Assignment, Holdout
 from engine.experiments.bandits import BanditReweighter
 from engine.experiments.covariates import PreExposure
-from engine.experiments.exposure import ExposureRecorder, ObservedEvent
+from engine.experiments.diagnostics import ReadoutDiagnostics
+from engine.experiments.exposure import ExposureRecorder
+from engine.experiments.interleaving import ClickedEvent, InterleavingRecorder
 from engine.experiments.lifecycle import ExperimentLifecycle
 from engine.experiments.model import Experiment
+from engine.experiments.quality import Catalog, Counterfactual, ServedList
 from engine.experiments.readouts import ReadoutReader
 from engine.experiments.results import ExperimentReadout
 from engine.experiments.snapshot import ConfigSnapshot
@@ -57,6 +61,7 @@ class ExperimentService:
         registry_generation: Callable[[], object] | None = None,
         refresh_seconds: float = REFRESH_SECONDS,
         clock: Callable[[], float] = time.time,
+        catalog: Callable[[], Catalog | None] | None = None,
         attributes: Callable[[str], Mapping[str, str]] | None = None,
     ) -> None:
         self.redis = client
@@ -68,12 +73,14 @@ class ExperimentService:
         self.resolver = resolver
         self.snapshot = ConfigSnapshot(self.store, resolver, registry_generation)
         self.exposures = ExposureRecorder(client, keys, self.snapshot, self.covariates, clock, attributes)
+        self.interleaving = InterleavingRecorder(client, keys, self.snapshot)
         self.lifecycle = ExperimentLifecycle(
             client, keys, self.store, on_change=lambda: self.refresh(force=True),
             available_models=available_models, resolver=resolver, clock=clock,
         )
         self.bandits = BanditReweighter(self.lifecycle)
-        self.readouts = ReadoutReader(self.store, clock, resolver)
+        self.readouts = ReadoutReader(self.store, clock, resolver, self.interleaving)
+        self.diagnostics = ReadoutDiagnostics(self.store, clock, catalog)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -85,11 +92,22 @@ class ExperimentService:
     def already_exposed(self, assignment: Assignment) -> bool:
         return self.exposures.already_exposed(assignment)
 
-    def record_exposure(self, assignment: Assignment | None) -> bool:
-        return self.exposures.record_exposure(assignment)
+    def record_exposure(self, assignment: Assignment | None, served: ServedList | None = None) -> bool:
+        return self.exposures.record_exposure(assignment, served)
 
-    def observe(self, events: Iterable[ObservedEvent]) -> int:
-        return self.exposures.observe(events)
+    def interleave(
+        self, assignment: Assignment, request_id: str, list_a: Sequence[str], list_b: Sequence[str], n: int
+    ) -> InterleavedList:
+        """An interleaving experiment's merged list for one request, its impression recorded."""
+        return self.interleaving.serve(assignment, request_id, list_a, list_b, n)
+
+    def observe(self, events: Iterable[ClickedEvent]) -> int:
+        """Fold events into the running statistics; clicks of users in an interleaving experiment are
+        also credited to the team of the item clicked.  Returns the exposure updates that counted."""
+        batch = list(events)
+        counted = self.exposures.observe(batch)
+        self.interleaving.credit(batch)
+        return counted
 
     # ================================================================== snapshot
     def refresh(self, force: bool = False) -> bool:
@@ -169,6 +187,13 @@ class ExperimentService:
 
     def time_series(self, key: str, metric: str | None = None, phase: int | None = None) -> list[dict[str, Any]]:
         return self.readouts.time_series(key, metric, phase)
+
+    def report(
+        self, key: str, phase: int | None = None, engine: str | None = None,
+        counterfactual: Counterfactual | None = None,
+    ) -> dict[str, Any]:
+        """``health``, ``quality`` and ``timeseries`` of a phase (``engine.experiments.diagnostics``)."""
+        return self.diagnostics.report(key, phase, engine, counterfactual)
 
     # ================================================================== bandits
     def recompute_bandit_weights(self, key: str) -> Experiment:

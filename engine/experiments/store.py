@@ -22,6 +22,7 @@ import redis
 
 from engine.experiments.assignment import Holdout
 from engine.experiments.model import ConflictError, Experiment, ExperimentError, NotFoundError, parse_experiment
+from engine.experiments.results import phase_variants
 from engine.storage.client import as_text, text_hash
 from engine.storage.keys import Keys
 
@@ -113,6 +114,16 @@ class ExperimentStore:
                 self.keys.experiment_stats(exp.key, phase),
                 self.keys.experiment_days(exp.key, phase),
                 self.keys.experiment_served(exp.key, phase),
+                # an interleaving experiment's credit (its impressions expire on their own)
+                self.keys.experiment_credit(exp.key, phase),
+                self.keys.experiment_position_credit(exp.key, phase),
+                self.keys.experiment_health(exp.key, phase),
+                self.keys.experiment_crossed(exp.key, phase),
+                self.keys.experiment_quality(exp.key, phase),
+                *(self.keys.experiment_lists(exp.key, phase, v.name) for v in phase_variants(exp, phase)),
+                # hourly keys expire; these are the hours of every day with data (events carry their own time)
+                *(self.keys.experiment_hourly(exp.key, phase, f"{as_text(d)}T{h:02d}")
+                  for d in days for h in range(24)),
             ]
         pipe = self.redis.pipeline(transaction=False)
         for key in doomed:
@@ -166,6 +177,43 @@ class ExperimentStore:
         for day in days:
             pipe.hgetall(self.keys.experiment_daily(key, phase, day))
         return [(day, text_hash(raw)) for day, raw in zip(days, pipe.execute(), strict=True)]
+
+    def read_hourly(self, key: str, phase: int, hours: list[str]) -> list[dict[str, str]]:
+        """The increments of each of ``hours`` (``2026-12-02T04``; expired or empty hours read as {})."""
+        pipe = self.redis.pipeline(transaction=False)
+        for hour in hours:
+            pipe.hgetall(self.keys.experiment_hourly(key, phase, hour))
+        return [text_hash(raw) for raw in pipe.execute()] if hours else []
+
+    def read_health(self, key: str, phase: int) -> tuple[dict[str, float], int]:
+        """The health counters and times of a phase, and how many assignment records it holds."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(self.keys.experiment_health(key, phase))
+        pipe.hlen(self.keys.experiment_assignments(key, phase))
+        raw, records = pipe.execute()
+        return {k: float(v) for k, v in text_hash(raw).items()}, int(records)
+
+    def sample_users(self, key: str, phase: int, n: int) -> list[str]:
+        """Up to ``n`` users exposed in ``phase``, drawn at random (HRANDFIELD: bounded whatever its size)."""
+        raw: Any = self.redis.hrandfield(self.keys.experiment_assignments(key, phase), n)  # a list with a count
+        return [as_text(u) for u in raw or []]
+
+    def exposed_among(self, key: str, phase: int, users: list[str]) -> int:
+        """How many of ``users`` have an exposure record in ``key``'s ``phase``."""
+        if not users:
+            return 0
+        return sum(r is not None for r in self.redis.hmget(self.keys.experiment_assignments(key, phase), users))
+
+    def read_quality(
+        self, key: str, phase: int, variants: list[str]
+    ) -> tuple[dict[str, str], list[list[str]]]:
+        """The quality counters (``<variant>|lists|cold|fallback``) and each arm's sampled list entries."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(self.keys.experiment_quality(key, phase))
+        for variant in variants:
+            pipe.lrange(self.keys.experiment_lists(key, phase, variant), 0, -1)
+        raw, *lists = pipe.execute()
+        return text_hash(raw), [[as_text(e) for e in entries] for entries in lists]
 
     def epoch_weights(self, key: str) -> dict[int, list[float]]:
         raw: Mapping[Any, Any] = self.redis.hgetall(self.keys.experiment_bandit_log(key))

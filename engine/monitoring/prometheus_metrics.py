@@ -42,6 +42,19 @@ CACHE_REFRESHES = Counter(
 )
 EVENTS = Counter("recops_events_total", "Events accepted, by type", ["type"])
 EVENTS_REJECTED = Counter("recops_events_rejected_total", "Events refused, by reason", ["reason"])
+SPOOLED = Counter(
+    "recops_events_spooled_total",
+    "Events written to the local spool because Redis was unreachable (or the spool still held events)",
+)
+SPOOL_REPLAYED = Counter(
+    "recops_events_spool_replayed_total",
+    "Spooled events handed back to the tracker once Redis answered (duplicates of a repeated replay included)",
+)
+SPOOL_DEPTH = Gauge(
+    "recops_events_spool_depth",
+    "Events waiting in the local spool for Redis",
+    multiprocess_mode="livesum",
+)
 FALLBACKS = Counter("recops_fallbacks_total", "Lists served from the fallback snapshot, by reason", ["reason"])
 LIST_DIVERSITY = Histogram(
     "recops_list_diversity_ratio",

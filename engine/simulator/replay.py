@@ -35,7 +35,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from engine.events.tracker import Event
-from engine.simulator.visits import JSON_HEADERS, MAX_BATCH, RETRY_BACKOFF_SECONDS, retryable
+from engine.simulator.visits import JSON_HEADERS, MAX_BATCH, RETRY_BACKOFF_SECONDS, events_taken, retryable
 
 NOT_IN_CATALOGUE = "item not in the served catalogue"
 REFUSED_BY_VALIDATION = "refused by the API's event validation"
@@ -232,7 +232,7 @@ class _Sender:
             except httpx.HTTPError as exc:
                 self.summary.error(f"events: {type(exc).__name__}: {exc}")
             else:
-                if status == 200:
+                if events_taken(status):
                     for result in response.json():
                         self.summary.accepted += bool(result.get("accepted"))
                         self.summary.duplicates += bool(result.get("duplicate"))

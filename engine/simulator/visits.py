@@ -86,6 +86,12 @@ def behave(
     )
 
 
+def events_taken(status: int | None) -> bool:
+    """The API took the batch: 200 (in Redis) or 202 (kept in its local spool while Redis is away,
+    replayed later: sending it again would only make duplicates)."""
+    return status in (200, 202)
+
+
 def retryable(status: int | None) -> bool:
     """Worth sending again: no answer at all, 429 or a 5xx (a 4xx would be refused again)."""
     return status is None or status == 429 or status >= 500
@@ -152,7 +158,7 @@ class Visitor:
             except httpx.HTTPError as exc:
                 self.recorder.error("events", type(exc).__name__)
             else:
-                if status == 200:
+                if events_taken(status):
                     self._acknowledge(events, response.json(), arm)
                     return
                 self.recorder.error("events", str(status))

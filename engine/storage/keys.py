@@ -82,6 +82,11 @@ class Keys:
     def experiment_holdout(self) -> str:
         return f"{self.prefix}:exp:holdout"
 
+    @property
+    def experiment_demo_offered(self) -> str:
+        """Set once the first start decided about the demo experiment, so that it never comes back."""
+        return f"{self.prefix}:exp:demo"
+
     def experiment_config(self, key: str) -> str:
         return f"{self.prefix}:exp:cfg:{self.experiment_tag(key)}"
 
@@ -115,6 +120,39 @@ class Keys:
 
     def experiment_days(self, key: str, phase: int) -> str:
         return f"{self.prefix}:exp:days:{self.experiment_tag(key)}:{phase}"
+
+    def experiment_impressions(self, key: str, phase: int, user_id: str) -> str:
+        """List of a user's latest interleaved impressions (JSON: request id, items, teams, clicks), newest first."""
+        return f"{self.prefix}:exp:ilv:imp:{self.experiment_tag(key)}:{phase}:{user_id}"
+
+    def experiment_credit(self, key: str, phase: int) -> str:
+        """Hash user -> ``<credits of A>,<credits of B>`` over the user's interleaved impressions."""
+        return f"{self.prefix}:exp:ilv:credit:{self.experiment_tag(key)}:{phase}"
+
+    def experiment_position_credit(self, key: str, phase: int) -> str:
+        """Hash of an interleaving phase's counters: users by preference, per-position credit, click outcomes."""
+        return f"{self.prefix}:exp:ilv:pos:{self.experiment_tag(key)}:{phase}"
+
+    def experiment_hourly(self, key: str, phase: int, hour: str) -> str:
+        """The statistics' increments made in one UTC hour (``2026-12-02T04``); expire after a few days:
+        hours only chart runs younger than two days, days serve the rest."""
+        return f"{self.prefix}:exp:hourly:{self.experiment_tag(key)}:{phase}:{hour}"
+
+    def experiment_health(self, key: str, phase: int) -> str:
+        """Hash of health counters and times: users seen in a second arm, last exposure and event."""
+        return f"{self.prefix}:exp:health:{self.experiment_tag(key)}:{phase}"
+
+    def experiment_crossed(self, key: str, phase: int) -> str:
+        """Hash user -> ``<recorded arm>><arm served now>`` of users served a second arm in the phase."""
+        return f"{self.prefix}:exp:crossed:{self.experiment_tag(key)}:{phase}"
+
+    def experiment_quality(self, key: str, phase: int) -> str:
+        """Hash ``<variant>|lists|cold|fallback`` -> counts of first-exposure lists per arm."""
+        return f"{self.prefix}:exp:quality:{self.experiment_tag(key)}:{phase}"
+
+    def experiment_lists(self, key: str, phase: int, variant: str) -> str:
+        """Capped list of the arm's most recent first-exposure lists, ``<user>|<item>,<item>,...``."""
+        return f"{self.prefix}:exp:lists:{self.experiment_tag(key)}:{phase}:{variant}"
 
     def experiment_lock(self, name: str) -> str:
         return f"{self.prefix}:exp:lock:{name}"

@@ -50,7 +50,7 @@ CONTENT = {
     "Recommendations": ["Recommended to", "History and features"],
     "Models": ["Dataset served", "Versions", "Promote or roll back", "Datasets", "Import a dataset", "Train"],
     "Experiments": ["All experiments", "Experiment to manage", "Sample size"],
-    "Readout": ["Goal: ctr", "Guardrails", "Arms"],
+    "Readout": ["Health:", "Goal: ctr", "Guardrails", "Arms", "Recommendation quality", "mean Jaccard"],
     "Monitoring": ["Request rate", "Latency", "Alerts"],
     "Cache": ["Keys and memory per prefix", "Hit ratios", "Audit log"],
 }

@@ -8,14 +8,13 @@ code path), which the tests set directly; the dialogs themselves are exercised i
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 import redis
 from streamlit.testing.v1 import AppTest
@@ -23,7 +22,7 @@ from streamlit.testing.v1 import AppTest
 from engine.console import cache_actions
 from engine.console import experiments as console_experiments
 from engine.data.dataset_store import DatasetStore, stored_demo
-from engine.experiments import ExperimentReadout
+from engine.experiments.demo import DEMO_KEY, offer_demo_experiment
 from engine.models.als import ALSRecommender
 from engine.models.registry import ModelRegistry
 from engine.models.training import TrainingOptions, train_models
@@ -251,13 +250,11 @@ def test_a_candidate_opens_the_experiment_editor_filled_in(own_data_dir: Path, r
     assert at.selectbox(key="ef-new-vmodel0").value == "als"  # the blank form again
 
 
-@pytest.mark.skipif(not hasattr(ModelRegistry, "version_number"),
-                    reason="needs the variants change: variant models as specs (als@production, als@7)")
 def test_the_suggested_ab_test_saves_its_specs_and_serving_settings(own_data_dir: Path, routed_app: AppTest) -> None:
     registry = ModelRegistry(own_data_dir / "models")
     new = registry.save("als", ALSRecommender(factors=8, iterations=3, random_state=7).fit(
         console_engine().dataset.interactions()))
-    number = registry.version_number("als", new)  # type: ignore[attr-defined]
+    number = registry.version_number("als", new)
     at = ran(routed_app.run())
     at.switch_page("pages/models.py").run()
     at.selectbox(key="ab_candidate").select(new).run()
@@ -582,8 +579,14 @@ def test_readout_switches_engine_and_exports_csv(console_env: dict[str, str]) ->
     console_experiments.transition(eng, "ro", "start", "test")
     run_traffic(eng, eng.features.top_active_users(300), seed=3, boost={"als": 3.0})
     at = ran(page("readout").run())
-    assert texts(at.subheader) == ["Goal: ctr", "Guardrails", "Arms"]
+    assert texts(at.subheader) == ["Goal: ctr", "Guardrails", "Arms", "Served", "Recommendation quality"]
     assert "**Decision:" in joined(at.info) + joined(at.success)  # frequentist, far from its sample size
+    health = at.dataframe[0].value  # the health checks, before the numbers
+    assert list(health["check"])[:2] == ["srm", "srm_by_period"]
+    quality = at.table[-1].value
+    assert list(quality["arm"]) == ["control", "als"] and (quality["lists"] > 0).all()
+    assert (quality["coverage"] > 0).all() and (quality["novelty"] > 0).all()
+    assert "mean Jaccard" in joined(at.caption)
     assert "Sample ratio check passed" in joined(at.caption)
     goal = at.table[0].value
     assert "p-value" in goal.columns and goal.iloc[0]["direction"] == "better"
@@ -592,33 +595,25 @@ def test_readout_switches_engine_and_exports_csv(console_env: dict[str, str]) ->
         ran(at)
         assert column in at.table[0].value.columns
     assert "Decision: ship." in joined(at.success)  # a Bayesian verdict may be read at any time
-    assert len(at.get("download_button")) == 1
-
-
-@dataclasses.dataclass(frozen=True)
-class ServedReadout(ExperimentReadout):
-    """A readout with ``served``, standing in for the engine's own (the variants change) until it is on main."""
-
-    served: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    assert len(at.get("download_button")) == 2  # the table (CSV) and the report (HTML)
 
 
 def test_readout_names_what_each_arm_served_and_promotes_the_shipped_candidate(
-    own_data_dir: Path, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+    own_data_dir: Path, redis_client: redis.Redis
 ) -> None:
     eng = console_engine()
     registry = ModelRegistry(own_data_dir / "models")
     old = registry.current_version("als", "demo")
     new = registry.save("als", ALSRecommender(factors=8, iterations=3, random_state=7).fit(eng.dataset.interactions()))
-    console_experiments.create(eng, two_arm_spec(key="ship", engine="bayesian"), "test")
+    assert registry.version_number("als", new) == 2
+    # the treatment serves the candidate by its number, re-ranked differently: the engine's own `served` block
+    console_experiments.create(eng, two_arm_spec(key="ship", engine="bayesian", variants=[
+        {"name": "control", "model": "popularity", "weight": 0.5},
+        {"name": "als", "model": "als@2", "weight": 0.5, "params": {"mmr_lambda": 0.5}}]), "test")
     console_experiments.transition(eng, "ship", "start", "test")
-    run_traffic(eng, eng.features.top_active_users(300), seed=3, boost={"als": 3.0})
-    served = [{"variant": "control", "spec": "popularity", "model": "popularity", "number": 1, "stage": "production",
-               "version": registry.current_version("popularity", "demo"), "serving": {}, "exposures_by_version": {}},
-              {"variant": "als", "spec": "als@2", "model": "als", "version": new, "number": 2, "stage": "candidate",
-               "serving": {"mmr_lambda": 0.5}, "exposures_by_version": {new: 150}}]
-    real = console_experiments.readout
-    monkeypatch.setattr(console_experiments, "readout", lambda *a, **k: ServedReadout(
-        **{f: getattr(real(*a, **k), f) for f in ExperimentReadout.__dataclass_fields__}, served=served))
+    exposed = run_traffic(eng, eng.features.top_active_users(300), seed=3, boost={"als": 3.0})
+    served = {s["variant"]: s for s in console_experiments.readout(eng, "ship").served}
+    assert served["als"]["exposures_by_version"] == {new: pytest.approx(exposed / 2, rel=0.3)}
 
     at = ran(page("readout").run())
     assert "Decision: ship." in joined(at.success)
@@ -642,6 +637,23 @@ def test_readout_names_what_each_arm_served_and_promotes_the_shipped_candidate(
     assert (entry.actor, entry.action, entry.target) == ("console", "promote_model", "als:demo")
     assert "already production: nothing to promote" in joined(at.info)
     assert not [b for b in at.button if b.key == "readout_promote_btn"]
+
+
+def test_the_demo_experiment_says_so_wherever_it_is_shown(console_env: dict[str, str]) -> None:
+    eng = console_engine()
+    offer_demo_experiment(eng.experiments, eng.redis)
+    run_traffic(eng, eng.features.top_active_users(100), seed=3)
+    readout = ran(page("readout").run())
+    assert console_experiments.DEMO_BANNER in joined(readout.info) and f"`{DEMO_KEY}`" in joined(readout.info)
+    assert texts(readout.subheader)[0] == "Goal: ctr"  # the readout itself, below the banner
+    assert console_experiments.DEMO_BANNER in joined(ran(page("experiments").run()).info)
+    assert console_experiments.DEMO_BANNER in joined(ran(page("overview").run()).caption)
+    # an experiment of one's own gets no banner
+    eng.experiments.stop(DEMO_KEY)
+    eng.experiments.delete(DEMO_KEY)
+    console_experiments.create(eng, two_arm_spec(key="mine"), "test")
+    console_experiments.transition(eng, "mine", "start", "test")
+    assert console_experiments.DEMO_BANNER not in joined(ran(page("readout").run()).info)
 
 
 def test_experiment_pages_without_experiments(console_env: dict[str, str]) -> None:
@@ -697,3 +709,47 @@ def test_srm_shows_as_a_banner_on_the_readout_and_a_badge_on_the_overview(consol
     assert "Sample ratio mismatch" in joined(readout.error)
     overview = ran(page("overview").run())
     assert "sample ratio mismatch" in joined(overview.caption)
+
+
+def test_an_interleaving_experiment_is_designed_in_the_editor_and_read_out_as_a_preference(
+    console_env: dict[str, str],
+) -> None:
+    from engine.api.interleaved_lists import serve_interleaved
+    from engine.events.tracker import Event
+
+    at = ran(page("experiments").run())
+    fill_new_experiment(at, "exp-ilv", (0.5, 0.5))
+    at.segmented_control(key="ef-new-kind").set_value("interleaving").run()
+    ran(at)
+    assert any("every user sees both lists merged" in c for c in texts(at.caption))
+    at.button(key="ef-new-submit").click().run()
+    ran(at)
+    eng = console_engine()
+    assert eng.experiments.get("exp-ilv").kind == "interleaving"
+    console_experiments.transition(eng, "exp-ilv", "start", "test")
+
+    # users shown merged lists through the engine, clicking by the demo world's click law
+    rng = np.random.default_rng(5)
+    events = []
+    for k, user in enumerate(eng.features.top_active_users(200)):
+        assignment = eng.experiments.assign(user)
+        assert assignment is not None and assignment.rankers is not None
+        answer = serve_interleaved(eng, assignment, 10, f"req-{k}")
+        items = [i["item_id"] for i in answer.result.items]
+        p = eng.world.click_probability(user, items, np.arange(len(items)))
+        events += [Event(user_id=user, item_id=i, type="click", request_id=f"req-{k}")
+                   for i, clicked in zip(items, rng.random(len(items)) < np.asarray(p), strict=True) if clicked]
+    eng.events.track_many(events)
+
+    readout = ran(page("readout").run())
+    assert texts(readout.subheader) == ["Preference: control (A) vs treatment (B)"]
+    assert any("merging control (A) and treatment (B) by team draft" in c for c in texts(readout.caption))
+    positions = readout.table[0].value
+    assert list(positions.columns[:3]) == ["position", "shown A", "shown B"] and len(positions) == 10
+    assert int(positions["shown A"].sum() + positions["shown B"].sum()) == 2000
+    block = eng.experiments.readout("exp-ilv").interleaving
+    assert block is not None and block["users"] == 200 and block["clicks_credited"] == len(events)
+    labels = [m.label for m in readout.metric]
+    assert "Preference share" in labels and "p-value" in labels
+    overview = ran(page("overview").run())
+    assert "200 users shown both rankers" in joined(overview.caption) + joined(overview.markdown)

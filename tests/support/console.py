@@ -17,6 +17,7 @@ from streamlit.testing.v1 import AppTest
 from engine.config import Settings
 from engine.console.resource_keys import engine_fingerprint
 from engine.events.tracker import Event
+from engine.experiments.quality import ServedList
 from engine.runtime import Engine, build_engine
 from engine.storage.embedded_redis import EmbeddedRedis
 from tests.conftest import REPO_ROOT
@@ -136,9 +137,12 @@ def run_traffic(engine: Engine, users: list[str], seed: int = 0, boost: dict[str
         assignment = experiments.assign(user)
         if assignment is None:
             continue
-        result = engine.service.recommend(user, n=10, model=assignment.model)
-        exposures += int(experiments.record_exposure(assignment))
+        # as the API serves an arm: its model version and serving settings
+        result = engine.service.recommend(user, assignment.serving.length(10), assignment.model,
+                                          version=assignment.version, serving=assignment.serving)
         items = [i["item_id"] for i in result.items]
+        served = ServedList(tuple(items), result.cold_start, result.fallback)
+        exposures += int(experiments.record_exposure(assignment, served))
         if not items:
             continue
         p = engine.world.click_probability(user, items, np.arange(len(items)))

@@ -21,7 +21,11 @@ from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from engine.api.deps import get_engine
+from engine.api.interleaved_lists import serve_interleaved
 from engine.api.schemas import ErrorResponse, RecommendationBody, RecommendationQuery, RecommendationResponse
+from engine.experiments.assignment import Assignment
+from engine.experiments.quality import ServedList
+from engine.runtime import Engine
 from engine.serving.service import RecommendationResult
 
 router = APIRouter(tags=["recommendations"])
@@ -73,7 +77,13 @@ def _validated(model: type[M], where: str, data: dict[str, Any] | None = None, r
         ) from None
 
 
-def _response(result: RecommendationResult, experiment: str | None, variant: str | None) -> Response:
+def _response(
+    result: RecommendationResult,
+    experiment: str | None,
+    variant: str | None,
+    request_id: str | None = None,
+    teams: tuple[str, ...] | None = None,
+) -> Response:
     # Serialised directly: the items come from our own cache in the documented shape, and
     # re-validating ten of them through pydantic per request costs more than the cache hit.
     body = {
@@ -85,8 +95,10 @@ def _response(result: RecommendationResult, experiment: str | None, variant: str
         "experiment": experiment,
         "variant": variant,
         "fallback": result.fallback,
-        "request_id": new_request_id(),
+        "request_id": request_id or new_request_id(),
     }
+    if teams is not None:
+        body["teams"] = teams
     return Response(orjson.dumps(body), media_type="application/json")
 
 
@@ -103,7 +115,10 @@ async def recommend(request: Request) -> Response:
     A user in an experiment gets their arm's list: its model at the version its spec resolved to,
     computed with its serving parameters.  An arm that sets ``n`` serves lists of that length
     whatever the request's ``n``: the list length is then the treatment under test, and honouring
-    the request would serve the control's treatment to the arm."""
+    the request would serve the control's treatment to the arm.
+
+    A user in an interleaving experiment gets both rankers' lists merged by team draft (variant
+    ``interleaved``); ``include_teams`` adds which ranker contributed each item."""
     engine = await get_engine(request)
     query = _validated(RecommendationQuery, "query", data=dict(request.query_params))
     raw = await request.body()
@@ -115,6 +130,8 @@ async def recommend(request: Request) -> Response:
     # Assignment is a pure hash over experiment configs held in process (their specs resolved to
     # versions when the snapshot was built): no I/O here.
     assignment = engine.experiments.assign(uid)
+    if assignment is not None and assignment.rankers is not None:
+        return await _interleaved(engine, assignment, size, query.include_teams or bool(body and body.include_teams))
     model = version = serving = None
     if assignment is not None:
         model, version, serving = assignment.model, assignment.version, assignment.serving
@@ -125,9 +142,17 @@ async def recommend(request: Request) -> Response:
         result = await run_in_threadpool(
             partial(engine.service.recommend, uid, size, model, version=version, serving=serving))
     if assignment is not None and not engine.experiments.already_exposed(assignment):
-        await run_in_threadpool(engine.experiments.record_exposure, assignment)
+        served = ServedList(tuple(i["item_id"] for i in result.items), result.cold_start, result.fallback)
+        await run_in_threadpool(engine.experiments.record_exposure, assignment, served)
     return _response(
         result,
         assignment.experiment if assignment else None,
         assignment.variant if assignment else None,
     )
+
+
+async def _interleaved(engine: Engine, assignment: Assignment, size: int, include_teams: bool) -> Response:
+    request_id = new_request_id()  # before the merge: it seeds the draft, and clicks name it
+    answer = await run_in_threadpool(serve_interleaved, engine, assignment, size, request_id)
+    teams = answer.teams if include_teams else None
+    return _response(answer.result, assignment.experiment, assignment.variant, request_id, teams)

@@ -255,3 +255,38 @@ def test_simulate_refuses_a_dataset_without_ground_truth(cli_env: None, capsys: 
     code, out, err = run(["simulate", "--rate", "1", "--duration", "1", "--dataset", "shop"], capsys)
     assert (code, out) == (2, "") and err.count("\n") == 1
     assert "recops replay --dataset shop" in err and "demo world's ground truth" in err
+
+
+def test_interleaving_readout_prints_the_preference_block(
+    tmp_path: Path, cli_env: None, redis_client: redis.Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from engine.events.tracker import Event
+    from engine.experiments import ExperimentService
+    from engine.runtime import dataset_keys
+
+    spec = {"key": "cli-ilv", "name": "interleaved", "kind": "interleaving", "engine": "sequential",
+            "variants": [{"name": "control", "model": "popularity"}, {"name": "als", "model": "als"}]}
+    code, _, err = run(["experiments", "create", "--file", write(tmp_path, json.dumps(
+        {**spec, "variants": [*spec["variants"], {"name": "third", "model": "ease"}]}), "bad.json")], capsys)
+    assert code == 2 and err.count("\n") == 1 and "exactly 2 rankers" in err
+    assert run(["experiments", "create", "--file", write(tmp_path, json.dumps(spec), "ilv.json")], capsys)[0] == 0
+    assert run(["experiments", "start", "cli-ilv"], capsys)[0] == 0
+    # users served merged lists, then clicking: 3 on the treatment's pick, 1 on the control's
+    service = ExperimentService(redis_client, dataset_keys(get_settings(), "demo"))
+    service.refresh(force=True)
+    for k, team in enumerate("BBBA"):
+        assignment = service.assign(f"u{k}")
+        assert assignment is not None
+        merged = service.interleave(assignment, f"r{k}", ["a1", "a2"], ["b1", "b2"], 4)
+        item = next(i for i, t in zip(merged.items, merged.teams, strict=True) if t == team)
+        service.observe([Event(user_id=f"u{k}", item_id=str(item), type="click", request_id=f"r{k}")])
+
+    code, out, _ = run(["experiments", "readout", "cli-ilv", "--json"], capsys)
+    block = json.loads(out)["interleaving"]
+    assert code == 0 and (block["users"], block["wins"], block["losses"], block["ties"]) == (4, 3, 1, 0)
+    assert block["preference_share"] == 0.75 and block["sequential"]["method"] == "beta-mixture SPRT"
+    assert block["decided_by"] == "beta-mixture SPRT" and block["verdict"] == "no preference detected"
+    assert sum(p["clicks_a"] + p["clicks_b"] for p in block["positions"]) == 4
+    code, out, _ = run(["experiments", "readout", "cli-ilv"], capsys)
+    assert code == 0 and "3 prefer B, 1 prefer A, 0 ties" in out and "preference share (B) 75.0%" in out
+    assert "sequential (beta-mixture SPRT)" in out and "decision: no preference detected yet" in out

@@ -20,6 +20,7 @@ from engine.config import Settings
 from engine.data.dataset_import import import_dataset
 from engine.data.dataset_store import DatasetStore
 from engine.data.event_log import EventLog
+from engine.experiments.demo import DEMO_KEY
 from engine.local_processes import pid_alive
 from engine.models.registry import CANDIDATE, ModelRegistry, VersionRecord
 from engine.monitoring.prometheus_server import find_prometheus_binary
@@ -100,6 +101,53 @@ def test_up_starts_the_stack_and_stops_it_cleanly(small_world_dir: Path, tmp_pat
     assert "Traceback" not in consumer_log and "events written" in consumer_log
 
 
+def test_a_first_start_runs_the_demo_experiment_and_the_simulator_fills_both_arms(
+    small_world_dir: Path, tmp_path: Path
+) -> None:
+    data_dir, env = _stack_env(small_world_dir, tmp_path)
+    log = tmp_path / "up.log"
+    # the simulator at `make run`'s rate: the Readout page must show both arms within two minutes
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "up", "--no-console", "--no-prometheus"],
+                            env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    try:
+        assert poll(lambda: "RecOps is up." in log.read_text(), 120, every=0.25), log.read_text()
+        api = json.loads((data_dir / "stack.json").read_text())["urls"]["api"]
+        readout_url = f"{api}/experiments/{DEMO_KEY}/readout"
+
+        def both_arms_have_users() -> bool:
+            arms = httpx.get(readout_url, timeout=10).json()["arms"]
+            return len(arms) == 2 and all(a["users"] > 0 for a in arms)
+
+        assert poll(both_arms_have_users, 120, every=1.0), httpx.get(readout_url, timeout=10).text
+        readout = httpx.get(readout_url, timeout=10).json()
+        assert readout["status"] == "running" and [a["model"] for a in readout["arms"]] == [
+            "als@production", "item_item@production"]
+        assert {s["variant"] for s in readout["served"]} == {"als", "item_item"}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=60)
+    output = log.read_text()
+    assert code == 0, output
+    assert f"experiment  {DEMO_KEY}: running, als@production vs item_item@production on ctr" in output
+
+
+def test_the_demo_experiment_can_be_switched_off(small_world_dir: Path, tmp_path: Path) -> None:
+    # with the simulator on, which is what the demo needs otherwise
+    data_dir, env = _stack_env(small_world_dir, tmp_path)
+    log = tmp_path / "up.log"
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "up", "--no-console", "--no-prometheus",
+                             "--simulator-rate", "1"], env={**env, "RECOPS_DEMO_EXPERIMENT": "0"},
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    try:
+        assert poll(lambda: "RecOps is up." in log.read_text(), 120, every=0.25), log.read_text()
+        api = json.loads((data_dir / "stack.json").read_text())["urls"]["api"]
+        assert httpx.get(f"{api}/experiments/{DEMO_KEY}/readout", timeout=10).status_code == 404
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=60)
+    assert code == 0 and "experiment  " not in log.read_text()
+
+
 def test_a_signal_during_start_up_leaves_nothing_running(small_world_dir: Path, tmp_path: Path) -> None:
     data_dir, env = _stack_env(small_world_dir, tmp_path)
     proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "up", "--no-console", "--no-simulator"],
@@ -132,6 +180,8 @@ def test_up_serves_an_imported_dataset_without_a_simulator(tmp_path: Path) -> No
         assert (served["name"], served["version"], served["users"]) == (NAME, 1, 60)
         listed = httpx.post(state["urls"]["api"] + "/recommendations", params={"user_id": "a00"}, timeout=10).json()
         assert listed["model"] == "als" and listed["items"] and not listed["fallback"]
+        # no demo experiment: an imported dataset has no simulator to fill it
+        assert httpx.get(f"{state['urls']['api']}/experiments/{DEMO_KEY}/readout", timeout=10).status_code == 404
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=60)
@@ -189,7 +239,7 @@ def test_up_retrains_on_a_schedule_as_candidates_when_events_arrive(tmp_path: Pa
     try:
         assert poll(lambda: "RecOps is up." in log.read_text(), 120, every=0.25), log.read_text()
         state = json.loads((data_dir / "stack.json").read_text())
-        assert set(state["children"]) == {"api", "retrain"}
+        assert set(state["children"]) == {"api", "consumer", "retrain"}
         production = registry.served(NAME)
         assert sorted(production) == ["als", "item_item", "popularity"]
         retrain_log = data_dir / "logs" / "retrain.log"

@@ -11,8 +11,8 @@ from engine.console import experiment_form
 from engine.console import experiments as console_experiments
 from engine.console.experiment_form import GENERAL, Editor, VariantRow
 from engine.experiments import ExperimentError, parse_experiment
-from engine.models.registry import ModelRegistry
 from engine.runtime import Engine
+from engine.serving.serving_params import MAX_CANDIDATE_POOL, MAX_LIST_LENGTH
 from tests.support.console import two_arm_spec
 
 MODELS = ["als", "item_item", "popularity"]
@@ -35,6 +35,15 @@ def test_form_errors_point_at_the_field() -> None:
     assert "goal_metric" in experiment_form.form_errors(two_arm_spec(goal_metric="nope"), models)
     missing = experiment_form.form_errors(two_arm_spec(), ["als"])
     assert "variants" in missing and "popularity" in missing["variants"][0]
+    # specs pass on their model's name; the version they name is the service's check on save
+    specs = two_arm_spec(variants=[{"name": "a", "model": "als@production"}, {"name": "b", "model": "als@candidate"}])
+    assert experiment_form.form_errors(specs, ["als"]) == {}
+    assert experiment_form.form_errors(two_arm_spec(variants=[
+        {"name": "a", "model": "als@7"}, {"name": "b", "model": "ease@candidate"}]), ["als"]) == {
+        "variants": ["variant 'b': model 'ease' (ease@candidate) is not trained here", "available: ['als']"]}
+    malformed = experiment_form.form_errors(two_arm_spec(variants=[
+        {"name": "a", "model": "als@latest"}, {"name": "b", "model": "als"}]), ["als"])
+    assert list(malformed) == ["variants"] and "after '@' expected production or candidate" in malformed["variants"][0]
 
 
 def test_problems_across_fields_go_each_to_its_own_field_whole() -> None:
@@ -145,6 +154,11 @@ def test_serving_settings_and_model_specs_in_the_form() -> None:
     assert isinstance(row.spec()["params"]["n"], int)
     assert experiment_form.serving_params({"category_cap": 2, "other": 1}) == {"category_cap": 2}
     assert [p.key for p in experiment_form.SERVING_PARAMS] == ["n", "candidate_pool", "mmr_lambda", "category_cap"]
+    # the engine's limits, as ServingParams checks them
+    limits = {p.key: (p.integer, p.minimum, p.maximum) for p in experiment_form.SERVING_PARAMS}
+    assert limits == {"n": (True, 1, MAX_LIST_LENGTH), "candidate_pool": (True, 1, MAX_CANDIDATE_POOL),
+                      "mmr_lambda": (False, 0, 1), "category_cap": (True, 1, None)}
+    assert experiment_form.SERVING_PARAMS[2].help.endswith("default: RECOPS_MMR_LAMBDA")
     ed = Editor(None, MODELS, "als", specs=["als", "als@production", "als@3"], spec_labels={"als@3": "als@3 · cand"})
     assert ed.spec_choices("als@3") == ["als", "als@production", "als@3"]
     assert ed.spec_choices("als@2026x") == ["als@2026x", "als", "als@production", "als@3"]  # a typed or older one
@@ -166,9 +180,9 @@ def test_the_editor_offers_the_served_datasets_versions(engine: Engine) -> None:
     assert experiment_form.editor(engine, console_experiments.get(engine, "exp-1"), ed.initial).start is None
 
 
-def test_editing_replaces_serving_settings_and_keeps_other_params(engine: Engine) -> None:
+def test_editing_replaces_serving_settings(engine: Engine) -> None:
     spec = two_arm_spec()
-    spec["variants"][1]["params"] = {"k": 1, "mmr_lambda": 0.5}
+    spec["variants"][1]["params"] = {"mmr_lambda": 0.5}
     console_experiments.create(engine, spec, "ada")
     ed = Editor(console_experiments.get(engine, "exp-1"), MODELS, "als")
     assert ed.initial.variants[1].serving == {"mmr_lambda": 0.5}  # the form shows the serving settings only
@@ -176,11 +190,9 @@ def test_editing_replaces_serving_settings_and_keeps_other_params(engine: Engine
     changed = dataclasses.replace(ed.initial, variants=(ed.initial.variants[0], dataclasses.replace(
         ed.initial.variants[1], serving={"n": 20, "mmr_lambda": None})))
     saved = ed.submit(engine, changed, None, "ada").saved
-    assert saved is not None and saved.variants[1].params == {"k": 1, "n": 20}
+    assert saved is not None and saved.variants[1].params == {"n": 20}
 
 
-@pytest.mark.skipif(not hasattr(ModelRegistry, "version_number"),
-                    reason="needs the variants change: variant models as specs (als@production, als@7)")
 def test_specs_are_saved_and_a_missing_version_is_refused_beside_the_variants(engine: Engine) -> None:
     new = experiment_form.editor(engine, None)
     form = dataclasses.replace(new.initial, key="exp-spec", name="Specs", variants=(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import redis
 
 from analysis.ranking import jaccard, rbo
 from engine.console import experiments as console_experiments
@@ -51,6 +52,32 @@ def test_served_choice_follows_the_running_experiment(engine: Engine) -> None:
     console_experiments.transition(engine, "serve-test", "start", "ada")
     choice = preview.served_choice(engine, user)
     assert (choice.experiment, choice.model) == ("serve-test", "item_item") and choice.variant in ("only", "same")
+
+
+def test_as_served_is_the_arms_version_and_serving_settings(engine: Engine, redis_client: redis.Redis) -> None:
+    user = engine.features.top_active_users(1)[0]
+    version = engine.service.models["als"].version
+    console_experiments.create(engine, {"key": "arm-test", "name": "t", "forced": {user: "tuned"}, "variants": [
+        {"name": "plain", "model": "als", "weight": 0.5},
+        {"name": "tuned", "model": "als@1", "weight": 0.5, "params": {"n": 7, "category_cap": 1}}]}, "ada")
+    console_experiments.transition(engine, "arm-test", "start", "ada")
+    choice = preview.served_choice(engine, user)
+    assert (choice.variant, choice.model, choice.version) == ("tuned", "als", version)
+    assert choice.text == (f"experiment `arm-test`, variant `tuned`: model `als` version `{version}` "
+                           "with n=7, category_cap=1")
+    page = DiversitySettings(category_cap=None, mmr_lambda=1.0)  # the page's settings: the arm's replace them
+    shown = preview.preview_list(engine, user, preview.AS_SERVED, 10, page)
+    assert len(shown.result.items) == 7  # the arm's n
+    # the API's call for this user (engine/api/routes/recommendations.py): the same list, cached under the
+    # same key, so the API's next answer to this user is the list previewed here
+    api = engine.service.recommend(user, 7, "als", version=version, serving=choice.serving, use_cache=False)
+    assert [i["item_id"] for i in shown.result.items] == [i["item_id"] for i in api.items]
+    arm_key = engine.service.list_key(user, "als", 7, serving=choice.serving, version=version)
+    page_key = engine.service.list_key(user, "als", 7, diversity=page)
+    assert arm_key != page_key and redis_client.sismember(engine.keys.rec_index(user), arm_key)
+    assert not redis_client.sismember(engine.keys.rec_index(user), page_key)
+    chosen = preview.preview_list(engine, user, "als", 10, page)  # a chosen model: the page's settings
+    assert len(chosen.result.items) == 10
 
 
 def test_user_choices_put_a_typed_id_first(engine: Engine) -> None:

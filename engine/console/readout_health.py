@@ -1,0 +1,106 @@
+"""What the Readout page shows around the numbers: the health checks (before them), the results over
+time with their caption, the recommendation quality per arm, and the HTML report to download.
+
+The checks, rows and blocks are computed by ``engine.experiments`` (``diagnostics``, ``health``,
+``timeseries``, ``quality``, ``export``); this module turns them into frames, notices and figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from engine.console.notices import Level, Notice
+from engine.experiments import Experiment, ExperimentReadout
+from engine.experiments.export import report_html, timeseries_caption, timeseries_figure
+from engine.experiments.quality import Counterfactual
+from engine.models.model_spec import ModelSpecError
+from engine.runtime import Engine
+
+STATUS_ICON = {"ok": "✅", "warning": "⚠️", "failed": "⛔"}
+QUALITY_COLUMNS = {"variant": "arm", "lists": "lists", "sampled_lists": "sampled", "coverage": "coverage",
+                   "diversity": "diversity", "novelty": "novelty", "cold_start_share": "cold start",
+                   "fallback_share": "fallback", "message": "note"}
+
+
+def counterfactual(engine: Engine, exp: Experiment) -> Counterfactual:
+    """The list another arm of ``exp`` would serve a user: its model at the version its spec names now,
+    with its serving parameters (the overlap between arms' lists for the same users)."""
+    variants = {v.name: v for v in exp.variants}
+    resolver = engine.experiments.resolver
+
+    def lists(user: str, variant: str, n: int) -> list[str]:
+        v = variants[variant]
+        try:
+            version = resolver(v.model).version if resolver is not None else None
+        except ModelSpecError:
+            version = None  # the spec names nothing now: its model's production version, as serving does
+        result = engine.service.recommend(user, n, v.spec.name, version=version, serving=v.serving)
+        return [i["item_id"] for i in result.items]
+
+    return lists
+
+
+def report(engine: Engine, key: str, phase: int | None, decision_engine: str | None) -> dict[str, Any]:
+    """``health``, ``quality`` (with the overlap of the current phase's arms) and ``timeseries``."""
+    exp = engine.experiments.get(key)
+    overlap = counterfactual(engine, exp) if phase in (None, exp.phase) else None
+    return engine.experiments.report(key, phase, decision_engine, overlap)
+
+
+def health_notice(checks: Sequence[Mapping[str, Any]]) -> Notice:
+    """One line before the numbers: the worst check's level, every check that is not ok."""
+    bad = [c for c in checks if c["status"] != "ok"]
+    if not bad:
+        return Notice("success", "Health: every check passed (split, second arm, assignment, traffic, freshness).",
+                      ":material/health_and_safety:")
+    level: Level = "error" if any(c["status"] == "failed" for c in bad) else "warning"
+    text = "Health: " + " · ".join(f"{c['name']}: {c['message']}" for c in bad)
+    return Notice(level, text, ":material/health_and_safety:")
+
+
+def health_frame(checks: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame([{"check": c["name"], "status": f"{STATUS_ICON.get(c['status'], '')} {c['status']}",
+                          "message": c["message"]} for c in checks], columns=["check", "status", "message"])
+
+
+def quality_frame(quality: Mapping[str, Any]) -> pd.DataFrame:
+    rows = [{label: arm.get(k) for k, label in QUALITY_COLUMNS.items()} for arm in quality.get("arms", [])]
+    return pd.DataFrame(rows, columns=list(QUALITY_COLUMNS.values()))
+
+
+def overlap_text(quality: Mapping[str, Any]) -> str:
+    pairs = quality.get("overlap")
+    if not pairs:
+        return quality.get("overlap_message") or "No overlap computed."
+    return " · ".join(
+        f"{' vs '.join(p['variants'])}: mean Jaccard {p['jaccard']:.2f} over {p['users']} users"
+        if p["jaccard"] is not None else f"{' vs '.join(p['variants'])}: no sampled user yet" for p in pairs)
+
+
+def over_time(report: Mapping[str, Any], metric: str) -> go.Figure | None:
+    return timeseries_figure(report.get("timeseries", []), metric)
+
+
+def over_time_caption(report: Mapping[str, Any], engine: str) -> str:
+    return timeseries_caption(engine, report.get("timeseries_unit", "day"))
+
+
+def period_messages(report: Mapping[str, Any], metric: str) -> list[str]:
+    """The periods whose rows carry a message on ``metric`` (no data, an undefined ratio ...), once each."""
+    seen: dict[str, None] = {}
+    for row in report.get("timeseries", []):
+        if row.get("metric") == metric and row.get("message"):
+            seen.setdefault(f"{row['period']} · {row['arm']}: {row['message']}")
+    return list(seen)
+
+
+def html_report(readout: ExperimentReadout, report: Mapping[str, Any]) -> bytes:
+    return report_html(readout, report).encode("utf-8")
+
+
+def html_name(key: str, phase: int, engine: str) -> str:
+    return f"{key}-phase{phase}-{engine}-readout.html"

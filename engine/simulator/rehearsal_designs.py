@@ -1,0 +1,230 @@
+"""A/B and interleaving rehearsed on ground truth: click draws and decisions, vectorised over rehearsals.
+
+Pure: the inputs are each user's lists as the world's click law sees them — the probability of a
+click on the item at every position — computed once per (user, ranker) by
+:mod:`engine.simulator.rehearsal`.  Many rehearsals then cost only random numbers:
+
+- **A/B.**  Users are split in two halves at random (the first half of a random draw is control);
+  each user sees their arm's list on ``visits`` visits.  A click on each shown position is an
+  independent Bernoulli of its probability (the demo world's law: examination × attractiveness,
+  independent across positions), so a user's clicks over their visits follow the Poisson-binomial
+  law of their list repeated ``visits`` times: one uniform number per user, inverted through that
+  law's CDF, draws the same count as one Bernoulli per shown position.  The metric is clicks per
+  user, tested by the project's Welch t (:func:`analysis.frequentist.welch_ttest`, relative lift).
+- **Interleaving.**  Each user sees a team-draft merge of the two lists on each visit (one of the
+  user's precomputed drafts, drawn at random), clicks are drawn per position, credited to the team
+  that contributed the position, summed over the user's visits, and the preference share is tested
+  by the exact sign test (:func:`analysis.interleaving.sign_test_p_value`, which
+  :func:`analysis.interleaving.preference_test` uses).
+
+Team "A"/control and "B"/treatment as in :mod:`analysis.interleaving`.  A decision's ``direction``
+is +1 when the treatment is significantly better, −1 when the control is, 0 when not significant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from analysis.frequentist import FrequentistResult, FrequentistSettings, welch_ttest
+from analysis.interleaving import PreferenceCounts, sign_test_p_value
+from analysis.stats import SampleStats
+
+Design = Literal["ab", "interleaving"]
+DESIGNS: tuple[Design, ...] = ("ab", "interleaving")
+# random numbers drawn at once: bounds the temporaries of one chunk of rehearsals at ~100 MB
+CHUNK_DRAWS = 4_000_000
+
+
+@dataclass(frozen=True)
+class ListClicks:
+    """One ranker's lists for a pool of users: ``probability[u, k]`` = P(click) at position k (0 past the end)."""
+
+    probability: np.ndarray  # (users, positions)
+
+    @property
+    def expected_clicks(self) -> np.ndarray:
+        """Per user: the expected clicks of one view of their list (the truth's per-user value)."""
+        return self.probability.sum(axis=1)
+
+
+@dataclass(frozen=True)
+class Interleavings:
+    """Team-draft merges of two rankers' lists, several per user (the draft's coin flips differ)."""
+
+    probability: np.ndarray  # (users, drafts, positions): P(click) of the merged list's item there
+    team_b: np.ndarray  # (users, drafts, positions) bool: position filled by B (treatment); False past the end
+
+    @property
+    def drafts(self) -> int:
+        return int(self.probability.shape[1])
+
+
+@dataclass(frozen=True)
+class Decisions:
+    """The outcome of many rehearsals of one design: arrays over rehearsals."""
+
+    p_value: np.ndarray
+    significant: np.ndarray  # bool
+    direction: np.ndarray  # +1 treatment better, -1 control better, 0 not significant
+
+    @property
+    def rehearsals(self) -> int:
+        return int(self.p_value.size)
+
+    @classmethod
+    def concatenate(cls, parts: list[Decisions]) -> Decisions:
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("p_value", "significant", "direction")))
+
+
+# ------------------------------------------------------------------------------------------ A/B
+
+
+def click_count_cdf(lists: ListClicks, visits: int) -> np.ndarray:
+    """Per user, the CDF of their total clicks over ``visits`` views of their list (Poisson-binomial).
+
+    Shape ``(users, positions · visits + 1)``; built by convolving one Bernoulli at a time.
+    """
+    if visits < 1:
+        raise ValueError(f"visits must be at least 1, got {visits}")
+    p = lists.probability
+    users, positions = p.shape
+    pmf = np.zeros((users, positions * visits + 1))
+    pmf[:, 0] = 1.0
+    top = 0
+    for _ in range(visits):
+        for k in range(positions):
+            q = p[:, k : k + 1]
+            shifted = pmf[:, : top + 1] * q
+            pmf[:, : top + 1] *= 1.0 - q
+            pmf[:, 1 : top + 2] += shifted
+            top += 1
+    cdf = np.cumsum(pmf, axis=1)
+    cdf[:, -1] = 1.0  # rounding never leaves a uniform above the last step
+    return cdf
+
+
+def draw_clicks(cdf: np.ndarray, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Total clicks of each user in ``users`` (pool indices, any shape), by inverting their CDF."""
+    u = rng.random(users.shape)
+    return (u[..., None] >= cdf[users][..., :-1]).sum(axis=-1)
+
+
+def ab_clicks(
+    cdf_c: np.ndarray, cdf_t: np.ndarray, users: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Clicks per user of rehearsals ``users`` (rehearsals × users, drawn at random): the first half
+    of each row is control, the rest treatment."""
+    half = users.shape[-1] // 2
+    return draw_clicks(cdf_c, users[..., :half], rng), draw_clicks(cdf_t, users[..., half:], rng)
+
+
+def ab_test(clicks_c: np.ndarray, clicks_t: np.ndarray, alpha: float) -> FrequentistResult:
+    """The A/B readout of one rehearsal: clicks per user, Welch t on the relative lift."""
+    return welch_ttest(SampleStats.from_values(clicks_c), SampleStats.from_values(clicks_t),
+                       FrequentistSettings(alpha=alpha))
+
+
+def ab_decisions(clicks_c: np.ndarray, clicks_t: np.ndarray, alpha: float) -> Decisions:
+    """Decisions of rehearsals given row-wise: the same Welch test as :func:`ab_test`, from each row's sums."""
+    n_c, n_t = clicks_c.shape[-1], clicks_t.shape[-1]
+    sums = np.stack([clicks_c.sum(-1), (clicks_c.astype(float) ** 2).sum(-1),
+                     clicks_t.sum(-1), (clicks_t.astype(float) ** 2).sum(-1)], axis=-1).tolist()
+    settings = FrequentistSettings(alpha=alpha)
+    p_values, directions = [], []
+    for s_c, q_c, s_t, q_t in sums:
+        result = welch_ttest(SampleStats(n_c, s_c, q_c), SampleStats(n_t, s_t, q_t), settings)
+        p_values.append(1.0 if result.p_value is None else result.p_value)
+        directions.append(_direction(result.significant, result.lift_abs or 0.0))
+    p = np.asarray(p_values)
+    return Decisions(p, p < alpha, np.asarray(directions, dtype=int))
+
+
+def _direction(significant: bool, effect: float) -> int:
+    return int(np.sign(effect)) if significant else 0
+
+
+# ------------------------------------------------------------------------------------------ interleaving
+
+
+def interleaving_credits(
+    merged: Interleavings, users: np.ndarray, drafts: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Credits of A and of B per user, summed over visits.
+
+    ``users``: pool indices, shape ``(..., users)``; ``drafts``: which of the user's merges each visit
+    showed, shape ``(..., users, visits)``.
+    """
+    probability = merged.probability[users[..., None], drafts]  # (..., users, visits, positions)
+    team_b = merged.team_b[users[..., None], drafts]
+    click = rng.random(probability.shape) < probability
+    credit_b = (click & team_b).sum(axis=(-1, -2))
+    credit_a = click.sum(axis=(-1, -2)) - credit_b
+    return credit_a, credit_b
+
+
+def preference_counts_of(credit_a: np.ndarray, credit_b: np.ndarray) -> PreferenceCounts:
+    """Wins, losses and ties of one rehearsal's users (per-user credits already summed over visits)."""
+    diff = np.asarray(credit_b) - np.asarray(credit_a)
+    return PreferenceCounts(int((diff > 0).sum()), int((diff < 0).sum()), int((diff == 0).sum()))
+
+
+def interleaving_decisions(credit_a: np.ndarray, credit_b: np.ndarray, alpha: float) -> Decisions:
+    """Decisions of rehearsals given row-wise: the exact sign test of the preference share."""
+    wins = (credit_b > credit_a).sum(-1)
+    losses = (credit_b < credit_a).sum(-1)
+    p = sign_test_p_value(wins, wins + losses)
+    significant = p < alpha
+    return Decisions(p, significant, np.where(significant, np.sign(wins - losses), 0).astype(int))
+
+
+# ------------------------------------------------------------------------------------------ many rehearsals
+
+
+class RehearsalBench:
+    """Everything many rehearsals of two rankers need, for a pool of users the rehearsals draw from."""
+
+    def __init__(
+        self, control: ListClicks, treatment: ListClicks, merged: Interleavings, visits: int = 1, alpha: float = 0.05
+    ) -> None:
+        self.control, self.treatment, self.merged = control, treatment, merged
+        self.visits, self.alpha = visits, alpha
+        self.cdf_c = click_count_cdf(control, visits)
+        self.cdf_t = click_count_cdf(treatment, visits)
+
+    @property
+    def pool(self) -> int:
+        return int(self.control.probability.shape[0])
+
+    def truth(self) -> tuple[float, float]:
+        """Expected clicks per user per view of each ranker's lists, over the pool (the population)."""
+        return float(self.control.expected_clicks.mean()), float(self.treatment.expected_clicks.mean())
+
+    def run(self, design: Design, users: int, rehearsals: int, rng: np.random.Generator) -> Decisions:
+        """``rehearsals`` rehearsals of ``users`` users each, drawn from the pool with replacement."""
+        if users < 2:
+            raise ValueError(f"a rehearsal needs at least 2 users, got {users}")
+        # per user: the CDF row an A/B draw gathers, or the positions of every visit's merged list
+        width = self.cdf_c.shape[1] if design == "ab" else self.merged.probability.shape[-1] * self.visits
+        parts = []
+        for chunk in _chunks(rehearsals, users * width):
+            drawn = rng.integers(0, self.pool, size=(chunk, users))
+            if design == "ab":
+                parts.append(ab_decisions(*ab_clicks(self.cdf_c, self.cdf_t, drawn, rng), self.alpha))
+            else:
+                drafts = rng.integers(0, self.merged.drafts, size=(chunk, users, self.visits))
+                parts.append(interleaving_decisions(*interleaving_credits(self.merged, drawn, drafts, rng),
+                                                    self.alpha))
+        return Decisions.concatenate(parts)
+
+
+def _chunks(rehearsals: int, draws_each: int) -> Iterator[int]:
+    per_chunk = max(1, CHUNK_DRAWS // max(draws_each, 1))
+    left = rehearsals
+    while left > 0:
+        take = min(per_chunk, left)
+        yield take
+        left -= take

@@ -1,0 +1,90 @@
+"""Rehearsals on the small demo world: real lists from the service, verdicts against the world's truth."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import redis
+
+from engine.runtime import Engine
+from engine.serving.ranker_spec import RankerSpec
+from engine.serving.serving_params import ServingParams
+from engine.simulator.rehearsal import (
+    Ranker,
+    RehearsalError,
+    RehearsalPlan,
+    ground_truth,
+    interleave,
+    list_clicks,
+    rehearse,
+    served_lists,
+)
+from engine.simulator.rehearsal_designs import ListClicks, RehearsalBench
+
+
+def ranker(engine: Engine, text: str) -> Ranker:
+    return Ranker.resolve(engine, RankerSpec.parse(text))
+
+
+def test_lists_are_the_services_computed_with_the_specs_settings_and_never_cached(
+    engine: Engine, redis_client: redis.Redis
+) -> None:
+    users = engine.world.user_ids[:20]  # type: ignore[union-attr]
+    plain = served_lists(engine, ranker(engine, "als"), users)
+    greedy = served_lists(engine, ranker(engine, "als:mmr_lambda=1,n=5"), users)
+    assert not redis_client.keys(f"{engine.keys.prefix}:rec*")  # computed, not cached
+    assert all(len(items) == 10 for items in plain) and all(len(items) == 5 for items in greedy)
+    assert any(g != p[:5] for g, p in zip(greedy, plain, strict=True))  # λ 1 re-ranks differently from 0.7
+    for user, items in zip(users[:3], greedy[:3], strict=True):
+        served = engine.service.recommend(user, n=5, model="als", serving=ServingParams(mmr_lambda=1.0),
+                                          use_cache=False)
+        assert [i["item_id"] for i in served.items] == items
+
+
+def test_list_clicks_are_the_worlds_click_law(engine: Engine) -> None:
+    world = engine.world
+    assert world is not None
+    users = world.user_ids[:3]
+    lists = [["i00001", "i00002"], [], ["i00003"]]
+    p = list_clicks(world, users, lists, 3)
+    assert p[0, :2].tolist() == world.click_probability(users[0], lists[0], [0, 1]).tolist()
+    assert p[2, 0] == world.click_probability(users[2], "i00003", 0) and p[1].sum() == p[0, 2] == 0
+
+
+@pytest.mark.parametrize(("design", "users"), [("ab", 800), ("interleaving", 300)])
+def test_rehearsal_picks_the_truth_on_the_clear_pair(engine: Engine, design: str, users: int) -> None:
+    plan = RehearsalPlan(design, ranker(engine, "popularity"), ranker(engine, "als"), users, seed=4)  # type: ignore[arg-type]
+    result = rehearse(engine, plan)
+    assert result["truth_winner"] == "treatment"
+    assert result["truth"]["treatment"] > result["truth"]["control"] > 0
+    assert result["significant"] and result["p_value"] < 0.05 and result["winner"] == "treatment"
+    assert result["users"] == users and result["control"]["model"] == "popularity"
+
+
+def test_same_ranker_has_no_truth_winner_and_a_balanced_readout(engine: Engine) -> None:
+    plan = RehearsalPlan("interleaving", ranker(engine, "als"), ranker(engine, "als"), 400, visits=2, seed=1)
+    result = rehearse(engine, plan)
+    assert result["truth_winner"] is None and result["truth"]["lift"] == 0.0
+    counts = result["counts"]
+    assert counts["wins"] + counts["losses"] + counts["ties"] == 400 and counts["wins"] + counts["losses"] > 50
+
+
+def test_aa_interleaving_on_real_lists_is_rarely_significant(engine: Engine) -> None:
+    """A small calibration: ALS against itself, the world's lists and click law, many seeds at once."""
+    world = engine.world
+    assert world is not None
+    rng = np.random.default_rng(21)
+    users = world.user_ids[:300]
+    lists = served_lists(engine, ranker(engine, "als"), users)
+    clicks = ListClicks(list_clicks(world, users, lists, 10))
+    bench = RehearsalBench(clicks, clicks, interleave(world, users, lists, lists, 10, 8, rng))
+    rate = bench.run("interleaving", 200, 1_000, rng).significant.mean()
+    assert rate <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / 1_000)
+
+
+def test_only_the_demo_world_has_ground_truth() -> None:
+    shop = SimpleNamespace(world=None, dataset=SimpleNamespace(name="shop"))
+    with pytest.raises(RehearsalError, match="dataset 'shop' has no ground truth"):
+        ground_truth(shop)  # type: ignore[arg-type]

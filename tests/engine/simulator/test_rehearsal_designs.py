@@ -1,0 +1,100 @@
+"""The rehearsal's draws and decisions: exact click-count law, vectorised tests equal to the scalar readouts."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from analysis.interleaving import InterleavingSettings, preference_test
+from engine.simulator.rehearsal_designs import (
+    Interleavings,
+    ListClicks,
+    RehearsalBench,
+    ab_decisions,
+    ab_test,
+    click_count_cdf,
+    draw_clicks,
+    interleaving_credits,
+    interleaving_decisions,
+    preference_counts_of,
+)
+
+
+def brute_force_pmf(p: np.ndarray, visits: int) -> np.ndarray:
+    """P(total clicks = k) by enumerating every click pattern of every position on every visit."""
+    probs = np.tile(p, visits)
+    pmf = np.zeros(probs.size + 1)
+    for pattern in itertools.product((0, 1), repeat=probs.size):
+        clicked = np.array(pattern, dtype=bool)
+        pmf[clicked.sum()] += np.prod(np.where(clicked, probs, 1 - probs))
+    return pmf
+
+
+@pytest.mark.parametrize("visits", [1, 2, 3])
+def test_click_count_cdf_is_the_poisson_binomial_law(visits: int) -> None:
+    p = np.array([[0.4, 0.25, 0.1, 0.0], [0.9, 0.05, 0.3, 0.2]])
+    cdf = click_count_cdf(ListClicks(p), visits)
+    for row in range(2):
+        np.testing.assert_allclose(np.diff(cdf[row], prepend=0.0), brute_force_pmf(p[row], visits), atol=1e-12)
+
+
+def test_drawn_counts_follow_the_law() -> None:
+    p = np.array([[0.5, 0.3, 0.2], [0.05, 0.05, 0.6]])
+    cdf = click_count_cdf(ListClicks(p), 2)
+    rng = np.random.default_rng(3)
+    draws = draw_clicks(cdf, np.repeat([0, 1], 100_000), rng).reshape(2, -1)
+    for row in range(2):
+        observed = np.bincount(draws[row], minlength=7) / draws.shape[1]
+        expected = brute_force_pmf(p[row], 2)
+        # a 100k-draw frequency is within 5 standard errors of its probability
+        assert np.all(np.abs(observed - expected) <= 5 * np.sqrt(expected * (1 - expected) / 1e5) + 1e-9)
+
+
+def test_vectorised_ab_decisions_are_the_welch_readouts() -> None:
+    rng = np.random.default_rng(5)
+    clicks_c = rng.poisson(1.0, size=(40, 150))
+    clicks_t = rng.poisson(1.15, size=(40, 151))
+    decisions = ab_decisions(clicks_c, clicks_t, 0.05)
+    for row in range(40):
+        result = ab_test(clicks_c[row], clicks_t[row], 0.05)
+        assert decisions.p_value[row] == pytest.approx(result.p_value, rel=1e-9)
+        assert decisions.significant[row] == result.significant
+        assert decisions.direction[row] == (int(np.sign(result.lift_abs)) if result.significant else 0)
+    assert 0 < decisions.significant.sum() < 40  # both outcomes were exercised
+
+
+def test_vectorised_interleaving_decisions_are_the_preference_tests() -> None:
+    rng = np.random.default_rng(6)
+    credit_a = rng.poisson(0.6, size=(50, 120))
+    credit_b = rng.poisson(0.75, size=(50, 120))
+    decisions = interleaving_decisions(credit_a, credit_b, 0.05)
+    for row in range(50):
+        result = preference_test(preference_counts_of(credit_a[row], credit_b[row]), InterleavingSettings(alpha=0.05))
+        assert decisions.p_value[row] == pytest.approx(result.p_value, rel=1e-9)
+        share = result.preference_share or 0.5
+        assert decisions.direction[row] == ((1 if share > 0.5 else -1) if result.significant else 0)
+    assert 0 < decisions.significant.sum() < 50
+
+
+def test_credits_go_to_the_team_of_the_clicked_position() -> None:
+    # one user, one draft: A fills positions 0 and 2, B position 1; only position 1 is ever clicked
+    merged = Interleavings(np.array([[[0.0, 1.0, 0.0]]]), np.array([[[False, True, False]]]))
+    a, b = interleaving_credits(merged, np.zeros(4, dtype=int), np.zeros((4, 3), dtype=int), np.random.default_rng(0))
+    assert a.tolist() == [0, 0, 0, 0] and b.tolist() == [3, 3, 3, 3]  # three visits each
+
+
+def test_identical_rankers_interleaved_are_calibrated() -> None:
+    # both teams draft the same list: which team a position goes to is the draft's coin flips
+    rng = np.random.default_rng(11)
+    pool, drafts, n = 300, 8, 10
+    p = rng.uniform(0, 0.3, size=(pool, n)) / np.log2(np.arange(n) + 2)
+    team_b = np.zeros((pool, drafts, n), dtype=bool)
+    for u, d in itertools.product(range(pool), range(drafts)):
+        first_b = rng.random(n // 2) < 0.5  # each round one team picks first
+        team_b[u, d, 0::2], team_b[u, d, 1::2] = first_b, ~first_b
+    merged = Interleavings(np.repeat(p[:, None, :], drafts, axis=1), team_b)
+    bench = RehearsalBench(ListClicks(p), ListClicks(p), merged)
+    rate = bench.run("interleaving", 300, 2_000, rng).significant.mean()
+    assert 0.02 <= rate <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / 2_000)  # the exact sign test is at most 5%
