@@ -21,8 +21,11 @@ BENCHMARKS = {
     "calibration": "bench.calibration",
     "event-log": "bench.event_log",
     "sensitivity": "bench.sensitivity",
+    "ope": "bench.ope",
+    "ann": "bench.ann",
 }
-ONLY_WHEN_NAMED = ("soak", "calibration", "sensitivity")  # minutes each; calibration measures statistics, not speed
+# minutes each; calibration, sensitivity and ope measure statistics, not speed
+ONLY_WHEN_NAMED = ("soak", "calibration", "sensitivity", "ope", "ann")
 
 
 def main(argv: list[str]) -> int:

@@ -1,6 +1,6 @@
 """Model quality and training time on MovieLens-100k, Microsoft Recommenders' protocol.
 
-    python -m bench training [--path data/ml-100k] [--repeat 3] [--seeds 0,1,2,3] [--select]
+    python -m bench training [--path data/ml-100k] [--repeat 3] [--seeds 0,1,2,3] [--select] [--spark]
 
 Stratified 75/25 split (Recommenders' ``python_stratified_split``, reproduced row for row by
 ``engine.data.split``), k = 10, every test rating relevant, the user's training items never
@@ -9,6 +9,11 @@ recommended (``engine.models.evaluation``).  Two stratifications:
 * **per user** — issue 14's protocol, and what ``recops train`` reports;
 * **per item** — what Recommenders' published MovieLens table used (``filter_by="item"`` in their
   benchmark notebook); only these numbers compare with the published rows.
+
+``--spark`` prints instead one table: ALS fitted in process and by Spark (``recops train --engine
+spark``, ``RECOPS_SPARK_MASTER``, ``local[2]`` by default) on the per-user split of seed 42 — quality,
+median fit seconds of ``--repeat`` fits and their ratio to the in-process fit, and the session's
+start time apart.  Without ml-100k on disk it uses a demo world of ml-100k's size.
 
 The first table is at split seed 42 with the median fit time of ``--repeat`` fits (a ratio to ALS's
 measured in the same run); the second, the mean over seed 42 and ``--seeds``.  The last times a
@@ -36,6 +41,7 @@ from typing import Any
 
 from bench.harness import table
 from engine.data.dataset_store import StoredDataset
+from engine.data.demo import DemoWorld
 from engine.data.fetch import DEFAULT_TARGET, has_ml100k
 from engine.data.movielens import load_movielens
 from engine.data.schema import Dataset
@@ -115,13 +121,45 @@ def print_selection(dataset: Dataset) -> None:
               f"the defaults are {'this row' if current == params else _params(current)}")
 
 
+def print_spark(dataset: Dataset, repeat: int) -> None:
+    """ALS in process against ALS on Spark: the same split, parameters and seed (see the docstring)."""
+    from engine.config import get_settings
+    from engine.models.spark_als import spark_fit
+
+    settings = get_settings()
+    split = EvaluationSplit.build(dataset, seed=SEED)
+    local = [evaluate_model(split, BASELINE, K) for _ in range(repeat)]
+    with tempfile.TemporaryDirectory(prefix="recops-bench-spark-") as tmp:
+        started = time.perf_counter()
+        with spark_fit(settings.spark_master, settings.spark_memory, Path(tmp), Path(tmp) / "spark.log") as spark:
+            start_seconds = time.perf_counter() - started
+            on_spark = [evaluate_model(split, BASELINE, K, fit=spark.fit) for _ in range(repeat)]
+    base = statistics.median(r.train_seconds for r in local)
+    rows = []
+    for engine, reports in (("in process (implicit)", local), (f"spark {settings.spark_master}", on_spark)):
+        secs = statistics.median(r.train_seconds for r in reports)
+        rows.append([engine, _pair(reports[0]), f"{secs:.2f}", f"{secs / base:.1f}"])
+    print(f"{dataset.name}: ALS defaults, per-user 75/25 split of seed {SEED}, k={K}; fit seconds: median of "
+          f"{repeat}; Spark's session started in {start_seconds:.1f} s (not in the fit)")
+    print(table(["engine", "P@10 / NDCG@10", "fit s", "fit / in process"], rows))
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench training")
     parser.add_argument("--path", type=Path, default=DEFAULT_TARGET, help="ml-100k folder (u.data, u.item)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seeds", default="0,1,2,3", help="further split seeds for the mean (empty: seed 42 only)")
     parser.add_argument("--select", action="store_true", help="also show how the defaults were chosen on validation")
+    parser.add_argument("--spark", action="store_true", help="only ALS in process against ALS on Spark")
     args = parser.parse_args(argv)
+    if args.spark:
+        if has_ml100k(args.path):
+            print_spark(load_movielens(args.path), args.repeat)
+        else:
+            print(f"no MovieLens-100k in {args.path}: a demo world of its size instead")
+            world = DemoWorld.generate(seed=SEED, n_users=943, n_items=1_682)
+            print_spark(world.dataset(), args.repeat)
+        return 0
     if not has_ml100k(args.path):
         print(f"skipped: no MovieLens-100k in {args.path}; run `recops fetch-movielens --to {args.path}` first")
         return 0

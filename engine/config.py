@@ -94,11 +94,27 @@ class Settings(BaseSettings):
     ease_max_items: int = Field(
         default=10_000, ge=1, description="Largest catalogue EASE trains on (its memory grows with items²)"
     )
+    # Below this, scoring every item is exact and fast enough (~1 ms per 20,000 items); above it the
+    # registry builds an ANN index at training time and factor models retrieve through it.
+    ann_min_items: int = Field(
+        default=50_000, ge=1,
+        description="Catalogues with at least this many items get an ANN index for candidate retrieval (ALS)",
+    )
     holdout_days: float = Field(
         default=7.0, gt=0, description="`recops train` evaluates on the last N days of interactions (time holdout)"
     )
     model_poll_seconds: float = Field(
         default=2.0, gt=0, description="How often serving processes check the registry for a promotion"
+    )
+    # `recops train --engine spark` (engine/models/spark_als.py): the master Spark runs ALS on, and
+    # the memory of its driver and executors (in local mode the executors live in the driver)
+    spark_master: str = Field(
+        default="local[2]",
+        description="Spark master of `recops train --engine spark` (local[N], spark://host:7077, yarn...); "
+        "with a remote master the data dir must be on storage every executor reads",
+    )
+    spark_memory: str | None = Field(
+        default=None, description="spark.driver.memory and spark.executor.memory (e.g. 4g); unset = Spark's 1g"
     )
     retrain_every: float | None = Field(
         default=None,

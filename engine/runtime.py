@@ -93,13 +93,14 @@ def prepare_models(settings: Settings, dataset: Dataset | StoredDataset) -> Mode
     log.info("no trained models for %s in %s: training %s", dataset.name, settings.models_dir,
              ", ".join(STARTUP_MODELS))
     if isinstance(dataset, StoredDataset) and dataset.name != DEMO:
-        options = TrainingOptions(holdout_days=settings.holdout_days, ease_max_items=settings.ease_max_items)
+        options = TrainingOptions(holdout_days=settings.holdout_days, ease_max_items=settings.ease_max_items,
+                                  ann_min_items=settings.ann_min_items)
         logged = logged_events(settings, dataset, until=time.time())
         train_models(dataset, registry, STARTUP_MODELS, {}, options, log.info, logged)
     elif isinstance(dataset, StoredDataset):
-        registry.train_all(dataset.dataset, dataset_version=dataset.version)
+        registry.train_all(dataset.dataset, dataset_version=dataset.version, ann_min_items=settings.ann_min_items)
     else:
-        registry.train_all(dataset)
+        registry.train_all(dataset, ann_min_items=settings.ann_min_items)
     return registry
 
 

@@ -13,6 +13,7 @@ from engine.console import datasets as dv
 from engine.console import experiments as exp_backend
 from engine.console import model_specs
 from engine.console import models as mv
+from engine.console import offline_check as oc
 from pages import _experiments_ui as exp_ui
 from pages import _models_ui as models_ui
 from pages import _resources as res
@@ -82,6 +83,33 @@ def ab_test_section(records: Sequence[mv.VersionRecord], dataset: str) -> None:
         production = mv.production_version(records, record.model)
         taken = {e.key for e in exp_backend.listed(eng)}
         exp_ui.open_editor(mv.ab_test_form(record, numbers[version], numbers.get(production or ""), taken))
+
+
+def offline_check_section(records: Sequence[mv.VersionRecord]) -> None:
+    """OPE of a candidate against the exploring logs of the served dataset, before anyone A/B tests it."""
+    box = st.container(border=True)
+    box.markdown("**Offline check**: a candidate's clicks per list estimated from the exploring logs")
+    left, right = box.columns([2, 3])
+    spec = left.selectbox("Candidate", oc.spec_choices(records), key="ope_spec")
+    params = right.text_input("Serving parameters (optional)", key="ope_params", placeholder="mmr_lambda=0.5,n=10")
+    simulate = 0
+    if eng.world is not None and box.checkbox("Simulate logged impressions first (demo world)", key="ope_sim"):
+        simulate = int(box.number_input("Lists to simulate", 1_000, oc.MAX_SIMULATED, 20_000, 1_000,
+                                        key="ope_sim_n"))
+    if box.button("Run the offline check", key="ope_run", icon=":material/query_stats:"):
+        with st.spinner("Estimating from the logs …"):
+            st.session_state["ope_outcome"] = oc.run_check(oc.offline_check(eng), oc.target_text(spec, params),
+                                                           simulate)
+    outcome: oc.CheckOutcome | None = st.session_state.get("ope_outcome")
+    if outcome is None:
+        return
+    if outcome.result is None:
+        box.info(outcome.message)
+        return
+    with box:
+        ui.cards(oc.result_cards(outcome.result))
+        st.dataframe(oc.result_frame(outcome.result), hide_index=True, width="stretch")
+        st.caption(oc.caption(outcome.result))
 
 
 def switch_section(registry: mv.ModelRegistry, records: Sequence[mv.VersionRecord], dataset: str) -> None:
@@ -206,6 +234,9 @@ else:
     versions_section(records)
     with ui.guard("preparing the A/B test"):
         ab_test_section(records, dataset)
+    if dataset == eng.dataset.name:
+        with ui.guard("running the offline check"):
+            offline_check_section(records)
     st.subheader("Promote or roll back")
     writer = ui.writer("promote or roll back models", "models")
     if writer is not None:

@@ -29,7 +29,7 @@ REQUIRE_BINARIES = os.environ.get("RECOPS_REQUIRE_BINARIES") == "1"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-DEBIAN_PACKAGE = {"promtool": "prometheus"}
+DEBIAN_PACKAGE = {"promtool": "prometheus", "java": "openjdk-17-jre-headless"}
 
 
 def require_binary(name: str, path: str | None = None) -> str:

@@ -221,6 +221,9 @@ class TrainBody(BaseModel):
     holdout_days: float | None = Field(default=None, gt=0, le=36_500, description="default RECOPS_HOLDOUT_DAYS")
     events: bool = Field(default=True, description="learn from the events logged for the dataset too "
                                                    "(false: the dataset alone, as recops train --no-events)")
+    engine: Literal["local", "spark"] = Field(
+        default="local", description="fit in the API process, or (ALS only) on Spark at RECOPS_SPARK_MASTER"
+    )
 
 
 class TrainedVersion(BaseModel):

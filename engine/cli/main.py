@@ -184,6 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
     _command(sub, "retrain", "retrain the served dataset's models on a schedule when new events were logged "
              "(candidates only)", add_retrain_arguments, retrain_command)
 
+    from engine.cli.ope import add_ope_arguments, ope_command
+
+    _command(sub, "ope", "estimate a candidate policy's clicks from exploring logs (off-policy evaluation)",
+             add_ope_arguments, ope_command)
+
     p = sub.add_parser("evaluate", help="offline evaluation of every model")
     p.add_argument("--dataset", choices=["demo", "movielens"], default="demo")
     p.add_argument("--path", help="MovieLens directory (ml-100k, ml-latest or ml-latest-small)")

@@ -2,7 +2,9 @@
 
 Input the user can fix (an unknown dataset, model or version, a ``--param`` that does not parse or
 is not a parameter of the model, a dataset with one user, EASE above its size cap, nothing to roll
-back to) prints one line on stderr and exits with 2, the registry untouched.  A promotion or
+back to, ``--engine spark`` for a model other than ALS) prints one line on stderr and exits with 2,
+the registry untouched.  A Spark job that fails (``--engine spark``: no Java, a master it cannot
+reach, a killed JVM) prints one line and exits with 1, nothing registered.  A promotion or
 rollback needs the audit log: when Redis cannot be reached it is refused (exit 1) rather than done
 unaudited.
 """
@@ -55,22 +57,27 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="days at the end kept for the time holdout (default RECOPS_HOLDOUT_DAYS)")
     parser.add_argument("--no-events", action="store_true",
                         help="train on the dataset alone, without the events tracked for it since (its event log)")
+    parser.add_argument("--engine", choices=("local", "spark"), default="local",
+                        help="fit in this process (local) or, for ALS, on Spark at RECOPS_SPARK_MASTER")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
 def train_command(args: argparse.Namespace) -> int:
     from engine.models.registry import ModelRegistry
+    from engine.models.spark_session import SparkJobError
     from engine.models.training import TRAINING_REFUSALS, plan_training
 
     settings = get_settings()
     try:
         plan = plan_training(settings, args.dataset, args.dataset_version, args.model, args.param, args.tune,
-                             args.holdout_days, events=not args.no_events)
+                             args.holdout_days, events=not args.no_events, engine=args.engine)
         for note in plan.notes:
             print(f"recops train: {note}", file=sys.stderr)
         results = plan.run(ModelRegistry(settings.models_dir), log.info)
     except TRAINING_REFUSALS as exc:
         return _fail("train", exc)
+    except SparkJobError as exc:
+        return _fail("train", f"{exc}; nothing was registered", RUNTIME_ERROR)
     stored, logged = plan.stored, plan.logged
     if args.json:
         print(json.dumps([_result_json(r) for r in results], indent=2))
@@ -80,6 +87,8 @@ def train_command(args: argparse.Namespace) -> int:
           + (f" of {logged.users:,} users" if logged.count else ""))
     print(text_table(["model", "version", "stage", *_metric_headers(), "fit s", "total s"],
                      [_result_row(r) for r in results]))
+    if plan.spark is not None:
+        print(f"fitted by Spark on {plan.spark.master} (its log: {plan.spark.log_path})")
     for r in results:
         if r.tuning is not None:
             print(f"{r.model}: {len(r.tuning.trials)} trials ({r.tuning.sampler}), best {r.tuning.metric} "

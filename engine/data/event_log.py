@@ -57,6 +57,13 @@ SCHEMA = pa.schema([
     ("timestamp", pa.float64()),
     ("value", pa.float64()),  # null when the event carried none
     ("request_id", pa.string()),
+    # an exploring arm's impressions (engine.serving.exploring_lists); null on every other event, and
+    # read as null from logs written before these columns existed
+    ("position", pa.int32()),
+    ("propensity", pa.float64()),
+    ("prefix_propensity", pa.float64()),
+    ("marginal_propensity", pa.float64()),
+    ("policy", pa.string()),
 ])  # fmt: skip
 MANIFEST = "_manifest.json"
 LOCK = ".event-log.lock"

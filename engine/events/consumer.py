@@ -61,6 +61,7 @@ GROUP = "event-log"
 DEAD_LETTERS = "dead-letters.jsonl"
 REQUIRED_FIELDS = ("event_id", "user_id", "item_id", "type", "timestamp")
 RETRY_SECONDS = 1.0  # while Redis is unreachable
+LOGGED_PROPENSITIES = ("propensity", "prefix_propensity", "marginal_propensity")
 
 # Test hook: ``checkpoint(stage)`` is called at these points of a flush, so that a test can kill the
 # process exactly between the read and the write, or between the write and the acknowledgement.
@@ -116,6 +117,10 @@ def entry_row(stream_id: str, fields: Mapping[str, str]) -> dict[str, Any]:
         "timestamp": timestamp,
         "value": _number(fields, "value") if fields.get("value") else None,
         "request_id": fields.get("request_id") or None,
+        # an exploring arm's impressions (tracker.PROPENSITY_FIELDS); absent on every other event
+        "position": int(_number(fields, "position")) if fields.get("position") else None,
+        **{name: _number(fields, name) if fields.get(name) else None for name in LOGGED_PROPENSITIES},
+        "policy": fields.get("policy") or None,
     }
 
 

@@ -84,6 +84,11 @@ end
 return 1
 """
 PENDING_MS = 500
+MAX_POSITION = 1_000
+MAX_POLICY_LENGTH = 500
+Probability = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
+# the optional fields an exploring arm's impression carries (stream fields and event-log columns alike)
+PROPENSITY_FIELDS = ("position", "propensity", "prefix_propensity", "marginal_propensity", "policy")
 
 
 class Event(BaseModel):
@@ -104,6 +109,13 @@ class Event(BaseModel):
         default=None, allow_inf_nan=False, description="Rating (1..5) for rating; price paid for purchase"
     )
     timestamp: float = Field(default_factory=time.time, gt=0, allow_inf_nan=False, description="Unix seconds")
+    # An exploring arm's impressions (engine.serving.exploring_lists), for off-policy evaluation:
+    position: int | None = Field(default=None, ge=0, le=MAX_POSITION, description="Slot shown at, 0 = top")
+    propensity: Probability | None = Field(default=None, description="P(this item at this slot | the items above)")
+    prefix_propensity: Probability | None = Field(default=None, description="P(the list down to this slot)")
+    marginal_propensity: Probability | None = Field(default=None, description="P(this item at this slot)")
+    policy: str | None = Field(default=None, min_length=1, max_length=MAX_POLICY_LENGTH,
+                               description="The exploring policy that drew the list (model spec and settings)")
 
     @field_validator("event_id", mode="before")
     @classmethod
@@ -117,6 +129,11 @@ class Event(BaseModel):
             raise ValueError(f"a rating event needs a value between {low:g} and {high:g}, got {self.value}")
         if self.type == "purchase" and self.value is not None and self.value < 0:
             raise ValueError(f"a purchase value is the price paid and cannot be negative, got {self.value}")
+        logged = [name for name in PROPENSITY_FIELDS if getattr(self, name) is not None]
+        if logged and self.type != "impression":
+            raise ValueError(f"{', '.join(logged)} describe a shown item: only impression events carry them")
+        if logged and (self.position is None or self.propensity is None or self.request_id is None):
+            raise ValueError("an impression with propensities needs position, propensity and request_id")
         return self
 
     def stream_fields(self) -> dict[FieldT, EncodableT]:
@@ -131,6 +148,10 @@ class Event(BaseModel):
             fields["value"] = repr(self.value)
         if self.request_id is not None:
             fields["request_id"] = self.request_id
+        for name in PROPENSITY_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                fields[name] = value if isinstance(value, str) else repr(value)
         return fields
 
 

@@ -157,6 +157,12 @@ class ALSRecommender(Recommender):
             return self.user_factors[u].astype(np.float64)
         return self.fold_in(history)
 
+    def query_vector(self, user_id: str, history: np.ndarray) -> np.ndarray | None:
+        return self._user_vector(user_id, history) if len(history) else None
+
+    def index_vectors(self) -> np.ndarray:
+        return self.item_factors
+
     def _score_indices(self, user_id: str, history: np.ndarray, candidates: np.ndarray) -> np.ndarray:
         if len(history) == 0:
             # nothing to go on: an empty list, and the service falls back to its cold start

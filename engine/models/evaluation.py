@@ -21,7 +21,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from engine.config import Settings
 from engine.data.demo import DemoWorld, position_bias
 from engine.data.schema import Dataset, DatasetError, InteractionMatrix
 from engine.data.split import StratifyBy, stratified_split
+from engine.models.base import Recommender
 from engine.models.registry import MODEL_CLASSES, new_model
 
 DEFAULT_MODELS: tuple[str, ...] = ("popularity", "item_item", "als")
@@ -143,11 +144,14 @@ def evaluate_model(
     k: int = 10,
     params: Mapping[str, Any] | None = None,
     world: DemoWorld | None = None,
+    fit: Callable[[Recommender, InteractionMatrix], Recommender] | None = None,
 ) -> ModelReport:
-    """Train model ``name`` on the split's train half and score its top-k lists for the test users."""
+    """Train model ``name`` on the split's train half and score its top-k lists for the test users.
+
+    ``fit`` fits the model elsewhere than in this process (``recops train --engine spark``)."""
     model = new_model(name, params)
     started = time.perf_counter()
-    model.fit(split.train)
+    model = fit(model, split.train) if fit is not None else model.fit(split.train)
     train_seconds = time.perf_counter() - started
     lists = [[item for item, _ in model.recommend(user, n=k)] for user in split.test_users]
     accuracy = ranking_metrics(lists, split.relevant, k)

@@ -49,6 +49,7 @@ from typing import Any
 
 from engine.data.schema import Dataset
 from engine.models.als import ALSRecommender
+from engine.models.ann_index import AnnIndex, wants_index
 from engine.models.base import Recommender
 from engine.models.ease import EASERecommender
 from engine.models.item_item import ItemItemRecommender
@@ -370,12 +371,15 @@ class ModelRegistry:
             data["default_pinned"] = True
 
     def save(
-        self, name: str, model: Recommender, dataset: str = DEMO_DATASET, lineage: Mapping[str, Any] | None = None
+        self, name: str, model: Recommender, dataset: str = DEMO_DATASET, lineage: Mapping[str, Any] | None = None,
+        ann_min_items: int | None = None,
     ) -> str:
         """Save a fitted ``model`` as a new version of ``name`` trained on ``dataset`` and return it.
 
         The first version of ``name`` on ``dataset`` goes straight to production; later ones are
-        candidates until promoted.
+        candidates until promoted.  A model with index vectors over at least ``ann_min_items`` items
+        (``RECOPS_ANN_MIN_ITEMS``; None: never) gets an ANN index built for the new version, saved in
+        its directory before the registry points at it.
         """
         model_class(name)
         if model.name != name:
@@ -398,6 +402,13 @@ class ModelRegistry:
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
+        vectors = model.index_vectors()
+        if vectors is not None and wants_index(len(vectors), ann_min_items):
+            try:
+                AnnIndex.build(vectors).save(final, version)
+            except BaseException:
+                shutil.rmtree(final, ignore_errors=True)
+                raise
         with self._updating() as data:
             entry = data["models"].setdefault(name, {"versions": {}, "production": {}})
             first = _production(entry, dataset) is None
@@ -467,15 +478,14 @@ class ModelRegistry:
             if version is None:
                 raise UnknownModelError(f"{name!r} has no production version on dataset {dataset!r}")
         self._version_info(entry, name, version)
-        model = cls.load(self.models_dir / name / version)
-        model.version = version
-        return model
+        return cls.load(self.models_dir / name / version, version)
 
     def train_all(
-        self, dataset: Dataset, names: Iterable[str] | None = None, dataset_version: int | None = None
+        self, dataset: Dataset, names: Iterable[str] | None = None, dataset_version: int | None = None,
+        ann_min_items: int | None = None,
     ) -> dict[str, str]:
         """Fit and save each model (``STARTUP_MODELS`` by default) on ``dataset``, named by
-        ``dataset.name``; returns name → new version."""
+        ``dataset.name``; returns name → new version (with an ANN index from ``ann_min_items`` items)."""
         chosen = list(names) if names is not None else list(STARTUP_MODELS)
         for name in chosen:
             model_class(name)  # fail before spending time on training
@@ -486,5 +496,5 @@ class ModelRegistry:
             model = new_model(name).fit(interactions)
             record = lineage(dataset=dataset.name, dataset_version=dataset_version, events=dataset.events,
                              params=model.params(), train_seconds=time.perf_counter() - started)
-            versions[name] = self.save(name, model, dataset=dataset.name, lineage=record)
+            versions[name] = self.save(name, model, dataset=dataset.name, lineage=record, ann_min_items=ann_min_items)
         return versions

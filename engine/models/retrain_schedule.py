@@ -145,7 +145,8 @@ def retrain_once(settings: Settings, dataset: str, audit: AuditSink, now: float 
             return run
         # production's recipe on the newer data: a retrain changes what is learnt from, not how
         params = {name: dict(registry.record(name, served[name]).lineage.get("params") or {}) for name in due}
-        options = TrainingOptions(holdout_days=settings.holdout_days, ease_max_items=settings.ease_max_items)
+        options = TrainingOptions(holdout_days=settings.holdout_days, ease_max_items=settings.ease_max_items,
+                                  ann_min_items=settings.ann_min_items)
         trained = train_models(stored, registry, due, params, options, log.info, logged)
     except TRAINING_REFUSALS as exc:
         run = RetrainRun(dataset, started, error=" ".join(str(exc).split()))

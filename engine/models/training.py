@@ -17,6 +17,13 @@ items outside the catalogue dropped and counted) and the lineage counts them (``
 ``events_from``, ``events_to``).  ``events=False`` (``recops train --no-events``) trains on the
 dataset alone.
 
+Where models are fitted — the engine: in this process (``local``, the default), or for ALS on
+Spark (``recops train --engine spark``, ``engine.models.spark_als``), on the master
+``RECOPS_SPARK_MASTER`` names.  Everything else is the same for both — the merged data, the
+holdouts, the saved format, the lineage (which adds ``engine: "spark"`` and Spark's parameters) —
+so serving and experiments do not tell the versions apart.  A Spark job that fails raises
+``SparkJobError`` before anything is saved: the registry is unchanged.
+
 Logged events take part in both holdouts, as any event does.  They are the newest events, so the
 time holdout — the last ``holdout_days`` before the newest event — is mostly made of them: it then
 scores the question production asks, "from everything before, what did live users do next?".
@@ -34,14 +41,16 @@ import inspect
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from engine.config import Settings
 from engine.data.dataset_store import StoredDataset, open_dataset
 from engine.data.event_log import EventLog
 from engine.data.logged_events import LoggedEvents, read_logged_events
-from engine.data.schema import Dataset, DatasetError
+from engine.data.schema import Dataset, DatasetError, InteractionMatrix
 from engine.data.split import interaction_events
+from engine.models.base import Recommender
 from engine.models.ease import CatalogueTooLargeError, check_catalogue
 from engine.models.evaluation import ModelReport, evaluate_model
 from engine.models.holdout import Holdout, per_user_holdout, time_holdout
@@ -58,6 +67,10 @@ from engine.models.tuning import TuningReport, tune
 
 ALL = "all"
 K = 10
+LOCAL = "local"
+SPARK = "spark"
+ENGINES: tuple[str, ...] = (LOCAL, SPARK)
+SPARK_MODELS: tuple[str, ...] = ("als",)  # the models with a Spark engine
 
 
 class TrainingError(ValueError):
@@ -79,6 +92,7 @@ class TrainingOptions:
     ease_max_items: int = 10_000
     tune_trials: int = 0
     k: int = K
+    ann_min_items: int | None = None  # catalogues this large get an ANN index (None: never)
 
 
 @dataclass(frozen=True)
@@ -89,6 +103,56 @@ class TrainingResult:
     lineage: dict[str, Any]
     total_seconds: float
     tuning: TuningReport | None = None
+
+
+class FitEngine(Protocol):
+    """Where models are fitted (see the module docstring): ``engine.models.spark_als.SparkFit`` is one."""
+
+    def fit(self, model: Recommender, interactions: InteractionMatrix) -> Recommender: ...
+
+    def lineage(self) -> dict[str, Any]:
+        """What the lineage of the model fitted last adds (nothing, in process)."""
+        ...
+
+
+class InProcess:
+    """The default engine: each model's own ``fit``, here."""
+
+    def fit(self, model: Recommender, interactions: InteractionMatrix) -> Recommender:
+        return model.fit(interactions)
+
+    def lineage(self) -> dict[str, Any]:
+        return {}
+
+
+@dataclass(frozen=True)
+class SparkOptions:
+    """Where ``--engine spark`` runs (``RECOPS_SPARK_*``) and keeps its scratch files and log."""
+
+    master: str
+    memory: str | None
+    work_dir: Path
+    log_path: Path
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SparkOptions:
+        return cls(settings.spark_master, settings.spark_memory, settings.data_dir / "spark",
+                   settings.data_dir / "logs" / "spark.log")
+
+
+def check_engine(engine: str, names: Sequence[str], tune_trials: int) -> None:
+    """``--engine``: a known one; Spark fits ALS only, and does not tune (each trial would be a Spark job)."""
+    if engine not in ENGINES:
+        raise TrainingError(f"--engine {engine!r}: expected one of {', '.join(ENGINES)}")
+    if engine != SPARK:
+        return
+    others = [n for n in names if n not in SPARK_MODELS]
+    if others:
+        raise TrainingError(f"--engine spark trains {', '.join(SPARK_MODELS)} only, not {', '.join(others)}; "
+                            "use --model als")
+    if tune_trials:
+        raise TrainingError("--engine spark does not tune: tune in process (--tune), then train on Spark "
+                            "with the chosen --param values")
 
 
 # ---- parameters ------------------------------------------------------------------------------
@@ -197,9 +261,19 @@ class TrainingPlan:
     options: TrainingOptions
     notes: list[str]  # models left out of ``all`` and logged events dropped, and why
     logged: LoggedEvents  # the logged events learnt from besides the dataset (none with ``events=False``)
+    spark: SparkOptions | None = None  # ``--engine spark``: where; None fits in process
 
     def run(self, registry: ModelRegistry, progress: Callable[[str], None] | None = None) -> list[TrainingResult]:
-        return train_models(self.stored, registry, self.names, self.params, self.options, progress, self.logged)
+        """Train and register; raises ``SparkJobError`` (registry unchanged) when a Spark job fails."""
+        if self.spark is None:
+            return train_models(self.stored, registry, self.names, self.params, self.options, progress, self.logged)
+        from engine.models.spark_als import spark_fit
+
+        spark = self.spark
+        (progress or (lambda _: None))(f"starting Spark on {spark.master}")
+        with spark_fit(spark.master, spark.memory, spark.work_dir, spark.log_path) as engine:
+            return train_models(self.stored, registry, self.names, self.params, self.options, progress,
+                                self.logged, engine)
 
 
 def logged_events(settings: Settings, stored: StoredDataset, until: float) -> LoggedEvents:
@@ -225,6 +299,7 @@ def plan_training(
     tune_trials: int = 0,
     holdout_days: float | None = None,
     events: bool = True,
+    engine: str = LOCAL,
 ) -> TrainingPlan:
     """Open the dataset (and, with ``events``, read its event log up to now) and check the models and
     ``key=value`` parameters, before any work.
@@ -236,25 +311,29 @@ def plan_training(
     logged = logged_events(settings, stored, until=time.time()) if events else LoggedEvents.none()
     names, notes = chosen_models(model, stored.dataset.n_items, settings.ease_max_items)
     notes += logged_events_note(stored, logged)
+    check_engine(engine, names, tune_trials)
     params = parse_params(param_pairs, names)
     options = TrainingOptions(
         holdout_days=holdout_days if holdout_days is not None else settings.holdout_days,
         ease_max_items=settings.ease_max_items,
         tune_trials=tune_trials,
+        ann_min_items=settings.ann_min_items,
     )
     if options.holdout_days <= 0:
         raise TrainingError(f"--holdout-days must be positive, got {options.holdout_days:g}")
-    return TrainingPlan(stored, names, params, options, notes, logged)
+    spark = SparkOptions.from_settings(settings) if engine == SPARK else None
+    return TrainingPlan(stored, names, params, options, notes, logged, spark)
 
 
 # ---- training --------------------------------------------------------------------------------
 
 
-def holdout_metrics(holdout: Holdout, name: str, params: Mapping[str, Any], k: int) -> dict[str, Any]:
+def holdout_metrics(holdout: Holdout, name: str, params: Mapping[str, Any], k: int,
+                    engine: FitEngine | None = None) -> dict[str, Any]:
     """A holdout's scores for one model, keyed ``precision_at_10`` etc., with the holdout's definition."""
     if holdout.split is None:
         return {**holdout.definition, "unavailable": holdout.unavailable}
-    report = evaluate_model(holdout.split, name, k, params)
+    report = evaluate_model(holdout.split, name, k, params, fit=engine.fit if engine is not None else None)
     return {**holdout.definition, **report_metrics(report, k)}
 
 
@@ -280,10 +359,12 @@ def train_models(
     options: TrainingOptions,
     progress: Callable[[str], None] | None = None,
     logged: LoggedEvents | None = None,
+    engine: FitEngine | None = None,
 ) -> list[TrainingResult]:
-    """Train, score and register each of ``names`` on ``stored`` and the ``logged`` events (see the
-    module docstring)."""
+    """Train, score and register each of ``names`` on ``stored`` and the ``logged`` events, fitting
+    them with ``engine`` (in process by default; see the module docstring)."""
     say = progress or (lambda _: None)
+    engine = engine if engine is not None else InProcess()
     dataset = logged.merged_into(stored.dataset) if logged is not None else stored.dataset
     label = f"{stored.name!r} (version {stored.version})"
     if logged is not None and logged.count:
@@ -314,16 +395,18 @@ def train_models(
             report = tune(time_split.split, name, options.tune_trials, fixed=chosen, k=options.k)
             chosen = report.best_params
         say(f"{name}: scoring on the holdouts")
-        metrics = {h.kind: holdout_metrics(h, name, chosen, options.k) for h in holdouts}
+        metrics = {h.kind: holdout_metrics(h, name, chosen, options.k, engine) for h in holdouts}
         say(f"{name}: fitting on all {interactions.matrix.nnz:,} user-item pairs")
         fit_started = time.perf_counter()
-        model = new_model(name, chosen).fit(interactions)
+        model = engine.fit(new_model(name, chosen), interactions)
         fit_seconds = time.perf_counter() - fit_started
         record = lineage(dataset=stored.name, dataset_version=stored.version, events=stored.dataset.events,
                          params=model.params(), train_seconds=fit_seconds, metrics=metrics, logged=logged)
+        record.update(engine.lineage())
         if report is not None:
             record["tuning"] = report.summary()
-        version = registry.save(name, model, dataset=stored.name, lineage=record)
+        version = registry.save(name, model, dataset=stored.name, lineage=record,
+                                ann_min_items=options.ann_min_items)
         stage = registry.record(name, version).stage
         results.append(TrainingResult(name, version, stage, record, time.perf_counter() - started, report))
     return results

@@ -33,6 +33,8 @@ from engine.monitoring import prometheus_metrics as metrics
 from engine.monitoring.quality import QualityWindow, category_diversity
 from engine.serving.cache import TieredCache, WarmReport
 from engine.serving.diversity import DiversitySettings, mmr_rerank
+from engine.serving.exploration import greedy_order
+from engine.serving.exploring_lists import ExplorationPolicy, explore
 from engine.serving.reasons import POPULAR, explain
 from engine.serving.serving_params import ListSettings, ServingParams
 from engine.storage.feature_store import FeatureStore
@@ -253,10 +255,13 @@ class RecommendationService:
         chosen = self._model(model_name, version, load=False)
         if chosen is None:
             return None
-        key = self._key(user_id, model_name, chosen, n, self.list_settings(diversity, serving))
+        settings = self.list_settings(diversity, serving)
+        key = self._key(user_id, model_name, chosen, n, settings)
         value, _ = self.cache.peek_l1(key)
         if value is None:
             return None
+        if settings.exploration is not None:
+            value = self._explored(value, n, settings.exploration)
         result = self._result_from(user_id, value, model_name, "l1")
         self._finish(result, "l1", "ok", started)
         return result
@@ -289,6 +294,8 @@ class RecommendationService:
                     user_id, key, lambda: self._compute(user_id, n, chosen, settings))
             else:
                 value, tier = self._compute(user_id, n, chosen, settings), "miss"
+            if settings.exploration is not None:
+                value = self._explored(value, n, settings.exploration)
             result = self._result_from(user_id, value, model_name, tier)
             status = "ok"
         except Exception as exc:  # the caller must always get a list; the cause is logged and counted
@@ -340,6 +347,20 @@ class RecommendationService:
 
         return self.cache.warm(user_ids, lists_for, progress=progress)
 
+    def exploring_pool(
+        self, user_id: str, serving: ServingParams, model: str | None = None, version: str | None = None
+    ) -> list[RecommendedItem]:
+        """The candidate pool an exploring arm (``serving.exploration``) draws ``user_id``'s lists from,
+        computed now (no cache): the off-policy rehearsal draws many lists from it at once."""
+        settings = self.list_settings(serving=serving)
+        if settings.exploration is None:
+            raise ValueError("exploring_pool needs serving parameters with an exploration policy")
+        chosen = self._model(model or self.default_model, version, load=True)
+        if chosen is None:
+            raise UnknownModelError(f"{model}@{version} cannot be loaded: no version loader")
+        items: list[RecommendedItem] = self._compute(user_id, settings.exploration.pool, chosen, settings)["items"]
+        return items
+
     def invalidate_user(self, user_id: str, reason: str) -> int:
         """Drop a user's cached lists and features (events call this after a purchase)."""
         removed = self.cache.invalidate_user(user_id, reason=reason)
@@ -348,6 +369,8 @@ class RecommendationService:
 
     # ----------------------------------------------------------------- compute
     def _compute(self, user_id: str, n: int, model: Recommender, settings: ListSettings) -> dict[str, Any]:
+        if settings.exploration is not None:  # an exploring arm caches its pool, drawn from per request
+            n = settings.exploration.pool
         feats = self.features.get_user(user_id)
         purchased = set(feats.purchased)
         history = [i for i in feats.history if i in self.catalog]
@@ -361,7 +384,10 @@ class RecommendationService:
         positions = self.catalog.positions(ids)
         scores = np.asarray([s for iid, s in candidates if iid in self.catalog], dtype=np.float64)
         vectors = self.vectors[positions] if self.vectors is not None else None
-        order = mmr_rerank(scores, self.catalog.categories[positions], n, settings.diversity, vectors)
+        if settings.exploration is not None:  # exploration replaces the re-rank (engine.serving.exploring_lists)
+            order = greedy_order(scores)[:n]
+        else:
+            order = mmr_rerank(scores, self.catalog.categories[positions], n, settings.diversity, vectors)
         picked = positions[order]
         history_pos = self.catalog.positions(history)
         reasons = explain(picked, history_pos, self.catalog, self.vectors)
@@ -369,6 +395,27 @@ class RecommendationService:
             "items": [self._item_dict(p, float(scores[o]), r) for p, o, r in zip(picked, order, reasons, strict=True)],
             "cold_start": False,
             "diversity": category_diversity(self.catalog.categories[picked].tolist()),
+        }
+
+    @staticmethod
+    def _explored(value: dict[str, Any], n: int, policy: ExplorationPolicy) -> dict[str, Any]:
+        """The list an exploring arm shows this request: ``n`` items drawn from the cached pool
+        ``value``, with each shown item's propensities (``engine.serving.exploring_lists``)."""
+        pool = value["items"]
+        if not pool:
+            return value
+        scores = np.asarray([item["score"] for item in pool], dtype=np.float64)
+        drawn = explore(scores, n, policy, np.random.default_rng())  # a generator per call: thread-safe
+        shown = [pool[i] for i in drawn.items]
+        return {
+            **value,
+            "items": shown,
+            "diversity": category_diversity([item["category"] for item in shown]),
+            "exploration": {
+                "propensity": drawn.propensity.tolist(),
+                "prefix_propensity": drawn.prefix_propensity.tolist(),
+                "marginal_propensity": drawn.marginal_propensity.tolist(),
+            },
         }
 
     def _cold_start(self, n: int, purchased: set[str]) -> dict[str, Any]:
@@ -399,4 +446,5 @@ class RecommendationService:
             cache_tier=tier,
             cold_start=bool(value.get("cold_start")),
             diversity=float(value.get("diversity", 1.0)),
+            extra={"exploration": value["exploration"]} if "exploration" in value else {},
         )

@@ -19,11 +19,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from engine.serving.diversity import DiversitySettings
+from engine.serving.exploring_lists import ExplorationPolicy
 
 MAX_LIST_LENGTH = 100  # the API's own bound on ``n``
 MAX_CANDIDATE_POOL = 10_000
@@ -39,11 +40,30 @@ class ListSettings:
 
     candidate_pool: int
     diversity: DiversitySettings
+    exploration: ExplorationPolicy | None = None  # sample the shown list (engine.serving.exploring_lists)
 
     @cached_property
     def signature(self) -> str:
-        """Short stable text for cache keys: the re-ranking's and the pool's."""
-        return f"{self.diversity.signature}p{self.candidate_pool}"
+        """Short stable text for cache keys: the re-ranking's and the pool's (and an exploring arm's policy:
+        what it caches is its candidate pool, not a list)."""
+        explore = self.exploration.signature if self.exploration is not None else ""
+        return f"{self.diversity.signature}p{self.candidate_pool}{explore}"
+
+
+class Exploration(BaseModel):
+    """An exploring arm's policy: ``{"method": "plackett_luce", "temperature": 0.5}`` or
+    ``{"method": "epsilon_greedy", "epsilon": 0.1}``, over the model's top ``pool`` candidates."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: Literal["plackett_luce", "epsilon_greedy"]
+    temperature: float = Field(default=1.0, gt=0, le=100, allow_inf_nan=False,
+                               description="Plackett-Luce temperature over scores scaled to [0, 1]")
+    epsilon: float = Field(default=0.1, ge=0, le=1, description="ε-greedy: chance a slot is filled at random")
+    pool: int = Field(default=50, ge=1, le=1_000, description="Top candidates the list is drawn from")
+
+    def policy(self) -> ExplorationPolicy:
+        return ExplorationPolicy(self.method, self.temperature, self.epsilon, self.pool)
 
 
 class ServingParams(BaseModel):
@@ -54,6 +74,8 @@ class ServingParams(BaseModel):
                                        description="Candidates the model scores before re-ranking")
     mmr_lambda: float | None = Field(default=None, ge=0, le=1, description="MMR trade-off: 1 relevance, 0 spread")
     category_cap: int | None = Field(default=None, ge=1, description="At most this many items of one category")
+    exploration: Exploration | None = Field(
+        default=None, description="Sample the shown list from the scores, logging propensities (off by default)")
 
     @classmethod
     def allowed(cls) -> list[str]:
@@ -98,7 +120,8 @@ class ServingParams(BaseModel):
                 category_cap=diversity.category_cap if self.category_cap is None else self.category_cap,
             )
         pool = base.candidate_pool if self.candidate_pool is None else self.candidate_pool
-        return ListSettings(candidate_pool=pool, diversity=diversity)
+        exploration = base.exploration if self.exploration is None else self.exploration.policy()
+        return ListSettings(candidate_pool=pool, diversity=diversity, exploration=exploration)
 
 
 DEFAULT_SERVING = ServingParams()

@@ -617,8 +617,8 @@ def test_readout_names_what_each_arm_served_and_promotes_the_shipped_candidate(
 
     at = ran(page("readout").run())
     assert "Decision: ship." in joined(at.success)
-    assert texts(at.subheader) == ["Goal: ctr", "Guardrails", "Arms", "Served"]
-    table = at.table[-1].value
+    assert texts(at.subheader) == ["Goal: ctr", "Guardrails", "Arms", "Served", "Recommendation quality"]
+    table = next(t.value for t in at.table if "spec" in t.value.columns)  # the Served table
     assert list(table["spec"]) == ["popularity", "als@2"] and list(table["serving settings"]) == [
         "defaults", "mmr_lambda=0.5"]
     assert table.iloc[1]["served version"] == "als v2 (candidate)"
@@ -753,3 +753,22 @@ def test_an_interleaving_experiment_is_designed_in_the_editor_and_read_out_as_a_
     assert "Preference share" in labels and "p-value" in labels
     overview = ran(page("overview").run())
     assert "200 users shown both rankers" in joined(overview.caption) + joined(overview.markdown)
+
+
+def test_models_page_runs_the_offline_check_against_the_logs(own_data_dir: Path, redis_client: redis.Redis) -> None:
+    at = ran(page("models").run())
+    assert "Offline check" in joined(at.markdown)
+    at.selectbox(key="ope_spec").select("als@production").run()
+    at.button(key="ope_run").click().run()
+    ran(at)
+    assert "No exploring impressions are logged" in joined(at.info)  # a fresh data dir: no logs yet
+    at.checkbox(key="ope_sim").check().run()
+    at.number_input(key="ope_sim_n").set_value(1_000).run()
+    text_input(at, "Serving parameters (optional)").input("mmr_lambda=1").run()  # type: ignore[attr-defined]
+    at.button(key="ope_run").click().run()
+    ran(at)
+    labels = [m.label for m in at.metric]
+    assert {"Candidate (estimated)", "Logging policy (observed)", "Truth (demo world)"} <= set(labels)
+    frame = table_with(at, "clicks per list")
+    assert "SNIPS" in frame["estimate"].tolist()  # type: ignore[index]
+    assert "als@production:mmr_lambda=1.0" in joined(at.caption)

@@ -38,6 +38,7 @@ from engine.models.registry import (
     StageChange,
     UnknownModelError,
 )
+from engine.models.spark_session import SparkJobError
 from engine.models.training import TRAINING_INPUT_ERRORS, plan_training
 from engine.runtime import Engine
 
@@ -116,10 +117,12 @@ def _train(engine: Engine, body: TrainBody) -> TrainResponse:
     pairs = [f"{key}={value}" for key, value in body.params.items()]
     try:
         plan = plan_training(engine.settings, body.dataset, body.dataset_version, body.model, pairs, body.tune,
-                             body.holdout_days, events=body.events)
+                             body.holdout_days, events=body.events, engine=body.engine)
         results = plan.run(_registry(engine))
     except TRAINING_INPUT_ERRORS as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, one_line(exc)) from exc
+    except SparkJobError as exc:  # Spark could not run the job: nothing was registered
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"{one_line(exc)}; nothing was registered") from exc
     except RegistryError as exc:
         raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, one_line(exc)) from exc
     if plan.stored.name == engine.stored.name and any(r.stage == PRODUCTION for r in results):
@@ -135,7 +138,8 @@ def _train(engine: Engine, body: TrainBody) -> TrainResponse:
     )  # fmt: skip
 
 
-@admin_router.post("/train", response_model=TrainResponse, responses={400: {"model": ErrorResponse}})
+@admin_router.post("/train", response_model=TrainResponse,
+                   responses={400: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
 async def train(engine: EngineDep, body: TrainBody) -> TrainResponse:
     """Train on a stored dataset and register new versions with lineage, as ``recops train``.
 

@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from engine.api.deps import get_engine
 from engine.api.interleaved_lists import serve_interleaved
 from engine.api.schemas import ErrorResponse, RecommendationBody, RecommendationQuery, RecommendationResponse
+from engine.events.impressions import impression_events, policy_label
 from engine.experiments.assignment import Assignment
 from engine.experiments.quality import ServedList
 from engine.runtime import Engine
@@ -144,10 +145,17 @@ async def recommend(request: Request) -> Response:
     if assignment is not None and not engine.experiments.already_exposed(assignment):
         served = ServedList(tuple(i["item_id"] for i in result.items), result.cold_start, result.fallback)
         await run_in_threadpool(engine.experiments.record_exposure, assignment, served)
+    request_id = None
+    if assignment is not None and "exploration" in result.extra:  # an exploring arm logs what it drew
+        request_id = new_request_id()
+        events = impression_events(uid, result.items, result.extra["exploration"], request_id,
+                                   policy_label(assignment.model, assignment.version, assignment.serving))
+        await run_in_threadpool(engine.ingest.track_many, events)
     return _response(
         result,
         assignment.experiment if assignment else None,
         assignment.variant if assignment else None,
+        request_id,
     )
 
 

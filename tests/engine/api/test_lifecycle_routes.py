@@ -215,6 +215,7 @@ def test_train_learns_from_the_logged_events_unless_told_not_to(client: httpx.Cl
     ({"dataset": "demo", "model": "als", "params": {"bogus": 1}}, "not a parameter of als"),
     ({"dataset": "demo", "model": "als", "params": {"factors": "many"}}, "als needs int"),
     ({"dataset": "demo", "dataset_version": 2}, "only version 1"),
+    ({"dataset": "demo", "model": "popularity", "engine": "spark"}, "--engine spark trains als only"),
 ])
 def test_bad_training_input_is_a_400_and_registers_nothing(client: httpx.Client, own_api: ApiProcess,
                                                            body: dict, message: str) -> None:

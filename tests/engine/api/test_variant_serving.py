@@ -107,3 +107,48 @@ def test_experiment_routes_refuse_a_variant_naming_no_version(api: ApiProcess, c
     assert [b["dimension"] for b in broken_down] == ["segment", "zip"]
     assert all("no exposed user has the dimension" in b["error"] for b in broken_down)  # nobody exposed yet
     assert client.post("/admin/experiments/api-versions/stop", headers=admin).json()["status"] == "stopped"
+
+
+def test_an_exploring_arm_samples_each_request_and_logs_impressions_with_its_propensities(
+    api: ApiProcess, client: httpx.Client, experiments: ExperimentService
+) -> None:
+    """Plackett-Luce over a pool of 10 served as lists of 10: every list is a permutation of the pool, so
+    the response's scores are the pool's and the propensities can be recomputed here."""
+    import numpy as np
+
+    from engine.serving.exploration import plackett_luce_propensities
+    from engine.serving.exploring_lists import scaled
+
+    user = active_user(api)
+    experiments.create({
+        "key": "explore", "name": "Exploration",
+        "variants": [{"name": "control", "model": "als"},
+                     {"name": "explore", "model": "als",
+                      "params": {"exploration": {"method": "plackett_luce", "temperature": 0.3, "pool": 10}}}],
+        "forced": {user: "explore"},
+    })
+    experiments.start("explore")
+    first = served_as(client, user, "explore")
+    answers = [first] + [client.post("/recommendations", params={"user_id": user, "n": 10}).json()
+                         for _ in range(7)]
+    orders = {tuple(i["item_id"] for i in a["items"]) for a in answers}
+    assert len(orders) > 1  # drawn per request ...
+    assert all(a["cached"] for a in answers[1:])  # ... from the cached pool
+    assert all({i["item_id"] for i in a["items"]} == {i["item_id"] for i in first["items"]} for a in answers)
+
+    stream = Keys().event_stream
+    client_redis = redis.Redis.from_url(api.settings().redis_url, decode_responses=True)
+    for answer in answers:
+        entries = [f for _, f in client_redis.xrange(stream) if f.get("request_id") == answer["request_id"]]
+        assert [int(f["position"]) for f in entries] == list(range(10))
+        assert [f["item_id"] for f in entries] == [i["item_id"] for i in answer["items"]]
+        scores = np.array([i["score"] for i in answer["items"]])
+        expected = plackett_luce_propensities(scaled(scores), np.arange(10), 0.3)
+        logged = np.array([float(f["propensity"]) for f in entries])
+        assert logged == pytest.approx(expected, rel=1e-9)
+        assert np.array([float(f["prefix_propensity"]) for f in entries]) == pytest.approx(np.cumprod(expected))
+        marginal = np.array([float(f["marginal_propensity"]) for f in entries])
+        assert marginal[0] == pytest.approx(expected[0])  # the top slot's marginal is its conditional
+        assert (marginal >= np.cumprod(expected) * (1 - 1e-9)).all() and (marginal <= 1).all()
+        assert all('"exploration"' in f["policy"] and f["type"] == "impression" for f in entries)
+    experiments.stop("explore")

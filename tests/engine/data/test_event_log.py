@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -80,3 +81,39 @@ def test_an_empty_log_reads_as_an_empty_table(tmp_path: Path) -> None:
 def test_a_batch_name_that_is_not_a_file_name_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="batch name"):
         EventLog(tmp_path / "shop").append(rows(0, 1), batch="../escape")
+
+
+def test_logs_written_before_the_propensity_columns_read_with_nulls(tmp_path: Path) -> None:
+    """Schema evolution: a batch file without the exploring impressions' columns (an older log) reads
+    beside a new one, its rows null there, and training reads both."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from engine.data.event_log import SCHEMA, EventLog
+
+    old_schema = pa.schema([f for f in SCHEMA if f.name not in
+                            ("position", "propensity", "prefix_propensity", "marginal_propensity", "policy")])
+    log = EventLog(tmp_path / "events")
+    log.append([{"stream_id": "2-0", "event_id": "e2", "user_id": "u1", "item_id": "i2", "type": "impression",
+                 "timestamp": 1_800_000_100.0, "request_id": "r1", "position": 3, "propensity": 0.5,
+                 "prefix_propensity": 0.1, "marginal_propensity": 0.2, "policy": "{}"}], batch="2-0")
+    # an old batch, written the way the log wrote them before (its own schema), listed in the manifest
+    folder = next((tmp_path / "events").glob("day=*"))
+    old = pa.Table.from_pylist([{"stream_id": "1-0", "event_id": "e1", "user_id": "u1", "item_id": "i1",
+                                 "type": "click", "timestamp": 1_800_000_000.0, "value": None,
+                                 "request_id": "r1"}], schema=old_schema)
+    pq.write_table(old, folder / "1-0-old.parquet")
+    manifest = json.loads((folder / "_manifest.json").read_text())
+    manifest["files"]["1-0-old.parquet"] = {"rows": 1, "sha256": hashlib.sha256(
+        (folder / "1-0-old.parquet").read_bytes()).hexdigest()}
+    (folder / "_manifest.json").write_text(json.dumps(manifest))
+    assert pq.read_schema(folder / "1-0-old.parquet").get_field_index("position") == -1
+    table = log.read()
+    assert table.schema == SCHEMA
+    rows = table.to_pylist()
+    assert [r["event_id"] for r in rows] == ["e1", "e2"]
+    assert {k: rows[0][k] for k in ("position", "propensity", "policy")} == {
+        "position": None, "propensity": None, "policy": None}
+    assert (rows[1]["position"], rows[1]["marginal_propensity"]) == (3, 0.2)
+    assert log.verify() == []
+    assert len(log.training_events()) == 2

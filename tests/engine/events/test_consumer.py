@@ -92,7 +92,8 @@ def test_an_entry_becomes_a_row_with_its_numbers_parsed() -> None:
               "value": "19.9", "request_id": "r1"}
     assert entry_row("5-0", fields) == {"stream_id": "5-0", "event_id": "e1", "user_id": "u1", "item_id": "i1",
                                         "type": "purchase", "timestamp": 1733100000.5, "value": 19.9,
-                                        "request_id": "r1"}
+                                        "request_id": "r1", "position": None, "propensity": None,
+                                        "prefix_propensity": None, "marginal_propensity": None, "policy": None}
     fields = {k: v for k, v in fields.items() if k not in ("value", "request_id")}
     assert entry_row("5-1", fields)["value"] is None and entry_row("5-1", fields)["request_id"] is None
 

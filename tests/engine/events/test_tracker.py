@@ -318,3 +318,25 @@ def test_pending_marks_an_unfinished_event_old_ones_are_appended_again_young_one
     assert tracker.track(stale).duplicate  # done: copies are duplicates from now on
     ids = [f["event_id"] for _, f in redis_client.xrange(keys.event_stream)]
     assert ids == ["stale-1"]
+
+
+def test_an_exploring_impression_carries_its_position_and_propensities() -> None:
+    event = Event(user_id="u1", item_id="i1", type="impression", request_id="r1", position=2, propensity=0.25,
+                  prefix_propensity=0.05, marginal_propensity=0.1, policy='{"model":"als"}')
+    fields = event.stream_fields()
+    assert (fields["position"], fields["propensity"], fields["policy"]) == ("2", "0.25", '{"model":"als"}')
+    plain = Event(user_id="u1", item_id="i1", type="impression").stream_fields()
+    assert not {"position", "propensity", "prefix_propensity", "marginal_propensity", "policy"} & set(plain)
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"type": "click", "request_id": "r", "position": 0, "propensity": 0.5}, "only impression events"),
+    ({"type": "impression", "position": 0, "propensity": 0.5}, "request_id"),
+    ({"type": "impression", "request_id": "r", "propensity": 0.5}, "position"),
+    ({"type": "impression", "request_id": "r", "position": 0, "propensity": 0.0}, "greater than 0"),
+    ({"type": "impression", "request_id": "r", "position": 0, "propensity": 1.5}, "less than or equal to 1"),
+    ({"type": "impression", "request_id": "r", "position": -1, "propensity": 0.5}, "greater than or equal to 0"),
+])
+def test_bad_propensity_fields_are_refused(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        Event(user_id="u1", item_id="i1", **fields)  # type: ignore[arg-type]

@@ -35,17 +35,40 @@ def test_signatures_differ_by_every_list_setting() -> None:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"factors": 8}, "unknown serving parameter 'factors' (allowed: n, candidate_pool, mmr_lambda, category_cap)"),
+        ({"factors": 8},
+         "unknown serving parameter 'factors' (allowed: n, candidate_pool, mmr_lambda, category_cap, exploration)"),
         ({"mmr_lambda": 1.5}, "mmr_lambda: Input should be less than or equal to 1"),
         ({"mmr_lambda": -0.1}, "mmr_lambda: Input should be greater than or equal to 0"),
         ({"category_cap": 0}, "category_cap: Input should be greater than or equal to 1"),
         ({"n": 101}, "n: Input should be less than or equal to 100"),
         ({"candidate_pool": "many"}, "candidate_pool: Input should be a valid integer"),
-        (["n"], "serving parameters are an object of n, candidate_pool, mmr_lambda, category_cap"),
+        ({"exploration": {"method": "softmax"}}, "exploration.method: Input should be 'plackett_luce' or"),
+        ({"exploration": {"method": "plackett_luce", "temperature": 0}},
+         "exploration.temperature: Input should be greater than 0"),
+        ({"exploration": {"method": "epsilon_greedy", "epsilon": 2}},
+         "exploration.epsilon: Input should be less than or equal to 1"),
+        ({"exploration": {"method": "plackett_luce", "tau": 1}}, "unknown serving parameter 'exploration.tau'"),
+        (["n"], "serving parameters are an object of n, candidate_pool, mmr_lambda, category_cap, exploration"),
     ],
 )
 def test_bad_parameters_are_refused_with_the_allowed_list(data: object, message: str) -> None:
     with pytest.raises(ServingParamsError) as caught:
         ServingParams.parse(data)  # type: ignore[arg-type]
     assert message in str(caught.value)
-    assert "allowed: n, candidate_pool, mmr_lambda, category_cap" in str(caught.value) or "object of" in message
+    allowed = "allowed: n, candidate_pool, mmr_lambda, category_cap, exploration"
+    assert allowed in str(caught.value) or "object of" in message
+
+
+def test_exploration_is_off_by_default_and_keys_its_own_cached_pool() -> None:
+    assert BASE.exploration is None and ServingParams().over(BASE).exploration is None
+    exploring = ServingParams.parse({"exploration": {"method": "plackett_luce", "temperature": 0.5}})
+    settings = exploring.over(BASE)
+    assert settings.exploration is not None
+    assert (settings.exploration.method, settings.exploration.temperature, settings.exploration.pool) == (
+        "plackett_luce", 0.5, 50)
+    greedy = ServingParams.parse({"exploration": {"method": "epsilon_greedy", "epsilon": 0.1}}).over(BASE)
+    hotter = ServingParams.parse({"exploration": {"method": "plackett_luce", "temperature": 1}}).over(BASE)
+    signatures = {BASE.signature, settings.signature, greedy.signature, hotter.signature}
+    assert len(signatures) == 4
+    assert exploring.non_default() == {"exploration": {"method": "plackett_luce", "temperature": 0.5,
+                                                       "epsilon": 0.1, "pool": 50}}
