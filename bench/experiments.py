@@ -7,6 +7,9 @@
 2. CUPED from 1,000,000 users' raw arrays: sums per arm, then the CUPED-adjusted readout (< 1 s).
 3. Round trips: an exposure costs at most one, repeated exposures none, and a batch of events one
    whatever its size (counted on the client's connections, so pipelining is visible).
+4. Folding a batch of events in: an experiment with only the built-in metrics against the same
+   experiment declaring four custom metrics (count, sum, indicator, ratio), measured in the same
+   run; the built-in path runs no extra work, the custom one a second script (one more round trip).
 """
 
 from __future__ import annotations
@@ -121,6 +124,39 @@ def count_trips(url: str, users: list[str]) -> list[list[object]]:
     ]
 
 
+CUSTOM = [
+    {"name": "views", "kind": "count", "event_type": "view", "role": "secondary"},
+    {"name": "spend", "kind": "sum", "event_type": "purchase", "role": "secondary"},
+    {"name": "clicked_any", "kind": "indicator", "event_type": "click", "role": "secondary"},
+    {"name": "click_rate", "kind": "ratio", "numerator": "clicks", "denominator": "impressions", "role": "secondary"},
+]
+
+
+def measure_observe(url: str, users: list[str], repeat: int) -> list[list[object]]:
+    """Median ms to fold a 1,000-event batch in, without and with custom metrics (same events)."""
+    client, trips = counting_client(url)
+    batch = _events(users[:300], np.random.default_rng(4))[:1000]
+    rows, medians = [], []
+    for label, metrics in (("built-in metrics only", []), ("+ 4 custom metrics", CUSTOM)):
+        service = ExperimentService(client, Keys(prefix=f"bench-obs-{len(metrics)}"), covariates=PreExposure())
+        service.create({"key": "obs", "name": "obs", "metrics": metrics,
+                        "variants": [{"name": "a", "model": "als"}, {"name": "b", "model": "popularity"}]})
+        service.start("obs")
+        for u in users[:300]:
+            service.record_exposure(service.assign(u))
+        service.observe(batch)  # loads the scripts (the first call of a script costs extra trips)
+        trips.reset()
+        service.observe(batch)
+        round_trips = trips.count
+        p50, p95 = _ms(time_calls(lambda s=service: s.observe(batch), repeat))
+        medians.append(p50)
+        rows.append([f"observe 1,000 events, {label}", p50, p95, round_trips,
+                     f"{p50 / medians[0]:.2f}x"])
+        service.close()
+    client.close()
+    return rows
+
+
 def run(users: int, repeat: int, cuped_users: int) -> str:
     ids = [f"u{i:07d}" for i in range(users)]
     with tempfile.TemporaryDirectory(prefix="recops-bench-exp-") as tmp:
@@ -135,6 +171,7 @@ def run(users: int, repeat: int, cuped_users: int) -> str:
             readout_p50, readout_p95 = _ms(measure_readout(service, key, repeat))
             report_p50, report_p95 = _ms(measure_report(service, key, repeat))
             trip_rows = count_trips(server.url, ids)
+            observe_rows = measure_observe(server.url, ids, max(5, repeat // 5))
             client_.close()
         finally:
             server.stop()
@@ -155,7 +192,8 @@ def run(users: int, repeat: int, cuped_users: int) -> str:
         ["Redis round trips", "median", "max", "target", "verdict"],
         [[*row[:4], "ok" if row[4] else "MISSED"] for row in trip_rows],
     )
-    return timing + "\n\n" + trips
+    observe = table(["folding events in", "median ms", "p95 ms", "round trips", "vs built-in only"], observe_rows)
+    return timing + "\n\n" + trips + "\n\n" + observe
 
 
 def main(argv: list[str] | None = None) -> int:

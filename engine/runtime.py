@@ -26,6 +26,7 @@ from engine.events.ingest import EventIngest
 from engine.events.spool import EventSpool
 from engine.events.tracker import EventTracker
 from engine.experiments import ExperimentService, PreExposure
+from engine.experiments.dimensions import UserDimensions
 from engine.experiments.quality import catalog_of
 from engine.models.base import Recommender
 from engine.models.model_spec import spec_resolver
@@ -220,6 +221,7 @@ def build_engine(settings: Settings, start_listener: bool = True) -> Engine:
     experiments = ExperimentService(
         client, keys, covariates=PreExposure.from_dataset(dataset), available_models=lambda: service.models,
         resolver=spec_resolver(registry, dataset.name), registry_generation=registry.generation,
+        attributes=UserDimensions.from_frame(dataset.users),
         # the readout's quality block measures lists against the catalogue: built once, on first use
         catalog=functools.cache(lambda: catalog_of(dataset.items, dataset.events)),
     )

@@ -6,9 +6,10 @@ import dataclasses
 import functools
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 
-from engine.console import badges, experiment_form
+from engine.console import badges, experiment_form, metric_table
 from engine.console import experiments as backend
 from engine.console.experiment_form import GENERAL, Editor, ExperimentForm, VariantRow
 from engine.experiments import Experiment, NotFoundError
@@ -99,6 +100,26 @@ def calculator(form: ExperimentForm, prefix: str) -> int | None:
             return None
         st.success(experiment_form.plan_text(p))
         return p.users_per_variant
+
+
+def metrics_editor(start: ExperimentForm, prefix: str, locked: bool) -> list[dict[str, Any]]:
+    """A small table of user-defined metrics: one row each, empty rows ignored."""
+    columns = list(metric_table.COLUMNS)
+    frame = pd.DataFrame(metric_table.rows_of(start.metrics), columns=columns)
+    edited = st.data_editor(
+        frame, num_rows="dynamic", disabled=locked, key=f"{prefix}metrics", hide_index=True,
+        column_config={
+            "kind": st.column_config.SelectboxColumn("kind", options=metric_table.KINDS),
+            "event_type": st.column_config.SelectboxColumn("event type", options=metric_table.EVENT_TYPE_CHOICES),
+            "direction": st.column_config.SelectboxColumn("direction", options=metric_table.DIRECTIONS),
+            "role": st.column_config.SelectboxColumn("role", options=metric_table.ROLES),
+            "margin": st.column_config.NumberColumn("margin", min_value=0.0, max_value=1.0, format="%.3f"),
+            "cap_percentile": st.column_config.NumberColumn("cap pct", min_value=0.0, max_value=1.0),
+            "cap_value": st.column_config.NumberColumn("cap value", min_value=0.0),
+        },
+    )
+    st.caption("Your metrics. " + metric_table.HELP)
+    return metric_table.declarations(edited.to_dict("records"))
 
 
 def variant_inputs(ed: Editor) -> tuple[VariantRow, ...]:
@@ -193,6 +214,8 @@ def editor(exp: Experiment | None) -> None:
         guardrails = st.multiselect("Guardrail metrics", metric_names, disabled=locked, key=f"{prefix}guard",
                                     default=list(start.guardrail_metrics))
         slots["guardrail_metrics"] = st.empty()
+        metrics = metrics_editor(start, prefix, locked)
+        slots["metrics"] = st.empty()
         c1, c2, c3, c4 = st.columns([2, 1, 1, 1])
         engines = experiment_form.ENGINES
         engine = c1.selectbox("Deciding engine", engines, disabled=locked, key=f"{prefix}engine",
@@ -220,7 +243,7 @@ def editor(exp: Experiment | None) -> None:
         form = ExperimentForm(key=key, name=name, hypothesis=hypothesis, kind=kind, variants=variants,
                               coverage_pct=coverage, layer=layer, goal_metric=goal, guardrail_metrics=tuple(guardrails),
                               engine=engine, alpha=alpha, power=power, mde=mde, sequential_method=method,
-                              sequential_looks=looks)
+                              sequential_looks=looks, metrics=tuple(metrics))
         needed = calculator(form, prefix)
         use_plan = st.checkbox("Plan for this sample size", value=start.use_plan, key=f"{prefix}useplan",
                                disabled=locked,

@@ -7,12 +7,12 @@ import functools
 
 import streamlit as st
 
+from engine.console import breakdown_view, shipped
 from engine.console import experiments as backend
 from engine.console import interleaving_view as ilv
 from engine.console import models as mv
 from engine.console import readout_health as health
 from engine.console import readout_view as view
-from engine.console import shipped
 from engine.experiments import Experiment, ExperimentError, ExperimentReadout
 from pages import _experiments_ui as exp_ui
 from pages import _models_ui as models_ui
@@ -99,6 +99,28 @@ def served_section(arms: list[dict[str, object]]) -> None:
     st.table(view.styled_served(arms))
 
 
+def breakdown_section(key: str, phase: int) -> None:
+    with st.expander("Break down by a user dimension", icon=":material/call_split:"):
+        breakdown_body(key, phase)
+
+
+def breakdown_body(key: str, phase: int) -> None:
+    dims = backend.dimensions(res.engine())
+    if not dims:
+        st.caption("Exposures record no user dimensions for this dataset (the demo world has device, country, "
+                   "segment and tenure).")
+        return
+    dimension = st.selectbox("Dimension", ["(none)", *dims], key=f"readout_by_{key}")
+    if dimension == "(none)":
+        return
+    b = backend.breakdown(res.engine(), key, dimension, phase)
+    for notice in breakdown_view.breakdown_notices(b):
+        ui.notice(notice)
+    if not b.get("error"):
+        st.caption(breakdown_view.CAPTION)
+        st.dataframe(breakdown_view.breakdown_frame(b), hide_index=True)
+
+
 def promote_section(r: ExperimentReadout, exp: Experiment, arms: list[dict[str, object]] | None) -> None:
     """After a ship: promoting the version the winning arm served, one confirmed (audited) click."""
     if arms is None or shipped.shipped_treatment(r) is None:
@@ -178,6 +200,8 @@ with ui.guard("computing the readout"):
     else:
         ui.notice(view.guardrail_notice(r))
         st.table(view.styled_results(guard_rows, engine))
+
+    breakdown_section(key, phase)
 
     st.subheader("Arms")
     st.table(view.styled_arms(r))

@@ -271,6 +271,8 @@ def add_experiments_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--phase", type=int, default=None)
     p.add_argument("--engine", choices=["frequentist", "sequential", "bayesian", "all"], default=None)
     p.add_argument("--metric", action="append", default=None, help="an extra metric to read (repeatable)")
+    p.add_argument("--by", action="append", default=[], metavar="DIMENSION",
+                   help="break the goal down by a user dimension recorded at exposure, e.g. device (repeatable)")
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("export", help="the readout to share: CSV (results, or --what timeseries) or one "
                        "self-contained HTML report", parents=[served])
@@ -360,8 +362,28 @@ def format_readout(r: ExperimentReadout) -> str:
     lines.append(f"progress: smallest arm {p.min_users:,} users of {planned}{done}")
     lines.append(f"SRM p = {_num(r.srm_p_value, 3)}{' (MISMATCH)' if r.srm_flag else ''}")
     lines += [f"note: {m}" for m in r.messages]
+    for b in r.breakdowns:
+        lines += ["", *breakdown_lines(b)]
     lines.append(f"decision: {r.decision_text}")
+    if r.decision.rule:
+        lines.append(f"rule: {r.decision.rule}" + (f" (metric {r.decision.metric})" if r.decision.metric else ""))
     return "\n".join(lines)
+
+
+def breakdown_lines(b: dict[str, Any]) -> list[str]:
+    """One dimension's breakdown as a table (``engine.experiments.breakdowns``), its Simpson hints."""
+    title = f"breakdown of {b['metric']} by {b['dimension']}"
+    if b["error"]:
+        return [title, f"  {b['error']}"]
+    rows = []
+    for cell in b["cells"]:
+        for res in cell["results"]:
+            lift = "too small" if res["too_small"] else _pct(res["lift_rel"])
+            rows.append([cell["value"], res["variant"], f"{cell['users'][res['variant']]:,}", lift,
+                         _num(res["p_value_adjusted"] if res["p_value_adjusted"] is not None else res["p_value"], 3),
+                         "yes" if res["significant"] else "no"])
+    hints = [f"  {h['text']}" for h in b["simpson"].values() if h["flagged"]]
+    return [title, text_table(["cell", "variant", "users", "lift", "adjusted p", "significant"], rows), *hints]
 
 
 def interleaving_text(block: dict[str, Any]) -> str:
@@ -445,7 +467,7 @@ def _run_action(service: Any, args: argparse.Namespace) -> int:
         return 0
     if action == "export":
         return _export(service, args)
-    readout = service.readout(args.key, phase=args.phase, metrics=args.metric, engine=args.engine)
+    readout = service.readout(args.key, phase=args.phase, metrics=args.metric, engine=args.engine, by=args.by)
     report = service.report(args.key, phase=args.phase, engine=args.engine)
     if args.json:
         print(json.dumps({**readout.to_dict(), **report}, indent=2))

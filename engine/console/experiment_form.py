@@ -28,7 +28,7 @@ from engine.runtime import Engine
 from engine.serving.serving_params import ServingParams
 
 FORM_FIELDS = ("key", "name", "hypothesis", "kind", "variants", "coverage_pct", "layer", "goal_metric",
-               "guardrail_metrics", "engine", "alpha", "power", "mde", "planned_sample_size", "sequential")
+               "guardrail_metrics", "metrics", "engine", "alpha", "power", "mde", "planned_sample_size", "sequential")
 GENERAL = "_form"  # problems that belong to no field of the form
 MAX_VARIANTS = 6
 KINDS = ("ab", "bandit", "interleaving")
@@ -129,6 +129,7 @@ class ExperimentForm:
     use_plan: bool = True  # record the calculator's sample size as the planned one
     sequential_method: str = "msprt"  # read only when the deciding engine is "sequential"
     sequential_looks: int = DEFAULT_LOOKS  # read only by the group-sequential method
+    metrics: tuple[dict[str, Any], ...] = ()  # user-defined metrics (``engine.console.metric_table``)
 
     @property
     def weights(self) -> list[float]:
@@ -142,7 +143,7 @@ class ExperimentForm:
             "layer": self.layer.strip() or None, "goal_metric": self.goal_metric,
             "guardrail_metrics": list(self.guardrail_metrics), "engine": self.engine, "alpha": self.alpha,
             "power": self.power, "mde": self.mde, "planned_sample_size": planned if self.use_plan and planned else None,
-            "sequential": self.sequential_plan(),
+            "sequential": self.sequential_plan(), "metrics": list(self.metrics),
         }
 
     def sequential_plan(self) -> dict[str, Any] | None:
@@ -267,7 +268,8 @@ class Editor:
             guardrail_metrics=tuple(e.guardrail_metrics), engine=e.engine, alpha=e.alpha, power=e.power, mde=e.mde,
             use_plan=bool(e.planned_sample_size),
             sequential_method=e.sequential.method if e.sequential else "msprt",
-            sequential_looks=(e.sequential.looks or DEFAULT_LOOKS) if e.sequential else DEFAULT_LOOKS)
+            sequential_looks=(e.sequential.looks or DEFAULT_LOOKS) if e.sequential else DEFAULT_LOOKS,
+            metrics=tuple(m.model_dump() for m in e.metrics))
 
     def variant_default(self, i: int) -> VariantRow:
         """Row ``i``'s starting values; rows past the experiment's own start with weight 0."""

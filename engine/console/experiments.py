@@ -143,6 +143,17 @@ def readout(engine: Engine, key: str, phase: int | None = None, decision_engine:
     return engine.experiments.readout(key, phase=phase, engine=decision_engine)
 
 
+def breakdown(engine: Engine, key: str, dimension: str, phase: int | None = None) -> dict[str, Any]:
+    """The goal's breakdown by one user dimension (``engine.experiments.breakdowns``)."""
+    return engine.experiments.readout(key, phase=phase, by=[dimension]).breakdowns[0]
+
+
+def dimensions(engine: Engine) -> list[str]:
+    """The user dimensions exposures record (the served dataset's users table; none: no breakdowns)."""
+    attributes = engine.experiments.exposures.attributes
+    return list(getattr(attributes, "names", []) or [])
+
+
 def time_series(engine: Engine, key: str, metric: str) -> list[dict[str, Any]]:
     return engine.experiments.time_series(key, metric)
 

@@ -137,8 +137,11 @@ def srm_notice(readout: ExperimentReadout) -> Notice:
 
 
 def decision_notice(readout: ExperimentReadout) -> Notice:
-    return Notice(DECISION_LEVEL.get(readout.decision.action, "info"),
-                  f"**Decision: {readout.decision.action.replace('_', ' ')}.** {readout.decision_text}")
+    d = readout.decision
+    rule = f" Rule that decided: *{d.rule.replace('_', ' ')}*" if d.rule else ""
+    rule += f" (metric {d.metric})." if d.rule and d.metric else ("." if rule else "")
+    return Notice(DECISION_LEVEL.get(d.action, "info"),
+                  f"**Decision: {d.action.replace('_', ' ')}.** {readout.decision_text}{rule}")
 
 
 def peeking_notice(readout: ExperimentReadout) -> Notice | None:
@@ -180,7 +183,7 @@ def readout_table(readout: ExperimentReadout) -> pd.DataFrame:
     """One row per metric × treatment: control and variant values, relative lift and its interval,
     the p-value (frequentist, sequential) or chance to win (Bayesian), and the direction."""
     rows = []
-    for m in (readout.goal, *readout.guardrails, *readout.secondary):
+    for m in (readout.goal, *readout.goals, *readout.guardrails, *readout.secondary):
         rows.extend(_metric_rows(m, readout.engine))
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
 
@@ -197,10 +200,18 @@ def _metric_rows(m: MetricResult, decision_engine: str) -> list[dict[str, Any]]:
             "control": r.control_mean, "value": r.mean, "lift": r.lift_rel, "ci_low": ci[0], "ci_high": ci[1],
             "p_value": None if decision_engine == "bayesian" else (
                 r.p_value_adjusted if r.p_value_adjusted is not None else r.p_value),
-            "chance_to_win": r.chance_to_win, "direction": direction(r, decision_engine),
+            "chance_to_win": r.chance_to_win,
+            "direction": oriented_direction(direction(r, decision_engine), m.direction),
             "note": "; ".join(r.messages),
         })
     return rows
+
+
+def oriented_direction(d: Direction, metric_direction: str) -> Direction:
+    """A lower-is-better metric (declared ``direction: lower``) is better when it falls."""
+    if metric_direction != "lower":
+        return d
+    return "worse" if d == "better" else "better" if d == "worse" else d
 
 
 def split_roles(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -59,6 +59,9 @@ class Dataset:
     events: pd.DataFrame
     name: str = "dataset"
     _interactions: InteractionMatrix | None = field(default=None, repr=False)
+    # optional user attributes: user_id and one string column per dimension (device, country...), for
+    # experiment breakdowns; the demo world has them, imported datasets have no users table yet
+    users: pd.DataFrame | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         missing = [c for c in ITEM_COLUMNS if c not in self.items.columns]
@@ -83,7 +86,8 @@ class Dataset:
 
     def with_events(self, events: pd.DataFrame, name: str | None = None) -> Dataset:
         """Same catalogue, other events (a train or test split)."""
-        return Dataset(items=self.items, events=events.reset_index(drop=True), name=name or self.name)
+        return Dataset(items=self.items, events=events.reset_index(drop=True), name=name or self.name,
+                       users=self.users)
 
 
 @dataclass

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from typing import Protocol
 
@@ -22,9 +22,11 @@ import redis
 
 from engine.experiments.assignment import Assignment
 from engine.experiments.covariates import PreExposure
+from engine.experiments.dimensions import encode
+from engine.experiments.metric_definitions import custom_counters
 from engine.experiments.metrics import COUNTERS, EVENT_COUNTER
 from engine.experiments.quality import ServedList, list_entry
-from engine.experiments.scripts import EXPOSE, OBSERVE
+from engine.experiments.scripts import EXPOSE, OBSERVE, OBSERVE_CUSTOM
 from engine.experiments.served import served_field
 from engine.experiments.snapshot import ConfigSnapshot
 from engine.storage.client import eval_script_batch
@@ -79,14 +81,20 @@ class ExposureRecorder:
         snapshot: ConfigSnapshot,
         covariates: PreExposure,
         clock: Callable[[], float] = time.time,
+        attributes: Callable[[str], Mapping[str, str]] | None = None,
     ) -> None:
         self.redis = client
         self.keys = keys
         self.snapshot = snapshot
         self.covariates = covariates
         self.clock = clock
+        # the user's dimensions (device, country, ...) recorded with the exposure, for breakdowns
+        self.attributes = attributes
         self._expose = client.register_script(EXPOSE)
         self._observe = client.register_script(OBSERVE)
+        self._observe_custom = client.register_script(OBSERVE_CUSTOM)
+        # experiment -> its custom counters, only for experiments that declare custom metrics
+        self._custom: dict[str, tuple[str, ...]] = {}
         self._exposed: OrderedDict[tuple[str, int, int, str], None] = OrderedDict()
         self._lock = threading.Lock()
         # Stats may have been wiped or phases re-opened: re-send exposures rather than trust memory.
@@ -95,6 +103,16 @@ class ExposureRecorder:
     def forget(self) -> None:
         with self._lock:
             self._exposed.clear()
+            self._custom = {e.key: c for e in self.snapshot.configs() if (c := custom_counters(e.metrics))}
+
+    def _extras(self, experiment: str, user_id: str) -> list[str]:
+        """EXPOSE's optional arguments: custom counters with the user's pre-exposure values, dimensions."""
+        counters = self._custom.get(experiment, ())
+        dims = self.attributes(user_id) if self.attributes is not None else {}
+        if not counters and not dims:
+            return []
+        pre = self.covariates.custom(user_id, counters)
+        return [str(len(counters)), *counters, *(repr(x) for x in pre), encode(dims)]
 
     def already_exposed(self, assignment: Assignment) -> bool:
         """True when this process has recorded the exposure already (no I/O: safe on an event loop)."""
@@ -129,6 +147,7 @@ class ExposureRecorder:
             self.keys.experiment_crossed(key, phase),
             self.keys.experiment_quality(key, phase),
             self.keys.experiment_lists(key, phase, assignment.variant),
+            self.keys.experiment_dimensions(key, phase),
         ]
         if phase > 1:  # carried over: the user's arm in the previous phase
             keys.append(self.keys.experiment_assignments(key, phase - 1))
@@ -144,6 +163,7 @@ class ExposureRecorder:
                 repr(now),
                 list_entry(assignment.user_id, served.items) if served is not None else "",
                 served.flags if served is not None else "",
+                *self._extras(key, assignment.user_id),
             ],
         )
         try:
@@ -168,24 +188,47 @@ class ExposureRecorder:
         if not table:
             return 0
         deltas: dict[tuple[str, int, str, str], list[float]] = {}
+        custom = self._custom
+        custom_deltas: dict[tuple[str, int, str, str], list[float]] = {}
         latest: dict[tuple[str, int, str, str], float] = {}
         for event in events:
             counter = EVENT_COUNTER.get(event.type)
-            if counter is None:
+            if counter is None and not custom:
                 continue
             assignment = table.assign(event.user_id)
             if assignment is None or assignment.forced:
                 continue
             slot = (assignment.experiment, assignment.phase, event.user_id, utc_hour(event.timestamp))
-            delta = deltas.setdefault(slot, [0.0] * len(COUNTERS))
-            latest[slot] = max(latest.get(slot, 0.0), event.timestamp)
-            delta[COUNTERS.index(counter)] += 1
-            if event.type == "purchase" and event.value:
-                delta[_REVENUE] += float(event.value)
-        if not deltas:
+            if counter is not None:
+                delta = deltas.setdefault(slot, [0.0] * len(COUNTERS))
+                latest[slot] = max(latest.get(slot, 0.0), event.timestamp)
+                delta[COUNTERS.index(counter)] += 1
+                if event.type == "purchase" and event.value:
+                    delta[_REVENUE] += float(event.value)
+            names = custom.get(assignment.experiment) if custom else None
+            if names:
+                _add_custom(custom_deltas.setdefault(slot, [0.0] * len(names)), names, event)
+        counted = self._run(
+            self._observe, {slot: [*map(repr, d), repr(latest[slot])] for slot, d in deltas.items()}
+        )
+        if custom_deltas:
+            self._run(self._observe_custom, {
+                slot: [str(len(custom[slot[0]])), *custom[slot[0]], *map(repr, d)]
+                for slot, d in custom_deltas.items()
+            })
+        return counted
+
+    def _run(self, script: redis.commands.core.Script, args: Mapping[tuple[str, int, str, str], list[str]]) -> int:
+        """One pipelined round trip of ``script`` over (experiment, phase, user, UTC hour) slots.
+
+        OBSERVE and OBSERVE_CUSTOM take the same keys and start their ARGV with the user and the day;
+        ``args`` holds the rest of each slot's ARGV.
+        """
+        if not args:
             return 0
-        calls = [
-            (
+        calls = []
+        for (key, phase, user, hour), rest in args.items():
+            calls.append((
                 [
                     self.keys.experiment_assignments(key, phase),
                     self.keys.experiment_units(key, phase),
@@ -195,8 +238,14 @@ class ExposureRecorder:
                     self.keys.experiment_hourly(key, phase, hour),
                     self.keys.experiment_health(key, phase),
                 ],
-                [user, hour[:10], *(repr(d) for d in delta), repr(latest[(key, phase, user, hour)])],
-            )
-            for (key, phase, user, hour), delta in deltas.items()
-        ]
-        return sum(int(r) for r in eval_script_batch(self.redis, self._observe, calls))
+                [user, hour[:10], *rest],
+            ))
+        return sum(int(r) for r in eval_script_batch(self.redis, script, calls))
+
+
+def _add_custom(delta: list[float], names: tuple[str, ...], event: ObservedEvent) -> None:
+    """An event's contribution to each custom counter: ``count:<type>`` +1, ``sum:<type>`` +value."""
+    for i, name in enumerate(names):
+        kind, _, event_type = name.partition(":")
+        if event_type == event.type:
+            delta[i] += 1.0 if kind == "count" else float(event.value or 0.0)

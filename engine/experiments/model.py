@@ -38,6 +38,8 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, InitErrorDetails
 
+from analysis.decision_rules import Scope
+from engine.experiments.metric_definitions import MetricDefinition, custom_counters, metric_problems
 from engine.experiments.metrics import METRICS
 from engine.models.model_spec import ModelSpec
 from engine.serving.serving_params import ServingParams
@@ -51,7 +53,7 @@ Kind = Literal["ab", "bandit", "interleaving"]
 DecisionEngine = Literal["frequentist", "sequential", "bayesian"]
 
 # Fields whose change, once started, is a new allocation and therefore a new phase.
-ALLOCATION_FIELDS = ("variants", "coverage_pct", "layer", "salt")
+ALLOCATION_FIELDS = ("variants", "coverage_pct", "layer", "salt", "metrics")
 # Fields the life cycle and the store own; an update never sets them directly.
 MANAGED_FIELDS = frozenset(
     {"key", "status", "phase", "phases", "layer_range", "version", "created_at", "updated_at",
@@ -198,6 +200,12 @@ class Experiment(BaseModel):
     )
     goal_metric: str = "ctr"
     guardrail_metrics: list[str] = Field(default_factory=list)
+    guardrail_margin: float = Field(
+        default=0.02, ge=0, lt=1, description="Tolerated relative deterioration of the guardrail_metrics")
+    metrics: list[MetricDefinition] = Field(
+        default_factory=list, description="User-defined metrics (engine.experiments.metric_definitions)")
+    correction: Literal["holm", "bh"] = Field(default="holm", description="Multiple-testing correction")
+    correction_scope: Scope = Field(default="goals", description="Tests the correction covers")
     engine: DecisionEngine = Field(default="frequentist", description="Engine whose verdict decides")
     alpha: float = Field(default=0.05, gt=0, lt=0.5)
     power: float = Field(default=0.8, ge=0.5, lt=1)
@@ -253,6 +261,8 @@ class Experiment(BaseModel):
         for field, metrics in (("goal_metric", [self.goal_metric]), ("guardrail_metrics", self.guardrail_metrics)):
             problems.extend(ExperimentError(f"unknown metric {m!r}; known: {sorted(METRICS)}", field)
                             for m in metrics if m not in METRICS)
+        problems.extend(ExperimentError(p, "metrics")
+                        for p in metric_problems(self.metrics, self.goal_metric, self.guardrail_metrics))
         if self.goal_metric in self.guardrail_metrics:
             problems.append(ExperimentError(f"the goal metric {self.goal_metric!r} cannot also be a guardrail",
                                             "guardrail_metrics"))
@@ -324,8 +334,8 @@ class Experiment(BaseModel):
         return self.bandit.epoch if self.bandit is not None else 0
 
     @property
-    def metrics(self) -> list[str]:
-        return [self.goal_metric, *self.guardrail_metrics]
+    def metric_names(self) -> list[str]:
+        return [self.goal_metric, *self.guardrail_metrics, *(m.name for m in self.metrics)]
 
     def variant(self, name: str) -> Variant:
         for v in self.variants:
@@ -340,6 +350,8 @@ class Experiment(BaseModel):
             self.coverage_pct,
             self.layer,
             self.effective_salt,
+            # the per-user counters custom metrics keep: a change restarts them, so it opens a phase
+            custom_counters(self.metrics),
         )
 
 

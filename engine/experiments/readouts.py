@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from engine.experiments.arm_stats import parse_stats
+from engine.experiments.breakdowns import breakdown
+from engine.experiments.custom_results import UnitTable
 from engine.experiments.interleaving import InterleavingRecorder, with_interleaving
 from engine.experiments.model import ExperimentError
 from engine.experiments.results import ExperimentReadout, build_readout, phase_variants, time_series
@@ -36,9 +38,11 @@ class ReadoutReader:
         phase: int | None = None,
         metrics: Sequence[str] | None = None,
         engine: str | None = None,
+        by: Sequence[str] = (),
     ) -> ExperimentReadout:
         """Goal, guardrails (and any extra ``metrics``) of one phase, from stored statistics only, and
-        what each arm served (``served``: see ``engine.experiments.served``)."""
+        what each arm served (``served``: see ``engine.experiments.served``); with ``by``, the goal's
+        breakdown by each of those dimensions (``engine.experiments.breakdowns``)."""
         exp = self.store.load(key)
         if exp.phase == 0:
             raise ExperimentError(f"experiment {key!r} has not started: there is nothing to read out")
@@ -46,9 +50,15 @@ class ReadoutReader:
         variants = phase_variants(exp, phase)
         arms = parse_stats(self.store.read_stats(key, phase), [v.name for v in variants])
         epochs = self.store.epoch_weights(key) if exp.kind == "bandit" else None
-        readout = build_readout(exp, arms, phase, epochs, metrics, engine, now=self.clock())
+        needs_units = bool(by) or any(m.cap for m in exp.metrics)
+        units = UnitTable(*self.store.read_units(key, phase)) if needs_units else None
+        readout = build_readout(exp, arms, phase, epochs, metrics, engine, now=self.clock(), units=units)
         served = served_block(variants, self.store.read_served(key, phase), self.resolve)
-        readout = dataclasses.replace(readout, served=tuple(served))
+        cells = tuple(
+            breakdown(units, [v.name for v in variants], d, readout.goal.metric, exp.metrics, exp.alpha, exp.correction)
+            for d in dict.fromkeys(by) if units is not None
+        )
+        readout = dataclasses.replace(readout, served=tuple(served), breakdowns=cells)
         if exp.interleaving and self.interleaving is not None:
             readout = with_interleaving(readout, exp, self.interleaving.read(key, phase))
         return readout

@@ -10,6 +10,7 @@ a guardrail that is significantly worse for the winning variant turns "ship" int
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -17,9 +18,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from analysis.decision import experiment_decision, significantly_worse
+from analysis.decision_rules import DecisionSettings, MetricOutcome
 from analysis.readout import AnalysisSettings, Readout, analyze
 from analysis.sequential import SequentialPlan
 from engine.experiments.arm_stats import ArmStats, cumulate, summaries
+from engine.experiments.custom_results import UnitTable, capped_summaries, custom_summaries
+from engine.experiments.declared_decision import declared_verdict
+from engine.experiments.metric_definitions import MetricDefinition, declarations
 from engine.experiments.metrics import COUNTERS, METRICS, MetricKind, MetricSpec
 from engine.experiments.model import Experiment, ExperimentError, Variant
 
@@ -50,6 +55,8 @@ class MetricResult:
     description: str
     readout: Readout | None
     error: str | None = None
+    direction: str = "higher"
+    cap: dict[str, Any] | None = None  # the cap applied (``analysis.capping.AppliedCap``), when declared
 
     def worse(self) -> list[str]:
         """Treatments significantly worse than the control on this metric (higher is better)."""
@@ -66,6 +73,8 @@ class MetricResult:
             "role": self.role,
             "description": self.description,
             "error": self.error,
+            "direction": self.direction,
+            "cap": self.cap,
             "readout": self.readout.to_dict() if self.readout is not None else None,
         }
 
@@ -93,6 +102,10 @@ class ExperimentDecision:
     text: str
     variant: str | None = None
     guardrail_failures: dict[str, list[str]] = field(default_factory=dict)
+    rule: str = ""  # the rule that decided (``engine.experiments.declared_decision``)
+    reason: str = ""
+    metric: str | None = None
+    outcomes: tuple[MetricOutcome, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -120,22 +133,23 @@ class ExperimentReadout:
     generated_at: float
     # what each arm served: ``engine.experiments.served`` (filled in by the reader, which has the registry)
     served: tuple[dict[str, Any], ...] = ()
+    goals: tuple[MetricResult, ...] = ()  # declared goals after the first (which is ``goal``)
+    breakdowns: tuple[dict[str, Any], ...] = ()  # ``--by``: ``engine.experiments.breakdowns``
     # an interleaving experiment's preference readout: ``engine.experiments.interleaving``
     interleaving: dict[str, Any] | None = None
 
     @property
     def metrics(self) -> dict[str, MetricResult]:
-        return {m.metric: m for m in (self.goal, *self.guardrails, *self.secondary)}
+        return {m.metric: m for m in (self.goal, *self.goals, *self.guardrails, *self.secondary)}
 
     def to_dict(self) -> dict[str, Any]:
+        nested = ("goal", "goals", "guardrails", "secondary")
         out: dict[str, Any] = {
-            name: json_safe(getattr(self, name))
-            for name in self.__dataclass_fields__
-            if name not in ("goal", "guardrails", "secondary")
+            name: json_safe(getattr(self, name)) for name in self.__dataclass_fields__ if name not in nested
         }
         out["goal"] = self.goal.to_dict()
-        out["guardrails"] = [m.to_dict() for m in self.guardrails]
-        out["secondary"] = [m.to_dict() for m in self.secondary]
+        for name in nested[1:]:
+            out[name] = [m.to_dict() for m in getattr(self, name)]
         return out
 
 
@@ -186,13 +200,48 @@ def metric_result(
     arms: Mapping[str, ArmStats],
     engine: str,
     settings: AnalysisSettings,
+    direction: str = "higher",
 ) -> MetricResult:
     metric_type = "binomial" if spec.kind == "binomial" else "mean"
     try:
         readout = analyze(summaries(spec, names, arms), metric_type, engine, settings)  # type: ignore[arg-type]
     except ValueError as exc:
-        return MetricResult(spec.name, spec.kind, role, spec.description, None, str(exc))
-    return MetricResult(spec.name, spec.kind, role, spec.description, readout)
+        return MetricResult(spec.name, spec.kind, role, spec.description, None, str(exc), direction)
+    return MetricResult(spec.name, spec.kind, role, spec.description, readout, direction=direction)
+
+
+def custom_metric_result(
+    defn: MetricDefinition,
+    defs: Sequence[MetricDefinition],
+    names: Sequence[str],
+    arms: Mapping[str, ArmStats],
+    engine: str,
+    settings: AnalysisSettings,
+    units: UnitTable | None,
+) -> MetricResult:
+    """A declared metric's readout; capped from the per-unit values (the cap recorded), else from the
+    incrementally kept statistics."""
+    kind: MetricKind = "ratio" if defn.kind == "ratio" else ("binomial" if defn.kind == "indicator" else "mean")
+    description = defn.description or (f"{defn.numerator} / {defn.denominator}" if defn.kind == "ratio"
+                                       else f"{defn.kind} of {defn.event_type} events per user")
+    cap = None
+    note: str | None
+    try:
+        if defn.cap is not None:
+            if units is None:
+                raise ValueError(f"{defn.name}: capping needs the per-unit values, which were not read")
+            inputs, applied = capped_summaries(defn, defs, names, units)
+            metric_type, note = "mean", applied.describe()
+            cap = {"cap": applied.cap, "kind": applied.settings.kind, "setting": applied.settings.value,
+                   "capped_users": applied.capped_users, "total_users": applied.total_users, "text": note}
+        else:
+            inputs, metric_type, note = custom_summaries(defn, defs, names, arms)
+        readout = analyze(inputs, metric_type, engine, settings)  # type: ignore[arg-type]
+    except ValueError as exc:
+        return MetricResult(defn.name, kind, defn.role, description, None, str(exc), defn.direction, cap)
+    if note:
+        readout = dataclasses.replace(readout, messages=(*readout.messages, note))
+    return MetricResult(defn.name, kind, defn.role, description, readout, None, defn.direction, cap)
 
 
 def _decision(
@@ -251,8 +300,10 @@ def build_readout(
     metrics: Sequence[str] | None = None,
     engine: str | None = None,
     now: float | None = None,
+    units: UnitTable | None = None,
 ) -> ExperimentReadout:
-    """Readout of ``phase`` (the current one by default) from its arms' statistics."""
+    """Readout of ``phase`` (the current one by default) from its arms' statistics; ``units`` (the
+    per-unit records) are needed only by capped metrics."""
     if exp.phase == 0:
         raise ExperimentError(f"experiment {exp.key!r} has not started: there is nothing to read out")
     phase = phase or exp.phase
@@ -273,16 +324,22 @@ def build_readout(
         users_per_day=_users_per_day(exp, phase, total, now),
         sequential=sequential_plan(exp),
     )
-    goal_spec = METRICS[exp.goal_metric]
-    goal = metric_result(goal_spec, "goal", names, arms, engine, settings)
+    declared = declarations(exp.goal_metric, exp.guardrail_metrics, exp.metrics, exp.guardrail_margin)
+    builtin_goal = metric_result(METRICS[exp.goal_metric], declared[0].role, names, arms, engine, settings)
     guardrails = tuple(
         metric_result(METRICS[m], "guardrail", names, arms, engine, settings) for m in exp.guardrail_metrics
     )
-    extra = [m for m in (metrics or ()) if m not in exp.metrics]
+    extra = [m for m in (metrics or ()) if m not in exp.metric_names]
     for m in extra:
         if m not in METRICS:
             raise ExperimentError(f"unknown metric {m!r}; known: {sorted(METRICS)}")
     secondary = tuple(metric_result(METRICS[m], "secondary", names, arms, engine, settings) for m in extra)
+    custom = [custom_metric_result(d, exp.metrics, names, arms, engine, settings, units) for d in exp.metrics]
+    goals = [m for m in custom if m.role == "goal"] or [builtin_goal]
+    goal = goals[0]
+    guardrails += tuple(m for m in custom if m.role == "guardrail")
+    secondary = (*(() if goal is builtin_goal else (builtin_goal,)), *secondary,
+                 *(m for m in custom if m.role == "secondary"))
 
     arm_infos = tuple(
         ArmInfo(
@@ -305,8 +362,18 @@ def build_readout(
         )
     if goal.readout is not None:
         messages.extend(goal.readout.messages)
+    messages.extend(m.error for m in custom if m.error)
     progress = _progress(exp, goal, arm_infos)
     decision = _decision(goal, guardrails, names[0], engine, progress)
+    verdict = declared_verdict(
+        declared,
+        {m.metric: m.readout for m in (*goals, *guardrails, *secondary)},
+        DecisionSettings(exp.alpha, exp.correction, exp.correction_scope, (progress.fraction or 0.0) >= 1),
+        engine, decision.action, decision.text, decision.variant, progress.fraction,
+    )
+    decision = dataclasses.replace(
+        decision, action=verdict.action, text=verdict.reason, variant=verdict.variant, rule=verdict.rule,
+        reason=verdict.reason, metric=verdict.metric, outcomes=verdict.outcomes)
     srm = goal.readout.srm if goal.readout is not None else None
     bandit = None
     if exp.bandit is not None:
@@ -339,6 +406,7 @@ def build_readout(
         bandit=bandit,
         messages=tuple(dict.fromkeys(messages)),
         generated_at=now,
+        goals=tuple(goals[1:]),
     )
 
 

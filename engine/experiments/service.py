@@ -62,16 +62,17 @@ class ExperimentService:
         refresh_seconds: float = REFRESH_SECONDS,
         clock: Callable[[], float] = time.time,
         catalog: Callable[[], Catalog | None] | None = None,
+        attributes: Callable[[str], Mapping[str, str]] | None = None,
     ) -> None:
         self.redis = client
         self.keys = keys
         self.store = ExperimentStore(client, keys)
-        self.covariates = covariates or PreExposure()
+        self.covariates = covariates if covariates is not None else PreExposure()
         self.refresh_seconds = refresh_seconds
         self.clock = clock
         self.resolver = resolver
         self.snapshot = ConfigSnapshot(self.store, resolver, registry_generation)
-        self.exposures = ExposureRecorder(client, keys, self.snapshot, self.covariates, clock)
+        self.exposures = ExposureRecorder(client, keys, self.snapshot, self.covariates, clock, attributes)
         self.interleaving = InterleavingRecorder(client, keys, self.snapshot)
         self.lifecycle = ExperimentLifecycle(
             client, keys, self.store, on_change=lambda: self.refresh(force=True),
@@ -180,8 +181,9 @@ class ExperimentService:
         phase: int | None = None,
         metrics: Sequence[str] | None = None,
         engine: str | None = None,
+        by: Sequence[str] = (),
     ) -> ExperimentReadout:
-        return self.readouts.readout(key, phase, metrics, engine)
+        return self.readouts.readout(key, phase, metrics, engine, by)
 
     def time_series(self, key: str, metric: str | None = None, phase: int | None = None) -> list[dict[str, Any]]:
         return self.readouts.time_series(key, metric, phase)

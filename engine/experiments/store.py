@@ -110,6 +110,7 @@ class ExperimentStore:
             doomed += [
                 self.keys.experiment_assignments(exp.key, phase),
                 self.keys.experiment_units(exp.key, phase),
+                self.keys.experiment_dimensions(exp.key, phase),
                 self.keys.experiment_stats(exp.key, phase),
                 self.keys.experiment_days(exp.key, phase),
                 self.keys.experiment_served(exp.key, phase),
@@ -152,6 +153,15 @@ class ExperimentStore:
     # ------------------------------------------------------------------ statistics
     def read_stats(self, key: str, phase: int) -> dict[str, str]:
         return text_hash(self.redis.hgetall(self.keys.experiment_stats(key, phase)))
+
+    def read_units(self, key: str, phase: int) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+        """Per-unit records of a phase — assignments, counters, dimensions — for capping and breakdowns
+        (``engine.experiments.custom_results.UnitTable``); one pipelined round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for name in ("experiment_assignments", "experiment_units", "experiment_dimensions"):
+            pipe.hgetall(getattr(self.keys, name)(key, phase))
+        assignments, units, dims = (text_hash(raw) for raw in pipe.execute())
+        return assignments, units, dims
 
     def read_served(self, key: str, phase: int) -> dict[str, int]:
         """``<variant>|<model>@<version>`` -> exposures (see ``engine.experiments.served``)."""

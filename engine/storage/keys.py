@@ -102,6 +102,10 @@ class Keys:
         """Hash ``<unit>:<counter>`` -> the unit's running count since exposure."""
         return f"{self.prefix}:exp:unit:{self.experiment_tag(key)}:{phase}"
 
+    def experiment_dimensions(self, key: str, phase: int) -> str:
+        """Hash user -> the user's dimensions at exposure (``name=value`` joined by tabs), for breakdowns."""
+        return f"{self.prefix}:exp:dims:{self.experiment_tag(key)}:{phase}"
+
     def experiment_stats(self, key: str, phase: int) -> str:
         """Hash ``<variant>|<statistic>`` -> running sufficient statistics of the phase."""
         return f"{self.prefix}:exp:stats:{self.experiment_tag(key)}:{phase}"

@@ -78,11 +78,13 @@ async def transition_experiment(engine: EngineDep, key: KeyPath, action: Literal
 
 @router.get("/experiments/{key}/readout", responses=ERRORS)
 async def experiment_readout(
-    engine: EngineDep, key: KeyPath, phase: Annotated[int | None, Query(ge=1)] = None
+    engine: EngineDep, key: KeyPath, phase: Annotated[int | None, Query(ge=1)] = None,
+    by: Annotated[list[str] | None, Query(description="user dimensions to break the goal down by")] = None,
 ) -> Any:
-    """The readout as ``recops experiments readout KEY --json`` prints it, ``served`` included."""
+    """The readout as ``recops experiments readout KEY --json`` prints it, ``served`` included (and
+    ``breakdowns`` with ``?by=device&by=segment``)."""
     try:
-        readout = await run_in_threadpool(engine.experiments.readout, key, phase)
+        readout = await run_in_threadpool(engine.experiments.readout, key, phase, None, None, by or ())
     except ExperimentError as exc:
         return _refused(exc)
     return readout.to_dict()

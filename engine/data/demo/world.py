@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from engine.data.demo.attributes import user_attributes
 from engine.data.demo.generation import Latent, draw_latent, streams
 from engine.data.demo.history import item_table, sample_history
 from engine.data.demo.ids import format_ids, parse_ids
@@ -59,6 +60,7 @@ class DemoWorld:
         self.items = items
         self.events = events
         self._dataset: Dataset | None = None
+        self._users: pd.DataFrame | None = None
 
     # ---- construction ---------------------------------------------------------
     @classmethod
@@ -125,9 +127,16 @@ class DemoWorld:
         u, i, p = self._pairs(user_ids, item_ids, positions)
         return self.truth.feedback(u.ravel(), i.ravel(), p.ravel(), self.truth.logit(u, i).ravel(), rng)
 
+    def user_attributes(self) -> pd.DataFrame:
+        """Each user's device, country, segment and tenure (``engine.data.demo.attributes``)."""
+        if self._users is None:
+            self._users = user_attributes(self.params["seed"], self.user_ids, self.latent.price_sensitivity,
+                                          self.events["user_id"])
+        return self._users
+
     def dataset(self) -> Dataset:
         if self._dataset is None:
-            self._dataset = Dataset(items=self.items, events=self.events, name="demo")
+            self._dataset = Dataset(items=self.items, events=self.events, name="demo", users=self.user_attributes())
         return self._dataset
 
     # ---- persistence (see ``engine.data.demo.persistence``) -------------------

@@ -395,8 +395,9 @@ def test_srm_and_guardrails_shape_the_decision(service: ExperimentService) -> No
         events += [event(u, "purchase", value=10.0 if treated else 50.0)] * int(rng.integers(1, 3))
     service.observe(events)
     readout = service.readout("exp")
-    assert readout.decision.action == "hold"
-    assert "significantly worse on ['revenue']" in readout.decision_text
+    assert readout.decision.action == "hold" and readout.decision.rule == "stop_guardrail"
+    assert readout.decision.metric == "revenue" and readout.decision.variant == "als"
+    assert "als on revenue" in readout.decision_text
     assert readout.decision.guardrail_failures == {"revenue": ["als"]}
     assert readout.progress.fraction == 1.0 and readout.progress.source == "planned"
     assert not readout.srm_flag
