@@ -8,7 +8,10 @@ event type, each with its role (goal, guardrail, secondary), direction and, opti
 
 A ratio names two *other declared* count/sum metrics (or built-in counters) as numerator and
 denominator.  The built-in ``goal_metric`` and ``guardrail_metrics`` keep working: they become
-declarations (:func:`declarations`) with "higher is better" and a zero margin, exactly like before.
+declarations (:func:`declarations`) with "higher is better", the guardrails with the experiment's
+``guardrail_margin`` (2% by default).  Unlike before the declared rules, a guardrail now has to be
+shown within its margin (non-inferiority) before a treatment ships, not only "not significantly
+worse": with few users that means "keep running".
 
 Each custom metric reads one *counter* per user: ``count:<event_type>`` (number of such events) or
 ``sum:<event_type>`` (sum of their values).  The counters an experiment needs are
