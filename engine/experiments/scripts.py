@@ -112,6 +112,49 @@ return 1
 _INDICATOR_INDEX = {name: COUNTERS.index(counter) + 1 for name, counter in INDICATORS.items()}
 _COVARIATE_INDEX = [COVARIATES.index(COUNTER_COVARIATE[c]) + 1 for c in COUNTERS]
 
+# Lua shared by OBSERVE and OBSERVE_CUSTOM (plain strings, inserted verbatim into the f-strings).
+# The unit an exposure record names: the user, or ``user~epoch`` within a bandit epoch.
+_UNIT_OF_RECORD = """local parts = {}
+for part in string.gmatch(rec, '[^|]+') do parts[#parts + 1] = part end
+local variant = parts[2]
+local unit = ARGV[1]
+if parts[1] ~= '0' then unit = unit .. '~' .. parts[1] end
+"""
+# Adds the deltas ``ARGV[first_delta + i]`` to the unit's counters ``fields[i]``, keeping ``old`` and
+# ``new`` (returns 0 when nothing changes), then declares ``add``, which sums the increments of the
+# variant's statistics that ``_FLUSH_INCREMENTS`` writes.
+_UPDATE_UNIT = """local raw = redis.call('HMGET', KEYS[2], unpack(fields))
+local old, new, writes = {}, {}, {}
+for i = 1, #fields do
+  old[i] = tonumber(raw[i]) or 0
+  new[i] = old[i] + tonumber(ARGV[first_delta + i])
+  if new[i] ~= old[i] then
+    writes[#writes + 1] = fields[i]
+    writes[#writes + 1] = string.format('%.17g', new[i])
+  end
+end
+if #writes == 0 then return 0 end
+redis.call('HSET', KEYS[2], unpack(writes))
+local inc, order = {}, {}
+local p = variant .. '|'
+local function add(f, d)
+  if d ~= 0 then
+    if inc[f] == nil then order[#order + 1] = f; inc[f] = 0 end
+    inc[f] = inc[f] + d
+  end
+end
+"""
+# The summed increments into the phase's, the day's and the hour's statistics; ARGV[2] is the day.
+_FLUSH_INCREMENTS = f"""for _, f in ipairs(order) do
+  local d = string.format('%.17g', inc[f])
+  redis.call('HINCRBYFLOAT', KEYS[3], f, d)
+  redis.call('HINCRBYFLOAT', KEYS[4], f, d)
+  redis.call('HINCRBYFLOAT', KEYS[6], f, d)
+end
+redis.call('EXPIRE', KEYS[6], {HOURLY_TTL_SECONDS})
+redis.call('SADD', KEYS[5], ARGV[2])
+"""
+
 # KEYS: assignments, unit counters, stats, daily stats, days set, hourly stats, health.
 # ARGV: user, day, one delta per counter (in COUNTERS order), time of the latest event.
 # Returns 1 when counted, 0 when the user is not exposed in this phase (the event is ignored, and
@@ -122,37 +165,12 @@ if not rec then
   redis.call('HINCRBY', KEYS[7], 'unexposed', 1)
   return 0
 end
-local parts = {{}}
-for part in string.gmatch(rec, '[^|]+') do parts[#parts + 1] = part end
-local epoch, variant = parts[1], parts[2]
-local unit = ARGV[1]
-if epoch ~= '0' then unit = unit .. '~' .. epoch end
-local names = {_lua_list(list(COUNTERS))}
+{_UNIT_OF_RECORD}local names = {_lua_list(list(COUNTERS))}
 local cov_of = {{{", ".join(str(i) for i in _COVARIATE_INDEX)}}}
 local fields = {{}}
 for i = 1, #names do fields[i] = unit .. ':' .. names[i] end
-local raw = redis.call('HMGET', KEYS[2], unpack(fields))
-local old, new = {{}}, {{}}
-local writes = {{}}
-for i = 1, #names do
-  old[i] = tonumber(raw[i]) or 0
-  new[i] = old[i] + tonumber(ARGV[2 + i])
-  if new[i] ~= old[i] then
-    writes[#writes + 1] = fields[i]
-    writes[#writes + 1] = string.format('%.17g', new[i])
-  end
-end
-if #writes == 0 then return 0 end
-redis.call('HSET', KEYS[2], unpack(writes))
-local inc, order = {{}}, {{}}
-local p = variant .. '|'
-local function add(f, d)
-  if d ~= 0 then
-    if inc[f] == nil then order[#order + 1] = f; inc[f] = 0 end
-    inc[f] = inc[f] + d
-  end
-end
-for i = 1, #names do
+local first_delta = 2
+{_UPDATE_UNIT}for i = 1, #names do
   local x = tonumber(parts[2 + cov_of[i]]) or 0
   add(p .. 's:' .. names[i], new[i] - old[i])
   add(p .. 'ss:' .. names[i], new[i] * new[i] - old[i] * old[i])
@@ -167,15 +185,7 @@ for _, ind in ipairs(indicators) do
     add(p .. 'sx:' .. ind[1], tonumber(parts[2 + cov_of[i]]) or 0)
   end
 end
-for _, f in ipairs(order) do
-  local d = string.format('%.17g', inc[f])
-  redis.call('HINCRBYFLOAT', KEYS[3], f, d)
-  redis.call('HINCRBYFLOAT', KEYS[4], f, d)
-  redis.call('HINCRBYFLOAT', KEYS[6], f, d)
-end
-redis.call('EXPIRE', KEYS[6], {HOURLY_TTL_SECONDS})
-redis.call('SADD', KEYS[5], ARGV[2])
-local now = ARGV[3 + #names]
+{_FLUSH_INCREMENTS}local now = ARGV[3 + #names]
 redis.call('HINCRBY', KEYS[7], 'observed', 1)
 local last = tonumber(redis.call('HGET', KEYS[7], 'last_event')) or 0
 if tonumber(now) > last then redis.call('HSET', KEYS[7], 'last_event', now) end
@@ -193,39 +203,15 @@ return 1
 OBSERVE_CUSTOM = f"""
 local rec = redis.call('HGET', KEYS[1], ARGV[1])
 if not rec then return 0 end
-local parts = {{}}
-for part in string.gmatch(rec, '[^|]+') do parts[#parts + 1] = part end
-local variant = parts[2]
-local unit = ARGV[1]
-if parts[1] ~= '0' then unit = unit .. '~' .. parts[1] end
-local k = tonumber(ARGV[3])
+{_UNIT_OF_RECORD}local k = tonumber(ARGV[3])
 local names, pre, fields = {{}}, {{}}, {{}}
 for i = 1, k do
   names[i] = ARGV[3 + i]
   pre[i] = tonumber(parts[2 + {len(COVARIATES)} + i]) or 0
   fields[i] = unit .. ':' .. names[i]
 end
-local raw = redis.call('HMGET', KEYS[2], unpack(fields))
-local old, new, writes = {{}}, {{}}, {{}}
-for i = 1, k do
-  old[i] = tonumber(raw[i]) or 0
-  new[i] = old[i] + tonumber(ARGV[3 + k + i])
-  if new[i] ~= old[i] then
-    writes[#writes + 1] = fields[i]
-    writes[#writes + 1] = string.format('%.17g', new[i])
-  end
-end
-if #writes == 0 then return 0 end
-redis.call('HSET', KEYS[2], unpack(writes))
-local inc, order = {{}}, {{}}
-local p = variant .. '|'
-local function add(f, d)
-  if d ~= 0 then
-    if inc[f] == nil then order[#order + 1] = f; inc[f] = 0 end
-    inc[f] = inc[f] + d
-  end
-end
-for i = 1, k do
+local first_delta = 3 + k
+{_UPDATE_UNIT}for i = 1, k do
   local d = new[i] - old[i]
   if d ~= 0 then
     add(p .. 's:' .. names[i], d)
@@ -241,13 +227,5 @@ for i = 1, k do
     end
   end
 end
-for _, f in ipairs(order) do
-  local d = string.format('%.17g', inc[f])
-  redis.call('HINCRBYFLOAT', KEYS[3], f, d)
-  redis.call('HINCRBYFLOAT', KEYS[4], f, d)
-  redis.call('HINCRBYFLOAT', KEYS[6], f, d)
-end
-redis.call('EXPIRE', KEYS[6], {HOURLY_TTL_SECONDS})
-redis.call('SADD', KEYS[5], ARGV[2])
-return 1
+{_FLUSH_INCREMENTS}return 1
 """
