@@ -179,6 +179,8 @@ def test_promote_a_model_version_through_the_confirmation_dialog(stack: RunningS
         page.get_by_role("button", name="Promote …").click()  # als is the first model, its candidate the version
         dialog = page.get_by_role("dialog")
         dialog.wait_for(timeout=30_000)
+        # the dialog's title renders before its body: wait for the body's text, then read it
+        dialog.get_by_text(new).first.wait_for(timeout=30_000)
         assert new in dialog.inner_text() and old in dialog.inner_text()
         page.screenshot(path=str(ARTIFACTS / "console-models-dialog.png"))
         dialog.get_by_role("button", name="Promote", exact=True).click()
