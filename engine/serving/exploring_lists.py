@@ -82,6 +82,13 @@ def conditional_propensities(scores: np.ndarray, shown: np.ndarray, policy: Expl
     return epsilon_greedy_propensities(scaled(scores), shown, policy.epsilon)
 
 
+def greedy_ranks(s: np.ndarray) -> np.ndarray:
+    """Each pool item's place in the greedy order (0 = the best), ties broken as ``greedy_order`` does."""
+    rank = np.empty(s.size, dtype=np.int64)
+    rank[greedy_order(s)] = np.arange(s.size)
+    return rank
+
+
 def sample_prefixes(
     scores: np.ndarray, depth: int, policy: ExplorationPolicy, rng: np.random.Generator, count: int
 ) -> np.ndarray:
@@ -94,15 +101,19 @@ def sample_prefixes(
             np.arange(s.size), (count, 1))
         order = np.argsort(-np.take_along_axis(keys, top, axis=1), axis=1, kind="stable")
         return np.take_along_axis(top, order, axis=1)
-    rank = np.empty(s.size, dtype=np.int64)
-    rank[greedy_order(s)] = np.arange(s.size)  # lower rank = better
+    rank = greedy_ranks(s)
     available = np.ones((count, s.size), dtype=bool)
     out = np.empty((count, depth), dtype=np.int64)
     rows = np.arange(count)
+    # One random order per list serves every slot: the first still-available item of a uniform order
+    # is uniform among the available ones, whatever was taken before (earlier picks only tell that
+    # the taken items came first), so a (count × pool) draw per list replaces one per slot.
+    order_keys = rng.random((count, s.size))
+    explores = rng.random((count, depth)) < policy.epsilon
     for k in range(depth):
         best = np.argmin(np.where(available, rank, s.size), axis=1)
-        uniform = np.argmax(np.where(available, rng.random((count, s.size)), -1.0), axis=1)
-        pick = np.where(rng.random(count) < policy.epsilon, uniform, best)
+        uniform = np.argmax(np.where(available, order_keys, -1.0), axis=1)
+        pick = np.where(explores[:, k], uniform, best)
         out[:, k] = pick
         available[rows, pick] = False
     return out
@@ -117,8 +128,7 @@ def _slot_conditionals(
     available = np.ones((count, s.size), dtype=bool)
     rows = np.arange(count)
     weight = np.exp((s - s.max()) / policy.temperature) if policy.method == PLACKETT_LUCE else None
-    rank = np.empty(s.size, dtype=np.int64)
-    rank[greedy_order(s)] = np.arange(s.size)
+    rank = greedy_ranks(s)
     for k in range(depth):
         if k:
             available[rows, prefixes[:, k - 1]] = False
@@ -162,7 +172,7 @@ def shown_marginals(
     Plackett-Luce needs no (samples × pool) pass per slot (what serving pays per request)."""
     idx = np.asarray(shown, dtype=np.int64)
     if policy.method != PLACKETT_LUCE:
-        return marginal_propensities(scores, idx.size, policy, rng, samples)[idx, np.arange(idx.size)]
+        return _epsilon_greedy_shown_marginals(scaled(scores), idx, policy, rng, samples)
     s = scaled(scores)
     weight = np.exp((s - s.max()) / policy.temperature)
     prefixes = sample_prefixes(scores, max(idx.size - 1, 0), policy, rng, samples)  # samples × (depth - 1)
@@ -172,6 +182,22 @@ def shown_marginals(
     seen = (prefixes[:, None, :] == idx[None, :, None]) & np.tri(idx.size, prefixes.shape[1], -1, dtype=bool)
     conditional = np.where(seen.any(axis=2), 0.0, weight[idx] / (weight.sum() - taken))
     return conditional.mean(axis=0)
+
+
+def _epsilon_greedy_shown_marginals(
+    s: np.ndarray, idx: np.ndarray, policy: ExplorationPolicy, rng: np.random.Generator, samples: int
+) -> np.ndarray:
+    """ε-greedy's :func:`shown_marginals`: given a sampled prefix, ``shown[k]`` is drawn at ``k`` with
+    probability ε / (pool − k) if it is still available, plus 1 − ε if it is the best one available,
+    which it is exactly when every item ranked above it is in the prefix."""
+    rank = greedy_ranks(s)
+    prefixes = sample_prefixes(s, max(idx.size - 1, 0), policy, rng, samples)  # samples × (depth - 1)
+    above = np.tri(idx.size, prefixes.shape[1], -1, dtype=bool)  # [k, t]: prefix slot t is above slot k
+    seen = ((prefixes[:, None, :] == idx[None, :, None]) & above).any(axis=2)  # samples × depth
+    better_taken = ((rank[prefixes][:, None, :] < rank[idx][None, :, None]) & above).sum(axis=2)
+    best = better_taken == rank[idx][None, :]
+    conditional = policy.epsilon / (s.size - np.arange(idx.size)) + (1.0 - policy.epsilon) * best
+    return np.where(seen, 0.0, conditional).mean(axis=0)
 
 
 def at_least_prefix(marginal: np.ndarray, prefix: np.ndarray) -> np.ndarray:
