@@ -108,7 +108,7 @@ def breakdown_body(key: str, phase: int) -> None:
     dims = backend.dimensions(res.engine())
     if not dims:
         st.caption("Exposures record no user dimensions for this dataset (the demo world has device, country, "
-                   "segment and tenure).")
+                   "segment and tenure; an imported dataset the columns of its users file, `recops import --users`).")
         return
     dimension = st.selectbox("Dimension", ["(none)", *dims], key=f"readout_by_{key}")
     if dimension == "(none)":

@@ -26,6 +26,7 @@ from engine.data.dataset_import import (
 from engine.data.dataset_store import DatasetStore, datasets_root, read_manifest
 from engine.data.interaction_rows import TIMESTAMP_UNITS
 from engine.data.schema import DatasetError
+from engine.experiments.breakdowns import MAX_CELLS
 
 _PROGRESS_EVERY = 1.0  # seconds between progress lines on a terminal
 
@@ -42,6 +43,10 @@ def add_import_arguments(parser: argparse.ArgumentParser) -> None:
         help="CSV/TSV (.gz too) or Parquet: user_id, item_id[, timestamp, event, rating, weight]",
     )
     parser.add_argument("--items", type=Path, help="CSV/TSV or Parquet: item_id[, title, category, attributes...]")
+    parser.add_argument(
+        "--users", type=Path,
+        help="CSV/TSV or Parquet: user_id[, attributes...] to break experiment results down by (gender, country...)",
+    )  # fmt: skip
     parser.add_argument(
         "--max-reject-share",
         type=float,
@@ -117,7 +122,9 @@ def import_command(args: argparse.Namespace) -> int:
             max_reject_share=args.max_reject_share, timestamp_unit=args.timestamp_unit, encoding=args.encoding,
             columns=_column_map(args.column),
         )  # fmt: skip
-        result = import_dataset(store, args.name, args.interactions, args.items, options, progress=progress)
+        result = import_dataset(
+            store, args.name, args.interactions, args.items, options, users=args.users, progress=progress
+        )
     except ImportRefused as exc:
         progress.done()
         for rejects in exc.rejects:
@@ -137,11 +144,22 @@ def import_command(args: argparse.Namespace) -> int:
         f"imported {result.name} v{result.version}: {m['rows']['interactions']:,} interactions, "
         f"{m['users']:,} users, {m['rows']['items']:,} items{when}"
     )
+    if "users" in m["rows"]:
+        print(f"  user attributes: {m['rows']['users']:,} users, {m['users_with_attributes']:,} of them with "
+              f"interactions; {_attribute_text(m['columns']['user_attributes'])}")
     print(f"  stored in {result.path}")
-    for file_rejects in (result.items, result.interactions):
+    for file_rejects in (result.items, result.users, result.interactions):
         if file_rejects is not None:
             print("\n".join(_describe_rejects(file_rejects)) or f"  no rows of {file_rejects.source} rejected")
     return 0
+
+
+def _attribute_text(values: dict[str, int]) -> str:
+    """``gender (2 values), zip (795 values, too many to break down by)``: each user attribute and its values."""
+    return ", ".join(
+        f"{name} ({n:,} value{'s' if n != 1 else ''}{', too many to break down by' if n > MAX_CELLS else ''})"
+        for name, n in values.items()
+    ) or "none"
 
 
 # ============================================================================== datasets
@@ -166,8 +184,10 @@ def _show_lines(manifest: dict[str, Any]) -> list[str]:
         ("time range", f"{span['min_utc']} … {span['max_utc']}" if span else "none (no timestamps)"),
         ("events", ", ".join(f"{k} {v:,}" for k, v in manifest["events"].items())),
     ]
+    if "users" in manifest["rows"]:
+        fields.append(("user attributes", _attribute_text(manifest["columns"]["user_attributes"])))
     source = manifest.get("source", {})
-    for role in ("interactions", "items"):
+    for role in ("interactions", "items", "users"):
         entry = source.get(role)
         if entry:
             fields.append((f"{role} file", f"{entry['file']} ({entry['bytes']:,} bytes, sha256 {entry['sha256']})"))

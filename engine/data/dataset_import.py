@@ -1,11 +1,12 @@
-"""``recops import``: stream an interactions file (and an item file) into a new dataset version.
+"""``recops import``: stream an interactions file (and an item and a user file) into a new dataset version.
 
 Steps, each able to stop the import before anything is published:
 
-1. both files are opened and checked (``import_sources``): a file that cannot be read at all
+1. every file is opened and checked (``import_sources``): a file that cannot be read at all
    raises ``SourceError`` before a byte is written;
 2. the item file, when given, is read whole (it is the catalogue: the interactions are checked
-   against its ids) and its bad rows set aside;
+   against its ids) and its bad rows set aside; so is the user file (user_id and attributes to
+   break experiment results down by; users of the interactions it lacks are simply unknown);
 3. the interactions are streamed batch by batch: checked (``interaction_rows``), the good rows
    appended to ``interactions.parquet``, the bad ones to ``interactions.rejects.csv``, totals
    kept (``InteractionStats``) — memory stays bounded by a batch plus the distinct ids;
@@ -18,8 +19,6 @@ The source files are hashed (SHA-256) in a background thread while they are bein
 
 from __future__ import annotations
 
-from importlib import metadata
-
 import hashlib
 import shutil
 import threading
@@ -29,8 +28,9 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -43,6 +43,7 @@ from engine.data.dataset_store import (
     INTERACTIONS_FILE,
     ITEMS_FILE,
     MANIFEST_FORMAT,
+    USERS_FILE,
     DatasetStore,
     check_name,
 )
@@ -63,14 +64,21 @@ from engine.data.interaction_rows import (
     MALFORMED,
     STORED_INTERACTIONS,
     TIMESTAMP_UNITS,
+    USER_REQUIRED,
+    CheckedItems,
+    CheckedUsers,
     check_interactions,
     check_items,
+    check_users,
 )
 from engine.data.interaction_stats import InteractionStats
 from engine.data.schema import DatasetError
 
 INTERACTION_REJECTS = "interactions.rejects.csv"
 ITEM_REJECTS = "items.rejects.csv"
+USER_REJECTS = "users.rejects.csv"
+# a dimension is written as name=value pairs joined by tabs (engine.experiments.dimensions)
+_UNSAFE_ATTRIBUTE_NAME = ("=", "\t")
 PARQUET_COMPRESSION = "zstd"
 # Dictionary pages pay off for the few event labels; for ids they cost more time than they save space.
 DICTIONARY_COLUMNS = ["event"]
@@ -78,6 +86,7 @@ ROW_GROUP_ROWS = 1 << 19  # ~30 MB of stored rows: large enough for fast scans, 
 EXAMPLES = 5
 DEFAULT_MAX_REJECT_SHARE = 0.01
 _HASH_CHUNK = 1 << 20
+_Checked = TypeVar("_Checked", CheckedItems, CheckedUsers)
 
 
 def _package_version() -> str:
@@ -150,6 +159,7 @@ class ImportResult:
     manifest: dict[str, Any]
     interactions: Rejects
     items: Rejects | None
+    users: Rejects | None = None
 
 
 class ImportRefused(DatasetError):
@@ -286,6 +296,7 @@ def import_dataset(
     items: Path | None = None,
     options: ImportOptions | None = None,
     *,
+    users: Path | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> ImportResult:
     """Import the files as the next version of ``name``.
@@ -308,38 +319,68 @@ def import_dataset(
             Path(items), required=ITEM_REQUIRED, optional=ITEM_OPTIONAL, keep_other_columns=True,
             rename=options.columns, encoding=options.encoding,
         )  # fmt: skip
+    user_source = None if users is None else _open_users(Path(users), options)
     started = time.perf_counter()
     stop = threading.Event()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256") as hasher:
-        sources = [s.path for s in (interaction_source, item_source) if s is not None]
+        sources = [s.path for s in (interaction_source, item_source, user_source) if s is not None]
         source_hashes = {path: hasher.submit(sha256_file, path, stop) for path in sources}
         try:
             with store.staging(name) as stage:
                 return _import_into(
-                    store, name, stage, interaction_source, item_source, options, source_hashes, started, progress
-                )
+                    store, name, stage, _Sources(interaction_source, item_source, user_source), options,
+                    source_hashes, started, progress,
+                )  # fmt: skip
         except BaseException:
             stop.set()  # a refused or broken import need not wait for the checksums
             raise
+
+
+@dataclass(frozen=True)
+class _Sources:
+    interactions: SourceFile
+    items: SourceFile | None
+    users: SourceFile | None
+
+
+def _open_users(path: Path, options: ImportOptions) -> SourceFile:
+    """The user file, checked like the others, and its attribute names: each becomes a dimension
+    recorded with every exposure as ``name=value`` pairs, so a name may hold neither '=' nor a tab."""
+    source = open_source(
+        path, required=USER_REQUIRED, keep_other_columns=True, rename=options.columns, encoding=options.encoding
+    )
+    unsafe = [c for c in source.columns if any(ch in c for ch in _UNSAFE_ATTRIBUTE_NAME)]
+    if unsafe:
+        raise SourceError(f"{path}: the column name {unsafe[0]!r} holds '=' or a tab; rename it")
+    return source
 
 
 def _import_into(
     store: DatasetStore,
     name: str,
     stage: Path,
-    interaction_source: SourceFile,
-    item_source: SourceFile | None,
+    sources_: _Sources,
     options: ImportOptions,
     source_hashes: dict[Path, Future[str]],
     started: float,
     progress: Callable[[int], None] | None,
 ) -> ImportResult:
+    interaction_source, item_source, user_source = sources_.interactions, sources_.items, sources_.users
     item_rejects = None
     catalogue = None
     if item_source is not None:
-        catalogue, item_rejects = _read_items(item_source, stage / ITEM_REJECTS, options)
+        checked_items, item_rejects = _read_whole(item_source, stage / ITEM_REJECTS, options, check_items)
+        catalogue = checked_items.items
         _refuse_if_too_many(store, name, item_rejects, catalogue.num_rows, options, others=[])
     known_items = None if catalogue is None else catalogue.column("item_id").combine_chunks()
+    user_rejects = None
+    user_table = None
+    if user_source is not None:
+        checked_users, user_rejects = _read_whole(user_source, stage / USER_REJECTS, options, check_users)
+        user_table = checked_users.users
+        others = [item_rejects] if item_rejects else []
+        _refuse_if_too_many(store, name, user_rejects, user_table.num_rows, options, others=others)
+    file_rejects = [r for r in (item_rejects, user_rejects) if r is not None]
 
     rejects = Rejects(interaction_source.path)
     writer = _RejectsWriter(stage / INTERACTION_REJECTS, rejects, list(interaction_source.columns))
@@ -364,7 +405,7 @@ def _import_into(
             writer.close()
     if rejects.read == 0:
         raise SourceError(f"{interaction_source.path} has a header but no data rows")
-    _refuse_if_too_many(store, name, rejects, stats.rows, options, others=[item_rejects] if item_rejects else [])
+    _refuse_if_too_many(store, name, rejects, stats.rows, options, others=file_rejects)
 
     if catalogue is None:
         catalogue = check_items(pa.table({"item_id": stats.item_ids()})).items
@@ -373,12 +414,17 @@ def _import_into(
         INTERACTIONS_FILE: _file_entry(stage / INTERACTIONS_FILE, stats.rows),
         ITEMS_FILE: _file_entry(stage / ITEMS_FILE, catalogue.num_rows),
     }
-    for r in (rejects, item_rejects):
-        if r is not None and r.file is not None:
+    if user_table is not None:
+        pq.write_table(user_table, stage / USERS_FILE, compression=PARQUET_COMPRESSION)
+        files[USERS_FILE] = _file_entry(stage / USERS_FILE, user_table.num_rows)
+    for r in (rejects, *file_rejects):
+        if r.file is not None:
             files[r.file.name] = _file_entry(r.file, r.rejected)
     sources = {"interactions": _source_entry(interaction_source, source_hashes)}
     if item_source is not None:
         sources["items"] = _source_entry(item_source, source_hashes)
+    if user_source is not None:
+        sources["users"] = _source_entry(user_source, source_hashes)
     manifest: dict[str, Any] = {
         "format": MANIFEST_FORMAT,
         "name": name,
@@ -405,15 +451,31 @@ def _import_into(
         "files": files,
         "import_seconds": round(time.perf_counter() - started, 3),
     }
+    if user_table is not None and user_rejects is not None:
+        manifest["rows"]["users"] = user_table.num_rows
+        manifest["columns"]["user_attributes"] = _attribute_values(user_table)
+        listed = pc.is_in(stats.user_ids(), value_set=user_table.column("user_id").combine_chunks())
+        manifest["users_with_attributes"] = int(pc.sum(listed).as_py() or 0)
+        manifest["rejects"]["users"] = user_rejects.summary()
     version = store.publish(name, stage, manifest)
     folder = store.version_dir(name, version)
-    for r in (rejects, item_rejects):
-        if r is not None and r.file is not None:
+    for r in (rejects, *file_rejects):
+        if r.file is not None:
             r.file = folder / r.file.name
-    return ImportResult(name, version, folder, manifest, rejects, item_rejects)
+    return ImportResult(name, version, folder, manifest, rejects, item_rejects, user_rejects)
 
 
-def _read_items(source: SourceFile, rejects_path: Path, options: ImportOptions) -> tuple[pa.Table, Rejects]:
+def _attribute_values(users: pa.Table) -> dict[str, int]:
+    """Each user attribute with its number of distinct values (missing ones not counted): what tells
+    a dimension to break results down by from an id-like column such as a zip code."""
+    return {c: pc.count_distinct(users.column(c)).as_py() for c in users.schema.names if c != "user_id"}
+
+
+def _read_whole(
+    source: SourceFile, rejects_path: Path, options: ImportOptions, check: Callable[[pa.Table], _Checked]
+) -> tuple[_Checked, Rejects]:
+    """A table read whole (the item or the user file), its rows checked by ``check`` and the bad ones
+    written to ``rejects_path``."""
     rejects = Rejects(source.path)
     writer = _RejectsWriter(rejects_path, rejects, list(source.columns))
     batches = []
@@ -425,13 +487,16 @@ def _read_items(source: SourceFile, rejects_path: Path, options: ImportOptions) 
     if rejects.read == 0:
         raise SourceError(f"{source.path} has a header but no data rows")
     table = pa.Table.from_batches(batches)
-    checked = check_items(table)
+    try:
+        checked = check(table)
+    except DatasetError as exc:
+        raise SourceError(f"{source.path}: {exc}") from None
     try:
         writer.rows(table, checked.rejected, checked.reasons, offset=0)
         writer.malformed(malformed)
     finally:
         writer.close()
-    return checked.items, rejects
+    return checked, rejects
 
 
 def _refuse_if_too_many(

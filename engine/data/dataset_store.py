@@ -2,7 +2,7 @@
 
 Layout under ``root`` (``RECOPS_DATA_DIR/datasets``)::
 
-    NAME/v1/manifest.json, interactions.parquet, items.parquet[, interactions.rejects.csv, items.rejects.csv]
+    NAME/v1/manifest.json, interactions.parquet, items.parquet[, users.parquet, *.rejects.csv]
     NAME/v2/...
     NAME/current                 the version ``load(NAME)`` returns, as text ("2")
     NAME/.staging-PID-HEX/       an import in progress (never read)
@@ -46,6 +46,7 @@ DEMO = "demo"
 MANIFEST = "manifest.json"
 INTERACTIONS_FILE = "interactions.parquet"
 ITEMS_FILE = "items.parquet"
+USERS_FILE = "users.parquet"  # only when the import had a users file: user_id and attribute columns (text)
 CURRENT = "current"
 STAGING_PREFIX = ".staging-"
 FAILED_DIR = "failed"
@@ -177,9 +178,10 @@ class DatasetStore:
         try:
             interactions = pq.read_table(folder / INTERACTIONS_FILE)
             items = pq.read_table(folder / ITEMS_FILE)
+            users = pq.read_table(folder / USERS_FILE) if (folder / USERS_FILE).is_file() else None
         except (pa.ArrowException, OSError) as exc:
             raise DatasetError(f"{folder}: unreadable tables ({exc})") from exc
-        return StoredDataset(name, version, folder, manifest, to_dataset(name, interactions, items))
+        return StoredDataset(name, version, folder, manifest, to_dataset(name, interactions, items, users))
 
     # ---- writing ----------------------------------------------------------------------
     @contextlib.contextmanager
@@ -238,12 +240,13 @@ def _process_alive(pid: int) -> bool:
 
 
 # ---- stored tables → Dataset ---------------------------------------------------------------
-def to_dataset(name: str, interactions: pa.Table, items: pa.Table) -> Dataset:
+def to_dataset(name: str, interactions: pa.Table, items: pa.Table, users: pa.Table | None = None) -> Dataset:
     """The engine's tables from the stored ones (see ``engine.data.schema``).
 
     ``type`` is the event label when the engine knows it, else ``view`` (the label stays in
     ``event`` and its weight in ``weight``); ``value`` is the rating of ``rating`` events, else 1.0;
-    a dataset imported without timestamps gets 0.0.  Events are ordered by time.
+    a dataset imported without timestamps gets 0.0.  Events are ordered by time.  The users table,
+    when the import had one, is ``Dataset.users`` as stored (a missing value is None).
     """
     frame = interactions.to_pandas()
     known = frame["event"].isin(EVENT_TYPES)
@@ -276,7 +279,8 @@ def to_dataset(name: str, interactions: pa.Table, items: pa.Table) -> Dataset:
             "avg_rating": by_item["avg"].to_numpy(dtype=np.float64),
         }
     )
-    return Dataset(items=pd.concat([table, attributes], axis=1), events=events, name=name)
+    return Dataset(items=pd.concat([table, attributes], axis=1), events=events, name=name,
+                   users=None if users is None else users.to_pandas())
 
 
 def datasets_root(settings: Settings) -> Path:

@@ -2,13 +2,14 @@
 
 The only outside source this project can reach is a package registry, and RecBole's wheel ships the real
 MovieLens-100k as "atomic files" (``ml-100k.inter``, ``ml-100k.item``).  The wheel is downloaded with pip,
-read as a zip (never installed: RecBole drags in torch), and converted to ``u.data`` and ``u.item`` so that
-``load_movielens`` and every other ml-100k tool read it unchanged.
+read as a zip (never installed: RecBole drags in torch), and converted to ``u.data``, ``u.item`` and
+``u.user`` so that ``load_movielens`` and every other ml-100k tool read it unchanged.
 
 What the atomic files lost cannot be restored: ``u.item``'s release date and IMDb URL fields stay empty.
 
-Beside the classic files, ``ratings.csv`` and ``items.csv`` are written in the layout ``recops import``
-reads as it is (``write_import_files``), so MovieLens can be served like any dataset of one's own.
+Beside the classic files, ``ratings.csv``, ``items.csv`` and ``users.csv`` are written in the layout
+``recops import`` reads as it is (``write_import_files``, ``write_import_users``), so MovieLens can be
+served like any dataset of one's own, its experiments broken down by gender, age group or occupation.
 """
 
 from __future__ import annotations
@@ -32,11 +33,18 @@ RECBOLE_REQUIREMENT = "recbole==1.2.1"
 ATOMIC_DIR = "recbole/dataset_example/ml-100k"
 INTER_MEMBER = f"{ATOMIC_DIR}/ml-100k.inter"
 ITEM_MEMBER = f"{ATOMIC_DIR}/ml-100k.item"
+USER_MEMBER = f"{ATOMIC_DIR}/ml-100k.user"
 ML100K_RATINGS = 100_000
 ML100K_ITEMS = 1_682
 DEFAULT_TARGET = Path("data/ml-100k")
 IMPORT_RATINGS = "ratings.csv"  # user_id,item_id,rating,timestamp
 IMPORT_ITEMS = "items.csv"  # item_id,title,category,genres (genres: every genre, '|'-separated)
+IMPORT_USERS = "users.csv"  # user_id,age,age_group,gender,occupation,zip_code
+# MovieLens-1M's age groups (its README), lower bounds: the 61 ages of ml-100k are too many cells to break
+# a result down by, the seven groups are not
+AGE_GROUPS: tuple[tuple[int, str], ...] = (
+    (0, "under 18"), (18, "18-24"), (25, "25-34"), (35, "35-44"), (45, "45-49"), (50, "50-55"), (56, "56+"),
+)  # fmt: skip
 
 # RecBole writes movie 267, whose title is "unknown" in u.item, with the title and year misspelt "unkonwn"
 _MISSING = frozenset({"", UNKNOWN, "unkonwn"})
@@ -53,6 +61,7 @@ class Converted:
 
     u_data: list[str]
     u_item: list[str]
+    u_user: list[str]
 
 
 # ---- fetching ------------------------------------------------------------------------
@@ -62,7 +71,7 @@ def fetch_ml100k(
     wheel_dir: Path | None = None,
     expected: tuple[int, int] = (ML100K_RATINGS, ML100K_ITEMS),
 ) -> Path:
-    """Write ``u.data`` and ``u.item`` into ``target`` from the recbole wheel; do nothing when already there.
+    """Write ``u.data``, ``u.item`` and ``u.user`` into ``target`` from the recbole wheel (nothing when already there).
 
     ``wheel_dir`` makes pip look only in that folder (no index, no network); ``expected`` is the number of
     ratings and of movies the result must have, the real ml-100k's by default.
@@ -79,14 +88,20 @@ def fetch_ml100k(
             f"{wheel.name} holds {counts[0]} ratings and {counts[1]} movies, not the {expected[0]} and "
             f"{expected[1]} of MovieLens-100k; nothing was written to {target}"
         )
+    listed = {line.split("|", 1)[0] for line in converted.u_user}
+    unlisted = {line.split("\t", 1)[0] for line in converted.u_data} - listed
+    if unlisted:
+        raise FetchError(f"{wheel.name}: {len(unlisted)} users who rated are not in {USER_MEMBER}, e.g. "
+                         f"{min(unlisted)}; nothing was written to {target}")
     write_classic(converted, target)
     return target
 
 
 def has_ml100k(target: Path, expected: tuple[int, int] = (ML100K_RATINGS, ML100K_ITEMS)) -> bool:
-    """Whether ``target`` already holds ``u.data`` and ``u.item`` with the expected numbers of lines."""
+    """Whether ``target`` already holds ``u.data`` and ``u.item`` with the expected numbers of lines, and ``u.user``."""
     files = (Path(target) / "u.data", Path(target) / "u.item")
-    return all(f.is_file() for f in files) and tuple(_count_lines(f) for f in files) == expected
+    counted = all(f.is_file() for f in files) and tuple(_count_lines(f) for f in files) == expected
+    return counted and (Path(target) / "u.user").is_file()
 
 
 def download_wheel(dest: Path, *, wheel_dir: Path | None = None) -> Path:
@@ -119,10 +134,11 @@ def convert_wheel(wheel: Path) -> Converted:
     """The classic ml-100k files built from the atomic files inside ``wheel``, read as a zip."""
     try:
         with zipfile.ZipFile(wheel) as archive:
-            inter, item = (_member_text(archive, wheel, name) for name in (INTER_MEMBER, ITEM_MEMBER))
+            inter, item, user = (_member_text(archive, wheel, n) for n in (INTER_MEMBER, ITEM_MEMBER, USER_MEMBER))
     except zipfile.BadZipFile as exc:
         raise FetchError(f"{wheel}: not a wheel (zip) file ({exc})") from exc
-    return Converted(u_data=ratings_lines(inter, INTER_MEMBER), u_item=item_lines(item, ITEM_MEMBER))
+    return Converted(u_data=ratings_lines(inter, INTER_MEMBER), u_item=item_lines(item, ITEM_MEMBER),
+                     u_user=user_lines(user, USER_MEMBER))
 
 
 def ratings_lines(text: str, source: str = "ml-100k.inter") -> list[str]:
@@ -141,6 +157,25 @@ def item_lines(text: str, source: str = "ml-100k.item") -> list[str]:
             raise FetchError(f"{source} line {line}: the title {full_title!r} holds '|', u.item's separator")
         lines.append("|".join([_integer(item, source, line, "item_id"), full_title, "", "", "", *genre_flags(genres)]))
     return lines
+
+
+def user_lines(text: str, source: str = "ml-100k.user") -> list[str]:
+    """``u.user`` lines (user id|age|gender|occupation|zip code) from an atomic ``.user`` file."""
+    rows = _atomic_rows(text, source, ("user_id", "age", "gender", "occupation", "zip_code"))
+    lines = []
+    for line, fields in rows:
+        values = [value.strip() for _, value in fields]
+        if any("|" in v for v in values):
+            raise FetchError(f"{source} line {line}: a value holds '|', u.user's separator")
+        values[0] = _integer(values[0], source, line, "user_id")
+        values[1] = _integer(values[1], source, line, "age")
+        lines.append("|".join(values))
+    return lines
+
+
+def age_group(age: int) -> str:
+    """MovieLens-1M's group of an age in years (``AGE_GROUPS``)."""
+    return next(name for low, name in reversed(AGE_GROUPS) if age >= low)
 
 
 def classic_title(title: str, year: str) -> str:
@@ -163,7 +198,7 @@ def genre_flags(classes: str) -> list[str]:
 def write_classic(converted: Converted, target: Path) -> None:
     """Write both files; each appears whole or not at all, so an interrupted run is simply redone."""
     target.mkdir(parents=True, exist_ok=True)
-    for name, lines in (("u.data", converted.u_data), ("u.item", converted.u_item)):
+    for name, lines in (("u.data", converted.u_data), ("u.item", converted.u_item), ("u.user", converted.u_user)):
         partial = target / f".{name}.partial"
         try:
             partial.write_text("".join(f"{line}\n" for line in lines), encoding="latin-1")
@@ -194,6 +229,24 @@ def write_import_files(dataset: Dataset, target: Path) -> tuple[Path, Path]:
         os.replace(partial, target / name)
         written.append(target / name)
     return written[0], written[1]
+
+
+def write_import_users(target: Path) -> Path:
+    """``users.csv`` for ``recops import --users`` from ``target``'s ``u.user``: user_id, age, its
+    ``age_group``, gender, occupation and zip_code, as text (a zip code keeps its leading zero)."""
+    try:
+        frame = pd.read_csv(target / "u.user", sep="|", header=None, dtype=str, encoding="latin-1",
+                            names=["user_id", "age", "gender", "occupation", "zip_code"], keep_default_na=False)
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise FetchError(f"{target / 'u.user'}: not a u.user file ({exc})") from exc
+    ages = pd.to_numeric(frame["age"], errors="coerce")
+    if ages.isna().any():
+        raise FetchError(f"{target / 'u.user'}: age {frame['age'][ages.isna()].iloc[0]!r} is not a number")
+    frame.insert(2, "age_group", [age_group(int(a)) for a in ages])
+    partial = target / f".{IMPORT_USERS}.partial"
+    frame.to_csv(partial, index=False, encoding="utf-8")
+    os.replace(partial, target / IMPORT_USERS)
+    return target / IMPORT_USERS
 
 
 def _member_text(archive: zipfile.ZipFile, wheel: Path, name: str) -> str:
@@ -265,6 +318,7 @@ def fetch_command(args: argparse.Namespace) -> int:
         fetch_ml100k(target, wheel_dir=args.wheel_dir)
         dataset = load_movielens(target)
         ratings, items = write_import_files(dataset, target)
+        users = write_import_users(target)
     except (FetchError, DatasetError) as exc:
         print(f"fetch-movielens: {exc}", file=sys.stderr)
         return 1
@@ -276,6 +330,6 @@ def fetch_command(args: argparse.Namespace) -> int:
         f"MovieLens-100k {state} {target}: {dataset.n_users} users, {len(dataset.items)} movies, "
         f"{len(dataset.events)} ratings (from the {RECBOLE_REQUIREMENT} wheel)"
     )
-    print(f"for `recops import`: {ratings} and {items}, e.g.\n"
-          f"  recops import --name ml-100k --interactions {ratings} --items {items}")
+    print(f"for `recops import`: {ratings}, {items} and {users}, e.g.\n"
+          f"  recops import --name ml-100k --interactions {ratings} --items {items} --users {users}")
     return 0

@@ -1,4 +1,4 @@
-"""Row rules of an import: parse, normalise and check one batch of interactions or the item table.
+"""Row rules of an import: parse, normalise and check one batch of interactions, the item or the user table.
 
 Pure functions over Arrow arrays (no I/O).  Each check marks the rows it rejects with a short
 reason; a row gets the first reason that applies, in the order of ``REASONS``.  What is kept is
@@ -26,12 +26,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.data.schema import EVENT_WEIGHTS
+from engine.data.schema import EVENT_WEIGHTS, DatasetError
 
 INTERACTION_REQUIRED = ("user_id", "item_id")
 INTERACTION_OPTIONAL = ("timestamp", "event", "rating", "weight")
 ITEM_REQUIRED = ("item_id",)
 ITEM_OPTIONAL = ("title", "category")
+USER_REQUIRED = ("user_id",)
 
 STORED_INTERACTIONS = pa.schema(
     [
@@ -63,6 +64,7 @@ BAD_WEIGHT = "weight is not a number >= 0"
 RATING_WITHOUT_VALUE = "rating event without a rating"
 UNKNOWN_ITEM = "item_id not in the item file"
 DUPLICATE_ITEM = "duplicate item_id"
+DUPLICATE_USER = "duplicate user_id"
 MALFORMED = "wrong number of fields"
 REASONS = (
     EMPTY_USER, EMPTY_ITEM, MISSING_TIMESTAMP, BAD_TIMESTAMP, TIMESTAMP_RANGE, BAD_RATING, BAD_WEIGHT,
@@ -254,18 +256,25 @@ class CheckedItems:
     reasons: pa.Array
 
 
+def _unique_ids(ids: pa.Array, empty_reason: str, duplicate_reason: str) -> tuple[pa.Array, _Verdicts]:
+    """Trimmed ids, with empty ones and every repeat after the first occurrence rejected: one rule for
+    the item and the user tables."""
+    clean = clean_text(ids)
+    empty = pc.is_null(clean)
+    repeated = pa.array(clean.to_pandas().duplicated(keep="first").to_numpy() & ~empty.to_numpy(zero_copy_only=False))
+    verdicts = _Verdicts(len(clean))
+    verdicts.reject(empty, empty_reason)
+    verdicts.reject(repeated, duplicate_reason)
+    return clean, verdicts
+
+
 def check_items(table: pa.Table) -> CheckedItems:
     """Trim ids, reject empty and repeated ones (the first occurrence is kept), default titles and categories.
 
     A title defaults to the id and a category to ``unknown``; an attribute column read as text
     becomes integer or float when all its values are numbers.
     """
-    item = clean_text(table.column("item_id").combine_chunks())
-    empty = pc.is_null(item)
-    repeated = pa.array(item.to_pandas().duplicated(keep="first").to_numpy() & ~empty.to_numpy(zero_copy_only=False))
-    verdicts = _Verdicts(len(item))
-    verdicts.reject(empty, EMPTY_ITEM)
-    verdicts.reject(repeated, DUPLICATE_ITEM)
+    item, verdicts = _unique_ids(table.column("item_id").combine_chunks(), EMPTY_ITEM, DUPLICATE_ITEM)
     title = clean_text(table.column("title").combine_chunks()) if "title" in table.schema.names else None
     category = clean_text(table.column("category").combine_chunks()) if "category" in table.schema.names else None
     columns: dict[str, pa.Array] = {
@@ -294,3 +303,30 @@ def _typed_attribute(values: pa.Array) -> pa.Array:
         except pa.ArrowInvalid:
             continue
     return text
+
+
+@dataclass(frozen=True)
+class CheckedUsers:
+    users: pa.Table  # user_id, then the attribute columns, all text
+    rejected: np.ndarray
+    reasons: pa.Array
+
+
+def check_users(table: pa.Table) -> CheckedUsers:
+    """Trim ids, reject empty and repeated ones (the first occurrence is kept, as for items).
+
+    Every attribute is kept as trimmed text, an empty value as null: an attribute is a label to
+    break results down by, so a zip code "05201" keeps its zero and an age "24" stays the label "24".
+    """
+    user, verdicts = _unique_ids(table.column("user_id").combine_chunks(), EMPTY_USER, DUPLICATE_USER)
+    columns: dict[str, pa.Array] = {"user_id": user}
+    for name in table.schema.names:
+        if name == "user_id":
+            continue
+        values = table.column(name).combine_chunks()
+        try:
+            columns[name] = clean_text(values)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raise DatasetError(f"user attribute {name!r} holds {values.type} values, not text or numbers") from None
+    rejected, reasons = verdicts.rejected()
+    return CheckedUsers(pa.table(columns).filter(pc.invert(verdicts.bad)), rejected, reasons)

@@ -78,6 +78,10 @@ class InteractionStats:
     def add_table(self, table: pa.Table) -> None:
         self.add(table["user_id"], table["item_id"], table["event"], table["timestamp"])
 
+    def user_ids(self) -> pa.Array:
+        """Every user id seen, in order of first appearance."""
+        return self._users.values()
+
     def item_ids(self) -> pa.Array:
         """Every item id seen, in order of first appearance."""
         return self._items.values()

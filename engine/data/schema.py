@@ -60,7 +60,7 @@ class Dataset:
     name: str = "dataset"
     _interactions: InteractionMatrix | None = field(default=None, repr=False)
     # optional user attributes: user_id and one string column per dimension (device, country...), for
-    # experiment breakdowns; the demo world has them, imported datasets have no users table yet
+    # experiment breakdowns; the demo world has them, an imported dataset when imported with --users
     users: pd.DataFrame | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:

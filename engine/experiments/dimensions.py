@@ -11,13 +11,21 @@ from collections.abc import Mapping
 import pandas as pd
 
 MAX_VALUE_LENGTH = 64  # a dimension value is a label; longer text is cut
+# the value of a user the users table does not list, or lists without that attribute: a cell of its own
+UNKNOWN = "unknown"
 
 
 class UserDimensions:
-    """user id -> {dimension: value}, from a dataset's users table (``Dataset.users``)."""
+    """user id -> {dimension: value}, from a dataset's users table (``Dataset.users``).
 
-    def __init__(self, table: Mapping[str, Mapping[str, str]] | None = None) -> None:
+    ``missing`` is what a user absent from the table gets (from a users table: ``UNKNOWN`` in every
+    column, so the breakdown's cells still add up to the arms).
+    """
+
+    def __init__(self, table: Mapping[str, Mapping[str, str]] | None = None,
+                 missing: Mapping[str, str] | None = None) -> None:
         self._table = {u: dict(v) for u, v in (table or {}).items()}
+        self._missing = dict(missing or {})
 
     @classmethod
     def from_frame(cls, users: pd.DataFrame | None) -> UserDimensions:
@@ -25,11 +33,13 @@ class UserDimensions:
             return cls()
         columns = [c for c in users.columns if c != "user_id"]
         ids = users["user_id"].astype(str).tolist()
-        values = {c: users[c].astype(str).str.slice(0, MAX_VALUE_LENGTH).tolist() for c in columns}
-        return cls({u: {c: values[c][i] for c in columns} for i, u in enumerate(ids)})
+        values = {c: users[c].astype("string").fillna(UNKNOWN).str.slice(0, MAX_VALUE_LENGTH).tolist()
+                  for c in columns}
+        return cls({u: {c: values[c][i] for c in columns} for i, u in enumerate(ids)},
+                   missing=dict.fromkeys(columns, UNKNOWN))
 
     def __call__(self, user_id: str) -> Mapping[str, str]:
-        return self._table.get(user_id, {})
+        return self._table.get(user_id, self._missing)
 
     @property
     def names(self) -> list[str]:

@@ -7,6 +7,7 @@ list --json`` prints, and the upload goes through the same ``import_dataset`` as
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import shutil
@@ -103,6 +104,7 @@ async def import_upload(
     name: DatasetPath,
     interactions: Annotated[UploadFile, File(description="CSV/TSV (.gz too) or Parquet: user_id, item_id, ...")],
     items: Annotated[UploadFile | None, File(description="CSV/TSV or Parquet: item_id, title, ...")] = None,
+    users: Annotated[UploadFile | None, File(description="CSV/TSV or Parquet: user_id, attributes...")] = None,
     max_reject_share: Annotated[float, Form(ge=0.0, le=1.0)] = DEFAULT_MAX_REJECT_SHARE,
 ) -> ImportResponse:
     """Import the uploaded files as the next version of ``name``, as ``recops import`` does.
@@ -113,14 +115,15 @@ async def import_upload(
     # the uploads are streamed to disk first: the importer streams files, never a request body
     with tempfile.TemporaryDirectory(prefix="recops-upload-") as tmp:
         folder = FilePath(tmp)
-        files = {"interactions": interactions, **({"items": items} if items is not None else {})}
+        uploads = {"interactions": interactions, "items": items, "users": users}
+        files = {role: upload for role, upload in uploads.items() if upload is not None}
         paths = {role: _upload_path(folder, role, upload) for role, upload in files.items()}
         for role, upload in files.items():
             await run_in_threadpool(_save, upload, paths[role])
         try:
             result = await run_in_threadpool(
-                import_dataset, store, name, paths["interactions"], paths.get("items"),
-                ImportOptions(max_reject_share=max_reject_share),
+                functools.partial(import_dataset, users=paths.get("users")), store, name, paths["interactions"],
+                paths.get("items"), ImportOptions(max_reject_share=max_reject_share),
             )  # fmt: skip
         except DatasetError as exc:
             # messages name the uploaded file, not the temporary directory it was saved in
@@ -134,8 +137,9 @@ async def import_upload(
     return ImportResponse(
         name=result.name, version=result.version, interactions=m["rows"]["interactions"], users=m["users"],
         items=m["rows"]["items"], time_range=m["time_range"],
-        rejects={"interactions": RejectSummary.model_validate(result.interactions.summary()),
-                 "items": RejectSummary.model_validate(result.items.summary()) if result.items is not None else None},
+        rejects={role: RejectSummary.model_validate(r.summary()) if r is not None else None
+                 for role, r in (("interactions", result.interactions), ("items", result.items),
+                                 ("users", result.users))},
     )  # fmt: skip
 
 

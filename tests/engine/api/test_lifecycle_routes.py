@@ -102,6 +102,8 @@ def test_import_upload_then_list_and_show(client: httpx.Client, own_api: ApiProc
     ({"interactions": ("data.xlsx", b"user_id,item_id\nu1,i1\n")}, "unsupported file type"),
     ({"interactions": ("data.csv", b"user,item_id\nu1,i1\n")}, "user_id"),
     ({"interactions": ("data.csv", b"user_id,item_id\n,i1\n,i2\n")}, "no valid rows"),
+    ({"interactions": ("data.csv", b"user_id,item_id\nu1,i1\n"), "users": ("users.csv", b"customer,gender\nu1,F\n")},
+     "users.csv: missing required column 'user_id'"),
 ])
 def test_a_bad_upload_is_a_400_and_stores_nothing(client: httpx.Client, own_api: ApiProcess,
                                                   files: dict[str, tuple[str, bytes]], message: str) -> None:
@@ -121,6 +123,19 @@ def test_reject_share_is_a_form_field(client: httpx.Client, own_api: ApiProcess)
     assert r.status_code == 201, r.text
     assert r.json()["rejects"]["interactions"] == {"read": 21, "rejected": 1, "share": round(1 / 21, 6),
                                                    "by_reason": {"empty user_id": 1}}
+
+
+def test_a_users_file_is_a_third_upload(client: httpx.Client, own_api: ApiProcess, files: tuple[Path, Path]) -> None:
+    interactions, _ = files
+    users = "user_id,segment\n" + "".join(f"a{u:02d},{'new' if u % 2 else 'loyal'}\n" for u in range(30))
+    r = _upload(client, "shop-users", {"interactions": ("ratings.csv", interactions.read_bytes()),
+                                       "users": ("users.csv", users.encode())})
+    assert r.status_code == 201, r.text
+    assert r.json()["rejects"]["users"] == {"read": 30, "rejected": 0, "share": 0.0, "by_reason": {}}
+    manifest = DatasetStore(_data_dir(own_api) / "datasets").manifest("shop-users")
+    assert (manifest["rows"]["users"], manifest["users_with_attributes"]) == (30, 30)  # the a-users of 60
+    assert manifest["columns"]["user_attributes"] == {"segment": 2}
+    assert manifest["source"]["users"]["file"] == "users.csv"
 
 
 # ---- models ---------------------------------------------------------------------------------------

@@ -19,15 +19,18 @@ from engine.data.schema import EVENT_WEIGHTS
 from engine.data.fetch import (
     INTER_MEMBER,
     ITEM_MEMBER,
+    USER_MEMBER,
     FetchError,
     add_fetch_arguments,
     classic_title,
     convert_wheel,
     fetch_command,
     fetch_ml100k,
+    age_group,
     genre_flags,
     has_ml100k,
     write_import_files,
+    write_import_users,
 )
 from engine.data.dataset_import import import_dataset
 from engine.data.dataset_store import DatasetStore
@@ -58,6 +61,14 @@ ITEM = [
     "5\tGood Morning\t1971\tSpace-Western",
 ]
 
+USER = [
+    "user_id:token\tage:token\tgender:token\toccupation:token\tzip_code:token",
+    "196\t49\tM\twriter\t55105",
+    "186\t39\tF\texecutive\t00000",
+    "22\t25\tM\twriter\t40206",
+    "7\t17\tF\tstudent\tV3N4P",  # rated nothing: listed all the same
+]
+
 
 CHILDRENS = "Children's"
 
@@ -70,10 +81,11 @@ EXPECTED_U_ITEM = [
     f"4|unknown||||{ml100k_genre_flags('unknown')}",
     f"5|Good Morning (1971)||||{ml100k_genre_flags('unknown')}",
 ]
+EXPECTED_U_USER = ["196|49|M|writer|55105", "186|39|F|executive|00000", "22|25|M|writer|40206", "7|17|F|student|V3N4P"]
 FAKE_COUNTS = (len(EXPECTED_U_DATA), len(EXPECTED_U_ITEM))
 
 
-def _fake_wheel(directory: Path, inter: list[str] = INTER, item: list[str] = ITEM) -> Path:
+def _fake_wheel(directory: Path, inter: list[str] = INTER, item: list[str] = ITEM, user: list[str] = USER) -> Path:
     """A wheel pip accepts as recbole 1.2.1, holding only small atomic files."""
     directory.mkdir(parents=True, exist_ok=True)
     wheel = directory / WHEEL_NAME
@@ -81,6 +93,7 @@ def _fake_wheel(directory: Path, inter: list[str] = INTER, item: list[str] = ITE
     with zipfile.ZipFile(wheel, "w") as archive:
         archive.writestr(INTER_MEMBER, "\n".join(inter) + "\n")
         archive.writestr(ITEM_MEMBER, "\n".join(item) + "\n")
+        archive.writestr(USER_MEMBER, "\n".join(user) + "\n")
         archive.writestr(f"{dist_info}/METADATA", "Metadata-Version: 2.1\nName: recbole\nVersion: 1.2.1\n")
         archive.writestr(f"{dist_info}/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
         archive.writestr(f"{dist_info}/RECORD", "")
@@ -109,6 +122,20 @@ def test_convert_fake_wheel_to_classic_files(tmp_path: Path) -> None:
     converted = convert_wheel(_fake_wheel(tmp_path / "wheels"))
     assert converted.u_data == EXPECTED_U_DATA
     assert converted.u_item == EXPECTED_U_ITEM
+    assert converted.u_user == EXPECTED_U_USER
+
+
+def test_age_groups_are_movielens_1m_s() -> None:
+    assert [age_group(a) for a in (7, 17, 18, 24, 25, 34, 35, 44, 45, 49, 50, 55, 56, 73)] == [
+        "under 18", "under 18", "18-24", "18-24", "25-34", "25-34", "35-44", "35-44", "45-49", "45-49",
+        "50-55", "50-55", "56+", "56+"]  # fmt: skip
+
+
+def test_a_wheel_whose_users_miss_a_rater_writes_nothing(tmp_path: Path) -> None:
+    _fake_wheel(tmp_path / "wheels", user=USER[:2])
+    with pytest.raises(FetchError, match=r"2 users who rated are not in .*ml-100k\.user, e\.g\. 186"):
+        fetch_ml100k(tmp_path / "ml-100k", wheel_dir=tmp_path / "wheels", expected=FAKE_COUNTS)
+    assert not (tmp_path / "ml-100k").exists()
 
 
 def test_converted_files_load_as_ml100k(tmp_path: Path) -> None:
@@ -117,6 +144,7 @@ def test_converted_files_load_as_ml100k(tmp_path: Path) -> None:
     fetch_ml100k(target, wheel_dir=tmp_path / "wheels", expected=FAKE_COUNTS)
     assert _lines(target / "u.data") == EXPECTED_U_DATA
     assert _lines(target / "u.item") == EXPECTED_U_ITEM
+    assert _lines(target / "u.user") == EXPECTED_U_USER
     assert (target / "u.item").read_bytes().count("é".encode("latin-1")) == 1
 
     ds = load_movielens(target)
@@ -136,15 +164,24 @@ def test_import_files_are_read_by_recops_import_as_they_are(tmp_path: Path) -> N
     _fake_wheel(tmp_path / "wheels")
     fetch_ml100k(target, wheel_dir=tmp_path / "wheels", expected=FAKE_COUNTS)
     ratings, items = write_import_files(load_movielens(target), target)
+    users = write_import_users(target)
+    assert users.read_text(encoding="utf-8").splitlines() == [
+        "user_id,age,age_group,gender,occupation,zip_code", "196,49,45-49,M,writer,55105",
+        "186,39,35-44,F,executive,00000", "22,25,25-34,M,writer,40206", "7,17,under 18,F,student,V3N4P"]
     assert ratings.read_text(encoding="utf-8").splitlines()[:2] == ["user_id,item_id,rating,timestamp",
                                                                      "196,3,1,878887116"]  # by time
     assert items.read_text(encoding="utf-8").splitlines()[:3] == [
         "item_id,title,category,genres", "1,Toy Story (1995),Animation,Animation|Children's|Comedy",
         '2,"Misérables, Les (1995)",Drama,Drama|Musical']  # quoted: the title holds the separator
     store = DatasetStore(tmp_path / "datasets")
-    result = import_dataset(store, "ml", ratings, items)
-    assert result.interactions.rejected == 0
+    result = import_dataset(store, "ml", ratings, items, users=users)
+    assert result.interactions.rejected == 0 and result.users is not None and result.users.rejected == 0
+    assert result.manifest["columns"]["user_attributes"] == {
+        "age": 4, "age_group": 4, "gender": 2, "occupation": 3, "zip_code": 4}
     stored = store.load("ml").dataset
+    assert stored.users is not None
+    assert stored.users.set_index("user_id").loc["186"].to_dict() == {
+        "age": "39", "age_group": "35-44", "gender": "F", "occupation": "executive", "zip_code": "00000"}
     assert len(stored.events) == 4 and set(stored.events["type"]) == {"rating"}
     assert stored.events["rating"].tolist() == [1.0, 4.0, 3.0, 5.0]  # by time
     assert set(stored.events["weight"]) == {EVENT_WEIGHTS["rating"]}  # a rating is no weight
@@ -263,3 +300,11 @@ def test_real_ml100k_from_the_wheel(tmp_path: Path) -> None:
     result = import_dataset(store, "ml-100k", target / "ratings.csv", target / "items.csv")
     assert (result.manifest["rows"], result.manifest["users"]) == ({"interactions": 100_000, "items": 1_682}, 943)
     assert result.interactions.rejected == 0
+    # and with users.csv: ml-100k's 943 users (670 men, 273 women; 21 occupations; 61 ages in 7 groups)
+    result = import_dataset(store, "ml-100k", target / "ratings.csv", target / "items.csv", users=target / "users.csv")
+    m = result.manifest
+    assert (m["rows"]["users"], m["users_with_attributes"], result.users and result.users.rejected) == (943, 943, 0)
+    assert m["columns"]["user_attributes"] == {"age": 61, "age_group": 7, "gender": 2, "occupation": 21,
+                                               "zip_code": 795}
+    genders = store.load("ml-100k").dataset.users["gender"].value_counts().to_dict()  # type: ignore[index]
+    assert genders == {"M": 670, "F": 273}

@@ -21,11 +21,12 @@ from engine.data.interaction_rows import (
     UNKNOWN_ITEM,
     check_interactions,
     check_items,
+    check_users,
     normalise_events,
     parse_timestamps,
 )
 from engine.data.interaction_stats import InteractionStats
-from engine.data.schema import EVENT_WEIGHTS
+from engine.data.schema import EVENT_WEIGHTS, DatasetError
 
 
 def _random_times(rng: np.random.Generator, n: int) -> list[datetime]:
@@ -115,6 +116,21 @@ def test_items_defaults_duplicates_and_attribute_types() -> None:
     assert out.column("price").type == pa.float64() and out.column("price").to_pylist() == [1.0, 2.5, None]
     assert out.column("stock").type == pa.int64()
     assert "source_popularity" in out.schema.names and "popularity" not in out.schema.names
+
+
+def test_users_keep_the_first_row_of_an_id_and_their_attributes_as_text() -> None:
+    table = pa.table({
+        "user_id": [" u1", "u2", "u1", "", "u3"],
+        "zip": ["05201", " 94043 ", "1", "2", ""],
+        "age": pa.array([24, None, 30, 40, 50], pa.int64()),
+        "score": [0.5, 1.0, 2.0, 3.0, 4.0],
+    })  # fmt: skip
+    checked = check_users(table)
+    assert checked.rejected.tolist() == [2, 3] and checked.reasons.to_pylist() == ["duplicate user_id", EMPTY_USER]
+    assert checked.users.to_pydict() == {"user_id": ["u1", "u2", "u3"], "zip": ["05201", "94043", None],
+                                         "age": ["24", None, "50"], "score": ["0.5", "1", "4"]}
+    with pytest.raises(DatasetError, match="user attribute 'tags' holds list<item: string> values"):
+        check_users(pa.table({"user_id": ["u1"], "tags": [["a", "b"]]}))
 
 
 @pytest.mark.parametrize("compact_after", [1, 50, 10_000_000])
