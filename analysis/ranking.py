@@ -20,6 +20,7 @@ two lists, Jaccard overlap and rank-biased overlap (Webber, Moffat & Zobel, 2010
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
 from typing import Literal
 
@@ -147,20 +148,23 @@ def intra_list_diversity(
     scores: list[float] = []
     for recs in recommended:
         if categories is not None:
-            labels = [categories[i] for i in recs if i in categories]
-            if len(labels) < 2:
+            labels = [str(categories[i]) for i in recs if i in categories]
+            n = len(labels)
+            if n < 2:
                 continue
-            codes = np.unique(np.asarray(labels, dtype=object).astype(str), return_inverse=True)[1]
-            sim = (codes[:, None] == codes[None, :]).astype(np.float64)
-        else:
-            assert vectors is not None
-            rows = [np.asarray(vectors[i], dtype=np.float64) for i in recs if i in vectors]
-            if len(rows) < 2:
-                continue
-            mat = np.vstack(rows)
-            norms = np.linalg.norm(mat, axis=1, keepdims=True)
-            unit = mat / np.where(norms > 0, norms, 1.0)
-            sim = unit @ unit.T
+            # the similarity matrix's off-diagonal sum is the ordered pairs of a shared category,
+            # Σ n_c (n_c − 1): counted directly (a readout scores 1,000 lists; matrices cost ~0.1 ms each)
+            same = sum(k * (k - 1) for k in Counter(labels).values())
+            scores.append(1.0 - same / (n * (n - 1)))
+            continue
+        assert vectors is not None
+        rows = [np.asarray(vectors[i], dtype=np.float64) for i in recs if i in vectors]
+        if len(rows) < 2:
+            continue
+        mat = np.vstack(rows)
+        norms = np.linalg.norm(mat, axis=1, keepdims=True)
+        unit = mat / np.where(norms > 0, norms, 1.0)
+        sim = unit @ unit.T
         n = sim.shape[0]
         mean_pair = (sim.sum() - np.trace(sim)) / (n * (n - 1))
         scores.append(1.0 - float(mean_pair))

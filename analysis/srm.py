@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 SRM_THRESHOLD = 0.001
 _LARGEST = 1e150  # counts and weights above this overflow the chi-square's squares
@@ -74,7 +74,11 @@ def srm_test(
         return SrmResult(
             1.0, 0.0, _floats(expected), False, threshold, "only one arm has traffic: nothing to check"
         )
-    chi2, p = stats.chisquare(counts[live], expected[live])
+    # Pearson's statistic and its chi-square tail, as scipy.stats.chisquare computes them (its input
+    # checks and axis wrappers cost ~2 ms a call, and a readout runs this once per metric and period)
+    observed, wanted = counts[live], expected[live]
+    chi2 = float(np.sum((observed - wanted) ** 2 / wanted))
+    p = float(special.chdtrc(observed.size - 1, chi2))
     flagged = bool(p < threshold)
     message = (
         f"sample ratio mismatch: p = {p:.2g} < {threshold:g}; observed {_numbers(counts)}, "

@@ -467,13 +467,15 @@ def _run_action(service: Any, args: argparse.Namespace) -> int:
         return 0
     if action == "export":
         return _export(service, args)
+    from engine.experiments.readout_document import assemble
+
     readout = service.readout(args.key, phase=args.phase, metrics=args.metric, engine=args.engine, by=args.by)
-    report = service.report(args.key, phase=args.phase, engine=args.engine)
+    document = assemble(readout, service.report(args.key, phase=args.phase, engine=args.engine))
     if args.json:
-        print(json.dumps({**readout.to_dict(), **report}, indent=2))
+        print(json.dumps(document, indent=2))
     else:
         print(format_readout(readout))
-        print(format_health(report["health"]))
+        print(format_health(document["health"]))
     return 0
 
 
@@ -482,11 +484,9 @@ def format_health(checks: Sequence[dict[str, Any]]) -> str:
 
 
 def _export(service: Any, args: argparse.Namespace) -> int:
-    from engine.experiments.export import export_csv, report_html
+    from engine.experiments.readout_document import export_document
 
-    readout = service.readout(args.key, phase=args.phase, engine=args.engine)
-    report = service.report(args.key, phase=args.phase, engine=args.engine)
-    text = report_html(readout, report) if args.format == "html" else export_csv(readout, report, args.what)
+    text = export_document(service, args.key, args.format, args.what, args.phase, args.engine).text
     if args.out is None:
         sys.stdout.write(text)
         return 0

@@ -31,8 +31,12 @@ def breakdown_frame(b: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def breakdown_notices(b: Mapping[str, Any]) -> list[Notice]:
-    """The breakdown's problem (shown instead of a table) or its Simpson's-paradox hints."""
+    """The breakdown's problem (shown instead of a table), or a cell's sample ratio mismatch (first: it
+    voids that cell's lift) and its Simpson's-paradox hints."""
     if b.get("error"):
         return [Notice("warning", str(b["error"]), ":material/warning:")]
-    return [Notice("warning", h["text"], ":material/call_split:")
-            for h in b.get("simpson", {}).values() if h.get("flagged")]
+    srm = b.get("srm") or {}
+    mismatch = ([Notice("error", f"Health — {srm['message']}", ":material/health_and_safety:")]
+                if srm.get("status") == "failed" else [])
+    return mismatch + [Notice("warning", h["text"], ":material/call_split:")
+                       for h in b.get("simpson", {}).values() if h.get("flagged")]

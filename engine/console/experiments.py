@@ -16,6 +16,7 @@ from pandas.io.formats.style import Styler
 from engine.console.formatting import MISSING, when
 from engine.console.notices import Notice
 from engine.experiments import Experiment, ExperimentError, ExperimentReadout
+from engine.experiments.readout_document import dimension_checks
 from engine.runtime import Engine
 
 ACTIONS = ("start", "pause", "stop")
@@ -144,8 +145,11 @@ def readout(engine: Engine, key: str, phase: int | None = None, decision_engine:
 
 
 def breakdown(engine: Engine, key: str, dimension: str, phase: int | None = None) -> dict[str, Any]:
-    """The goal's breakdown by one user dimension (``engine.experiments.breakdowns``)."""
-    return engine.experiments.readout(key, phase=phase, by=[dimension]).breakdowns[0]
+    """The goal's breakdown by one user dimension (``engine.experiments.breakdowns``), with its cells'
+    sample-ratio check under ``srm`` (the readout's ``srm_by_dimension``; None when there are no cells)."""
+    readout = engine.experiments.readout(key, phase=phase, by=[dimension])
+    checks = dimension_checks(readout)
+    return {**readout.breakdowns[0], "srm": checks[0].to_dict() if checks else None}
 
 
 def dimensions(engine: Engine) -> list[str]:

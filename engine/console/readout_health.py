@@ -17,6 +17,7 @@ from engine.console.notices import Level, Notice
 from engine.experiments import Experiment, ExperimentReadout
 from engine.experiments.export import report_html, timeseries_caption, timeseries_figure
 from engine.experiments.quality import Counterfactual
+from engine.experiments.readout_document import export_filename
 from engine.models.model_spec import ModelSpecError
 from engine.runtime import Engine
 
@@ -103,4 +104,4 @@ def html_report(readout: ExperimentReadout, report: Mapping[str, Any]) -> bytes:
 
 
 def html_name(key: str, phase: int, engine: str) -> str:
-    return f"{key}-phase{phase}-{engine}-readout.html"
+    return export_filename(key, phase, engine, "html")

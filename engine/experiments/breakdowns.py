@@ -32,13 +32,24 @@ MAX_CELLS = 50  # more values than this is an id-like dimension, not a breakdown
 
 @dataclass(frozen=True)
 class UnitValues:
-    """Per exposed unit: its arm index, dimensions, and the metric's numerator and denominator."""
+    """Per exposed unit: its arm index, dimensions (as stored: ``name=value`` tab-joined, decoded per
+    distinct string — a few hundred combinations among thousands of users), and the metric's
+    numerator and denominator."""
 
     arm: np.ndarray
-    dims: list[dict[str, str]]
+    dims: list[str]
     num: np.ndarray
     den: np.ndarray
     ratio: bool
+
+    def cells(self, dimension: str) -> tuple[np.ndarray, list[str], list[str]]:
+        """Each unit's value of ``dimension`` ('' when it has none), the distinct values, and every
+        dimension name recorded."""
+        decoded = {raw: decode(raw) for raw in set(self.dims)}
+        value = {raw: d.get(dimension, "") for raw, d in decoded.items()}
+        cell_of = np.asarray([value[raw] for raw in self.dims], dtype=object)
+        known = sorted({k for d in decoded.values() for k in d})
+        return cell_of, sorted({v for v in value.values() if v}), known
 
 
 def _reader(metric: str, defs: Sequence[MetricDefinition]) -> tuple[str, str | None, bool, CapSettings | None]:
@@ -65,21 +76,18 @@ def _reader(metric: str, defs: Sequence[MetricDefinition]) -> tuple[str, str | N
 def unit_values(table: UnitTable, names: Sequence[str], metric: str, defs: Sequence[MetricDefinition]) -> UnitValues:
     num_c, den_c, indicator, cap = _reader(metric, defs)
     index = {n: i for i, n in enumerate(names)}
-    arm, dims, num, den = [], [], [], []
-    for unit, variant, _ in table.rows():
-        if variant not in index:
-            continue
-        user = unit.split("~", 1)[0]
-        arm.append(index[variant])
-        dims.append(decode(table.dimensions.get(user, "")))
-        x = float(table.units.get(f"{unit}:{num_c}", 0.0))
-        num.append(float(x > 0) if indicator else x)
-        den.append(float(table.units.get(f"{unit}:{den_c}", 0.0)) if den_c else 1.0)
-    y = np.asarray(num, dtype=np.float64)
+    units = [(unit, user, index[variant]) for unit, user, variant in table.arms() if variant in index]
+    counters, dimensions = table.units, table.dimensions
+    y = np.fromiter((float(counters.get(f"{unit}:{num_c}", 0.0)) for unit, _, _ in units), np.float64, len(units))
+    if indicator:
+        y = (y > 0).astype(np.float64)
+    den = (np.fromiter((float(counters.get(f"{unit}:{den_c}", 0.0)) for unit, _, _ in units), np.float64, len(units))
+           if den_c else np.ones(len(units)))
     if cap is not None:
         value = cap_value([y], cap)
         y = np.minimum(y, value) if value is not None else y
-    return UnitValues(np.asarray(arm, dtype=np.int64), dims, y, np.asarray(den, dtype=np.float64), den_c is not None)
+    arm = np.fromiter((a for _, _, a in units), np.int64, len(units))
+    return UnitValues(arm, [dimensions.get(user, "") for _, user, _ in units], y, den, den_c is not None)
 
 
 def _test(values: UnitValues, mask: np.ndarray, control: int, treatment: int,
@@ -98,7 +106,7 @@ def _test(values: UnitValues, mask: np.ndarray, control: int, treatment: int,
 
 
 def breakdown(
-    table: UnitTable,
+    table: UnitTable | UnitValues,
     names: Sequence[str],
     dimension: str,
     metric: str,
@@ -108,13 +116,12 @@ def breakdown(
     max_cells: int = MAX_CELLS,
 ) -> dict[str, Any]:
     """One dimension's breakdown of ``metric`` (see the module docstring); problems are reported in the
-    entry's ``error`` (a dimension nobody has, or with more than ``max_cells`` values), never raised."""
+    entry's ``error`` (a dimension nobody has, or with more than ``max_cells`` values), never raised.
+    ``table`` may be the metric's :func:`unit_values` already read (one pass for several dimensions)."""
     out: dict[str, Any] = {"dimension": dimension, "metric": metric, "cells": [], "simpson": {}, "error": None}
-    values = unit_values(table, names, metric, defs)
-    cell_of = np.asarray([d.get(dimension, "") for d in values.dims], dtype=object)
-    cells = sorted({c for c in cell_of if c})
+    values = unit_values(table, names, metric, defs) if isinstance(table, UnitTable) else table
+    cell_of, cells, known = values.cells(dimension)
     if not cells:
-        known = sorted({k for d in values.dims for k in d})
         out["error"] = (f"no exposed user has the dimension {dimension!r}; recorded dimensions: {known or 'none'}")
         return out
     if len(cells) > max_cells:
@@ -125,15 +132,16 @@ def breakdown(
         cells.append("")  # users exposed without the dimension: a cell of their own, named "(none)"
     settings = FrequentistSettings(alpha=alpha)
     per_cell: dict[str, dict[str, Any]] = {}
+    masks = {cell: cell_of == cell for cell in cells}
     for cell in cells:
-        mask = cell_of == cell
+        mask = masks[cell]
         per_cell[cell] = {"value": cell or "(none)",
                           "users": {n: int((mask & (values.arm == i)).sum()) for i, n in enumerate(names)},
                           "results": []}
     for t in range(1, len(names)):
         tests, estimates = [], []
         for cell in cells:
-            result, mean_c, mean_t = _test(values, cell_of == cell, 0, t, settings)
+            result, mean_c, mean_t = _test(values, masks[cell], 0, t, settings)
             users = per_cell[cell]["users"]
             tests.append(CellTest(cell or "(none)", users[names[0]], users[names[t]], result))
             estimates.append((mean_c, mean_t))
@@ -157,3 +165,20 @@ def breakdown(
                                     "disagreeing": list(hint.disagreeing)}
     out["cells"] = list(per_cell.values())
     return out
+
+
+def breakdowns(
+    table: UnitTable,
+    names: Sequence[str],
+    dimensions: Sequence[str],
+    metric: str,
+    defs: Sequence[MetricDefinition] = (),
+    alpha: float = 0.05,
+    correction: Correction | None = "holm",
+) -> tuple[dict[str, Any], ...]:
+    """:func:`breakdown` by each of ``dimensions`` (duplicates once), the units read once for all."""
+    dims = list(dict.fromkeys(dimensions))
+    if not dims:
+        return ()
+    values = unit_values(table, names, metric, defs)
+    return tuple(breakdown(values, names, d, metric, defs, alpha, correction) for d in dims)

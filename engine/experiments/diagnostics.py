@@ -57,7 +57,9 @@ class ReadoutDiagnostics:
         totals = parse_stats(self.store.read_stats(key, phase), names)
         shares, _ = expected_shares(variants, totals, epochs)
         counters, records = self.store.read_health(key, phase)
-        sample = self.store.sample_users(key, phase, OTHER_EXPERIMENT_SAMPLE)
+        overlapping = self._overlapping(exp, phase, until)
+        # the sample costs a 1,000-field read: only when another experiment ran at the same time
+        sample = self.store.sample_users(key, phase, OTHER_EXPERIMENT_SAMPLE) if overlapping else []
         inputs = HealthInputs(
             arms=names,
             shares=shares,
@@ -70,7 +72,7 @@ class ReadoutDiagnostics:
             counters=counters,
             assignment_records=records,
             sampled_users=len(sample),
-            other_experiments=self._elsewhere(exp, phase, sample, until),
+            other_experiments={f"{k} phase {p}": self.store.exposed_among(k, p, sample) for k, p in overlapping},
         )
         return {
             "health": [c.to_dict() for c in health_checks(inputs)],
@@ -79,17 +81,11 @@ class ReadoutDiagnostics:
             "timeseries_unit": unit,
         }
 
-    def _elsewhere(self, exp: Experiment, phase: int, users: list[str], until: float) -> dict[str, int]:
-        """``users`` found exposed in each phase of another experiment that overlapped this phase in time."""
+    def _overlapping(self, exp: Experiment, phase: int, until: float) -> list[tuple[str, int]]:
+        """(key, phase) of every other experiment's phase that overlapped this phase in time."""
         started = exp.phases[phase - 1].started_at
-        out = {}
-        for other in self.store.load_all():
-            if other.key == exp.key:
-                continue
-            for p in other.phases:
-                if p.started_at < until and (p.ended_at is None or p.ended_at > started):
-                    out[f"{other.key} phase {p.number}"] = self.store.exposed_among(other.key, p.number, users)
-        return out
+        return [(other.key, p.number) for other in self.store.load_all() if other.key != exp.key
+                for p in other.phases if p.started_at < until and (p.ended_at is None or p.ended_at > started)]
 
     def _increments(self, key: str, phase: int, names: list[str], started: float, until: float,
                     unit: str) -> Increments:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from engine.experiments.arm_stats import parse_stats
-from engine.experiments.breakdowns import breakdown
+from engine.experiments.breakdowns import breakdowns
 from engine.experiments.custom_results import UnitTable
 from engine.experiments.interleaving import InterleavingRecorder, with_interleaving
 from engine.experiments.model import ExperimentError
@@ -54,10 +54,8 @@ class ReadoutReader:
         units = UnitTable(*self.store.read_units(key, phase)) if needs_units else None
         readout = build_readout(exp, arms, phase, epochs, metrics, engine, now=self.clock(), units=units)
         served = served_block(variants, self.store.read_served(key, phase), self.resolve)
-        cells = tuple(
-            breakdown(units, [v.name for v in variants], d, readout.goal.metric, exp.metrics, exp.alpha, exp.correction)
-            for d in dict.fromkeys(by) if units is not None
-        )
+        cells = () if units is None else breakdowns(units, [v.name for v in variants], by, readout.goal.metric,
+                                                    exp.metrics, exp.alpha, exp.correction)
         readout = dataclasses.replace(readout, served=tuple(served), breakdowns=cells)
         if exp.interleaving and self.interleaving is not None:
             readout = with_interleaving(readout, exp, self.interleaving.read(key, phase))

@@ -177,3 +177,15 @@ def test_rbo_edges() -> None:
     assert rbo([1, 2, 3, 4], [1, 2, 4, 3]) > rbo([1, 2, 3, 4], [2, 1, 3, 4])
     with pytest.raises(ValueError):
         rbo([1], [1], p=1.0)
+
+
+def test_intra_list_diversity_by_category_is_the_one_hot_cosine_one() -> None:
+    """Categories count shared-category pairs directly; the same lists scored through one-hot category
+    vectors (cosine 1 within a category, 0 across) go through the similarity matrix: they must agree."""
+    rng = np.random.default_rng(5)
+    cats = {f"i{k}": int(rng.integers(0, 6)) for k in range(60)}
+    one_hot = {item: np.eye(6)[c] for item, c in cats.items()}
+    lists = [[f"i{k}" for k in rng.integers(0, 70, int(rng.integers(1, 15)))] for _ in range(300)]  # i60+: unknown
+    by_category = intra_list_diversity(lists, categories=cats)
+    assert by_category == pytest.approx(intra_list_diversity(lists, vectors=one_hot), rel=1e-12)
+    assert 0.0 < by_category < 1.0

@@ -30,3 +30,7 @@ def test_readout_breaks_the_goal_down_and_names_the_rule(console_env: dict[str, 
     assert int(frame["users"].sum() + frame["control users"].sum()) == sum(
         a.users for a in eng.experiments.readout("bd").arms)
     assert any("corrected across the cells" in c for c in texts(at.caption))
+    # the section's cells carry their sample-ratio check (shown as an error notice when a cell fails it)
+    b = console_experiments.breakdown(eng, "bd", "device")
+    assert b["srm"]["name"] == "srm_by_dimension" and b["srm"]["details"]["dimension"] == "device"
+    assert {c["cell"]: c["users"] for c in b["srm"]["details"]["cells"]} == {c["value"]: c["users"] for c in b["cells"]}

@@ -11,13 +11,14 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from engine.api.deps import EngineDep, require_admin
 from engine.api.routes.datasets import audit_quietly, one_line
 from engine.api.schemas import ErrorResponse
 from engine.experiments.model import KEY_PATTERN, ConflictError, ExperimentError, NotFoundError
+from engine.experiments.readout_document import breakdown_problems, export_document, readout_document
 
 router = APIRouter(tags=["experiments"])
 admin_router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
@@ -76,15 +77,50 @@ async def transition_experiment(engine: EngineDep, key: KeyPath, action: Literal
     return exp.model_dump(mode="json")
 
 
+MAX_DIMENSIONS = 10  # a readout broken down by more dimensions than this is a scan, not a question
+EngineQuery = Annotated[Literal["frequentist", "sequential", "bayesian", "all"] | None,
+                        Query(alias="engine", description="the engine to read with; default: the experiment's")]
+
+
 @router.get("/experiments/{key}/readout", responses=ERRORS)
 async def experiment_readout(
     engine: EngineDep, key: KeyPath, phase: Annotated[int | None, Query(ge=1)] = None,
-    by: Annotated[list[str] | None, Query(description="user dimensions to break the goal down by")] = None,
+    by: Annotated[list[str] | None, Query(description="user dimensions to break the goal down by (repeatable)")] = None,
+    decision_engine: EngineQuery = None,
 ) -> Any:
-    """The readout as ``recops experiments readout KEY --json`` prints it, ``served`` included (and
-    ``breakdowns`` with ``?by=device&by=segment``)."""
+    """The readout as ``recops experiments readout KEY --json`` prints it (one assembly,
+    ``engine.experiments.readout_document``): ``served``, ``health``, ``quality``, ``timeseries`` and,
+    with ``?by=device&by=segment``, ``breakdowns`` and a ``srm_by_dimension`` health check per dimension.
+    A dimension no exposed user has, or with too many values for a breakdown, is a 422."""
+    dims = list(dict.fromkeys(by or ()))
+    if len(dims) > MAX_DIMENSIONS:
+        return JSONResponse({"detail": f"at most {MAX_DIMENSIONS} dimensions per readout, got {len(dims)}",
+                             "field": "by"}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
     try:
-        readout = await run_in_threadpool(engine.experiments.readout, key, phase, None, None, by or ())
+        document = await run_in_threadpool(readout_document, engine.experiments, key, phase, None,
+                                           decision_engine, dims)
     except ExperimentError as exc:
         return _refused(exc)
-    return readout.to_dict()
+    problems = breakdown_problems(document)
+    if problems:
+        return JSONResponse({"detail": " ".join(one_line(p) for p in problems), "field": "by"},
+                            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+    return document
+
+
+@router.get("/experiments/{key}/export", responses={**ERRORS, 200: {"content": {"text/csv": {}, "text/html": {}},
+                                                                     "description": "the file, as an attachment"}})
+async def export_experiment(
+    engine: EngineDep, key: KeyPath,
+    fmt: Annotated[Literal["csv", "html"], Query(alias="format", description="csv: one table; html: the report")],
+    what: Annotated[Literal["results", "timeseries"], Query(description="the CSV's table")] = "results",
+    phase: Annotated[int | None, Query(ge=1)] = None,
+    decision_engine: EngineQuery = None,
+) -> Any:
+    """The same bytes as ``recops experiments export KEY --format csv|html``, as a download."""
+    try:
+        export = await run_in_threadpool(export_document, engine.experiments, key, fmt, what, phase, decision_engine)
+    except ExperimentError as exc:
+        return _refused(exc)
+    return Response(export.text.encode("utf-8"), media_type=export.media_type,
+                    headers={"Content-Disposition": f'attachment; filename="{export.filename}"'})

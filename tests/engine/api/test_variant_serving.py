@@ -103,9 +103,10 @@ def test_experiment_routes_refuse_a_variant_naming_no_version(api: ApiProcess, c
     served = client.get("/experiments/api-versions/readout").json()["served"]
     assert [(s["variant"], s["spec"], s["number"], s["stage"], s["serving"]) for s in served] == [
         ("control", "als", 1, "production", {}), ("treatment", "als@1", 1, "production", {"candidate_pool": 50})]
-    broken_down = client.get("/experiments/api-versions/readout?by=segment&by=zip").json()["breakdowns"]
-    assert [b["dimension"] for b in broken_down] == ["segment", "zip"]
-    assert all("no exposed user has the dimension" in b["error"] for b in broken_down)  # nobody exposed yet
+    broken_down = client.get("/experiments/api-versions/readout?by=segment&by=zip")
+    assert broken_down.status_code == 422 and broken_down.json()["field"] == "by"
+    # nobody exposed yet: neither dimension can be broken down, and the message says so for each
+    assert broken_down.json()["detail"].count("no exposed user has the dimension") == 2
     assert client.post("/admin/experiments/api-versions/stop", headers=admin).json()["status"] == "stopped"
 
 

@@ -33,3 +33,12 @@ def test_a_lower_is_better_metric_reads_better_when_it_falls() -> None:
     assert oriented_direction("worse", "lower") == "better" and oriented_direction("better", "lower") == "worse"
     assert oriented_direction("inconclusive", "lower") == "inconclusive"
     assert oriented_direction("better", "higher") == "better"
+
+
+def test_a_cell_with_a_sample_ratio_mismatch_is_an_error_notice_first() -> None:
+    srm = {"name": "srm_by_dimension", "status": "failed", "message": "device: sample ratio mismatch in android"}
+    hint = {"t": {"flagged": True, "text": "Simpson's paradox? ..."}}
+    notices = breakdown_view.breakdown_notices({"error": None, "cells": [CELL], "simpson": hint, "srm": srm})
+    assert [n.level for n in notices] == ["error", "warning"] and "mismatch in android" in notices[0].text
+    fine = {**srm, "status": "ok", "message": "device: no cell's split departs from the weights"}
+    assert [n.level for n in breakdown_view.breakdown_notices({"error": None, "cells": [CELL], "srm": fine})] == []

@@ -118,7 +118,12 @@ def test_cli_readout_by(tmp_path: Path, cli_env: None, redis_client: redis.Redis
     data = json.loads(capsys.readouterr().out)
     assert [b["dimension"] for b in data["breakdowns"]] == ["segment", "tenure"]
     assert data["breakdowns"][0]["metric"] == "carts" and data["goal"]["metric"] == "carts"
+    # every user exposed by the hash: no dimension's cells depart from the 50/50 split
+    srm = [c for c in data["health"] if c["name"] == "srm_by_dimension"]
+    assert [(c["details"]["dimension"], c["status"]) for c in srm] == [("segment", "ok"), ("tenure", "ok")]
+    assert {c["cell"] for c in srm[0]["details"]["cells"]} == {"premium", "regular", "bargain"}
     assert data["decision"]["rule"] in ("ship", "stop_goal", "keep_running", "no_effect", "stop_guardrail")
     assert main(["experiments", "readout", "exp", "--by", "segment"]) == 0
     out = capsys.readouterr().out
     assert "breakdown of carts by segment" in out and "bargain" in out and "rule: " in out
+    assert "srm_by_dimension: segment: no cell's split departs from the weights" in out

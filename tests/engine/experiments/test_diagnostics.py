@@ -305,9 +305,10 @@ def test_freshness_turns_stale_then_failed(service: ExperimentService, clock: Cl
 
 
 def test_dimension_srm_flags_the_broken_cell() -> None:
-    result = dimension_srm({"ios": [500, 500], "android": [700, 300], "web": [0, 0]}, ["control", "als"], [0.5, 0.5])
+    result = dimension_srm("device", {"ios": [500, 500], "android": [700, 300], "web": [0, 0]}, ["control", "als"],
+                           [0.5, 0.5])
     assert result.status == "failed" and [f["cell"] for f in result.details["flagged"]] == ["android"]
-    assert dimension_srm({"ios": [500, 510]}, ["control", "als"], [0.5, 0.5]).status == "ok"
+    assert dimension_srm("device", {"ios": [500, 510]}, ["control", "als"], [0.5, 0.5]).status == "ok"
 
 
 # ---------------------------------------------------------------------- quality
