@@ -13,9 +13,10 @@ click on the item at every position — computed once per (user, ranker) by
   user, tested by the project's Welch t (:func:`analysis.frequentist.welch_ttest`, relative lift).
 - **Interleaving.**  Each user sees a team-draft merge of the two lists on each visit (one of the
   user's precomputed drafts, drawn at random), clicks are drawn per position, credited to the team
-  that contributed the position, summed over the user's visits, and the preference share is tested
-  by the exact sign test (:func:`analysis.interleaving.sign_test_p_value`, which
-  :func:`analysis.interleaving.preference_test` uses).
+  that contributed the position unless it lies in the two lists' common prefix (credited to
+  neither, as :func:`analysis.interleaving.credit` does), summed over the user's visits, and the
+  decision is :func:`analysis.interleaving.preference_p_values`' — the t-test of the mean credit
+  difference, the rule :func:`analysis.interleaving.preference_test` decides by.
 
 Team "A"/control and "B"/treatment as in :mod:`analysis.interleaving`.  A decision's ``direction``
 is +1 when the treatment is significantly better, −1 when the control is, 0 when not significant.
@@ -30,7 +31,7 @@ from typing import Literal
 import numpy as np
 
 from analysis.frequentist import FrequentistResult, FrequentistSettings, welch_ttest
-from analysis.interleaving import PreferenceCounts, sign_test_p_value
+from analysis.interleaving import PreferenceCounts, mean_difference_test, preference_p_values
 from analysis.stats import SampleStats
 
 Design = Literal["ab", "interleaving"]
@@ -57,6 +58,7 @@ class Interleavings:
 
     probability: np.ndarray  # (users, drafts, positions): P(click) of the merged list's item there
     team_b: np.ndarray  # (users, drafts, positions) bool: position filled by B (treatment); False past the end
+    shared_prefix: np.ndarray  # (users, drafts) int: the top positions holding both lists' common prefix
 
     @property
     def drafts(self) -> int:
@@ -160,25 +162,26 @@ def interleaving_credits(
     """
     probability = merged.probability[users[..., None], drafts]  # (..., users, visits, positions)
     team_b = merged.team_b[users[..., None], drafts]
+    shared = merged.shared_prefix[users[..., None], drafts]
     click = rng.random(probability.shape) < probability
+    click &= np.arange(probability.shape[-1]) >= shared[..., None]  # the common prefix credits neither team
     credit_b = (click & team_b).sum(axis=(-1, -2))
     credit_a = click.sum(axis=(-1, -2)) - credit_b
     return credit_a, credit_b
 
 
 def preference_counts_of(credit_a: np.ndarray, credit_b: np.ndarray) -> PreferenceCounts:
-    """Wins, losses and ties of one rehearsal's users (per-user credits already summed over visits)."""
-    diff = np.asarray(credit_b) - np.asarray(credit_a)
-    return PreferenceCounts(int((diff > 0).sum()), int((diff < 0).sum()), int((diff == 0).sum()))
+    """One rehearsal's users' counts and sums (per-user credits already summed over visits)."""
+    return PreferenceCounts.of(np.asarray(credit_b) - np.asarray(credit_a))
 
 
 def interleaving_decisions(credit_a: np.ndarray, credit_b: np.ndarray, alpha: float) -> Decisions:
-    """Decisions of rehearsals given row-wise: the exact sign test of the preference share."""
-    wins = (credit_b > credit_a).sum(-1)
-    losses = (credit_b < credit_a).sum(-1)
-    p = sign_test_p_value(wins, wins + losses)
+    """Decisions of rehearsals given row-wise: the readout's rule, from each row's counts and sums."""
+    d = np.asarray(credit_b, dtype=np.int64) - np.asarray(credit_a, dtype=np.int64)
+    test = mean_difference_test(d.sum(-1), (d * d).sum(-1), d.shape[-1])
+    p, direction = preference_p_values((d > 0).sum(-1), (d < 0).sum(-1), test)
     significant = p < alpha
-    return Decisions(p, significant, np.where(significant, np.sign(wins - losses), 0).astype(int))
+    return Decisions(p, significant, np.where(significant, direction, 0).astype(int))
 
 
 # ------------------------------------------------------------------------------------------ many rehearsals

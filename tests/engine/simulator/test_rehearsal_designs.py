@@ -73,20 +73,30 @@ def test_vectorised_interleaving_decisions_are_the_preference_tests() -> None:
     for row in range(50):
         result = preference_test(preference_counts_of(credit_a[row], credit_b[row]), InterleavingSettings(alpha=0.05))
         assert decisions.p_value[row] == pytest.approx(result.p_value, rel=1e-9)
-        share = result.preference_share or 0.5
-        assert decisions.direction[row] == ((1 if share > 0.5 else -1) if result.significant else 0)
+        expected = {"B preferred": 1, "A preferred": -1}.get(result.verdict, 0)
+        assert decisions.direction[row] == expected and decisions.significant[row] == result.significant
     assert 0 < decisions.significant.sum() < 50
+    # where the t statistic does not exist (every user's difference equal), the sign test decides, as in the readout
+    unanimous = interleaving_decisions(np.zeros((1, 8), dtype=int), np.ones((1, 8), dtype=int), 0.05)
+    assert unanimous.p_value[0] == pytest.approx(2 * 0.5**8) and unanimous.direction[0] == 1
 
 
 def test_credits_go_to_the_team_of_the_clicked_position() -> None:
     # one user, one draft: A fills positions 0 and 2, B position 1; only position 1 is ever clicked
-    merged = Interleavings(np.array([[[0.0, 1.0, 0.0]]]), np.array([[[False, True, False]]]))
+    merged = Interleavings(np.array([[[0.0, 1.0, 0.0]]]), np.array([[[False, True, False]]]), np.zeros((1, 1), int))
     a, b = interleaving_credits(merged, np.zeros(4, dtype=int), np.zeros((4, 3), dtype=int), np.random.default_rng(0))
     assert a.tolist() == [0, 0, 0, 0] and b.tolist() == [3, 3, 3, 3]  # three visits each
+    # the same list with its top two positions the rankers' common prefix: the click there credits neither
+    shared = Interleavings(merged.probability, merged.team_b, np.full((1, 1), 2))
+    a, b = interleaving_credits(shared, np.zeros(4, dtype=int), np.zeros((4, 3), dtype=int), np.random.default_rng(0))
+    assert a.tolist() == b.tolist() == [0, 0, 0, 0]
 
 
-def test_identical_rankers_interleaved_are_calibrated() -> None:
-    # both teams draft the same list: which team a position goes to is the draft's coin flips
+def test_clicks_blind_to_the_teams_are_calibrated() -> None:
+    """The null the test must hold: which team fills a position is the draft's coin (as for identical
+    rankers credited without the common-prefix rule), clicks depend on the position alone.  The t-test
+    of the mean credit difference rejects at its level; crediting the common prefix to neither side
+    (the whole list, for identical rankers) leaves nothing to reject on."""
     rng = np.random.default_rng(11)
     pool, drafts, n = 300, 8, 10
     p = rng.uniform(0, 0.3, size=(pool, n)) / np.log2(np.arange(n) + 2)
@@ -94,7 +104,10 @@ def test_identical_rankers_interleaved_are_calibrated() -> None:
     for u, d in itertools.product(range(pool), range(drafts)):
         first_b = rng.random(n // 2) < 0.5  # each round one team picks first
         team_b[u, d, 0::2], team_b[u, d, 1::2] = first_b, ~first_b
-    merged = Interleavings(np.repeat(p[:, None, :], drafts, axis=1), team_b)
+    merged = Interleavings(np.repeat(p[:, None, :], drafts, axis=1), team_b, np.zeros((pool, drafts), int))
     bench = RehearsalBench(ListClicks(p), ListClicks(p), merged)
     rate = bench.run("interleaving", 300, 2_000, rng).significant.mean()
-    assert 0.02 <= rate <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / 2_000)  # the exact sign test is at most 5%
+    assert abs(rate - 0.05) <= 3 * np.sqrt(0.05 * 0.95 / 2_000)
+    identical = Interleavings(merged.probability, team_b, np.full((pool, drafts), n))
+    never = RehearsalBench(ListClicks(p), ListClicks(p), identical).run("interleaving", 300, 200, rng)
+    assert not never.significant.any()
