@@ -54,11 +54,11 @@ from engine.simulator.rehearsal_designs import (
     DESIGNS,
     Decisions,
     Design,
-    Interleavings,
     ListClicks,
     RehearsalBench,
-    interleaving_credits,
+    VisitLaw,
 )
+from engine.simulator.visits import visit_rates
 
 SEED = 16
 ALPHA, POWER = 0.05, 0.80
@@ -85,10 +85,15 @@ class Options:
     drafts: int = DRAFTS
     seed: int = SEED
     visits: int = 1
+    visit_days: float | None = None  # instead of ``visits``: the world's visit law over this many days
 
     @classmethod
     def quick(cls, seed: int = SEED, visits: int = 1) -> Options:
         return cls(pool=400, rehearsals=120, aa_rehearsals=600, drafts=8, seed=seed, visits=visits)
+
+    def visit_law(self, world: DemoWorld, users: list[str]) -> int | VisitLaw:
+        """Every user ``visits`` times, or the world's law: Poisson visits at each user's rate."""
+        return VisitLaw(visit_rates(world, users, self.visit_days)) if self.visit_days else self.visits
 
 
 @dataclass(frozen=True)
@@ -172,25 +177,24 @@ def _power(runs: list[Decisions], truth_direction: int) -> np.ndarray:
 
 
 def ab_guess(bench: RehearsalBench) -> float:
-    """Total users for 80% power by the normal approximation, from the pool's per-user moments."""
+    """Total users for 80% power by the normal approximation, from the pool's per-user moments and
+    the users' visits (a sum of ``v`` views: mean ``E[v]·m``, second moment ``E[v]·w + E[v²]·m²``)."""
+    weight, visits, visits_sq = bench.visit_moments()
     moments = []
     for lists in (bench.control, bench.treatment):
         p = lists.probability
-        mean = p.sum(1) * bench.visits
-        within = (p * (1 - p)).sum(1) * bench.visits
-        moments.append((float(mean.mean()), float(within.mean() + mean.var())))
+        m, w = p.sum(1), (p * (1 - p)).sum(1)
+        mean = float(weight @ (visits * m))
+        moments.append((mean, float(weight @ (visits * w + visits_sq * m**2)) - mean**2))
     (m_c, v_c), (m_t, v_t) = moments
     per_arm = (Z_ALPHA + Z_POWER) ** 2 * (v_c + v_t) / max((m_t - m_c) ** 2, 1e-12)
     return 2 * per_arm
 
 
-def interleaving_guess(merged: Interleavings, visits: int, rng: np.random.Generator) -> tuple[float, float, float]:
+def interleaving_guess(bench: RehearsalBench, rng: np.random.Generator) -> tuple[float, float, float]:
     """Users for 80% power by the t-test's normal approximation, from one large pilot rehearsal;
     also the pilot's preference share and share of users with a preference."""
-    pool = merged.probability.shape[0]
-    users = rng.integers(0, pool, PILOT_USERS)
-    drafts = rng.integers(0, merged.drafts, (PILOT_USERS, visits))
-    a, b = interleaving_credits(merged, users, drafts, rng)
+    a, b = bench.interleaving_credits(*bench.draw_users((PILOT_USERS,), rng), rng)
     d = (b - a).astype(float)
     wins, losses = int((d > 0).sum()), int((d < 0).sum())
     needed = (Z_ALPHA + Z_POWER) ** 2 * float(d.var()) / max(float(d.mean()) ** 2, 1e-12)
@@ -219,7 +223,8 @@ def balanced_null(
     merged = interleave(world, users + users, side_a, side_b, width, options.drafts, rng)
     both = np.concatenate([clicks_c.probability, clicks_t.probability])
     swapped = np.concatenate([clicks_t.probability, clicks_c.probability])
-    return RehearsalBench(ListClicks(both), ListClicks(swapped), merged, options.visits, ALPHA)
+    return RehearsalBench(ListClicks(both), ListClicks(swapped), merged, options.visit_law(world, users + users),
+                          ALPHA)
 
 
 def overlap(lists_a: list[list[str]], lists_b: list[list[str]]) -> float:
@@ -255,19 +260,24 @@ def measure(options: Options, log: Callable[[str], None]) -> dict[str, object]:
         lists = _pool_lists(engine, world, specs, users, width)
         log(f"lists of {len(specs)} rankers for {options.pool:,} users in {time.perf_counter() - started:.0f} s")
         pairs = {**PAIRS, "A/A": (AA_SPEC, AA_SPEC)}
+        visits = options.visit_law(world, users)
         benches, overlaps = {}, {}
         for name, (control, treatment) in pairs.items():
             merged = interleave(world, users, lists[control][0], lists[treatment][0], width, options.drafts, rng)
-            benches[name] = RehearsalBench(lists[control][1], lists[treatment][1], merged, options.visits, ALPHA)
+            benches[name] = RehearsalBench(lists[control][1], lists[treatment][1], merged, visits, ALPHA)
             overlaps[name] = overlap(lists[control][0], lists[treatment][0])
         benches["balanced null"] = balanced_null(world, users, lists, PAIRS[NULL_PAIR], width, options, rng)
+    weight, mean_visits, _ = benches["A/A"].visit_moments()
+    visits_per_user = float(weight @ mean_visits)
+    log(f"visits per user: {visits_per_user:.2f} on average"
+        + (f" (the world's law over {options.visit_days:g} days)" if options.visit_days else ""))
     rows: dict[str, dict[str, object]] = {}
     decisions: dict[tuple[str, Design], list[Decisions]] = {}
     for name in PAIRS:
         bench = benches[name]
         truth_c, truth_t = bench.truth()
         direction = 1 if truth_t > truth_c else -1
-        il_guess, share, decided = interleaving_guess(bench.merged, bench.visits, rng)
+        il_guess, share, decided = interleaving_guess(bench, rng)
         guesses = {"ab": ab_guess(bench), "interleaving": il_guess}
         curves = {}
         for design in DESIGNS:
@@ -313,6 +323,7 @@ def measure(options: Options, log: Callable[[str], None]) -> dict[str, object]:
     }
     return {
         "options": asdict(options), "seconds": time.perf_counter() - started, "pairs": rows, "aa": aa_rows,
+        "visits_per_user": visits_per_user,
         "agreement": {"both_significant": both, "agree": agree, "share": agreement}, "goals": goals,
     }
 
@@ -362,9 +373,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--pool", type=int, default=None, help="users whose lists are computed (2,000)")
     parser.add_argument("--rehearsals", type=int, default=None, help="rehearsals per grid point (400)")
     parser.add_argument("--visits", type=int, default=1, help="visits per user, each showing a list (1)")
+    parser.add_argument("--visit-days", type=float, default=None,
+                        help="instead of --visits: the world's visit law (each user's history-based rate) over an "
+                             "experiment of this many days; only users who visit enrol")
     args = parser.parse_args(argv)
     options = Options.quick(args.seed, args.visits) if args.quick else Options(seed=args.seed, visits=args.visits)
-    options = replace(options, pool=args.pool or options.pool, rehearsals=args.rehearsals or options.rehearsals)
+    options = replace(options, pool=args.pool or options.pool, rehearsals=args.rehearsals or options.rehearsals,
+                      visit_days=args.visit_days)
     result = measure(options, log=(lambda _: None) if args.json else print)
     if args.json:
         print(json.dumps(result, indent=2))

@@ -6,12 +6,14 @@ import itertools
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from analysis.interleaving import InterleavingSettings, preference_test
 from engine.simulator.rehearsal_designs import (
     Interleavings,
     ListClicks,
     RehearsalBench,
+    VisitLaw,
     ab_decisions,
     ab_test,
     click_count_cdf,
@@ -111,3 +113,43 @@ def test_clicks_blind_to_the_teams_are_calibrated() -> None:
     identical = Interleavings(merged.probability, team_b, np.full((pool, drafts), n))
     never = RehearsalBench(ListClicks(p), ListClicks(p), identical).run("interleaving", 300, 200, rng)
     assert not never.significant.any()
+
+
+def test_visit_law_enrols_visitors_with_zero_truncated_poisson_visits() -> None:
+    rng = np.random.default_rng(3)
+    law = VisitLaw(np.array([0.2, 1.0, 4.0]))
+    users, visits = law.draw((200_000,), rng)
+    assert visits.min() >= 1
+    enrol = 1 - np.exp(-law.rate)
+    share = np.bincount(users, minlength=3) / users.size
+    assert share == pytest.approx(enrol / enrol.sum(), abs=0.005)  # who never visits never enrols
+    for u in range(3):
+        seen = visits[users == u]
+        assert seen.mean() == pytest.approx(law.rate[u] / enrol[u], rel=0.02)  # E[v | v ≥ 1]
+        assert (seen == 1).mean() == pytest.approx(stats.poisson.pmf(1, law.rate[u]) / enrol[u], abs=0.01)
+    weight, mean, second = law.moments()
+    assert weight.sum() == pytest.approx(1.0) and second == pytest.approx(mean + law.rate * mean)
+
+
+def test_both_designs_see_the_same_users_visit_by_visit() -> None:
+    """Clicks are drawn one visit at a time and summed per user: with a visit law, a user's expected
+    clicks are E[visits] times one view's, for A/B's arms and for the interleaved credits alike."""
+    rng = np.random.default_rng(9)
+    p_c, p_t = np.full((2, 10), 0.05), np.full((2, 10), 0.08)
+    p_c[1] = p_t[1] = 0.02
+    team_b = np.tile(np.arange(10) % 2 == 1, (2, 1, 1))
+    merged = Interleavings(np.full((2, 1, 10), 0.1), team_b, np.array([[0], [4]]))
+    law = VisitLaw(np.array([3.0, 0.5]))
+    bench = RehearsalBench(ListClicks(p_c), ListClicks(p_t), merged, law)
+    users, visits = bench.draw_users((400, 500), rng)
+    clicks_c, clicks_t = bench.ab_clicks(users, visits, rng)
+    expected_c = (visits[:, :250] * p_c.sum(1)[users[:, :250]]).mean()
+    assert clicks_c.mean() == pytest.approx(expected_c, rel=0.02)
+    assert clicks_t.mean() == pytest.approx((visits[:, 250:] * p_t.sum(1)[users[:, 250:]]).mean(), rel=0.02)
+    a, b = bench.interleaving_credits(users, visits, rng)
+    # user 0: 5 positions each side credited; user 1: its top 4 are the common prefix, 3 per side left
+    credited = np.where(users == 0, 0.5, 0.3) * visits
+    assert a.mean() == pytest.approx(credited.mean(), rel=0.02) and b.mean() == pytest.approx(credited.mean(), rel=0.02)
+    weight, mean, _ = bench.visit_moments()
+    view_weight = weight * mean
+    assert bench.truth()[0] == pytest.approx(float(view_weight @ p_c.sum(1) / view_weight.sum()))
