@@ -1,6 +1,7 @@
 """Sensitivity of A/B and interleaving, measured by rehearsals on the demo world's ground truth.
 
     python -m bench sensitivity [--quick] [--json] [--pool 2000] [--rehearsals 400] [--seed 16]
+                                [--visits 1 | --visit-days 14]
 
 For two pairs of rankers — one clearly better (ALS over popularity), one subtly better (ALS without
 the default MMR's λ 0.7, at λ 0.75) — and each design, the users needed to pick the truly better

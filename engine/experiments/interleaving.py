@@ -357,7 +357,11 @@ def decision_text(block: Mapping[str, Any]) -> tuple[str, str, str | None]:
         return "not_enough_data", f"interleaving: {why}", None
     share = block["preference_share"]
     p = block["sequential"]["p_value"] if block["sequential"] else block["p_value"]
-    counted = f"{block['wins']} of {decided} users with a preference chose {treatment} (share {share:.1%}, p = {p:.3g})"
+    mean = block.get("mean_credit_difference")
+    # the fixed test's p is the mean credit difference's; the sequential one's, the signs'
+    lean = "" if mean is None or block["sequential"] else f"mean credit difference {mean:+.3g} clicks per user, "
+    counted = (f"{block['wins']} of {decided} users with a preference chose {treatment} "
+               f"(share {share:.1%}, {lean}p = {p:.3g})")
     if block["verdict"] == "B preferred":
         return "ship", f"users prefer {treatment} over {control}: {counted}", treatment
     if block["verdict"] == "A preferred":
