@@ -7,18 +7,36 @@ and the position is recorded as that team's.  When one ranker has nothing left t
 keeps picking until the list has ``n`` items or both are exhausted (Chapelle, Joachims, Radlinski &
 Yue, ACM TOIS 2012, §3, run the same variant on lists of unequal length).
 
-A click credits the team of the clicked position; per impression the ranker with more credited
-clicks wins it, and an equal count — including no click at all — is a tie, neither a win nor a loss
-(Chapelle et al. 2012, §4.1).  Users are the unit of analysis: a user's outcome is the sign of the
-difference of their total credits over all their impressions, and the statistic is the *preference
-share* ``wins / (wins + losses)`` over the users with a preference, tested against 1/2 by the
-two-sided exact sign (binomial) test, with the Clopper-Pearson interval.  Because the binomial is
-symmetric at 1/2, the exact two-sided p-value is twice the smaller tail, so the Clopper-Pearson
-interval excludes 1/2 exactly when ``p < α``: the interval and the p-value never disagree.
+A click credits the team of the clicked position — unless it lands in the two rankers' *common
+prefix*: the top positions where both rankings hold the same items in the same order.  The draft
+puts exactly that prefix at the top of the merged list whatever its coins, and hands each of those
+positions to A or B with probability 1/2 (a coin on the first of each round of two picks, the other
+team on the second), independently of the click on it (the click on a position depends on the items
+at and above it: independent per position in the demo world, top-down in a cascade).  So a click
+there has expectation zero for ``credit B − credit A`` and carries no information about which ranker
+is better: it is counted (``clicked_shared``) but credited to neither, which leaves the expected
+credit difference unchanged and removes its noise.  (Chapelle, Joachims, Radlinski & Yue, ACM TOIS
+2012, §5, and Radlinski & Craswell, WSDM 2013, note the same noise: clicks on results both rankers
+agree on.)  Identical rankers share their whole list, so no click discriminates between them.
 
-Team "A" is the control ranker and "B" the treatment: a share above 1/2 means users prefer B.
+Users are the unit of analysis.  A user's *credit difference* ``d = credit B − credit A`` sums their
+credited clicks over all their impressions; the sign of ``d`` makes them a win (B), a loss (A) or a
+tie (including users who never clicked).  Two statistics follow (Chapelle et al. 2012, §4):
 
-The sequential option is an always-valid test of the same share: the Bernoulli likelihood ratio
+- the **mean credit difference** ``mean(d)`` over all users (ties count as 0), tested against 0 by the
+  one-sample Student t-test, with its t interval — it keeps how much a user prefers a side, which the
+  sign drops.  This decides the fixed-horizon readout; the interval excludes 0 exactly when
+  ``p < α``.  With fewer than 2 users, or every user's ``d`` equal (no variance), the t statistic
+  does not exist and the exact sign test below decides instead;
+- the **preference share** ``wins / (wins + losses)`` over the users with a preference, with the exact
+  two-sided sign (binomial) test (reported as ``sign_test_p_value``) and its Clopper-Pearson interval
+  (``ci``, the share's; it excludes 1/2 exactly when the sign test's ``p < α``).
+
+Team "A" is the control ranker and "B" the treatment: a share above 1/2, or a positive mean
+difference, means users prefer B.
+
+The sequential option is an always-valid test of the preference share (the t-test on the mean has no
+always-valid form here, so the sequential readout stays on the signs): the Bernoulli likelihood ratio
 against ``p = 1/2`` mixed over a ``Beta(a, a)`` prior (Robbins 1970; Lai 1976; Howard, Ramdas,
 McAuliffe & Sekhon 2021, §3).  Under the null it is a nonnegative martingale with mean one, so by
 Ville's inequality ``P(sup_n Λ_n ≥ 1/α) ≤ α`` exactly, for any number of looks, with no normal
@@ -53,6 +71,17 @@ class InterleavedList:
 
     items: tuple[Hashable, ...]
     teams: tuple[Team, ...]
+    shared_prefix: int = 0  # positions [0, shared_prefix) hold the rankers' common prefix: no credit there
+
+
+def common_prefix(list_a: Sequence[Hashable], list_b: Sequence[Hashable]) -> int:
+    """How many top positions the two rankings agree on, item for item."""
+    k = 0
+    for a, b in zip(list_a, list_b, strict=False):
+        if a != b:
+            break
+        k += 1
+    return k
 
 
 def team_draft(
@@ -92,7 +121,9 @@ def team_draft(
         teams.append(TEAMS[t])
         taken.add(item)
         picks[t] += 1
-    return InterleavedList(items=tuple(items), teams=tuple(teams))
+    # the draft fills the top with the common prefix whatever its coins (each team's next item is the next shared one)
+    shared = min(common_prefix(list_a, list_b), len(items))
+    return InterleavedList(items=tuple(items), teams=tuple(teams), shared_prefix=shared)
 
 
 # ------------------------------------------------------------------------------------ one impression
@@ -104,6 +135,7 @@ class ImpressionOutcome:
 
     clicked_a: tuple[int, ...]  # positions (0-based) whose click credited A
     clicked_b: tuple[int, ...]
+    clicked_shared: tuple[int, ...] = ()  # clicks in the common prefix: credited to neither team
 
     @property
     def credit_a(self) -> int:
@@ -121,15 +153,17 @@ class ImpressionOutcome:
         return "A" if self.credit_a > self.credit_b else "B"
 
 
-def credit(teams: Sequence[Team], clicked_positions: Sequence[int]) -> ImpressionOutcome:
-    """Credit each clicked position (0-based; repeated positions count once) to its team."""
+def credit(teams: Sequence[Team], clicked_positions: Sequence[int], shared_prefix: int = 0) -> ImpressionOutcome:
+    """Credit each clicked position (0-based; repeated positions count once) to its team, except the
+    positions of the rankers' common prefix (``InterleavedList.shared_prefix``), credited to neither."""
     clicked = sorted(set(clicked_positions))
     for position in clicked:
         if not 0 <= position < len(teams):
             raise ValueError(f"clicked position {position} is outside the list of {len(teams)} items")
-    clicked_a = tuple(p for p in clicked if teams[p] == "A")
-    clicked_b = tuple(p for p in clicked if teams[p] == "B")
-    return ImpressionOutcome(clicked_a, clicked_b)
+    discriminating = [p for p in clicked if p >= shared_prefix]
+    clicked_a = tuple(p for p in discriminating if teams[p] == "A")
+    clicked_b = tuple(p for p in discriminating if teams[p] == "B")
+    return ImpressionOutcome(clicked_a, clicked_b, tuple(p for p in clicked if p < shared_prefix))
 
 
 # ------------------------------------------------------------------------------------ users
@@ -137,11 +171,28 @@ def credit(teams: Sequence[Team], clicked_positions: Sequence[int]) -> Impressio
 
 @dataclass(frozen=True)
 class PreferenceCounts:
-    """Users by the sign of their total credit difference (B − A): the readout's sufficient statistics."""
+    """Users by the sign of their credit difference ``d = B − A``, and the sum and sum of squares of
+    ``d`` over users: the readout's sufficient statistics."""
 
     wins: int  # users whose clicks credited B more than A
     losses: int  # users whose clicks credited A more
     ties: int  # equal credit, including users who never clicked
+    # Σ d and Σ d² over users; None when not kept (counts stored before the sums were): the sign test decides
+    difference_sum: int | None = None
+    difference_squares: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.difference_sum is None) != (self.difference_squares is None):
+            raise ValueError("the sum of the credit differences and the sum of their squares go together")
+        if self.difference_squares is not None and self.difference_squares < self.decided:  # |d| ≥ 1 when decided
+            raise ValueError(f"a sum of squared differences of {self.difference_squares} cannot come from "
+                             f"{self.decided} users with a preference")
+
+    @classmethod
+    def of(cls, differences: np.ndarray) -> PreferenceCounts:
+        """From the users' credit differences ``d = B − A`` (integers, one per user)."""
+        d = np.asarray(differences, dtype=np.int64)
+        return cls(int((d > 0).sum()), int((d < 0).sum()), int((d == 0).sum()), int(d.sum()), int((d * d).sum()))
 
     @property
     def users(self) -> int:
@@ -155,7 +206,7 @@ class PreferenceCounts:
 def preference_counts(
     users: Sequence[Hashable] | np.ndarray, credit_a: np.ndarray, credit_b: np.ndarray
 ) -> PreferenceCounts:
-    """Sum each user's credits over their impressions and count the signs of ``B − A``."""
+    """Sum each user's credits over their impressions: the signs of ``B − A`` and its sums."""
     a = np.asarray(credit_a, dtype=float)
     b = np.asarray(credit_b, dtype=float)
     if not (len(users) == a.size == b.size):
@@ -164,7 +215,7 @@ def preference_counts(
         return PreferenceCounts(0, 0, 0)
     _, user_index = np.unique(np.asarray(users), return_inverse=True)
     diff = np.bincount(user_index.ravel(), weights=b - a)
-    return PreferenceCounts(int((diff > 0).sum()), int((diff < 0).sum()), int((diff == 0).sum()))
+    return PreferenceCounts.of(np.rint(diff))
 
 
 @dataclass(frozen=True)
@@ -210,6 +261,52 @@ def sign_test_p_value(wins: int | np.ndarray, decided: int | np.ndarray) -> np.n
     n = np.asarray(decided, dtype=float)
     tail = np.minimum(stats.binom.cdf(k, n, 0.5), stats.binom.sf(k - 1, n, 0.5))
     return np.where(n > 0, np.minimum(1.0, 2.0 * tail), 1.0)
+
+
+@dataclass(frozen=True)
+class MeanDifference:
+    """The one-sample t-test of the mean credit difference, vectorised over experiments."""
+
+    mean: np.ndarray  # mean d over users
+    se: np.ndarray  # its standard error (0 where undefined)
+    df: np.ndarray  # users − 1
+    p_value: np.ndarray  # two-sided; NaN where the t statistic does not exist (< 2 users or no variance)
+
+    def ci(self, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+        half = stats.t.ppf(1.0 - alpha / 2.0, np.maximum(self.df, 1)) * self.se
+        return self.mean - half, self.mean + half
+
+
+def mean_difference_test(
+    difference_sum: int | np.ndarray, difference_squares: int | np.ndarray, users: int | np.ndarray
+) -> MeanDifference:
+    """Student's one-sample t-test of ``mean(d) = 0`` from the sums of ``d`` and ``d²`` over ``users``;
+    equals ``scipy.stats.ttest_1samp(d, 0)`` where that exists."""
+    total = np.asarray(difference_sum, dtype=float)
+    squares = np.asarray(difference_squares, dtype=float)
+    n = np.asarray(users, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.where(n > 0, total / n, 0.0)
+        variance = np.where(n > 1, np.maximum(squares - n * mean**2, 0.0) / (n - 1), 0.0)
+        se = np.sqrt(variance / np.maximum(n, 1))
+        defined = (n > 1) & (variance > 1e-12 * np.maximum(mean**2, 1.0))
+        t = np.where(defined, mean / np.where(defined, se, 1.0), 0.0)
+    p = np.where(defined, 2.0 * stats.t.sf(np.abs(t), np.maximum(n - 1, 1)), np.nan)
+    return MeanDifference(mean, np.where(defined, se, 0.0), n - 1, p)
+
+
+def preference_p_values(
+    wins: int | np.ndarray, losses: int | np.ndarray, test: MeanDifference
+) -> tuple[np.ndarray, np.ndarray]:
+    """The fixed-horizon decision's p-value and direction (+1 B, −1 A, 0 none), vectorised over
+    experiments: ``test``'s t-test of the mean credit difference, or the exact sign test of the wins
+    and losses where the t statistic does not exist.  The one rule :func:`preference_test` and the
+    rehearsals decide by."""
+    w, lo = np.asarray(wins), np.asarray(losses)
+    use_t = ~np.isnan(test.p_value)
+    p = np.where(use_t, test.p_value, sign_test_p_value(w, w + lo))
+    direction = np.where(use_t, np.sign(test.mean), np.sign(w - lo)).astype(int)
+    return p, direction
 
 
 def clopper_pearson(wins: int, decided: int, alpha: float) -> Interval:
@@ -293,18 +390,28 @@ class InterleavingSettings:
             raise ValueError(f"looks must be between 1 and 1000, got {self.looks}")
 
 
+Method = Literal["t-test of the mean credit difference", "exact sign test", "beta-mixture SPRT"]
+T_TEST: Method = "t-test of the mean credit difference"
+
+
 @dataclass(frozen=True)
 class InterleavingResult:
-    """The interleaving readout.  ``ci`` is Clopper-Pearson (exact), or the confidence sequence when
-    the test is sequential; ``p_value`` is the exact sign test's, or the always-valid one."""
+    """The interleaving readout.  ``p_value`` and ``verdict`` are the deciding test's (``method``): the
+    t-test of the mean credit difference (the exact sign test where it does not exist), or the
+    always-valid sign test when sequential.  ``ci`` is the preference share's interval —
+    Clopper-Pearson (exact), or the confidence sequence when sequential; ``mean_difference_ci`` the
+    mean credit difference's t interval (fixed horizon only)."""
 
     counts: PreferenceCounts
     alpha: float
-    method: Literal["exact sign test", "beta-mixture SPRT"]
+    method: Method
     preference_share: float | None = None  # share of decided users preferring B
     ci: Interval | None = None
     p_value: float | None = None
     verdict: Verdict = "no data"
+    sign_test_p_value: float | None = None  # the exact sign test's (fixed horizon), whatever decides
+    mean_difference: float | None = None  # mean over all users of credit B − credit A
+    mean_difference_ci: Interval | None = None
     beta_prior: float | None = None  # a of the Beta(a, a) mixture, sequential only
     positions: tuple[PositionCredit, ...] = field(default_factory=tuple)
     message: str | None = None
@@ -324,8 +431,11 @@ def preference_test(
     Degenerate inputs (no user yet, no user with a preference) come back as a message, never raise.
     """
     settings = settings or InterleavingSettings()
-    method: Literal["exact sign test", "beta-mixture SPRT"] = (
-        "beta-mixture SPRT" if settings.sequential else "exact sign test"
+    # without the sums (counts kept before them) the t statistic is as undefined as with one user
+    test = mean_difference_test(counts.difference_sum or 0, counts.difference_squares or 0,
+                                counts.users if counts.difference_squares is not None else 0)
+    method: Method = (
+        "beta-mixture SPRT" if settings.sequential else T_TEST if not np.isnan(test.p_value) else "exact sign test"
     )
     base = InterleavingResult(counts=counts, alpha=settings.alpha, method=method, positions=positions)
     if counts.users == 0:
@@ -337,19 +447,28 @@ def preference_test(
         )
         return replace(base, verdict="no preference detected", message=message)
     share = counts.wins / counts.decided
+    sign_p = float(sign_test_p_value(counts.wins, counts.decided))
+    mean_ci = None
     beta_prior = None
     if settings.sequential:
         planned = settings.planned_users or counts.decided
         beta_prior = beta_prior_for_plan(planned, settings.looks, settings.alpha, settings.power)
         p_value = float(always_valid_p_values(np.array([counts.wins]), np.array([counts.decided]), beta_prior)[0])
         ci = confidence_sequence(counts.wins, counts.decided, beta_prior, settings.alpha)
+        direction = 1 if share > 0.5 else -1
     else:
-        p_value = float(sign_test_p_value(counts.wins, counts.decided))
+        p, sign = preference_p_values(counts.wins, counts.losses, test)
+        p_value, direction = float(p), int(sign)
         ci = clopper_pearson(counts.wins, counts.decided, settings.alpha)
+        if method == T_TEST:
+            low, high = test.ci(settings.alpha)
+            mean_ci = (float(low), float(high))
     verdict: Verdict = "no preference detected"
-    if p_value < settings.alpha:
-        verdict = "B preferred" if share > 0.5 else "A preferred"
-    return replace(base, preference_share=share, ci=ci, p_value=p_value, verdict=verdict, beta_prior=beta_prior)
+    if p_value < settings.alpha and direction != 0:
+        verdict = "B preferred" if direction > 0 else "A preferred"
+    mean = float(test.mean) if counts.difference_sum is not None else None
+    return replace(base, preference_share=share, ci=ci, p_value=p_value, verdict=verdict, beta_prior=beta_prior,
+                   sign_test_p_value=sign_p, mean_difference=mean, mean_difference_ci=mean_ci)
 
 
 def interleaving_readout(

@@ -1,6 +1,7 @@
 """Sensitivity of A/B and interleaving, measured by rehearsals on the demo world's ground truth.
 
     python -m bench sensitivity [--quick] [--json] [--pool 2000] [--rehearsals 400] [--seed 16]
+                                [--visits 1 | --visit-days 14]
 
 For two pairs of rankers — one clearly better (ALS over popularity), one subtly better (ALS without
 the default MMR's λ 0.7, at λ 0.75) — and each design, the users needed to pick the truly better
@@ -10,8 +11,8 @@ ranker (significant at 5%, in the truth's direction) with 80% power:
    service, no cache), read through the world's click law; each pair gets 16 team-draft merges
    per pool user.  Rehearsals draw their users from the pool with replacement.
 2. A normal approximation from the pool's moments (A/B) or from one large pilot rehearsal
-   (interleaving: the shares of users preferring each side) places a grid of user counts around
-   the answer; at each, ``--rehearsals`` rehearsals measure the power.
+   (interleaving: the mean and variance of the users' credit differences) places a grid of user
+   counts around the answer; at each, ``--rehearsals`` rehearsals measure the power.
 3. The power curve of a two-sided test with drift ∝ √N is ``Φ(c√N − z_{α/2})`` (the far tail is
    negligible at 80%), so ``probit(power) + z_{α/2} = c√N`` is fitted through the grid by weighted
    least squares (weights: the inverse binomial variance of each probit, times a kernel around the
@@ -20,16 +21,22 @@ ranker (significant at 5%, in the truth's direction) with 80% power:
 4. Uncertainty: a parametric bootstrap of every grid point's hits (binomial at its measured power),
    refitted: medians and 95% intervals of N80 and of the ratio A/B ÷ interleaving.
 
-Also measured: interleaving's A/A false-positive rate (ALS on both sides) and A/B's, at the subtle
-pair's interleaving N80 and at its A/B N80; and how often interleaving and A/B agree in direction
-among paired rehearsals (same grid step or verification run) where both are significant.
-Goals (issue 16): interleaving needs ≤ 1/10 of A/B's users; A/A FPR within [0.03, 0.07]; agreement
-≥ 95%.  Exits 1 when a goal is missed — a measurement, not a tuning target.
+Also measured: each design's false-positive rate, at the subtle pair's interleaving N80 and at its
+A/B N80, under two nulls: A/A (ALS on both sides — for interleaving every click falls in the common
+prefix, credited to neither, so it cannot be significant: the check that matters is the next) and
+the *balanced null*: the subtle pair with every pool user present twice, once in each orientation,
+so the two sides are exactly equally good while their lists differ as much as the real pair's (the
+test's calibration where it has clicks to count).  And how often interleaving and A/B agree in
+direction among paired rehearsals (same grid step or verification run) where both are significant.
+Goals (issue 16): interleaving needs ≤ 1/10 of A/B's users; its false-positive rate within
+[0.03, 0.07] (balanced null; at most 0.07 on A/A); agreement ≥ 95%.  Exits 1 when a goal is missed
+— a measurement, not a tuning target.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import time
@@ -48,11 +55,11 @@ from engine.simulator.rehearsal_designs import (
     DESIGNS,
     Decisions,
     Design,
-    Interleavings,
     ListClicks,
     RehearsalBench,
-    interleaving_credits,
+    VisitLaw,
 )
+from engine.simulator.visits import visit_rates
 
 SEED = 16
 ALPHA, POWER = 0.05, 0.80
@@ -63,6 +70,7 @@ PAIRS = {  # name: (control, treatment)
     "subtle": ("als", "als:mmr_lambda=0.75"),
 }
 AA_SPEC = "als"
+NULL_PAIR = "subtle"  # the balanced null: this pair, each user in both orientations
 GRID = (0.5, 0.7, 0.85, 1.0, 1.2, 1.45, 2.0)  # multiples of the approximation's N
 DRAFTS = 16
 PILOT_USERS = 200_000
@@ -78,10 +86,15 @@ class Options:
     drafts: int = DRAFTS
     seed: int = SEED
     visits: int = 1
+    visit_days: float | None = None  # instead of ``visits``: the world's visit law over this many days
 
     @classmethod
     def quick(cls, seed: int = SEED, visits: int = 1) -> Options:
         return cls(pool=400, rehearsals=120, aa_rehearsals=600, drafts=8, seed=seed, visits=visits)
+
+    def visit_law(self, world: DemoWorld, users: list[str]) -> int | VisitLaw:
+        """Every user ``visits`` times, or the world's law: Poisson visits at each user's rate."""
+        return VisitLaw(visit_rates(world, users, self.visit_days)) if self.visit_days else self.visits
 
 
 @dataclass(frozen=True)
@@ -165,31 +178,28 @@ def _power(runs: list[Decisions], truth_direction: int) -> np.ndarray:
 
 
 def ab_guess(bench: RehearsalBench) -> float:
-    """Total users for 80% power by the normal approximation, from the pool's per-user moments."""
+    """Total users for 80% power by the normal approximation, from the pool's per-user moments and
+    the users' visits (a sum of ``v`` views: mean ``E[v]·m``, second moment ``E[v]·w + E[v²]·m²``)."""
+    weight, visits, visits_sq = bench.visit_moments()
     moments = []
     for lists in (bench.control, bench.treatment):
         p = lists.probability
-        mean = p.sum(1) * bench.visits
-        within = (p * (1 - p)).sum(1) * bench.visits
-        moments.append((float(mean.mean()), float(within.mean() + mean.var())))
+        m, w = p.sum(1), (p * (1 - p)).sum(1)
+        mean = float(weight @ (visits * m))
+        moments.append((mean, float(weight @ (visits * w + visits_sq * m**2)) - mean**2))
     (m_c, v_c), (m_t, v_t) = moments
     per_arm = (Z_ALPHA + Z_POWER) ** 2 * (v_c + v_t) / max((m_t - m_c) ** 2, 1e-12)
     return 2 * per_arm
 
 
-def interleaving_guess(merged: Interleavings, visits: int, rng: np.random.Generator) -> tuple[float, float, float]:
-    """Users for 80% power by the sign test's normal approximation, from one large pilot rehearsal;
+def interleaving_guess(bench: RehearsalBench, rng: np.random.Generator) -> tuple[float, float, float]:
+    """Users for 80% power by the t-test's normal approximation, from one large pilot rehearsal;
     also the pilot's preference share and share of users with a preference."""
-    pool = merged.probability.shape[0]
-    users = rng.integers(0, pool, PILOT_USERS)
-    drafts = rng.integers(0, merged.drafts, (PILOT_USERS, visits))
-    a, b = interleaving_credits(merged, users, drafts, rng)
-    wins, losses = int((b > a).sum()), int((b < a).sum())
-    decided = (wins + losses) / PILOT_USERS
-    share = wins / max(wins + losses, 1)
-    effect = max(abs(share - 0.5), 1e-6)
-    needed = (Z_ALPHA * 0.5 + Z_POWER * math.sqrt(share * (1 - share))) ** 2 / effect**2
-    return needed / max(decided, 1e-9), share, decided
+    a, b = bench.interleaving_credits(*bench.draw_users((PILOT_USERS,), rng), rng)
+    d = (b - a).astype(float)
+    wins, losses = int((d > 0).sum()), int((d < 0).sum())
+    needed = (Z_ALPHA + Z_POWER) ** 2 * float(d.var()) / max(float(d.mean()) ** 2, 1e-12)
+    return needed, wins / max(wins + losses, 1), (wins + losses) / PILOT_USERS
 
 
 def _pool_lists(
@@ -201,6 +211,21 @@ def _pool_lists(
         lists = served_lists(engine, Ranker.resolve(engine, RankerSpec.parse(text)), users)
         out[text] = (lists, ListClicks(list_clicks(world, users, lists, width)))
     return out
+
+
+def balanced_null(
+    world: DemoWorld, users: list[str], lists: dict[str, tuple[list[list[str]], ListClicks]], pair: tuple[str, str],
+    width: int, options: Options, rng: np.random.Generator,
+) -> RehearsalBench:
+    """The pair with every user twice, once as (control, treatment) and once swapped: the pool's two
+    sides are exactly equally good (team draft treats A and B alike), their lists as different as the pair's."""
+    (lists_c, clicks_c), (lists_t, clicks_t) = lists[pair[0]], lists[pair[1]]
+    side_a, side_b = lists_c + lists_t, lists_t + lists_c
+    merged = interleave(world, users + users, side_a, side_b, width, options.drafts, rng)
+    both = np.concatenate([clicks_c.probability, clicks_t.probability])
+    swapped = np.concatenate([clicks_t.probability, clicks_c.probability])
+    return RehearsalBench(ListClicks(both), ListClicks(swapped), merged, options.visit_law(world, users + users),
+                          ALPHA)
 
 
 def overlap(lists_a: list[list[str]], lists_b: list[list[str]]) -> float:
@@ -236,24 +261,30 @@ def measure(options: Options, log: Callable[[str], None]) -> dict[str, object]:
         lists = _pool_lists(engine, world, specs, users, width)
         log(f"lists of {len(specs)} rankers for {options.pool:,} users in {time.perf_counter() - started:.0f} s")
         pairs = {**PAIRS, "A/A": (AA_SPEC, AA_SPEC)}
+        visits = options.visit_law(world, users)
         benches, overlaps = {}, {}
         for name, (control, treatment) in pairs.items():
             merged = interleave(world, users, lists[control][0], lists[treatment][0], width, options.drafts, rng)
-            benches[name] = RehearsalBench(lists[control][1], lists[treatment][1], merged, options.visits, ALPHA)
+            benches[name] = RehearsalBench(lists[control][1], lists[treatment][1], merged, visits, ALPHA)
             overlaps[name] = overlap(lists[control][0], lists[treatment][0])
+        benches["balanced null"] = balanced_null(world, users, lists, PAIRS[NULL_PAIR], width, options, rng)
+    weight, mean_visits, _ = benches["A/A"].visit_moments()
+    visits_per_user = float(weight @ mean_visits)
+    log(f"visits per user: {visits_per_user:.2f} on average"
+        + (f" (the world's law over {options.visit_days:g} days)" if options.visit_days else ""))
     rows: dict[str, dict[str, object]] = {}
     decisions: dict[tuple[str, Design], list[Decisions]] = {}
     for name in PAIRS:
         bench = benches[name]
         truth_c, truth_t = bench.truth()
         direction = 1 if truth_t > truth_c else -1
-        il_guess, share, decided = interleaving_guess(bench.merged, bench.visits, rng)
+        il_guess, share, decided = interleaving_guess(bench, rng)
         guesses = {"ab": ab_guess(bench), "interleaving": il_guess}
         curves = {}
         for design in DESIGNS:
             t0 = time.perf_counter()
-            curve, runs = measure_curve(
-                lambda n, r, b=bench, d=design: b.run(d, n, r, rng), direction, guesses[design], options, rng)
+            run = functools.partial(bench.run, design, rng=rng)  # (users, rehearsals) -> Decisions
+            curve, runs = measure_curve(run, direction, guesses[design], options, rng)
             curves[design], decisions[(name, design)] = curve, runs
             log(f"{name:<7} {design:<12} N80 {curve.n80:>10,.0f}  ({time.perf_counter() - t0:.1f} s)")
         ratio = curves["ab"].boot / curves["interleaving"].boot
@@ -269,27 +300,31 @@ def measure(options: Options, log: Callable[[str], None]) -> dict[str, object]:
                       "ci": (float(np.percentile(ratio, 2.5)), float(np.percentile(ratio, 97.5))),
                       "point": curves["ab"].n80 / curves["interleaving"].n80},
         }
-    aa = benches["A/A"]
-    aa_rows = {}
+    aa_rows: dict[str, dict[str, dict[str, float]]] = {}
     subtle = rows["subtle"]
-    for design in DESIGNS:
-        users_at = round(subtle[design]["n80"])  # type: ignore[index]
-        hits = aa.run(design, users_at, options.aa_rehearsals, rng).significant
-        rate = float(hits.mean())
-        aa_rows[design] = {"users": users_at, "rehearsals": options.aa_rehearsals, "false_positive_rate": rate,
-                           "se": math.sqrt(rate * (1 - rate) / options.aa_rehearsals)}
+    for null in ("A/A", "balanced null"):
+        aa_rows[null] = {}
+        for design in DESIGNS:
+            users_at = round(subtle[design]["n80"])  # type: ignore[index]
+            hits = benches[null].run(design, users_at, options.aa_rehearsals, rng).significant
+            rate = float(hits.mean())
+            aa_rows[null][design] = {"users": users_at, "rehearsals": options.aa_rehearsals,
+                                     "false_positive_rate": rate,
+                                     "se": math.sqrt(rate * (1 - rate) / options.aa_rehearsals)}
     both, agree = (sum(x) for x in zip(*(_agreement(decisions[(n, "ab")], decisions[(n, "interleaving")])
                                          for n in PAIRS), strict=True))
     ratio_ok = all(r["ratio"]["median"] >= 1 / RATIO_GOAL for r in rows.values())  # type: ignore[index]
-    fpr = aa_rows["interleaving"]["false_positive_rate"]
+    fpr = aa_rows["balanced null"]["interleaving"]["false_positive_rate"]
     agreement = agree / both if both else None
     goals = {
         "interleaving_needs_at_most_a_tenth": ratio_ok,
-        "interleaving_aa_fpr_in_range": FPR_GOAL[0] <= fpr <= FPR_GOAL[1],
+        "interleaving_null_fpr_in_range": (FPR_GOAL[0] <= fpr <= FPR_GOAL[1]
+                                           and aa_rows["A/A"]["interleaving"]["false_positive_rate"] <= FPR_GOAL[1]),
         "agreement_at_least_95pct": agreement is not None and agreement >= AGREEMENT_GOAL,
     }
     return {
         "options": asdict(options), "seconds": time.perf_counter() - started, "pairs": rows, "aa": aa_rows,
+        "visits_per_user": visits_per_user,
         "agreement": {"both_significant": both, "agree": agree, "share": agreement}, "goals": goals,
     }
 
@@ -313,11 +348,13 @@ def report(result: dict[str, object]) -> str:
         lines.append(f"{name}: true difference {row['truth']['difference_z']:.0f} standard errors of the pool's users; "
                      f"lists overlap {row['list_overlap']:.0%}; interleaved, {pilot['decided_share']:.0%} of "
                      f"users credit one side more, {pilot['preference_share']:.3f} of them the treatment")
-    aa: dict[str, dict] = result["aa"]  # type: ignore[assignment]
+    aa: dict[str, dict[str, dict]] = result["aa"]  # type: ignore[assignment]
+    goal = {"A/A": "≤ 0.07", "balanced null": "in [0.03, 0.07]"}
     lines.append("")
-    lines.append(table(["A/A (als vs als)", "users", "rehearsals", "false positives", "SE", "goal"], [
-        [d, f"{r['users']:,}", r["rehearsals"], f"{r['false_positive_rate']:.3f}", f"{r['se']:.3f}",
-         "in [0.03, 0.07]" if d == "interleaving" else "-"] for d, r in aa.items()]))
+    lines.append(table(["null", "design", "users", "rehearsals", "false positives", "SE", "goal"], [
+        [null if d == "ab" else "", d, f"{r['users']:,}", r["rehearsals"], f"{r['false_positive_rate']:.3f}",
+         f"{r['se']:.3f}", goal[null] if d == "interleaving" else "-"]
+        for null, by_design in aa.items() for d, r in by_design.items()]))
     agreement: dict = result["agreement"]  # type: ignore[assignment]
     share = agreement["share"]
     lines.append("")
@@ -337,9 +374,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--pool", type=int, default=None, help="users whose lists are computed (2,000)")
     parser.add_argument("--rehearsals", type=int, default=None, help="rehearsals per grid point (400)")
     parser.add_argument("--visits", type=int, default=1, help="visits per user, each showing a list (1)")
+    parser.add_argument("--visit-days", type=float, default=None,
+                        help="instead of --visits: the world's visit law (each user's history-based rate) over an "
+                             "experiment of this many days; only users who visit enrol")
     args = parser.parse_args(argv)
     options = Options.quick(args.seed, args.visits) if args.quick else Options(seed=args.seed, visits=args.visits)
-    options = replace(options, pool=args.pool or options.pool, rehearsals=args.rehearsals or options.rehearsals)
+    options = replace(options, pool=args.pool or options.pool, rehearsals=args.rehearsals or options.rehearsals,
+                      visit_days=args.visit_days)
     result = measure(options, log=(lambda _: None) if args.json else print)
     if args.json:
         print(json.dumps(result, indent=2))

@@ -9,14 +9,19 @@ form); this module keeps what it needs in Redis, every key under the experiment'
 so each script touches one Cluster slot:
 
 - per (experiment, phase, user) a capped list of the user's latest impressions, newest first, each a
-  JSON object ``{"r": request id, "i": [item ids], "t": "ABBA…" (team per position), "c": ",0,3,"
-  (positions clicked so far)}``, expiring ``IMPRESSION_TTL_SECONDS`` after the user's last one;
+  JSON object ``{"r": request id, "i": [item ids], "t": "ABBA…" (team per position), "s": length of
+  the rankers' common prefix, "c": ",0,3," (positions clicked so far)}``, expiring
+  ``IMPRESSION_TTL_SECONDS`` after the user's last one;
 - per phase a hash user → ``"<credit A>,<credit B>"``, each user's running credit over all their
   impressions (a user enters it with ``0,0`` at their first impression, so users who never click are
   counted as ties, as Chapelle et al. 2012 count them);
 - per phase a hash of counters: ``users|win``, ``users|loss``, ``users|tie`` (users by the sign of
-  their credit B − A, moved by the click that changes a user's sign), ``<team>|shown|<pos>``,
-  ``<team>|click|<pos>`` (per-position credit), ``impressions``, ``credited``, ``ignored`` (a click
+  their credit difference d = B − A, moved by the click that changes a user's sign), ``diff|sum`` and
+  ``diff|squares`` (Σ d and Σ d² over users, moved by each credited click; created at the phase's
+  first impression, so a phase recorded before they existed has neither and is read by its signs),
+  ``<team>|shown|<pos>``, ``<team>|click|<pos>`` (per-position clicks, by the team that filled the
+  position), ``impressions``, ``credited``, ``shared`` (a click in the rankers' common prefix:
+  counted per position, credited to neither — see :mod:`analysis.interleaving`), ``ignored`` (a click
   on an item in no impression it could answer) and ``repeated`` (a second click on one position of
   one impression: credited once).
 
@@ -67,6 +72,9 @@ RECORD = """
 redis.call('LPUSH', KEYS[1], ARGV[2])
 redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[3]) - 1)
 redis.call('EXPIRE', KEYS[1], ARGV[4])
+if redis.call('HEXISTS', KEYS[3], 'impressions') == 0 then
+  redis.call('HSET', KEYS[3], 'diff|sum', 0, 'diff|squares', 0)
+end
 if redis.call('HSETNX', KEYS[2], ARGV[1], '0,0') == 1 then redis.call('HINCRBY', KEYS[3], 'users|tie', 1) end
 local teams = ARGV[5]
 for p = 1, #teams do
@@ -78,7 +86,8 @@ return 1
 
 # KEYS: the user's impressions, credit per user, counters.  ARGV: user, item, request id ('' = none).
 # The impression a click answers: the one of its request id, else the newest holding the item.
-# Returns 1 (credited), 2 (a repeated click on a credited position) or 0 (no impression: ignored).
+# Returns 1 (credited), 2 (a repeated click on a clicked position), 3 (a click in the common prefix:
+# credited to neither team) or 0 (no impression: ignored).
 CREDIT = """
 local function side(diff)
   if diff > 0 then return 'win' elseif diff < 0 then return 'loss' end
@@ -99,6 +108,10 @@ for i = 1, #list do
         redis.call('LSET', KEYS[1], i - 1, cjson.encode(imp))
         local team = string.sub(imp.t, p, p)
         redis.call('HINCRBY', KEYS[3], team .. '|click|' .. (p - 1), 1)
+        if p <= (imp.s or 0) then
+          redis.call('HINCRBY', KEYS[3], 'shared', 1)
+          return 3
+        end
         local rec = redis.call('HGET', KEYS[2], ARGV[1])
         if not rec then
           rec = '0,0'
@@ -106,10 +119,17 @@ for i = 1, #list do
         end
         local a, b = string.match(rec, '^(%d+),(%d+)$')
         a, b = tonumber(a), tonumber(b)
-        local before = side(b - a)
+        local before_diff = b - a
+        local before = side(before_diff)
         if team == 'A' then a = a + 1 else b = b + 1 end
         redis.call('HSET', KEYS[2], ARGV[1], a .. ',' .. b)
         local after = side(b - a)
+        if redis.call('HEXISTS', KEYS[3], 'diff|sum') == 1 then
+          local d0 = before_diff
+          local d1 = b - a
+          redis.call('HINCRBY', KEYS[3], 'diff|sum', d1 - d0)
+          redis.call('HINCRBY', KEYS[3], 'diff|squares', d1 * d1 - d0 * d0)
+        end
         if after ~= before then
           redis.call('HINCRBY', KEYS[3], 'users|' .. before, -1)
           redis.call('HINCRBY', KEYS[3], 'users|' .. after, 1)
@@ -156,6 +176,7 @@ class CreditTally:
     credited: int = 0
     repeated: int = 0
     ignored: int = 0
+    shared: int = 0  # clicks in the rankers' common prefix: credited to neither
 
 
 @dataclass(frozen=True)
@@ -168,19 +189,14 @@ class InterleavingStats:
     credited: int
     ignored: int
     repeated: int
+    shared: int = 0
 
 
 def counts_from_credit(credit: Mapping[str, str]) -> PreferenceCounts:
-    """Users by the sign of B − A from the ``user → "a,b"`` hash (the counters keep the same counts
-    incrementally; this recounts them, to check)."""
-    wins = losses = ties = 0
-    for value in credit.values():
-        a, _, b = value.partition(",")
-        diff = int(b) - int(a)
-        wins += diff > 0
-        losses += diff < 0
-        ties += diff == 0
-    return PreferenceCounts(wins, losses, ties)
+    """Users by the sign of B − A, and its sums, from the ``user → "a,b"`` hash (the counters keep the
+    same numbers incrementally; this recounts them, to check)."""
+    pairs = [value.partition(",") for value in credit.values()]
+    return PreferenceCounts.of(np.array([int(b) - int(a) for a, _, b in pairs], dtype=np.int64))
 
 
 def positions_from_counters(counters: Mapping[str, str]) -> tuple[PositionCredit, ...]:
@@ -219,8 +235,8 @@ class InterleavingRecorder:
         merged = merge(assignment, request_id, list_a, list_b, n)
         if assignment.forced or not merged.items:
             return merged
-        impression = json.dumps({"r": request_id, "i": list(merged.items), "t": "".join(merged.teams), "c": ","},
-                                separators=(",", ":"))
+        impression = json.dumps({"r": request_id, "i": list(merged.items), "t": "".join(merged.teams),
+                                 "s": merged.shared_prefix, "c": ","}, separators=(",", ":"))
         call = (self._script_keys(assignment.experiment, assignment.phase, assignment.user_id),
                 [assignment.user_id, impression, IMPRESSIONS_PER_USER, self.ttl_seconds, "".join(merged.teams)])
         try:
@@ -247,7 +263,7 @@ class InterleavingRecorder:
         if not calls:
             return CreditTally()
         outcomes = [int(r) for r in eval_script_batch(self.redis, self._credit, calls)]
-        return CreditTally(outcomes.count(1), outcomes.count(2), outcomes.count(0))
+        return CreditTally(outcomes.count(1), outcomes.count(2), outcomes.count(0), outcomes.count(3))
 
     def read_credit(self, key: str, phase: int) -> dict[str, str]:
         """Every user's ``"<credit A>,<credit B>"`` (a scan of the phase's users: for checks and exports)."""
@@ -256,13 +272,18 @@ class InterleavingRecorder:
     def read(self, key: str, phase: int) -> InterleavingStats:
         """The phase's statistics from its counters (one round trip, whatever the number of users)."""
         counters = text_hash(self.redis.hgetall(self.keys.experiment_position_credit(key, phase)))
+        kept = "diff|squares" in counters  # absent in a phase recorded before the sums were kept
+        wins, losses, ties = (int(counters.get(f"users|{side}", 0)) for side in ("win", "loss", "tie"))
         return InterleavingStats(
-            counts=PreferenceCounts(*(int(counters.get(f"users|{side}", 0)) for side in ("win", "loss", "tie"))),
+            counts=PreferenceCounts(wins, losses, ties,
+                                    difference_sum=int(counters["diff|sum"]) if kept else None,
+                                    difference_squares=int(counters["diff|squares"]) if kept else None),
             positions=positions_from_counters(counters),
             impressions=int(counters.get("impressions", 0)),
             credited=int(counters.get("credited", 0)),
             ignored=int(counters.get("ignored", 0)),
             repeated=int(counters.get("repeated", 0)),
+            shared=int(counters.get("shared", 0)),
         )
 
 
@@ -288,9 +309,11 @@ def _result_dict(result: InterleavingResult) -> dict[str, Any]:
 
 
 def interleaving_block(exp: Experiment, stats: InterleavingStats, engine: str) -> dict[str, Any]:
-    """The readout's ``interleaving`` block.  ``ci``/``p_value`` are the exact sign test's; with the
-    sequential engine ``sequential`` holds the always-valid test's, and it is that test's verdict
-    that decides (a fixed test read before its planned size is a peek)."""
+    """The readout's ``interleaving`` block.  ``p_value`` is the fixed-horizon decision's (``method``:
+    the t-test of the mean credit difference, whose interval is ``mean_credit_difference_ci``);
+    ``ci`` is the preference share's Clopper-Pearson interval, ``sign_test_p_value`` its exact sign
+    test.  With the sequential engine ``sequential`` holds the always-valid sign test's, and it is
+    that test's verdict that decides (a fixed test read before its planned size is a peek)."""
     fixed = preference_test(stats.counts, settings_for(exp, sequential=False), stats.positions)
     sequential = preference_test(stats.counts, settings_for(exp, sequential=True)) if engine == "sequential" else None
     deciding = sequential or fixed
@@ -303,6 +326,9 @@ def interleaving_block(exp: Experiment, stats: InterleavingStats, engine: str) -
         "losses": stats.counts.losses,
         "ties": stats.counts.ties,
         "preference_share": fixed.preference_share,
+        "mean_credit_difference": fixed.mean_difference,  # per user, credit treatment − credit control
+        "mean_credit_difference_ci": list(fixed.mean_difference_ci) if fixed.mean_difference_ci else None,
+        "sign_test_p_value": fixed.sign_test_p_value,
         "alpha": exp.alpha,
         **{k: v for k, v in _result_dict(fixed).items() if k != "beta_prior"},
         "verdict": deciding.verdict,
@@ -313,6 +339,7 @@ def interleaving_block(exp: Experiment, stats: InterleavingStats, engine: str) -
         "clicks_credited": stats.credited,
         "clicks_ignored": stats.ignored,
         "clicks_repeated": stats.repeated,
+        "clicks_shared": stats.shared,  # in the rankers' common prefix: credited to neither
         "positions": [
             {"position": p.position, "shown_a": p.shown_a, "shown_b": p.shown_b,
              "clicks_a": p.clicks_a, "clicks_b": p.clicks_b}
@@ -330,7 +357,11 @@ def decision_text(block: Mapping[str, Any]) -> tuple[str, str, str | None]:
         return "not_enough_data", f"interleaving: {why}", None
     share = block["preference_share"]
     p = block["sequential"]["p_value"] if block["sequential"] else block["p_value"]
-    counted = f"{block['wins']} of {decided} users with a preference chose {treatment} (share {share:.1%}, p = {p:.3g})"
+    mean = block.get("mean_credit_difference")
+    # the fixed test's p is the mean credit difference's; the sequential one's, the signs'
+    lean = "" if mean is None or block["sequential"] else f"mean credit difference {mean:+.3g} clicks per user, "
+    counted = (f"{block['wins']} of {decided} users with a preference chose {treatment} "
+               f"(share {share:.1%}, {lean}p = {p:.3g})")
     if block["verdict"] == "B preferred":
         return "ship", f"users prefer {treatment} over {control}: {counted}", treatment
     if block["verdict"] == "A preferred":

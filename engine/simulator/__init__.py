@@ -9,7 +9,7 @@ every impression, click, add-to-cart and purchase back through ``/events/batch``
 
 from engine.simulator.scheduler import SimulationConfig, run_simulation
 from engine.simulator.summary import SimulationSummary, VariantStats, format_summary
-from engine.simulator.visits import Behaviour, behave, event_id, plan_users
+from engine.simulator.visits import Behaviour, behave, event_id, plan_users, visit_rates
 
 __all__ = [
     "Behaviour",
@@ -21,4 +21,5 @@ __all__ = [
     "format_summary",
     "plan_users",
     "run_simulation",
+    "visit_rates",
 ]

@@ -122,7 +122,8 @@ def interleave(
     for row, m in enumerate(merged):
         team_b[row, : len(m.teams)] = [team == "B" for team in m.teams]
     shape = (len(users), drafts, width)
-    return Interleavings(probability.reshape(shape), team_b.reshape(shape))
+    shared = np.array([m.shared_prefix for m in merged], dtype=np.int64).reshape(shape[:2])
+    return Interleavings(probability.reshape(shape), team_b.reshape(shape), shared)
 
 
 def draw_users(world: DemoWorld, users: int, rng: np.random.Generator) -> list[str]:
@@ -213,12 +214,14 @@ def _interleaving_readout(merged: Interleavings, rows: np.ndarray, visits: int,
     result = preference_test(preference_counts_of(credit_a, credit_b), InterleavingSettings(alpha=ALPHA))
     share = result.preference_share
     return {
-        "winner": _winner(result.significant, share is not None and share > 0.5),
+        "winner": _winner(result.significant, result.verdict == "B preferred"),
         "p_value": result.p_value,
         "significant": result.significant,
-        "metric": "preference share (users crediting the treatment more / users with a preference)",
+        "metric": "mean credit difference (treatment − control clicks per user, common prefix not credited)",
         "counts": {"wins": result.counts.wins, "losses": result.counts.losses, "ties": result.counts.ties},
-        "effect": {"preference_share": share, "ci": result.ci},
+        "effect": {"mean_credit_difference": result.mean_difference,
+                   "mean_credit_difference_ci": result.mean_difference_ci,
+                   "preference_share": share, "ci": result.ci, "sign_test_p_value": result.sign_test_p_value},
         "clicks": {"control": int(credit_a.sum()), "treatment": int(credit_b.sum())},
         "test": result.method,
         "message": result.message,

@@ -13,9 +13,10 @@ click on the item at every position — computed once per (user, ranker) by
   user, tested by the project's Welch t (:func:`analysis.frequentist.welch_ttest`, relative lift).
 - **Interleaving.**  Each user sees a team-draft merge of the two lists on each visit (one of the
   user's precomputed drafts, drawn at random), clicks are drawn per position, credited to the team
-  that contributed the position, summed over the user's visits, and the preference share is tested
-  by the exact sign test (:func:`analysis.interleaving.sign_test_p_value`, which
-  :func:`analysis.interleaving.preference_test` uses).
+  that contributed the position unless it lies in the two lists' common prefix (credited to
+  neither, as :func:`analysis.interleaving.credit` does), summed over the user's visits, and the
+  decision is :func:`analysis.interleaving.preference_p_values`' — the t-test of the mean credit
+  difference, the rule :func:`analysis.interleaving.preference_test` decides by.
 
 Team "A"/control and "B"/treatment as in :mod:`analysis.interleaving`.  A decision's ``direction``
 is +1 when the treatment is significantly better, −1 when the control is, 0 when not significant.
@@ -23,14 +24,14 @@ is +1 when the treatment is significantly better, −1 when the control is, 0 wh
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
 from analysis.frequentist import FrequentistResult, FrequentistSettings, welch_ttest
-from analysis.interleaving import PreferenceCounts, sign_test_p_value
+from analysis.interleaving import PreferenceCounts, mean_difference_test, preference_p_values
 from analysis.stats import SampleStats
 
 Design = Literal["ab", "interleaving"]
@@ -57,6 +58,7 @@ class Interleavings:
 
     probability: np.ndarray  # (users, drafts, positions): P(click) of the merged list's item there
     team_b: np.ndarray  # (users, drafts, positions) bool: position filled by B (treatment); False past the end
+    shared_prefix: np.ndarray  # (users, drafts) int: the top positions holding both lists' common prefix
 
     @property
     def drafts(self) -> int:
@@ -160,65 +162,146 @@ def interleaving_credits(
     """
     probability = merged.probability[users[..., None], drafts]  # (..., users, visits, positions)
     team_b = merged.team_b[users[..., None], drafts]
+    shared = merged.shared_prefix[users[..., None], drafts]
     click = rng.random(probability.shape) < probability
+    click &= np.arange(probability.shape[-1]) >= shared[..., None]  # the common prefix credits neither team
     credit_b = (click & team_b).sum(axis=(-1, -2))
     credit_a = click.sum(axis=(-1, -2)) - credit_b
     return credit_a, credit_b
 
 
 def preference_counts_of(credit_a: np.ndarray, credit_b: np.ndarray) -> PreferenceCounts:
-    """Wins, losses and ties of one rehearsal's users (per-user credits already summed over visits)."""
-    diff = np.asarray(credit_b) - np.asarray(credit_a)
-    return PreferenceCounts(int((diff > 0).sum()), int((diff < 0).sum()), int((diff == 0).sum()))
+    """One rehearsal's users' counts and sums (per-user credits already summed over visits)."""
+    return PreferenceCounts.of(np.asarray(credit_b) - np.asarray(credit_a))
 
 
 def interleaving_decisions(credit_a: np.ndarray, credit_b: np.ndarray, alpha: float) -> Decisions:
-    """Decisions of rehearsals given row-wise: the exact sign test of the preference share."""
-    wins = (credit_b > credit_a).sum(-1)
-    losses = (credit_b < credit_a).sum(-1)
-    p = sign_test_p_value(wins, wins + losses)
+    """Decisions of rehearsals given row-wise: the readout's rule, from each row's counts and sums."""
+    d = np.asarray(credit_b, dtype=np.int64) - np.asarray(credit_a, dtype=np.int64)
+    test = mean_difference_test(d.sum(-1), (d * d).sum(-1), d.shape[-1])
+    p, direction = preference_p_values((d > 0).sum(-1), (d < 0).sum(-1), test)
     significant = p < alpha
-    return Decisions(p, significant, np.where(significant, np.sign(wins - losses), 0).astype(int))
+    return Decisions(p, significant, np.where(significant, direction, 0).astype(int))
 
 
 # ------------------------------------------------------------------------------------------ many rehearsals
 
 
+@dataclass(frozen=True)
+class VisitLaw:
+    """How often each pool user visits during an experiment: ``Poisson(rate[u])`` visits, and a user who
+    never visits never enrols.  A rehearsal's users are enrolled users: pool users drawn with
+    probability ∝ ``1 − e^{−rate}``, each with a zero-truncated Poisson number of visits."""
+
+    rate: np.ndarray  # (pool,) expected visits over the experiment
+
+    @property
+    def enrol(self) -> np.ndarray:
+        """P(a pool user visits at least once)."""
+        return -np.expm1(-self.rate)
+
+    def moments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per pool user: the weight among enrolled users, ``E[visits]`` and ``E[visits²]`` once enrolled."""
+        enrol = self.enrol
+        return enrol / enrol.sum(), self.rate / enrol, (self.rate + self.rate**2) / enrol
+
+    def draw(self, shape: tuple[int, ...], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Enrolled users (pool indices) and their visits, of the given shape."""
+        weight, _, _ = self.moments()
+        users = rng.choice(self.rate.size, size=shape, p=weight)
+        rate = self.rate[users]
+        visits = rng.poisson(rate)
+        redraw = np.flatnonzero(visits == 0)
+        while redraw.size:  # rejection: a draw kept only when at least 1 is the law conditioned on enrolling
+            visits.flat[redraw] = rng.poisson(rate.flat[redraw])
+            redraw = redraw[visits.flat[redraw] == 0]
+        return users, visits.astype(np.int64)
+
+
 class RehearsalBench:
-    """Everything many rehearsals of two rankers need, for a pool of users the rehearsals draw from."""
+    """Everything many rehearsals of two rankers need, for a pool of users the rehearsals draw from.
+
+    Users come ``visits`` times each (an int: every user alike), or as ``visits`` (a :class:`VisitLaw`)
+    says; both designs see the same users and visits.  Clicks are drawn visit by visit (one view of a
+    list per visit) and summed per user.
+    """
 
     def __init__(
-        self, control: ListClicks, treatment: ListClicks, merged: Interleavings, visits: int = 1, alpha: float = 0.05
+        self, control: ListClicks, treatment: ListClicks, merged: Interleavings, visits: int | VisitLaw = 1,
+        alpha: float = 0.05,
     ) -> None:
         self.control, self.treatment, self.merged = control, treatment, merged
         self.visits, self.alpha = visits, alpha
-        self.cdf_c = click_count_cdf(control, visits)
-        self.cdf_t = click_count_cdf(treatment, visits)
+        self.cdf_c = click_count_cdf(control, 1)
+        self.cdf_t = click_count_cdf(treatment, 1)
 
     @property
     def pool(self) -> int:
         return int(self.control.probability.shape[0])
 
+    def visit_moments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per pool user: weight among the rehearsals' users, ``E[visits]``, ``E[visits²]``."""
+        if isinstance(self.visits, VisitLaw):
+            return self.visits.moments()
+        ones = np.ones(self.pool)
+        return ones / self.pool, ones * self.visits, ones * self.visits**2
+
     def truth(self) -> tuple[float, float]:
-        """Expected clicks per user per view of each ranker's lists, over the pool (the population)."""
-        return float(self.control.expected_clicks.mean()), float(self.treatment.expected_clicks.mean())
+        """Expected clicks per view of each ranker's lists over the pool, views weighted as users make them."""
+        weight, visits, _ = self.visit_moments()
+        views = weight * visits
+        return (float(views @ self.control.expected_clicks / views.sum()),
+                float(views @ self.treatment.expected_clicks / views.sum()))
+
+    def draw_users(self, shape: tuple[int, ...], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Users (pool indices, with replacement) and their visits, of the given shape."""
+        if isinstance(self.visits, VisitLaw):
+            return self.visits.draw(shape, rng)
+        return rng.integers(0, self.pool, size=shape), np.full(shape, self.visits, dtype=np.int64)
+
+    def ab_clicks(self, users: np.ndarray, visits: np.ndarray, rng: np.random.Generator
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """Clicks per user over their visits, rows of rehearsals: the first half of a row is control."""
+        half = users.shape[-1] // 2
+        return (_per_visit(lambda seen: draw_clicks(self.cdf_c, seen, rng), users[..., :half], visits[..., :half]),
+                _per_visit(lambda seen: draw_clicks(self.cdf_t, seen, rng), users[..., half:], visits[..., half:]))
+
+    def interleaving_credits(self, users: np.ndarray, visits: np.ndarray, rng: np.random.Generator
+                             ) -> tuple[np.ndarray, np.ndarray]:
+        """Credits of A and of B per user over their visits, each visit a fresh draft (of the user's)."""
+        def credits(seen: np.ndarray) -> np.ndarray:
+            drafts = rng.integers(0, self.merged.drafts, size=(seen.size, 1))
+            a, b = interleaving_credits(self.merged, seen, drafts, rng)
+            return np.stack([a, b], axis=-1)
+
+        both = _per_visit(credits, users, visits)
+        return both[..., 0], both[..., 1]
 
     def run(self, design: Design, users: int, rehearsals: int, rng: np.random.Generator) -> Decisions:
         """``rehearsals`` rehearsals of ``users`` users each, drawn from the pool with replacement."""
         if users < 2:
             raise ValueError(f"a rehearsal needs at least 2 users, got {users}")
-        # per user: the CDF row an A/B draw gathers, or the positions of every visit's merged list
-        width = self.cdf_c.shape[1] if design == "ab" else self.merged.probability.shape[-1] * self.visits
+        _, mean_visits, _ = self.visit_moments()
+        # per user: the CDF row of each visit's A/B draw, or the positions of each visit's merged list
+        width = (self.cdf_c.shape[1] if design == "ab" else self.merged.probability.shape[-1]) * float(
+            mean_visits.max())
         parts = []
-        for chunk in _chunks(rehearsals, users * width):
-            drawn = rng.integers(0, self.pool, size=(chunk, users))
+        for chunk in _chunks(rehearsals, int(users * width)):
+            drawn, visits = self.draw_users((chunk, users), rng)
             if design == "ab":
-                parts.append(ab_decisions(*ab_clicks(self.cdf_c, self.cdf_t, drawn, rng), self.alpha))
+                parts.append(ab_decisions(*self.ab_clicks(drawn, visits, rng), self.alpha))
             else:
-                drafts = rng.integers(0, self.merged.drafts, size=(chunk, users, self.visits))
-                parts.append(interleaving_decisions(*interleaving_credits(self.merged, drawn, drafts, rng),
-                                                    self.alpha))
+                parts.append(interleaving_decisions(*self.interleaving_credits(drawn, visits, rng), self.alpha))
         return Decisions.concatenate(parts)
+
+
+def _per_visit(draw: Callable[[np.ndarray], np.ndarray], users: np.ndarray, visits: np.ndarray) -> np.ndarray:
+    """``draw`` once per visit (its argument: the pool index of each visit's user, flat), summed per user."""
+    owner = np.repeat(np.arange(users.size), visits.ravel())
+    drawn = draw(users.ravel()[owner])
+    columns = drawn.reshape(owner.size, -1)
+    summed = [np.bincount(owner, weights=columns[:, k], minlength=users.size) for k in range(columns.shape[1])]
+    return np.rint(np.stack(summed, axis=-1)).astype(np.int64).reshape(*users.shape, *drawn.shape[1:])
 
 
 def _chunks(rehearsals: int, draws_each: int) -> Iterator[int]:

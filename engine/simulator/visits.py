@@ -14,6 +14,7 @@ import numpy as np
 import orjson
 
 from engine.data.demo import DemoWorld
+from engine.data.demo.history import MEAN_SESSIONS
 from engine.simulator.summary import Recorder, VariantStats
 
 log = logging.getLogger(__name__)
@@ -24,15 +25,29 @@ RETRY_BACKOFF_SECONDS = 0.1
 FEEDBACK_TYPES = ("click", "add_to_cart", "purchase")
 
 
-def plan_users(world: DemoWorld, size: int, rng: np.random.Generator, users: int | None = None) -> np.ndarray:
-    """``size`` user ids drawn by activity: a user's share of traffic follows their share of the history,
-    which the world draws lognormal, so a few heavy users make most visits (Zipf-like).  ``users``
-    keeps the first N ids only (ids are assigned independently of activity, so that is an unbiased subset)."""
-    pool = world.user_ids if users is None else world.user_ids[: max(1, min(users, world.n_users))]
+def activity(world: DemoWorld, user_ids: Sequence[str] | np.ndarray) -> np.ndarray:
+    """Each user's weight in the traffic: their events in the history, which the world draws from a
+    lognormal number of sessions per user, so a few heavy users make most visits (Zipf-like)."""
     counts = world.events["user_id"].value_counts()
     # +1: a user whose history happens to be empty still visits now and then
-    weights = counts.reindex(pool, fill_value=0).to_numpy(dtype=np.float64) + 1.0
+    return counts.reindex(list(user_ids), fill_value=0).to_numpy(dtype=np.float64) + 1.0
+
+
+def plan_users(world: DemoWorld, size: int, rng: np.random.Generator, users: int | None = None) -> np.ndarray:
+    """``size`` user ids drawn by activity (:func:`activity`): a user's share of traffic follows their
+    share of the history.  ``users`` keeps the first N ids only (ids are assigned independently of
+    activity, so that is an unbiased subset)."""
+    pool = world.user_ids if users is None else world.user_ids[: max(1, min(users, world.n_users))]
+    weights = activity(world, pool)
     return rng.choice(pool, size=size, p=weights / weights.sum())
+
+
+def visit_rates(world: DemoWorld, user_ids: Sequence[str] | np.ndarray, days: float) -> np.ndarray:
+    """Expected visits of each user over ``days`` days: the world's sessions per user per day (its
+    history's ``MEAN_SESSIONS`` over its ``days``, on average over all users) shared by :func:`activity`."""
+    weights = activity(world, user_ids)
+    per_user_day = MEAN_SESSIONS / world.params["days"]
+    return weights * (per_user_day * days * world.n_users / activity(world, world.user_ids).sum())
 
 
 def event_id(request_id: str, item_id: str, event_type: str) -> str:

@@ -49,13 +49,15 @@ def test_an_enrolled_user_gets_both_rankers_merged_and_a_click_credits_its_team(
                     assert item == next(i for i in ranking if i not in items[:position])
 
     teams = body["teams"]
-    b_item = body["items"][teams.index("B")]["item_id"]
+    shared = next(k for k, (x, y) in enumerate(zip([*ranker_a, None], [*ranker_b, None], strict=True)) if x != y)
+    b_position = teams.index("B", shared)  # a click in the rankers' common prefix would credit neither
+    b_item = body["items"][b_position]["item_id"]
     event = {"user_id": user, "item_id": b_item, "type": "click", "request_id": body["request_id"]}
     assert client.post("/events", json=event).json()["accepted"]
     block = client.get(f"/experiments/{KEY}/readout").json()["interleaving"]
     assert (block["users"], block["wins"], block["losses"], block["ties"]) == (1, 1, 0, 0)
     assert (block["clicks_credited"], block["clicks_ignored"]) == (1, 0)
-    assert block["impressions"] >= 3 and block["positions"][teams.index("B")]["clicks_b"] == 1
+    assert block["impressions"] >= 3 and block["positions"][b_position]["clicks_b"] == 1
     experiments.stop(KEY)
 
 

@@ -41,11 +41,22 @@ def test_interleaving_rehearsal_text_and_json(cli: Recops) -> None:
     assert code == 0 and err == ""
     result = json.loads(out)
     assert result["design"] == "interleaving" and result["truth_winner"] is None
-    assert sum(result["counts"].values()) == 200 and isinstance(result["significant"], bool)
-    assert result["significant"] == (result["p_value"] < 0.05)
-    assert (result["winner"] is None) == (not result["significant"])
+    # one ranker on both sides: every click falls in the lists' common prefix, credited to neither
+    assert result["counts"] == {"wins": 0, "losses": 0, "ties": 200}
+    assert result["p_value"] is None and result["significant"] is False and result["winner"] is None
+    assert "no preference to test" in result["message"]
     code, out, err = cli(argv)
     assert code == 0 and "interleaving rehearsal: 200 users, 2 visit(s)" in out and "truth      a tie" in out
+    assert "verdict    no test (none of the 200 users credited" in out
+    subtle = ["rehearse", "--design", "interleaving", "--control", "als", "--treatment", "als:mmr_lambda=0.75",
+              "--users", "300", "--seed", "5", "--json"]
+    code, out, err = cli(subtle)
+    result = json.loads(out)
+    assert code == 0 and result["significant"] == (result["p_value"] < 0.05)
+    assert (result["winner"] is None) == (not result["significant"])
+    assert result["test"] == "t-test of the mean credit difference"
+    low, high = result["effect"]["mean_credit_difference_ci"]
+    assert (low > 0 or high < 0) == result["significant"]
 
 
 @pytest.mark.parametrize(("args", "says"), [

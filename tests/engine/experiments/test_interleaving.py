@@ -151,7 +151,15 @@ def test_readout_counts_users_by_the_sign_of_their_credit(service: ExperimentSer
     assert block is not None
     assert (block["users"], block["wins"], block["losses"], block["ties"]) == (6, 3, 1, 2)
     assert block["preference_share"] == pytest.approx(3 / 4)
-    assert block["p_value"] == pytest.approx(stats.binomtest(3, 4).pvalue)
+    # the decision: the t-test of the mean credit difference over all six users (ties count 0)
+    differences = [1, 1, 1, -1, 0, 0]
+    t_test = stats.ttest_1samp(differences, 0.0)
+    assert block["method"] == "t-test of the mean credit difference"
+    assert block["p_value"] == pytest.approx(t_test.pvalue)
+    assert block["mean_credit_difference"] == pytest.approx(2 / 6)
+    t_ci = t_test.confidence_interval(0.95)
+    assert block["mean_credit_difference_ci"] == pytest.approx([t_ci.low, t_ci.high])
+    assert block["sign_test_p_value"] == pytest.approx(stats.binomtest(3, 4).pvalue)
     ci = stats.binomtest(3, 4).proportion_ci(0.95, method="exact")
     assert block["ci"] == pytest.approx([ci.low, ci.high])
     assert block["verdict"] == "no preference detected" and block["sequential"] is None
@@ -159,7 +167,46 @@ def test_readout_counts_users_by_the_sign_of_their_credit(service: ExperimentSer
     assert readout.to_dict()["interleaving"]["wins"] == 3
     assert (readout.progress.min_users, readout.progress.fraction) == (4, 0.5)
     # the counters kept click by click agree with a recount of every user's credit
-    assert counts_from_credit(service.interleaving.read_credit(key, 1)) == PreferenceCounts(3, 1, 2)
+    assert counts_from_credit(service.interleaving.read_credit(key, 1)) == PreferenceCounts(3, 1, 2, 2, 4)
+    assert service.interleaving.read(key, 1).counts == PreferenceCounts(3, 1, 2, 2, 4)
+
+
+def test_clicks_in_the_rankers_common_prefix_credit_neither_team(service: ExperimentService) -> None:
+    """Both rankers put s1, s2 on top: whichever team the draft gave them, a click there says nothing
+    about which ranker is better; it is counted per position and as shared, never credited."""
+    key = started(service)
+    assignment = service.assign("u1")
+    assert assignment is not None
+    merged = service.interleave(assignment, "r1", ["s1", "s2", "a3"], ["s1", "s2", "b3"], 4)
+    assert merged.items[:2] == ("s1", "s2") and merged.shared_prefix == 2
+    service.observe([click("u1", "s1", "r1"), click("u1", "s2", "r1")])
+    block = service.readout(key).interleaving
+    assert block is not None
+    assert (block["wins"], block["losses"], block["ties"]) == (0, 0, 1)
+    assert (block["clicks_shared"], block["clicks_credited"]) == (2, 0)
+    assert sum(p["clicks_a"] + p["clicks_b"] for p in block["positions"][:2]) == 2
+    service.observe([click("u1", "b3", "r1")])  # below the prefix: credited to B
+    block = service.readout(key).interleaving
+    assert block is not None and (block["wins"], block["clicks_credited"], block["mean_credit_difference"]) == (1, 1, 1)
+
+
+def test_a_phase_recorded_without_the_sums_is_read_by_its_signs(
+    service: ExperimentService, redis_client: redis.Redis
+) -> None:
+    """Counters kept before the sums of the credit differences existed: the readout cannot run the
+    t-test, so the exact sign test decides and the mean is unknown (None), never a wrong 0."""
+    key = started(service)
+    for k in range(5):
+        assignment = service.assign(f"u{k}")
+        assert assignment is not None
+        merged = service.interleave(assignment, f"r{k}", ["a1", "a2"], ["b1", "b2"], 4)
+        item = next(i for i, t in zip(merged.items, merged.teams, strict=True) if t == "B")
+        service.observe([click(f"u{k}", str(item), f"r{k}")])
+    redis_client.hdel(Keys().experiment_position_credit(key, 1), "diff|sum", "diff|squares")
+    block = service.readout(key).interleaving
+    assert block is not None and block["wins"] == 5
+    assert block["method"] == "exact sign test" and block["p_value"] == pytest.approx(stats.binomtest(5, 5).pvalue)
+    assert block["mean_credit_difference"] is None and block["mean_credit_difference_ci"] is None
 
 
 # ----------------------------------------------------------------------------- calibration by simulation
@@ -183,16 +230,30 @@ def simulate(service: ExperimentService, users: int, ranker_a: list[str], ranker
         service.observe([click(user, str(i), f"r{k}") for i in clicked])
 
 
-def test_identical_rankers_give_a_balanced_share(service: ExperimentService) -> None:
+def test_identical_rankers_credit_no_click(service: ExperimentService) -> None:
+    """Identical rankers share their whole list: every click falls in the common prefix, so no user can
+    lean either way and no false positive is possible."""
     key = started(service, variants=[{"name": "control", "model": "als"}, {"name": "same", "model": "als"}])
-    simulate(service, 1500, CATALOGUE[:20], CATALOGUE[:20], seed=1)
+    simulate(service, 300, CATALOGUE[:20], CATALOGUE[:20], seed=1)
+    block = service.readout(key).interleaving
+    assert block is not None and block["users"] == 300 and block["clicks_shared"] > 50
+    assert (block["wins"], block["losses"], block["clicks_credited"]) == (0, 0, 0)
+    assert block["p_value"] is None and block["verdict"] == "no preference detected"
+
+
+def test_equally_good_rankers_give_a_balanced_readout(service: ExperimentService) -> None:
+    """Different lists, equally good under the click law (each: five attractive items, then five
+    others; no common prefix): the counters agree with a recount and the test finds no preference."""
+    key = started(service)
+    simulate(service, 1500, CATALOGUE[0:5] + CATALOGUE[20:25], CATALOGUE[5:10] + CATALOGUE[25:30], seed=1)
     block = service.readout(key).interleaving
     recount = counts_from_credit(service.interleaving.read_credit(key, 1))
-    assert block is not None and (block["wins"], block["losses"], block["ties"]) == (
-        recount.wins, recount.losses, recount.ties)
+    assert block is not None and service.interleaving.read(key, 1).counts == recount
     assert block["users"] == 1500 and block["wins"] + block["losses"] > 300
     assert block["p_value"] > 0.05 and block["verdict"] == "no preference detected"
     assert block["ci"][0] < 0.5 < block["ci"][1]
+    low, high = block["mean_credit_difference_ci"]
+    assert low < 0 < high
 
 
 def test_a_better_ranker_wins_under_the_sequential_engine(service: ExperimentService) -> None:
@@ -229,6 +290,7 @@ def test_same_spec_on_both_sides_through_the_engine_is_balanced(engine: Engine) 
                                                                       strict=True) if hit]
     engine.events.track_many(events)
     block = svc.readout("aa").interleaving
-    assert block is not None and block["users"] == len(users) and block["clicks_credited"] == len(events)
-    assert block["wins"] + block["losses"] > 150
-    assert block["p_value"] > 0.05 and block["ci"][0] < 0.5 < block["ci"][1]
+    # one spec: the same list on both sides, so every click lands in the common prefix
+    assert block is not None and block["users"] == len(users) and block["clicks_shared"] == len(events) > 150
+    assert (block["wins"], block["losses"], block["clicks_credited"]) == (0, 0, 0)
+    assert block["p_value"] is None and block["verdict"] == "no preference detected"

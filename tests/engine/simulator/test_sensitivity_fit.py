@@ -27,7 +27,7 @@ def test_measured_ab_curve_lands_on_the_normal_approximation() -> None:
     rng = np.random.default_rng(2)
     p_c = np.full((200, 10), 0.08)
     p_t = np.full((200, 10), 0.09)
-    merged = Interleavings(np.zeros((200, 1, 10)), np.zeros((200, 1, 10), dtype=bool))
+    merged = Interleavings(np.zeros((200, 1, 10)), np.zeros((200, 1, 10), dtype=bool), np.zeros((200, 1), int))
     bench = RehearsalBench(ListClicks(p_c), ListClicks(p_t), merged)
     guess = ab_guess(bench)
     curve, _ = measure_curve(lambda n, r: bench.run("ab", n, r, rng), 1, guess, Options(rehearsals=300), rng)

@@ -21,6 +21,7 @@ import redis
 from engine.cli.simulate import add_simulate_arguments, run_until_signalled, simulate_command
 from engine.config import Settings, get_settings
 from engine.data.demo import DemoWorld
+from engine.data.demo.history import MEAN_SESSIONS
 from engine.local_processes import free_port
 from engine.runtime import prepare_world
 from engine.simulator import (
@@ -31,6 +32,7 @@ from engine.simulator import (
     format_summary,
     plan_users,
     run_simulation,
+    visit_rates,
 )
 from engine.storage.keys import Keys
 from tests.support.api import ApiProcess
@@ -179,6 +181,17 @@ def test_users_are_drawn_by_activity(api_world_small: DemoWorld) -> None:
     assert np.corrcoef(activity, counts)[0, 1] > 0.9
     subset = plan_users(world, 1_000, np.random.default_rng(0), users=25)
     assert set(subset) <= set(world.user_ids[:25])
+
+
+def test_visit_rates_share_the_worlds_sessions_by_activity(api_world_small: DemoWorld) -> None:
+    """Over an experiment of D days the world's users make MEAN_SESSIONS · D / (history days) visits on
+    average, shared as the simulator's traffic is (by activity)."""
+    world = api_world_small
+    rates = visit_rates(world, world.user_ids, 14)
+    assert rates.mean() == pytest.approx(MEAN_SESSIONS * 14 / world.params["days"])
+    activity = world.events["user_id"].value_counts().reindex(world.user_ids, fill_value=0).to_numpy() + 1.0
+    assert rates / rates.sum() == pytest.approx(activity / activity.sum())
+    assert visit_rates(world, world.user_ids[:3], 28) == pytest.approx(2 * rates[:3])
 
 
 def test_config_rejects_nonsense() -> None:
