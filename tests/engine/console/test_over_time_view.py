@@ -57,3 +57,25 @@ def test_missing_chart_messages_say_why() -> None:
     assert otv.missing_notice(early, None, "spend").text == "No results over time yet: no users exposed yet."
     pending = rows(("2026-12-02T04", None, "an arm has too few users"))
     assert "an arm has too few users" in otv.missing_notice(pending, None, "spend").text
+
+
+def test_notes_of_one_metric_name_the_period_and_arm_once() -> None:
+    data = [{"period": "2026-12-01", "arm": "als", "metric": "ctr", "message": "no data"},
+            {"period": "2026-12-01", "arm": "als", "metric": "ctr", "message": "no data"},
+            {"period": "2026-12-02", "arm": "als", "metric": "ctr", "message": None},
+            {"period": "2026-12-01", "arm": "als", "metric": "clicked", "message": "other"}]
+    assert otv.period_notes(data, "ctr") == ["no data — 2026-12-01 (als)"]
+    assert otv.metric_frame(data, "ctr").empty  # no lift to plot: the page says why instead
+
+
+def test_lift_over_time_plots_each_treatment_with_its_interval_per_period() -> None:
+    data = [{"period": "2026-12-02T04", "arm": "als", "metric": "ctr", "lift": 0.10, "ci": [0.02, 0.20]},
+            {"period": "2026-12-02T05", "arm": "als", "metric": "ctr", "lift": 0.05, "ci": [-0.01, 0.12]},
+            {"period": "2026-12-02T05", "arm": "control", "metric": "ctr", "lift": None, "ci": None}]
+    fig = otv.lift_figure(otv.metric_frame(data, "ctr"), "ctr", "frequentist", "hour")
+    assert fig is not None and [t.name for t in fig.data] == ["als"]
+    (trace,) = fig.data
+    assert list(trace.x) == ["2026-12-02T04", "2026-12-02T05"] and list(trace.y) == [0.10, 0.05]
+    assert list(trace.error_y.array) == pytest.approx([0.20 - 0.10, 0.12 - 0.05])
+    assert list(trace.error_y.arrayminus) == pytest.approx([0.10 - 0.02, 0.05 + 0.01])
+    assert fig.layout.xaxis.type == "category" and "confidence interval" in fig.layout.title.text
