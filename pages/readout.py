@@ -11,6 +11,7 @@ from engine.console import breakdown_view, shipped
 from engine.console import experiments as backend
 from engine.console import interleaving_view as ilv
 from engine.console import models as mv
+from engine.console import over_time_view as otv
 from engine.console import readout_health as health
 from engine.console import readout_view as view
 from engine.experiments import Experiment, ExperimentError, ExperimentReadout
@@ -38,14 +39,24 @@ def diagnostics(key: str, engine: str, phase: int, version: int) -> dict[str, ob
     return health.report(res.engine(), key, phase, engine)
 
 
-def over_time(report: dict[str, object], metric: str, engine: str) -> None:
-    if ui.chart(health.over_time(report, metric), "No results over time yet."):
-        st.caption(health.over_time_caption(report, engine))
-    notes = health.period_messages(report, metric)
+def over_time(report: dict[str, object], r: ExperimentReadout, exp: Experiment) -> None:
+    """Results over time of any declared metric (built-in or custom), with the engine's own chart."""
+    choices = otv.metric_choices(r, exp)
+    metric = st.selectbox("Metric over time", list(choices), key=f"readout_over_time_{exp.key}",
+                          format_func=lambda m: choices[m].label)
+    rows: list[dict[str, object]] = report.get("timeseries") or []  # type: ignore[assignment]
+    unit = str(report.get("timeseries_unit") or "day")
+    frame = otv.metric_frame(rows, metric)
+    if frame.empty:
+        ui.notice(otv.missing_notice(rows, r.metrics.get(metric), metric))
+    else:
+        ui.chart(otv.lift_figure(frame, metric, r.engine, unit))
+        if r.engine == "bayesian":
+            ui.chart(otv.chance_figure(frame, metric, unit), "No chance to win in any period yet.")
+        st.caption(otv.caption(choices[metric], frame, r.engine, unit))
+    notes = otv.period_notes(rows, metric)
     if notes:
-        with st.expander(f"{len(notes)} period(s) with a note"):
-            for n in notes:
-                st.markdown(f"- {n}")
+        st.caption("Periods with a note: " + " · ".join(notes))
 
 
 def health_section(report: dict[str, object]) -> None:
@@ -190,7 +201,7 @@ with ui.guard("computing the readout"):
     with left:
         ui.chart(view.interval_figure(table, "Lift with its interval, every metric"), "No interval to plot yet.")
     with right:
-        over_time(extras, r.goal.metric, r.engine)
+        over_time(extras, r, exp)
     if engine == "bayesian":
         posterior_plot(r)
 

@@ -1,5 +1,5 @@
-"""What the Readout page shows around the numbers: the health checks (before them), the results over
-time with their caption, the recommendation quality per arm, and the HTML report to download.
+"""What the Readout page shows around the numbers: the health checks (before them), the recommendation
+quality per arm, and the HTML report to download (the results over time: ``over_time_view``).
 
 The checks, rows and blocks are computed by ``engine.experiments`` (``diagnostics``, ``health``,
 ``timeseries``, ``quality``, ``export``); this module turns them into frames, notices and figures.
@@ -11,11 +11,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
-import plotly.graph_objects as go
 
 from engine.console.notices import Level, Notice
 from engine.experiments import Experiment, ExperimentReadout
-from engine.experiments.export import report_html, timeseries_caption, timeseries_figure
+from engine.experiments.export import report_html
 from engine.experiments.quality import Counterfactual
 from engine.experiments.readout_document import export_filename
 from engine.models.model_spec import ModelSpecError
@@ -80,23 +79,6 @@ def overlap_text(quality: Mapping[str, Any]) -> str:
     return " · ".join(
         f"{' vs '.join(p['variants'])}: mean Jaccard {p['jaccard']:.2f} over {p['users']} users"
         if p["jaccard"] is not None else f"{' vs '.join(p['variants'])}: no sampled user yet" for p in pairs)
-
-
-def over_time(report: Mapping[str, Any], metric: str) -> go.Figure | None:
-    return timeseries_figure(report.get("timeseries", []), metric)
-
-
-def over_time_caption(report: Mapping[str, Any], engine: str) -> str:
-    return timeseries_caption(engine, report.get("timeseries_unit", "day"))
-
-
-def period_messages(report: Mapping[str, Any], metric: str) -> list[str]:
-    """The periods whose rows carry a message on ``metric`` (no data, an undefined ratio ...), once each."""
-    seen: dict[str, None] = {}
-    for row in report.get("timeseries", []):
-        if row.get("metric") == metric and row.get("message"):
-            seen.setdefault(f"{row['period']} · {row['arm']}: {row['message']}")
-    return list(seen)
 
 
 def html_report(readout: ExperimentReadout, report: Mapping[str, Any]) -> bytes:

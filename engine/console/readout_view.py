@@ -52,6 +52,16 @@ SIGNIFICANCE_NOTE = {
     "sequential": "Always-valid p-value and confidence sequence: safe to peek.",
     "bayesian": "Chance to win ≥ 95% is better, ≤ 5% worse.",
 }
+# the rules of analysis.decision_rules (and the health checks before them), as the page says them
+RULE_WORDS = {
+    "ship": "**ship** (a goal is significantly better and every guardrail holds)",
+    "stop_guardrail": "**stop for a guardrail** (a treatment is worse than a guardrail tolerates)",
+    "stop_goal": "**stop, keep the control** (a treatment is significantly worse on a goal)",
+    "no_effect": "**no effect** (the planned sample is reached and no goal moved)",
+    "keep_running": "**keep running** (not conclusive yet)",
+    "untrustworthy": "**do not trust the numbers** (the sample ratio check failed)",
+    "not_enough_data": "**not enough data** (the goal cannot be read yet)",
+}
 PEEKING_WARNING = ("The frequentist test is meant to be read once, at the planned sample size: acting on it earlier "
                    "inflates false positives (with 14 looks a 5% test is wrong about 22% of the time). To watch "
                    "the experiment as it runs, switch to the sequential engine.")
@@ -136,12 +146,37 @@ def srm_notice(readout: ExperimentReadout) -> Notice:
                   ":material/error:")
 
 
+def deciding_metric(readout: ExperimentReadout) -> str | None:
+    """The metric that decided: the rule's own, else (the sequential and Bayesian engines decide on the
+    goal) the broken guardrail of a held winner, or the goal; None for a verdict before any rule."""
+    d = readout.decision
+    if d.metric:
+        return d.metric
+    if d.rule in ("untrustworthy", "not_enough_data", ""):
+        return None
+    if d.rule == "stop_guardrail":
+        broken = [m for m, variants in d.guardrail_failures.items() if d.variant is None or d.variant in variants]
+        return broken[0] if broken else None
+    return readout.goal.metric
+
+
+def rule_words(readout: ExperimentReadout) -> str:
+    """The rule that decided, in plain words, and the metric (with its role) that decided it."""
+    d = readout.decision
+    words = RULE_WORDS.get(d.rule, d.rule.replace("_", " "))
+    metric = deciding_metric(readout)
+    if metric is None:
+        return f"Rule that decided: {words}."
+    found = readout.metrics.get(metric)
+    role = f" ({found.role})" if found is not None else ""
+    return f"Rule that decided: {words} — decided by `{metric}`{role}."
+
+
 def decision_notice(readout: ExperimentReadout) -> Notice:
     d = readout.decision
-    rule = f" Rule that decided: *{d.rule.replace('_', ' ')}*" if d.rule else ""
-    rule += f" (metric {d.metric})." if d.rule and d.metric else ("." if rule else "")
+    rule = f" {rule_words(readout)}" if d.rule else ""
     return Notice(DECISION_LEVEL.get(d.action, "info"),
-                  f"**Decision: {d.action.replace('_', ' ')}.** {readout.decision_text}{rule}")
+                  f"**Decision: {d.action.replace('_', ' ')}.** {readout.decision_text.rstrip('.')}.{rule}")
 
 
 def peeking_notice(readout: ExperimentReadout) -> Notice | None:

@@ -122,12 +122,15 @@ def two_arm_spec(**overrides: Any) -> dict[str, Any]:
     return spec
 
 
-def run_traffic(engine: Engine, users: list[str], seed: int = 0, boost: dict[str, float] | None = None) -> int:
+def run_traffic(engine: Engine, users: list[str], seed: int = 0, boost: dict[str, float] | None = None,
+                at: float | None = None) -> int:
     """Serve every user once through their assigned variant and send impressions and clicks.
 
     Clicks follow the demo world's ground truth, scaled per variant by ``boost`` (so a test can
-    give one arm a real lift).  Returns the number of exposures recorded.
+    give one arm a real lift).  ``at`` dates the events (the server's clock when None; the exposures
+    follow the experiment service's clock).  Returns the number of exposures recorded.
     """
+    stamp: dict[str, float] = {} if at is None else {"timestamp": at}
     rng = np.random.default_rng(seed)
     exposures = 0
     experiments = engine.experiments
@@ -148,9 +151,9 @@ def run_traffic(engine: Engine, users: list[str], seed: int = 0, boost: dict[str
         p = engine.world.click_probability(user, items, np.arange(len(items)))
         p = np.clip(np.asarray(p) * (boost or {}).get(assignment.variant, 1.0), 0, 1)
         for item, clicked in zip(items, rng.random(len(items)) < p, strict=True):
-            events.append(Event(user_id=user, item_id=item, type="impression"))
+            events.append(Event(user_id=user, item_id=item, type="impression", **stamp))
             if clicked:
-                events.append(Event(user_id=user, item_id=item, type="click"))
+                events.append(Event(user_id=user, item_id=item, type="click", **stamp))
     for start in range(0, len(events), 500):
         engine.events.track_many(events[start:start + 500])
     return exposures

@@ -31,26 +31,3 @@ def test_quality_frame_and_overlap_text() -> None:
     assert frame["note"][1] == "no list recorded"
     assert view.overlap_text(quality) == "control vs als: mean Jaccard 0.25 over 8 users"
     assert view.overlap_text({"overlap": None, "overlap_message": "needs the engine"}) == "needs the engine"
-
-
-def test_period_messages_name_the_period_and_arm_once() -> None:
-    rows = [{"period": "2026-12-01", "arm": "als", "metric": "ctr", "message": "no data"},
-            {"period": "2026-12-01", "arm": "als", "metric": "ctr", "message": "no data"},
-            {"period": "2026-12-02", "arm": "als", "metric": "ctr", "message": None},
-            {"period": "2026-12-01", "arm": "als", "metric": "clicked", "message": "other"}]
-    assert view.period_messages({"timeseries": rows}, "ctr") == ["2026-12-01 · als: no data"]
-    assert view.over_time({"timeseries": rows}, "ctr") is None  # no lift to plot: the page says so
-    assert "hour" in view.over_time_caption({"timeseries_unit": "hour"}, "sequential")
-
-
-def test_over_time_plots_each_treatment_with_its_interval_per_period() -> None:
-    rows = [{"period": "2026-12-02T04", "arm": "als", "metric": "ctr", "lift": 0.10, "ci": [0.02, 0.20]},
-            {"period": "2026-12-02T05", "arm": "als", "metric": "ctr", "lift": 0.05, "ci": [-0.01, 0.12]},
-            {"period": "2026-12-02T05", "arm": "control", "metric": "ctr", "lift": None, "ci": None}]
-    fig = view.over_time({"timeseries": rows}, "ctr")
-    assert fig is not None and [t.name for t in fig.data] == ["als"]
-    (trace,) = fig.data
-    assert list(trace.x) == ["2026-12-02T04", "2026-12-02T05"] and list(trace.y) == [0.10, 0.05]
-    assert list(trace.error_y.array) == [0.20 - 0.10, 0.12 - 0.05]
-    assert list(trace.error_y.arrayminus) == [0.10 - 0.02, 0.05 + 0.01]
-    assert fig.layout.xaxis.type == "category"
