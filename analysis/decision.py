@@ -155,12 +155,17 @@ def bayesian_call(
 
 
 def significantly_worse(
-    decision_engine: str, significant: bool | None, lift_abs: float | None, chance_to_win: float | None
+    decision_engine: str, significant: bool | None, lift_abs: float | None, chance_to_win: float | None,
+    lower_is_better: bool = False,
 ) -> bool:
-    """A treatment's guardrail verdict: worse than the control with the engine's own evidence."""
+    """A treatment's guardrail verdict: worse than the control with the engine's own evidence, in the
+    metric's direction (``chance_to_win`` is the chance the treatment's value is the higher one)."""
     if decision_engine == "bayesian":
-        return chance_to_win is not None and chance_to_win < LOSS_CHANCE
-    return bool(significant) and (lift_abs or 0.0) < 0
+        if chance_to_win is None:
+            return False
+        return chance_to_win > 1 - LOSS_CHANCE if lower_is_better else chance_to_win < LOSS_CHANCE
+    lift = lift_abs or 0.0
+    return bool(significant) and (lift > 0 if lower_is_better else lift < 0)
 
 
 @dataclass(frozen=True)

@@ -59,12 +59,12 @@ class MetricResult:
     cap: dict[str, Any] | None = None  # the cap applied (``analysis.capping.AppliedCap``), when declared
 
     def worse(self) -> list[str]:
-        """Treatments significantly worse than the control on this metric (higher is better)."""
+        """Treatments significantly worse than the control on this metric, in its direction."""
         if self.readout is None:
             return []
         engine = self.readout.decision_engine
         return [r.variant for r in self.readout.results
-                if significantly_worse(engine, r.significant, r.lift_abs, r.chance_to_win)]
+                if significantly_worse(engine, r.significant, r.lift_abs, r.chance_to_win, self.direction == "lower")]
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from statsmodels.stats.multitest import multipletests
 
-from analysis.decision import Evidence, decide, experiment_decision
+from analysis.decision import Evidence, decide, experiment_decision, significantly_worse
 from analysis.frequentist import excludes_zero, proportions_test
 from analysis.readout import AnalysisSettings, Readout, VariantSummary, analyze, summaries_from_rows
 from analysis.sequential import SequentialPlan
@@ -343,3 +343,18 @@ def test_experiment_decision_peeking_and_guardrails() -> None:
     assert hold.action == "hold" and "significantly worse on ['revenue']" in hold.text
     missing = experiment_decision(None, "ctr", "control", "frequentist", {}, goal_error="no users")
     assert missing.action == "not_enough_data" and missing.text == "no readout: no users"
+
+
+@pytest.mark.parametrize("engine", ["frequentist", "sequential", "bayesian"])
+def test_a_guardrail_is_worse_in_its_own_direction(engine: str) -> None:
+    """A treatment whose value is clearly higher breaks a lower-is-better guardrail (e.g. bounces)
+    on every engine, and a higher-is-better one is untouched; the clearly lower one, the reverse."""
+    for control, treatment in ((2_000, 2_400), (2_400, 2_000)):
+        r = analyze([_conv("control", 20_000, control), _conv("B", 20_000, treatment)], "binomial", engine)
+        b = r.results[0]
+        higher = treatment > control
+        worse_if_lower_is_better = significantly_worse(r.decision_engine, b.significant, b.lift_abs,
+                                                       b.chance_to_win, lower_is_better=True)
+        worse_if_higher_is_better = significantly_worse(r.decision_engine, b.significant, b.lift_abs,
+                                                        b.chance_to_win, lower_is_better=False)
+        assert (worse_if_lower_is_better, worse_if_higher_is_better) == (higher, not higher), (engine, control)

@@ -18,7 +18,7 @@ from analysis.readout import VariantSummary, analyze
 from analysis.stats import RatioStats
 from engine.experiments import METRICS, parse_experiment, plan_sample_size
 from engine.experiments.arm_stats import ArmStats, cumulate, summaries, summaries_from_arrays
-from engine.experiments.results import build_readout, expected_shares
+from engine.experiments.results import MetricResult, build_readout, expected_shares
 
 
 def test_summaries_from_arrays_match_direct_sums() -> None:
@@ -143,3 +143,11 @@ def test_the_sequential_plan_is_accepted_returned_and_read() -> None:
     assert msprt.decision.action in ("ship", "keep_running")  # the sequential engine may stop early: no peeking rule
     with pytest.raises(ValueError, match="group-sequential plan needs its number of looks"):
         parse_experiment({**spec, "sequential": {"method": "group"}})
+
+
+@pytest.mark.parametrize("engine", ["sequential", "bayesian"])
+def test_a_lower_is_better_guardrail_holds_back_a_treatment_that_raises_it(engine: str) -> None:
+    readout = analyze([VariantSummary("control", 20_000, 2_000.0), VariantSummary("B", 20_000, 2_400.0)],
+                      "binomial", engine)
+    assert MetricResult("bounce_rate", "builtin", "guardrail", "", readout, direction="lower").worse() == ["B"]
+    assert MetricResult("ctr", "builtin", "guardrail", "", readout, direction="higher").worse() == []
