@@ -3,10 +3,11 @@
     >>> client = redis_client("redis://:secret@127.0.0.1:6379/0")      # or rediss://, ?cluster=true
     >>> flags = eval_script_batch(client, script, [(keys, args), ...])   # one round trip
 
-A Redis Cluster client has the same API as a plain one, except that redis-py refuses scripts
-inside its pipelines; ``is_cluster`` is what callers branch on.  Replies are text with the engine's
-clients (``decode_responses``); ``as_text``, ``text_hash`` and ``stream_entries`` also accept the
-bytes of a client opened without it.
+A Redis Cluster client has the same API as a plain one, except that redis-py's cluster pipeline
+blocks its ``evalsha`` method (``eval_script_batch`` goes around it) and a cluster's SCAN and DBSIZE
+answer per node (``engine.storage.scanning``); ``is_cluster`` is what callers branch on.
+Replies are text with the engine's clients (``decode_responses``); ``as_text``, ``text_hash`` and
+``stream_entries`` also accept the bytes of a client opened without it.
 """
 
 from __future__ import annotations
@@ -27,13 +28,15 @@ def is_cluster_url(url: str) -> bool:
     return parse_qs(urlsplit(url).query).get("cluster", ["false"])[0].lower() in ("1", "true", "yes")
 
 
-def redis_client(url: str) -> redis.Redis:
+def redis_client(url: str, socket_timeout: float = 1.0, socket_connect_timeout: float = 0.5) -> redis.Redis:
     """A client for ``REDIS_URL``: ``redis://``, ``rediss://`` (TLS), with AUTH in the URL, and
-    Redis Cluster when the URL carries ``?cluster=true`` (the cluster client has the same API)."""
+    Redis Cluster when the URL carries ``?cluster=true`` (the cluster client has the same API).
+    A blocking reader (the event consumer) passes a ``socket_timeout`` longer than its block."""
     # Short timeouts: a Redis that hangs must turn into a fallback list fast, not a stuck request.
     # No automatic retries: a re-sent pipeline could append an event to the stream twice, and
     # the service's fallback is the better answer to a failed call anyway.
-    common: dict[str, Any] = {"decode_responses": True, "socket_connect_timeout": 0.5, "socket_timeout": 1.0}
+    common: dict[str, Any] = {"decode_responses": True, "socket_connect_timeout": socket_connect_timeout,
+                              "socket_timeout": socket_timeout}
     if is_cluster_url(url):
         parts = urlsplit(url)
         query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "cluster"])
@@ -52,23 +55,23 @@ def is_cluster(client: object) -> bool:
 def eval_script_batch(
     client: redis.Redis, script: Script, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]
 ) -> list[Any]:
-    """Run a registered script once per call, all in one pipelined round trip.
+    """Run a registered script once per call, all in one pipelined round trip (one per node on a
+    cluster, where every call's keys must share a slot).
 
     EVALSHA is queued directly: redis-py's ``Script`` inside a pipeline first sends SCRIPT EXISTS,
     an extra round trip per batch.  Calls answered NOSCRIPT (server restarted, SCRIPT FLUSH) did
     not run, so only those are retried after loading the script; the others ran and must not
     run twice.
     """
-    if is_cluster(client):
-        # redis-py's cluster pipeline refuses EVALSHA: one call each (a round trip per call)
-        return [script(keys=list(keys), args=list(args)) for keys, args in calls]
     results: list[Any] = [None] * len(calls)
     pending = list(range(len(calls)))
     for attempt in range(2):
         pipe = client.pipeline(transaction=False)
         for i in pending:
             keys, args = calls[i]
-            pipe.evalsha(script.sha, len(keys), *keys, *args)
+            # through execute_command: redis-py's cluster pipeline blocks its ``evalsha`` method but
+            # routes the command itself by its keys (one round trip per node of the batch)
+            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
         for i, result in zip(pending, pipe.execute(raise_on_error=False), strict=True):
             results[i] = result
         pending = [i for i in pending if isinstance(results[i], NoScriptError)]

@@ -1,0 +1,4 @@
+"""Interleaving's tests again (impression and credit scripts), on a three-master Redis Cluster."""
+
+from tests.engine.experiments.test_interleaving import *  # noqa: F403
+from tests.support.on_cluster import redis_client, redis_cluster, redis_url  # noqa: F401

@@ -1,0 +1,4 @@
+"""The experiment service's tests again (OBSERVE, bandits, day and hour statistics), on a three-master Redis Cluster."""
+
+from tests.engine.experiments.test_service import *  # noqa: F403
+from tests.support.on_cluster import redis_client, redis_cluster, redis_url  # noqa: F401
