@@ -4,8 +4,8 @@
     >>> flags = eval_script_batch(client, script, [(keys, args), ...])   # one round trip
 
 A Redis Cluster client has the same API as a plain one, except that redis-py's cluster pipeline
-blocks its ``evalsha`` method (``eval_script_batch`` goes around it) and a cluster's SCAN and DBSIZE
-answer per node (``engine.storage.scanning``); ``is_cluster`` is what callers branch on.
+refuses scripts (``eval_script_batch`` runs them one call each there) and a cluster's SCAN and
+DBSIZE answer per node (``engine.storage.scanning``); ``is_cluster`` is what callers branch on.
 Replies are text with the engine's clients (``decode_responses``); ``as_text``, ``text_hash`` and
 ``stream_entries`` also accept the bytes of a client opened without it.
 """
@@ -55,34 +55,62 @@ def is_cluster(client: object) -> bool:
 def eval_script_batch(
     client: redis.Redis, script: Script, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]
 ) -> list[Any]:
-    """Run a registered script once per call, all in one pipelined round trip (one per node on a
-    cluster, where every call's keys must share a slot).
+    """Run a registered script once per call, all in one pipelined round trip (on a cluster, where
+    every call's keys must share a slot, one round trip per call).
 
     EVALSHA is queued directly: redis-py's ``Script`` inside a pipeline first sends SCRIPT EXISTS,
     an extra round trip per batch.  Calls answered NOSCRIPT (server restarted, SCRIPT FLUSH) did
     not run, so only those are retried after loading the script; the others ran and must not
     run twice.
     """
+    if is_cluster(client):
+        return [_eval_on_cluster(client, script, keys, args) for keys, args in calls]
     results: list[Any] = [None] * len(calls)
     pending = list(range(len(calls)))
     for attempt in range(2):
         pipe = client.pipeline(transaction=False)
         for i in pending:
             keys, args = calls[i]
-            # through execute_command: redis-py's cluster pipeline blocks its ``evalsha`` method but
-            # routes the command itself by its keys (one round trip per node of the batch)
-            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
         for i, result in zip(pending, pipe.execute(raise_on_error=False), strict=True):
             results[i] = result
         pending = [i for i in pending if isinstance(results[i], NoScriptError)]
         if not pending:
             break
         if attempt == 0:
-            client.script_load(script.script)
+            load_script(client, script, [calls[i][0] for i in pending])
     for result in results:
         if isinstance(result, Exception):
             raise result
     return results
+
+
+def _eval_on_cluster(client: redis.Redis, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    """One EVALSHA outside a pipeline: redis-py's cluster pipeline blocks ``evalsha``, and routing
+    the raw command through it asks the default node for the keys (COMMAND GETKEYS) on every call,
+    which fails for every user while that one node is down."""
+    try:
+        return client.evalsha(script.sha, len(keys), *keys, *args)
+    except NoScriptError:
+        load_script(client, script, [keys])
+        return client.evalsha(script.sha, len(keys), *keys, *args)
+
+
+def eval_script(client: redis.Redis, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    """One call of a registered script (``eval_script_batch`` of one): on a cluster it loads the
+    script only where the call runs, where redis-py's ``Script`` would load it on every primary."""
+    return eval_script_batch(client, script, [(keys, args)])[0]
+
+
+def load_script(client: redis.Redis, script: Script, key_lists: Sequence[Sequence[str]]) -> None:
+    """SCRIPT LOAD on the server, or on the cluster nodes that run calls with these keys: loading
+    on every primary would fail while one of them is down, for the calls of the others too."""
+    if not is_cluster(client) or not all(key_lists):
+        client.script_load(script.script)
+        return
+    cluster: Any = client
+    nodes = {node.name: node for node in (cluster.get_node_from_key(keys[0]) for keys in key_lists)}
+    cluster.execute_command("SCRIPT LOAD", script.script, target_nodes=list(nodes.values()))
 
 
 def as_text(value: str | bytes) -> str:

@@ -19,7 +19,7 @@ import redis
 
 from engine.config import Settings
 from engine.serving.cache.entry import CachedValue
-from engine.storage.client import as_text, eval_script_batch
+from engine.storage.client import as_text, eval_script, eval_script_batch
 from engine.storage.keys import Keys
 from engine.storage.scanning import scan_keys
 
@@ -132,7 +132,7 @@ class RedisTier:
         if token:
             # best effort: the lock expires by itself, and the caller's own error matters more
             with contextlib.suppress(redis.RedisError):
-                self._release(keys=[self._keys.rec_lock(key)], args=[token])
+                eval_script(self._client, self._release, [self._keys.rec_lock(key)], [token])
 
     # --- writes ---------------------------------------------------------------------------
 
@@ -155,9 +155,8 @@ class RedisTier:
     def delete_user(self, user_id: str, message: bytes) -> int:
         """Delete the user's lists and index and publish ``message``, in one atomic script;
         returns the lists deleted."""
-        return int(self._invalidate_user(
-            keys=[self._keys.rec_index(user_id)], args=[self._keys.invalidation_channel, message]
-        ))
+        return int(eval_script(self._client, self._invalidate_user, [self._keys.rec_index(user_id)],
+                               [self._keys.invalidation_channel, message]))
 
     def delete_all(self, message: bytes) -> int:
         """SCAN + pipelined UNLINK of every recommendation-cache key, then publish ``message``.
