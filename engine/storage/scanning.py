@@ -36,6 +36,6 @@ def scan_keys(client: redis.Redis, match: str, count: int = SCAN_COUNT) -> Itera
 def key_count(client: redis.Redis) -> int:
     """DBSIZE of the server, or the sum over the cluster's primaries."""
     if is_cluster(client):
-        sizes: Any = client.dbsize(target_nodes=RedisCluster.PRIMARIES)  # type: ignore[call-arg]
+        sizes: Any = client.dbsize(target_nodes=RedisCluster.PRIMARIES)
         return int(sum(sizes.values())) if isinstance(sizes, dict) else int(sizes)
     return int(client.dbsize())
