@@ -113,6 +113,18 @@ def load_script(client: redis.Redis, script: Script, key_lists: Sequence[Sequenc
     cluster.execute_command("SCRIPT LOAD", script.script, target_nodes=list(nodes.values()))
 
 
+def subscriber(client: redis.Redis, attempt: int = 0) -> redis.client.PubSub:
+    """A pub/sub connection.  A cluster broadcasts classic PUBLISH to every node, so any primary
+    hears every message: each attempt takes the next one, and a listener whose node died
+    subscribes again on a live one (redis-py would pick the channel's slot owner, the dead one)."""
+    if not is_cluster(client):
+        return client.pubsub()
+    cluster: Any = client
+    primaries = cluster.get_primaries()
+    pubsub: redis.client.PubSub = cluster.pubsub(node=primaries[attempt % len(primaries)])
+    return pubsub
+
+
 def as_text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value
 

@@ -113,3 +113,31 @@ def test_over_http_a_dead_master_gives_fallbacks_and_202s_never_a_5xx(
             if u in on:
                 assert posted.status_code == 202 and posted.json()["spooled"] is True
         assert off  # some users were served normally all along
+
+
+def test_a_listener_whose_node_died_subscribes_on_another_and_hears_invalidations(
+    cluster: EmbeddedRedisCluster, cluster_engine: Engine
+) -> None:
+    from engine.serving.cache import TieredCache
+    from engine.storage.client import redis_client
+
+    eng = cluster_engine
+    client = redis_client(cluster.url)
+    other = TieredCache(client, eng.keys, eng.settings)  # another serving process's cache
+    try:
+        assert other.start_listener(wait_seconds=5.0)
+        first = client.get_primaries()[0]  # type: ignore[attr-defined]
+        victim = next(n for n in cluster.nodes if n.port == first.port)  # where the listener subscribed
+        user = next(f"u{i:05d}" for i in range(300, 400)
+                    if _master_of(cluster, eng.keys.rec_index(f"u{i:05d}")) is not victim)
+        key = eng.keys.rec_list(user, "als", 5, "x")
+        victim.kill()
+        assert poll(lambda: not other.listener_connected, 10, every=0.05)
+        assert poll(lambda: other.listener_connected, 20, every=0.1)  # on a live master now
+        other.get_or_compute(user, key, lambda: {"items": [1]})
+        assert other.peek_l1(key)[0] is not None
+        eng.cache.invalidate_user(user, reason="test")  # published from the user's master
+        assert poll(lambda: other.peek_l1(key)[0] is None, 5, every=0.05)
+    finally:
+        other.close()
+        client.close()
