@@ -6,6 +6,10 @@
 ``engine.storage.client.redis_client`` opens a ``RedisCluster`` client for URLs with ``cluster=true``.
 Every multi-key operation of the engine keeps its keys in one slot with hash tags (``{u:<id>}``
 per user, ``{e:<key>}`` per experiment), so Lua scripts and MGETs work unchanged on a cluster.
+
+``cluster.json`` in the data dir keeps the nodes' ports: a later ``start`` on the same dir brings
+the same cluster back with its keys (``recops up --redis-cluster``).  The masters run without
+full coverage, so one that is down takes out only its own slots.
 """
 
 from __future__ import annotations
