@@ -50,7 +50,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     options = StackOptions(
         prometheus=not args.no_prometheus, simulator=not args.no_simulator, console=not args.no_console,
         api_port=args.api_port, console_port=args.console_port, prometheus_port=args.prometheus_port,
-        simulator_rate=args.simulator_rate,
+        simulator_rate=args.simulator_rate, workers=args.workers, redis_cluster=args.redis_cluster,
     )
     return up(_settings(args.dataset), options)
 
@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prometheus-port", type=int)
     p.add_argument("--simulator-rate", type=float, default=3.0, help="requests per second")
     p.add_argument("--dataset", default=None, help=DATASET_HELP)
+    p.add_argument("--workers", type=int, default=1, help="API worker processes")
+    p.add_argument("--redis-cluster", action="store_true",
+                   help="run against a local 3-master Redis Cluster (started under the data dir, stopped on exit)")
     p.set_defaults(handler=cmd_up)
 
     p = sub.add_parser("serve", help="run the HTTP API alone (REDIS_URL or the embedded Redis)")

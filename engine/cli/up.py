@@ -2,7 +2,8 @@
 
 The dataset to serve (the demo world by default, or ``--dataset NAME``) with trained models
 (reused when the data dir has them, trained once otherwise), embedded Redis (unless
-``REDIS_URL``), the API, the stream consumer (``recops consume``: tracked events into the
+``REDIS_URL``; ``--redis-cluster`` starts a local three-master Redis Cluster instead), the API
+(``--workers N`` processes), the stream consumer (``recops consume``: tracked events into the
 dataset's event log), Prometheus when its binary exists (scraping the API and the consumer), a
 gentle simulator — on the demo world only, the one dataset with a ground truth to simulate — and
 the console (which runs from a source checkout: see ``find_console_app``).
@@ -44,7 +45,8 @@ from engine.monitoring.prometheus_server import PrometheusServer, PrometheusUnav
 from engine.runtime import dataset_keys
 from engine.storage.audit import AuditLog
 from engine.storage.client import redis_client
-from engine.storage.embedded_redis import EmbeddedRedis, ensure_redis_url, redact_url
+from engine.storage.embedded_cluster import EmbeddedRedisCluster
+from engine.storage.embedded_redis import EmbeddedRedis, RedisUnavailableError, ensure_redis_url, redact_url
 from engine.storage.keys import Keys
 
 # The checkout when the package is installed editable; site-packages after a plain ``pip install .``.
@@ -78,6 +80,8 @@ class StackOptions:
     console_port: int | None = None
     prometheus_port: int | None = None
     simulator_rate: float = 3.0
+    workers: int = 1  # API worker processes (``recops serve --workers``)
+    redis_cluster: bool = False  # a local 3-master Redis Cluster under the data dir instead of one Redis
 
 
 def port_or_free(wanted: int) -> int:
@@ -145,6 +149,7 @@ class Stack:
     options: StackOptions
     children: list[Child] = field(default_factory=list)
     redis: EmbeddedRedis | None = None
+    redis_cluster: EmbeddedRedisCluster | None = None
     prometheus: PrometheusServer | None = None
     urls: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -168,6 +173,7 @@ class Stack:
             "supervisor": os.getpid(),
             "children": {c.name: c.process.pid for c in self.children},
             "redis_pid": self.redis.process.pid if self.redis and self.redis.process else None,
+            "redis_cluster_pids": self.redis_cluster.pids if self.redis_cluster else [],
             "prometheus_pid": (
                 self.prometheus.process.pid if self.prometheus and self.prometheus.process else None
             ),
@@ -180,25 +186,35 @@ class Stack:
 
     def start(self) -> Stack:
         s, o = self.settings, self.options
+        if o.workers < 1:
+            raise StackUsageError(f"--workers must be at least 1, not {o.workers}")
+        if o.redis_cluster and s.redis_url:
+            raise StackUsageError("--redis-cluster starts a local cluster of its own: unset REDIS_URL "
+                                  "(a managed cluster is REDIS_URL=redis://…?cluster=true without the flag)")
         # the dataset first: a name that is not there stops here, before anything was started
         what = "the demo world" if s.dataset == DEMO else f"dataset {s.dataset!r}"
         print(f"preparing {what} and its models (the first run trains them) ...", flush=True)
         stored = prepare_served(s)
         print(f"dataset     {describe(stored.summary())}", flush=True)
         (s.data_dir / "logs").mkdir(parents=True, exist_ok=True)
-        url, self.redis = ensure_redis_url(s.redis_url, s.data_dir)
+        if o.redis_cluster:
+            url = self._start_cluster()
+        else:
+            url, self.redis = ensure_redis_url(s.redis_url, s.data_dir)
+            print(f"redis       {redact_url(url)}{'  (embedded)' if self.redis else ''}", flush=True)
         self.urls["redis"] = redact_url(url)  # stack.json and the terminal never show a password
-        print(f"redis       {redact_url(url)}{'  (embedded)' if self.redis else ''}", flush=True)
 
         env = dict(os.environ, REDIS_URL=url, RECOPS_DATA_DIR=str(s.data_dir.resolve()), RECOPS_DATASET=s.dataset)
         env.setdefault("OPENBLAS_NUM_THREADS", "1")
         api_port = o.api_port or port_or_free(s.api_port)
-        api = self._spawn("api", [sys.executable, "-m", "engine.cli", "serve", "--port", str(api_port)], env)
+        api = self._spawn("api", [sys.executable, "-m", "engine.cli", "serve", "--port", str(api_port),
+                                  "--workers", str(o.workers)], env)
         api.url = f"http://127.0.0.1:{api_port}"
         if not wait_http(api.url + "/health", 120, api.process):
             raise RuntimeError(f"the API did not start; see {s.data_dir / 'logs' / 'api.log'}")
         self.urls["api"] = api.url
-        print(f"api         {api.url}   (docs: {api.url}/docs, metrics: {api.url}/metrics)", flush=True)
+        workers = f"   {o.workers} workers" if o.workers > 1 else ""
+        print(f"api         {api.url}{workers}   (docs: {api.url}/docs, metrics: {api.url}/metrics)", flush=True)
 
         # before Prometheus, which scrapes its metrics port too
         consumer_port = free_port()
@@ -270,6 +286,19 @@ class Stack:
         print("RecOps is up. Ctrl-C stops everything.", flush=True)
         return self
 
+    def _start_cluster(self) -> str:
+        """A local Redis Cluster of three masters under ``<data dir>/redis-cluster``, stopped with the stack."""
+        s = self.settings
+        print("redis       starting a local Redis Cluster (3 masters) ...", flush=True)
+        try:
+            self.redis_cluster = EmbeddedRedisCluster(s.data_dir / "redis-cluster", masters=3).start()
+        except RedisUnavailableError as exc:
+            raise RuntimeError(f"the Redis Cluster did not start: {exc}") from exc
+        url = self.redis_cluster.url
+        ports = ", ".join(str(n.port) for n in self.redis_cluster.nodes)
+        print(f"redis       {url}  (embedded cluster, masters on ports {ports})", flush=True)
+        return url
+
     def _offer_demo_experiment(self, redis_url: str) -> None:
         """The demo experiment on the first start (engine/experiments/demo.py); the API picks it up
         within its config refresh, and the simulator started next fills it."""
@@ -301,6 +330,8 @@ class Stack:
             self.prometheus.stop()
         if self.redis is not None:
             self.redis.stop()
+        if self.redis_cluster is not None:
+            self.redis_cluster.stop()
         with contextlib.suppress(OSError):
             self.state_file.unlink()
         print("RecOps stopped.", flush=True)
@@ -313,6 +344,10 @@ class Stack:
                     print(f"{child.name} exited with {child.process.returncode}; stopping the stack", flush=True)
                     return 1
             time.sleep(0.2)
+
+
+class StackUsageError(Exception):
+    """Flags that cannot go together: one line on stderr, exit code 2."""
 
 
 class StopRequested(Exception):
@@ -334,7 +369,7 @@ def up(settings: Settings, options: StackOptions) -> int:
         return stack.wait()
     except (StopRequested, KeyboardInterrupt):
         return 0
-    except (DatasetError, TrainingError) as exc:
+    except (DatasetError, TrainingError, StackUsageError) as exc:
         print("recops up: " + " ".join(str(exc).split()), file=sys.stderr)
         return USAGE_ERROR
     except RuntimeError as exc:

@@ -19,6 +19,7 @@ from engine.console.notices import Notice
 from engine.runtime import Engine
 from engine.serving.cache import WarmReport
 from engine.storage.keys import Keys
+from engine.storage.scanning import scan_keys
 
 USER_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 SPLIT = re.compile(r"[\s,;]+")
@@ -74,12 +75,8 @@ def user_keys(client: redis.Redis, keys: Keys, user_id: str) -> UserKeys:
 
 def count_cached_lists(client: redis.Redis, keys: Keys) -> int:
     """Recommendation lists in Redis (indexes and locks not counted), by SCAN."""
-    total, cursor = 0, 0
-    while True:
-        cursor, batch = client.scan(cursor, match=keys.rec_scan_pattern, count=SCAN_COUNT)
-        total += sum(1 for k in batch if key_family(key_text(k), keys.prefix) == LIST_FAMILY)
-        if int(cursor) == 0:
-            return total
+    return sum(1 for k in scan_keys(client, keys.rec_scan_pattern, count=SCAN_COUNT)
+               if key_family(k, keys.prefix) == LIST_FAMILY)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import pandas as pd
 import redis
 
 from engine.storage.keys import Keys
+from engine.storage.scanning import key_count, scan_keys
 
 SCAN_COUNT = 1000
 SAMPLE_PER_FAMILY = 200  # keys per family asked for MEMORY USAGE and PTTL
@@ -136,32 +137,26 @@ def scan_keyspace(
     rng = random.Random(seed)
     stats: dict[str, FamilyStats] = defaultdict(lambda: FamilyStats(""))
     scanned = 0
-    cursor: int = 0
     truncated = False
-    while True:
-        cursor, batch = client.scan(cursor, match=keys.scan_pattern(), count=SCAN_COUNT)
-        for raw in batch:
-            key = key_text(raw)
-            family = key_family(key, keys.prefix)
-            fam = stats[family]
-            fam.family = family
-            fam.keys += 1
-            # reservoir sampling: every key of the family is equally likely to be in the sample
-            if len(fam.sample) < sample_per_family:
-                fam.sample.append(key)
-            else:
-                slot = rng.randrange(fam.keys)
-                if slot < sample_per_family:
-                    fam.sample[slot] = key
-        scanned += len(batch)
-        if int(cursor) == 0:
-            break
+    for key in scan_keys(client, keys.scan_pattern(), count=SCAN_COUNT):
         if scanned >= max_keys:
             truncated = True
             break
+        family = key_family(key, keys.prefix)
+        fam = stats[family]
+        fam.family = family
+        fam.keys += 1
+        # reservoir sampling: every key of the family is equally likely to be in the sample
+        if len(fam.sample) < sample_per_family:
+            fam.sample.append(key)
+        else:
+            slot = rng.randrange(fam.keys)
+            if slot < sample_per_family:
+                fam.sample[slot] = key
+        scanned += 1
     families = sorted(stats.values(), key=lambda f: (-f.keys, f.family))
     _measure(client, families)
-    return KeyspaceReport(families, scanned, truncated, time.perf_counter() - started, int(client.dbsize()))
+    return KeyspaceReport(families, scanned, truncated, time.perf_counter() - started, key_count(client))
 
 
 def _measure(client: redis.Redis, families: list[FamilyStats]) -> None:

@@ -52,7 +52,7 @@ from engine.monitoring.prometheus_metrics import (
     CONSUMER_FLUSH_SECONDS,
     CONSUMER_LAG,
 )
-from engine.storage.client import as_text
+from engine.storage.client import as_text, is_cluster_url, redis_client
 from engine.storage.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -194,6 +194,8 @@ class ConsumerStats:
 
 def consumer_client(url: str, block_seconds: float) -> redis.Redis:
     """A client whose read timeout outlasts a blocking XREADGROUP (the engine's is 1 s)."""
+    if is_cluster_url(url):
+        return redis_client(url, socket_timeout=block_seconds + 10.0, socket_connect_timeout=2.0)
     return redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=2.0,
                                 socket_timeout=block_seconds + 10.0, health_check_interval=30)
 

@@ -14,15 +14,14 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import redis
-from redis.typing import EncodableT
 
 from engine.config import Settings
 from engine.serving.cache.entry import CachedValue
-from engine.storage.client import as_text, is_cluster
+from engine.storage.client import as_text, eval_script, eval_script_batch
 from engine.storage.keys import Keys
+from engine.storage.scanning import scan_keys
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +132,7 @@ class RedisTier:
         if token:
             # best effort: the lock expires by itself, and the caller's own error matters more
             with contextlib.suppress(redis.RedisError):
-                self._release(keys=[self._keys.rec_lock(key)], args=[token])
+                eval_script(self._client, self._release, [self._keys.rec_lock(key)], [token])
 
     # --- writes ---------------------------------------------------------------------------
 
@@ -144,33 +143,28 @@ class RedisTier:
         return self._settings.rec_cache_ttl_seconds * (1.0 + self._jitter_rng.uniform(-j, j))
 
     def write(self, writes: Sequence[ListWrite]) -> None:
-        """List + index + lock release, one script call each, pipelined for a batch."""
-        # not pipelined on a cluster: redis-py's cluster pipeline refuses scripts
-        pipelined = len(writes) > 1 and not is_cluster(self._client)
-        target: Any = self._client.pipeline(transaction=False) if pipelined else self._client
-        for w in writes:
-            args: list[EncodableT] = [w.entry.envelope(), max(1, int(w.ttl * 1000)), self._index_ttl_ms, w.token]
-            self._store(keys=[w.key, self._keys.rec_index(w.user), self._keys.rec_lock(w.key)], args=args,
-                        client=target)
-        if target is not self._client:
-            target.execute()
+        """List + index + lock release, one script call each, pipelined for a batch (per node on a cluster)."""
+        eval_script_batch(self._client, self._store, [
+            ([w.key, self._keys.rec_index(w.user), self._keys.rec_lock(w.key)],
+             [w.entry.envelope(), max(1, int(w.ttl * 1000)), self._index_ttl_ms, w.token])
+            for w in writes
+        ])
 
     # --- deletes --------------------------------------------------------------------------
 
     def delete_user(self, user_id: str, message: bytes) -> int:
         """Delete the user's lists and index and publish ``message``, in one atomic script;
         returns the lists deleted."""
-        return int(self._invalidate_user(
-            keys=[self._keys.rec_index(user_id)], args=[self._keys.invalidation_channel, message]
-        ))
+        return int(eval_script(self._client, self._invalidate_user, [self._keys.rec_index(user_id)],
+                               [self._keys.invalidation_channel, message]))
 
     def delete_all(self, message: bytes) -> int:
         """SCAN + pipelined UNLINK of every recommendation-cache key, then publish ``message``.
         Returns the lists deleted (index sets and locks are deleted but not counted)."""
         removed = 0
-        # scan_iter visits every primary of a cluster, and the one server otherwise
-        for batch in _chunks(self._client.scan_iter(match=self._keys.rec_scan_pattern, count=SCAN_COUNT),
-                             SCAN_COUNT):
+        # every primary of a cluster, and the one server otherwise; a cluster pipeline sends each
+        # node the deletes of its own slots
+        for batch in _chunks(scan_keys(self._client, self._keys.rec_scan_pattern, count=SCAN_COUNT), SCAN_COUNT):
             pipe = self._client.pipeline(transaction=False)
             for key in batch:
                 pipe.unlink(key)  # one key per command: valid in Redis Cluster too

@@ -10,6 +10,8 @@ from collections.abc import Callable
 import orjson
 import redis
 
+from engine.storage.client import subscriber
+
 log = logging.getLogger(__name__)
 
 
@@ -69,7 +71,7 @@ class InvalidationListener:
     def _run(self) -> None:
         delay = self._backoff
         while not self._stop.is_set():
-            pubsub = self._client.pubsub()
+            pubsub = subscriber(self._client, self._failed_attempts)  # on a cluster: another node after a failure
             try:
                 pubsub.subscribe(self._channel)
                 while not self._stop.is_set():

@@ -51,6 +51,9 @@ def test_scan_keyspace_counts_samples_memory_and_ttls(redis_client: redis.Redis)
 
 
 def test_scan_keyspace_stops_at_max_keys(redis_client: redis.Redis) -> None:
-    redis_client.mset({f"recops:feat:item:i{i}": "1" for i in range(3000)})
+    pipe = redis_client.pipeline(transaction=False)  # one key per command: the same on a cluster
+    for i in range(3000):
+        pipe.set(f"recops:feat:item:i{i}", "1")
+    pipe.execute()
     report = keyspace.scan_keyspace(redis_client, Keys(), max_keys=1000)
     assert report.truncated and 1000 <= report.scanned < 3000

@@ -208,9 +208,8 @@ def test_a_stop_writes_and_acknowledges_what_is_buffered(
 CRASHING_CONSUMER = """
 import os, signal, sys
 from pathlib import Path
-import redis
 from engine.data.event_log import EventLog
-from engine.events.consumer import ConsumerOptions, EventConsumer
+from engine.events.consumer import ConsumerOptions, EventConsumer, consumer_client
 url, stream, root, stage = sys.argv[1:5]
 reached = []
 def checkpoint(name):
@@ -219,7 +218,7 @@ def checkpoint(name):
         if len(reached) == 2:
             os.kill(os.getpid(), signal.SIGKILL)
 options = ConsumerOptions(name="doomed", batch_size=10, flush_seconds=0.2, claim_idle_seconds=0.5)
-EventConsumer(redis.Redis.from_url(url, decode_responses=True), stream, EventLog(Path(root)), options,
+EventConsumer(consumer_client(url, options.block_seconds), stream, EventLog(Path(root)), options,
               checkpoint=checkpoint).drain()
 """
 
