@@ -224,13 +224,7 @@ def balanced_null(
 ) -> RehearsalBench:
     """The pair with every user twice, once as (control, treatment) and once swapped: the pool's two
     sides are exactly equally good (team draft treats A and B alike), their lists as different as the pair's."""
-    (lists_c, clicks_c), (lists_t, clicks_t) = lists[pair[0]], lists[pair[1]]
-    side_a, side_b = lists_c + lists_t, lists_t + lists_c
-    merged = interleave(world, users + users, side_a, side_b, width, options.drafts, rng)
-    both = np.concatenate([clicks_c.probability, clicks_t.probability])
-    swapped = np.concatenate([clicks_t.probability, clicks_c.probability])
-    return RehearsalBench(ListClicks(both), ListClicks(swapped), merged, options.visit_law(world, users + users),
-                          ALPHA)
+    return _both_orientations(world, users, lists[pair[0]], lists[pair[1]], width, options, rng)
 
 
 def exploring_aa(
@@ -238,14 +232,29 @@ def exploring_aa(
 ) -> RehearsalBench:
     """The same ranker on both sides, as the issue's A/A asks, made one whose lists differ: ALS with
     Plackett-Luce exploration, each side's list drawn independently for every user (the service draws
-    a new list per call), so clicks below the common prefix exist and the test has something to count."""
+    a new list per call), so clicks below the common prefix exist and the test has something to count.
+    A pool's two draws are not equally good by chance, so each user is present in both orientations,
+    as in :func:`balanced_null`."""
     spec = RankerSpec(ModelSpec.parse(AA_SPEC), ServingParams(exploration=Exploration(**AA_EXPLORATION)))
     ranker = Ranker.resolve(engine, spec)
-    side_a, side_b = served_lists(engine, ranker, users), served_lists(engine, ranker, users)
-    merged = interleave(world, users, side_a, side_b, width, options.drafts, rng)
-    return RehearsalBench(ListClicks(list_clicks(world, users, side_a, width)),
-                          ListClicks(list_clicks(world, users, side_b, width)), merged,
-                          options.visit_law(world, users), ALPHA)
+    draws = []
+    for _ in range(2):
+        lists = served_lists(engine, ranker, users)
+        draws.append((lists, ListClicks(list_clicks(world, users, lists, width))))
+    return _both_orientations(world, users, draws[0], draws[1], width, options, rng)
+
+
+def _both_orientations(
+    world: DemoWorld, users: list[str], side_c: tuple[list[list[str]], ListClicks],
+    side_t: tuple[list[list[str]], ListClicks], width: int, options: Options, rng: np.random.Generator,
+) -> RehearsalBench:
+    (lists_c, clicks_c), (lists_t, clicks_t) = side_c, side_t
+    side_a, side_b = lists_c + lists_t, lists_t + lists_c
+    merged = interleave(world, users + users, side_a, side_b, width, options.drafts, rng)
+    both = np.concatenate([clicks_c.probability, clicks_t.probability])
+    swapped = np.concatenate([clicks_t.probability, clicks_c.probability])
+    return RehearsalBench(ListClicks(both), ListClicks(swapped), merged, options.visit_law(world, users + users),
+                          ALPHA)
 
 
 def overlap(lists_a: list[list[str]], lists_b: list[list[str]]) -> float:
