@@ -175,8 +175,12 @@ def rule_words(readout: ExperimentReadout) -> str:
 def decision_notice(readout: ExperimentReadout) -> Notice:
     d = readout.decision
     rule = f" {rule_words(readout)}" if d.rule else ""
-    return Notice(DECISION_LEVEL.get(d.action, "info"),
-                  f"**Decision: {d.action.replace('_', ' ')}.** {readout.decision_text.rstrip('.')}.{rule}")
+    action = d.action.replace("_", " ")
+    text = readout.decision_text.rstrip(".")
+    if text.lower().startswith(action):  # the analysis' reason often opens with the action's own words
+        text = text[len(action):].lstrip(" :—-")
+    reason = f" {text}." if text else ""
+    return Notice(DECISION_LEVEL.get(d.action, "info"), f"**Decision: {action}.**{reason}{rule}")
 
 
 def peeking_notice(readout: ExperimentReadout) -> Notice | None:

@@ -24,8 +24,8 @@ def test_a_broken_guardrail_stops_the_experiment_and_is_named(console_env: dict[
     notice = next(t for t in texts(at.warning) if t.startswith("**Decision: hold.**"))
     assert "Rule that decided: **stop for a guardrail** (a treatment is worse than a guardrail tolerates)" in notice
     assert "decided by `clickers` (guardrail)." in notice
-    # an engine that decides on the goal names the goal
+    # the Bayesian engine reads the guardrail in its direction too (higher is worse here): it holds the winner back
     at.segmented_control(key="readout_engine_guarded").set_value("bayesian").run()
     assert texts(at.exception) == []
     said = "\n".join(texts(at.success) + texts(at.info) + texts(at.warning))
-    assert "Rule that decided: **" in said and "decided by `ctr` (goal)." in said
+    assert "Rule that decided: **stop for a guardrail**" in said and "decided by `clickers` (guardrail)." in said

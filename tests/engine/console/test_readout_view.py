@@ -45,7 +45,11 @@ def test_readout_tables_and_badges(engine: Engine) -> None:
 def test_decision_progress_and_guardrail_texts(engine: Engine) -> None:
     r = _boosted_readout(engine)
     decision = readout_view.decision_notice(r)
-    assert decision.text.startswith(f"**Decision: {r.decision.action.replace('_', ' ')}.** ")
+    action = r.decision.action.replace("_", " ")
+    assert decision.text.startswith(f"**Decision: {action}.** ")
+    assert action not in decision.text.removeprefix(f"**Decision: {action}.** ").lower()[: len(action) + 2]
+    repeated = dataclasses.replace(r, decision_text=f"{action}: the reason.")
+    assert readout_view.decision_notice(repeated).text.startswith(f"**Decision: {action}.** the reason.")
     assert decision.level == readout_view.DECISION_LEVEL.get(r.decision.action, "info")
     peek = readout_view.peeking_notice(r)
     assert (peek is not None) == (r.decision.action in readout_view.VERDICTS)  # a frequentist verdict, read early
