@@ -198,7 +198,7 @@ def worker_rows(workers: list[int], duration: int, connections: int) -> list[dic
     if not workers or shutil.which("wrk") is None:
         return []
     root = Path(os.environ.get("RECOPS_BENCH_DIR", Path(tempfile.gettempdir()) / "recops-bench"))
-    data_dir = root / "http-5000"
+    data_dir = root / "scale-workers-5000"  # its own: `bench http` may run at the same time on its dir
     settings = Settings(data_dir=data_dir, demo_items=5_000, demo_users=10_000)
     world = prepare_world(settings)
     prepare_models(settings, world.dataset())
@@ -213,8 +213,14 @@ def worker_rows(workers: list[int], duration: int, connections: int) -> list[dic
             for n in workers:
                 port = free_port()
                 api = f"http://127.0.0.1:{port}"
-                proc = _start([sys.executable, "-m", "engine.cli", "serve", "--port", str(port), "--workers", str(n)],
-                              env, f"{api}/health")
+                try:
+                    proc = _start([sys.executable, "-m", "engine.cli", "serve", "--port", str(port), "--workers",
+                                   str(n)], env, f"{api}/health")
+                except RuntimeError:  # on a loaded machine N workers may take longer than the wait allows
+                    rows.append({"kind": "workers", "mode": mode, "workers": n, "items": world.n_items,
+                                 "users": world.n_users, "rps": None, "error": "did not start within 120 s",
+                                 "load_average": os.getloadavg()[0]})
+                    continue
                 try:
                     with httpx.Client(base_url=api) as client:
                         for u in hot:
@@ -234,10 +240,10 @@ def worker_rows(workers: list[int], duration: int, connections: int) -> list[dic
     finally:
         redis.stop()
     for mode in {r["mode"] for r in rows}:
-        base = next(r["rps"] for r in rows if r["mode"] == mode and r["workers"] == min(workers))
+        base = next((r["rps"] for r in rows if r["mode"] == mode and r["workers"] == min(workers)), None)
         for r in rows:
             if r["mode"] == mode:
-                r["ratio_to_one"] = r["rps"] / base
+                r["ratio_to_one"] = r["rps"] / base if r["rps"] and base else None
     return rows
 
 
@@ -268,7 +274,9 @@ def report(rows: list[dict[str, Any]]) -> str:
         out.append(table(["cache hit over HTTP", "workers", "req/s", "p50 ms", "p99 ms", "ratio to 1 worker",
                           "Redis CPU", "non-2xx", "load avg"],
                          [[r["mode"], r["workers"], r["rps"], r["p50_ms"], r["p99_ms"], f"{r['ratio_to_one']:.2f}",
-                           f"{r['redis_cpu']:.0%}", r["non2xx"], f"{r['load_average']:.1f}"] for r in workers]))
+                           f"{r['redis_cpu']:.0%}", r["non2xx"], f"{r['load_average']:.1f}"] if r["rps"] else
+                          [r["mode"], r["workers"], r["error"], "", "", "", "", "", f"{r['load_average']:.1f}"]
+                          for r in workers]))
     out.append(f"{os.cpu_count()} cores; load average now {os.getloadavg()[0]:.1f}")
     return "\n\n".join(out)
 
@@ -286,7 +294,7 @@ def plot(rows: list[dict[str, Any]]) -> str:
     ]
     if workers:
         panels.append(Panel("Cache hits over HTTP, one Redis", "API workers", "req/s", series=[
-            Series(mode, [(r["workers"], r["rps"]) for r in workers if r["mode"] == mode])
+            Series(mode, [(r["workers"], r["rps"]) for r in workers if r["mode"] == mode and r["rps"]])
             for mode in dict.fromkeys(r["mode"] for r in workers)]))
     return line_chart_svg(panels)
 
@@ -294,7 +302,8 @@ def plot(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench scale")
     parser.add_argument("--quick", action="store_true", help=f"sizes {QUICK_SIZES}, 3 s wrk runs")
-    parser.add_argument("--sizes", type=parse_size, nargs="+", help="ITEMSxUSERS, e.g. 100000x100000")
+    parser.add_argument("--sizes", type=parse_size, nargs="*",
+                        help="ITEMSxUSERS, e.g. 100000x100000 (none: only the workers)")
     parser.add_argument("--workers", type=int, nargs="*", default=[1, 2, 4], help="API worker counts (none: skip)")
     parser.add_argument("--duration", type=int, help="seconds per wrk run (default 10, 3 with --quick)")
     parser.add_argument("--connections", type=int, default=10)
@@ -314,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(measure_catalogue(n_items, n_users, args.queries, args.hits, args.train_iterations)))
         return 0
     rows = []
-    for n_items, n_users in args.sizes or (QUICK_SIZES if args.quick else SIZES):
+    for n_items, n_users in args.sizes if args.sizes is not None else (QUICK_SIZES if args.quick else SIZES):
         rows.append(catalogue_row(n_items, n_users, args.queries, args.hits, args.train_iterations))
         if args.json:
             print(json.dumps(rows[-1]), flush=True)
