@@ -23,9 +23,10 @@ BENCHMARKS = {
     "sensitivity": "bench.sensitivity",
     "ope": "bench.ope",
     "ann": "bench.ann",
+    "scale": "bench.scale",
 }
 # minutes each; calibration, sensitivity and ope measure statistics, not speed
-ONLY_WHEN_NAMED = ("soak", "calibration", "sensitivity", "ope", "ann")
+ONLY_WHEN_NAMED = ("soak", "calibration", "sensitivity", "ope", "ann", "scale")
 
 
 def main(argv: list[str]) -> int:
