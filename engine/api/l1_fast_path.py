@@ -35,9 +35,11 @@ from engine.serving.service import L1Hit
 log = logging.getLogger(__name__)
 
 PATH, METHOD = "/recommendations", "POST"
-_USER_ID = re.compile(ID_PATTERN)
-# canonical decimal only ("010", "+1", " 1" are left to pydantic's parsing in the route)
-_LIST_SIZE = re.compile(rb"[1-9][0-9]*")
+# the two plain forms in one match: user_id=U[&n=N] and n=N&user_id=U, with the route's id pattern
+# and canonical decimals only ("010", "+1", " 1" are left to pydantic's parsing in the route)
+_ID = ID_PATTERN.removeprefix("^").removesuffix("$")
+_SIZE = f"[1-9][0-9]{{0,{len(str(LIST_SIZE_MAX)) - 1}}}"
+_PLAIN = re.compile(f"user_id=(?P<u>{_ID})(?:&n=(?P<n>{_SIZE}))?|n=(?P<n2>{_SIZE})&user_id=(?P<u2>{_ID})".encode())
 _HEADERS_TAIL = [(b"content-type", b"application/json")]
 _BODY_HEADERS = (b"content-length", b"transfer-encoding")
 
@@ -45,29 +47,14 @@ _BODY_HEADERS = (b"content-length", b"transfer-encoding")
 def plain_query(query_string: bytes) -> tuple[str, int | None] | None:
     """``(user_id, n)`` from ``user_id=U[&n=N]`` (either order) when the route's rules accept both
     as written; None for anything else, valid or not, which the route then decides."""
-    if b"%" in query_string or b"+" in query_string:  # encoded: the route decodes it
+    m = _PLAIN.fullmatch(query_string)
+    if m is None:
         return None
-    user: bytes | None = None
-    size: bytes | None = None
-    for part in query_string.split(b"&"):
-        name, _, value = part.partition(b"=")
-        if name == b"user_id" and user is None:
-            user = value
-        elif name == b"n" and size is None:
-            size = value
-        else:
-            return None
-    if user is None or not user.isascii():
-        return None
-    uid = user.decode("ascii")
-    if _USER_ID.fullmatch(uid) is None:
-        return None
+    user, size = m.group("u") or m.group("u2"), m.group("n") or m.group("n2")
     if size is None:
-        return uid, None
-    if _LIST_SIZE.fullmatch(size) is None or len(size) > len(str(LIST_SIZE_MAX)):
-        return None
+        return user.decode(), None
     n = int(size)
-    return (uid, n) if LIST_SIZE_MIN <= n <= LIST_SIZE_MAX else None
+    return (user.decode(), n) if LIST_SIZE_MIN <= n <= LIST_SIZE_MAX else None
 
 
 @dataclass(frozen=True, slots=True)
