@@ -12,7 +12,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp
 
+from engine.api.l1_fast_path import L1FastPath
 from engine.api.middleware import RequestCounter
 from engine.api.routes import admin, datasets, events, experiments, models, probes, recommendations
 from engine.config import Settings, get_settings
@@ -93,3 +95,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         return JSONResponse({"detail": "internal error"}, status_code=500)
 
     return app
+
+
+def create_server(settings: Settings | None = None, engine: Engine | None = None) -> ASGIApp:
+    """What uvicorn serves: ``create_app``'s app behind the L1 fast path of POST /recommendations
+    (``engine.api.l1_fast_path``), which answers cached lists without the framework."""
+    app = create_app(settings, engine)
+    return L1FastPath(app, lambda: getattr(app.state, "engine", None))

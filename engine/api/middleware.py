@@ -11,13 +11,23 @@ HTTP_REQUESTS = Counter(
     "recops_http_requests_total", "HTTP requests by method, route template and status", ["method", "route", "status"]
 )
 
+# labelled children looked up once per (method, route, status): .labels() takes a lock and builds a
+# tuple key, which costs more than the increment on the cache-hit path
+_children: dict[tuple[str, str, int], Any] = {}
+
+
+def count_request(method: str, route: str, status: int) -> None:
+    """One request answered: ``route`` is the route's template ("unmatched" for no route)."""
+    key = (method, route, status)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = HTTP_REQUESTS.labels(method, route, str(status))
+    child.inc()
+
 
 class RequestCounter:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        # labelled children looked up once per (method, route, status): .labels() takes a lock and
-        # builds a tuple key, which costs more than the increment on the cache-hit path
-        self._children: dict[tuple[str, str, int], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -35,9 +45,4 @@ class RequestCounter:
         finally:
             route = scope.get("route")
             # unmatched paths share one label so scanners cannot blow up the series count
-            template = getattr(route, "path", "unmatched")
-            key = (scope["method"], template, status["code"])
-            child = self._children.get(key)
-            if child is None:
-                child = self._children[key] = HTTP_REQUESTS.labels(key[0], key[1], str(key[2]))
-            child.inc()
+            count_request(scope["method"], getattr(route, "path", "unmatched"), status["code"])

@@ -8,7 +8,9 @@ from pydantic import BaseModel, Field
 
 ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
 UserId = Annotated[str, Field(min_length=1, max_length=128, pattern=ID_PATTERN, examples=["u00042"])]
-ListSize = Annotated[int, Field(ge=1, le=100, description="How many items to return (1-100)")]
+LIST_SIZE_MIN, LIST_SIZE_MAX = 1, 100
+ListSize = Annotated[int, Field(ge=LIST_SIZE_MIN, le=LIST_SIZE_MAX,
+                                description=f"How many items to return ({LIST_SIZE_MIN}-{LIST_SIZE_MAX})")]
 
 
 IncludeTeams = Annotated[bool, Field(

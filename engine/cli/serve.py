@@ -53,7 +53,7 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1, log_level:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prepare_multiprocess_dir(settings.data_dir))
     try:
         uvicorn.run(
-            "engine.api.app:create_app",
+            "engine.api.app:create_server",
             factory=True,
             host=host,
             port=port,

@@ -32,6 +32,7 @@ from engine.models.base import Recommender
 from engine.monitoring import prometheus_metrics as metrics
 from engine.monitoring.quality import QualityWindow, category_diversity
 from engine.serving.cache import TieredCache, WarmReport
+from engine.serving.cache.entry import CachedValue
 from engine.serving.diversity import DiversitySettings, mmr_rerank
 from engine.serving.exploration import greedy_order
 from engine.serving.exploring_lists import ExplorationPolicy, explore
@@ -79,6 +80,20 @@ class RecommendationResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class L1Hit:
+    """A list found in L1 and not decoded yet (``RecommendationService.l1_hit``)."""
+
+    user_id: str
+    model: str
+    key: str
+    # immutable, and replaced by a new object whenever the list changes: its identity names the
+    # list, so a rendering of it can be kept for as long as L1 answers the same object
+    entry: CachedValue
+    settings: ListSettings
+    started: float  # perf_counter at the look-up: the request's latency runs from here
 
 
 K = TypeVar("K")
@@ -239,6 +254,30 @@ class RecommendationService:
         with self._versions_lock:
             return list(self._versions)
 
+    def l1_hit(
+        self,
+        user_id: str,
+        n: int = 10,
+        model: str | None = None,
+        diversity: DiversitySettings | None = None,
+        version: str | None = None,
+        serving: ServingParams | None = None,
+    ) -> L1Hit | None:
+        """The list cached in L1, not decoded, or None; never does I/O (safe on an event loop): a
+        version not loaded yet is a miss here.  A hit is counted as a cache hit; the request is
+        counted when the list is served (``recommend_from_l1``, or ``served_from_l1``)."""
+        started = time.perf_counter()
+        model_name = model or self.default_model
+        chosen = self._model(model_name, version, load=False)
+        if chosen is None:
+            return None
+        settings = self.list_settings(diversity, serving)
+        key = self._key(user_id, model_name, chosen, n, settings)
+        entry = self.cache.peek_l1_entry(key)
+        if entry is None:
+            return None
+        return L1Hit(user_id, model_name, key, entry, settings, started)
+
     def recommend_from_l1(
         self,
         user_id: str,
@@ -248,23 +287,30 @@ class RecommendationService:
         version: str | None = None,
         serving: ServingParams | None = None,
     ) -> RecommendationResult | None:
-        """The in-process cached list, or None; never does I/O (safe on an event loop): a version
-        not loaded yet is a miss here."""
-        started = time.perf_counter()
-        model_name = model or self.default_model
-        chosen = self._model(model_name, version, load=False)
-        if chosen is None:
+        """The in-process cached list, or None (see ``l1_hit``)."""
+        hit = self.l1_hit(user_id, n, model, diversity, version, serving)
+        if hit is None:
             return None
-        settings = self.list_settings(diversity, serving)
-        key = self._key(user_id, model_name, chosen, n, settings)
-        value, _ = self.cache.peek_l1(key)
-        if value is None:
-            return None
-        if settings.exploration is not None:
-            value = self._explored(value, n, settings.exploration)
-        result = self._result_from(user_id, value, model_name, "l1")
-        self._finish(result, "l1", "ok", started)
+        value = hit.entry.value()
+        if hit.settings.exploration is not None:
+            value = self._explored(value, n, hit.settings.exploration)
+        result = self._result_from(user_id, value, hit.model, "l1")
+        self._finish(result, "l1", "ok", hit.started)
         return result
+
+    def l1_result(self, hit: L1Hit) -> RecommendationResult:
+        """``hit``'s list as cached (no exploration draw, nothing counted): what a hit serves when its
+        arm does not explore."""
+        return self._result_from(hit.user_id, hit.entry.value(), hit.model, "l1")
+
+    def served_from_l1(self, hit: L1Hit, positions: np.ndarray, diversity: float) -> None:
+        """Count ``hit`` served, as ``recommend_from_l1`` counts it, for a caller that rendered the list
+        before (``positions``: its items' catalogue positions, see ``catalog_positions``)."""
+        self._record(hit.model, "l1", "ok", time.perf_counter() - hit.started, positions, diversity)
+
+    def catalog_positions(self, items: list[RecommendedItem]) -> np.ndarray:
+        index = self.catalog.index
+        return np.asarray([index[i["item_id"]] for i in items if i["item_id"] in index], dtype=np.int64)
 
     def recommend(
         self,
@@ -309,10 +355,14 @@ class RecommendationService:
 
     def _finish(self, result: RecommendationResult, tier: str, status: str, started: float) -> None:
         result.latency_seconds = time.perf_counter() - started
-        self._requests[(status, result.model)].inc()
-        self._latency[tier].observe(result.latency_seconds)
-        positions = [self.catalog.index[i["item_id"]] for i in result.items if i["item_id"] in self.catalog.index]
-        self.quality.observe(positions, result.diversity)
+        self._record(result.model, tier, status, result.latency_seconds, self.catalog_positions(result.items),
+                     result.diversity)
+
+    def _record(self, model: str, tier: str, status: str, latency: float, positions: np.ndarray,
+                diversity: float) -> None:
+        self._requests[(status, model)].inc()
+        self._latency[tier].observe(latency)
+        self.quality.observe(positions, diversity)
 
     def fallback(self, user_id: str, n: int, model_name: str, reason: str) -> RecommendationResult:
         positions = self._fallback_positions[:n]

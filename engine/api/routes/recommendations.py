@@ -9,12 +9,9 @@ parameters and body (built from those models), so clients and the fuzzer see no 
 
 from __future__ import annotations
 
-import itertools
-import os
 from functools import partial
 from typing import Any, TypeVar
 
-import orjson
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
@@ -22,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from engine.api.deps import get_engine
 from engine.api.interleaved_lists import serve_interleaved
+from engine.api.list_body import list_body, new_request_id
 from engine.api.schemas import ErrorResponse, RecommendationBody, RecommendationQuery, RecommendationResponse
 from engine.events.impressions import impression_events, policy_label
 from engine.experiments.assignment import Assignment
@@ -31,25 +29,6 @@ from engine.serving.service import RecommendationResult
 
 router = APIRouter(tags=["recommendations"])
 M = TypeVar("M", bound=BaseModel)
-
-# Request ids: a random per-process prefix and a counter.  Unique across workers and restarts with
-# overwhelming probability, and a tenth of the cost of uuid4 (an os.urandom call per request).
-_id_prefix = os.urandom(8).hex()
-_id_counter = itertools.count()
-
-
-def _reseed_ids() -> None:
-    # a worker forked from a parent that already imported this module (gunicorn --preload)
-    # must not repeat the parent's ids
-    global _id_prefix, _id_counter
-    _id_prefix, _id_counter = os.urandom(8).hex(), itertools.count()
-
-
-os.register_at_fork(after_in_child=_reseed_ids)
-
-
-def new_request_id() -> str:
-    return f"{_id_prefix}{next(_id_counter):016x}"
 
 
 def _openapi() -> dict[str, Any]:
@@ -85,22 +64,8 @@ def _response(
     request_id: str | None = None,
     teams: tuple[str, ...] | None = None,
 ) -> Response:
-    # Serialised directly: the items come from our own cache in the documented shape, and
-    # re-validating ten of them through pydantic per request costs more than the cache hit.
-    body = {
-        "user_id": result.user_id,
-        "items": result.items,
-        "cached": result.cached,
-        "cache_tier": result.cache_tier,
-        "model": result.model,
-        "experiment": experiment,
-        "variant": variant,
-        "fallback": result.fallback,
-        "request_id": request_id or new_request_id(),
-    }
-    if teams is not None:
-        body["teams"] = teams
-    return Response(orjson.dumps(body), media_type="application/json")
+    body = list_body(result, experiment, variant, teams).stamped(request_id or new_request_id())
+    return Response(body, media_type="application/json")
 
 
 @router.post(

@@ -117,16 +117,21 @@ class TieredCache:
             self._counters.add("coalesced")
         return result.value(), tier
 
-    def peek_l1(self, key: str) -> tuple[Any, str] | tuple[None, None]:
-        """L1 only, never blocks on I/O; ``(None, None)`` on a miss or when XFetch says refresh.
+    def peek_l1_entry(self, key: str) -> CachedValue | None:
+        """L1 only, never blocks on I/O, not decoded; None on a miss or when XFetch says refresh.
 
         Only hits are counted: the ``get_or_compute`` that follows a miss counts the look-up.
         """
         entry = self.l1.get(key)
         if entry is None or self._due(entry):
-            return None, None
+            return None
         self._counters.lookup("l1", "hit")
-        return entry.value(), "l1"
+        return entry
+
+    def peek_l1(self, key: str) -> tuple[Any, str] | tuple[None, None]:
+        """``peek_l1_entry`` decoded, with its tier: ``(None, None)`` on a miss."""
+        entry = self.peek_l1_entry(key)
+        return (entry.value(), "l1") if entry is not None else (None, None)
 
     def _guarded(
         self, user_id: str, body: Callable[[WriteTicket], tuple[CachedValue, str]]
