@@ -23,9 +23,10 @@ BENCHMARKS = {
     "sensitivity": "bench.sensitivity",
     "ope": "bench.ope",
     "ann": "bench.ann",
+    "hitratio": "bench.hitratio",
 }
 # minutes each; calibration, sensitivity and ope measure statistics, not speed
-ONLY_WHEN_NAMED = ("soak", "calibration", "sensitivity", "ope", "ann")
+ONLY_WHEN_NAMED = ("soak", "calibration", "sensitivity", "ope", "ann", "hitratio")
 
 
 def main(argv: list[str]) -> int:

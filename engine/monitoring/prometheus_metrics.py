@@ -36,6 +36,10 @@ CACHE_MISSES = Counter(
     "(l2 misses are the lists computed; see engine/serving/cache/miss_causes.py)",
     ["tier", "cause"],
 )
+CACHE_WARMED_USERS = Counter(
+    "recops_cache_warmed_users_total",
+    "Users whose lists the background warmer computed (at start and after a model switch)",
+)
 CACHE_INVALIDATIONS = Counter(
     "recops_cache_invalidations_total",
     "Cache entries removed, by reason",

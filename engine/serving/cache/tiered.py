@@ -231,11 +231,15 @@ class TieredCache:
         compute_for_user: Callable[[str], list[tuple[str, Any]]],
         progress: Callable[[int, int], None] | None = None,
         batch: int = 100,
+        prepare: Callable[[list[str]], object] | None = None,
     ) -> WarmReport:
         """Compute every user's lists and write them to L2 and L1, one pipeline per ``batch`` users.
 
         A user whose ``compute_for_user`` raises is logged and skipped (``failed``); Redis errors
         abort the warm-up.  Each list's XFetch delta is its share of the user's compute time.
+        ``prepare(chunk)`` runs before a chunk's lists are computed (to read their inputs in one
+        batch), after the users' invalidation generations are read, so a list computed from inputs
+        an event changed since is still refused.
         """
         users = list(user_ids)
         total, ok, failed, written = len(users), 0, 0, 0
@@ -243,6 +247,8 @@ class TieredCache:
         for first in range(0, total, max(1, batch)):
             chunk = users[first:first + max(1, batch)]
             generations = self._l2.generations(chunk)  # before computing: see ListWrite.generation
+            if prepare is not None:
+                prepare(chunk)
             with contextlib.ExitStack() as tickets:
                 rows: list[_Row] = []
                 for user in chunk:
