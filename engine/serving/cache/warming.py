@@ -8,7 +8,7 @@ active first, at most ``per_second`` users a second, in a daemon thread, so requ
 CPU they need.  ``restart`` (after a model switch) abandons a pass under way and starts over.
 
     >>> warmer = BackgroundWarmer(lambda n: features.top_active_users(n), engine.warm_lists,
-    ...                           limit=10_000, per_second=50, claim=claim_for_versions)
+    ...                           limit=10_000, per_second=150, claim=claim_for_versions)
     >>> warmer.restart()
 
 ``claim`` lets one process of a fleet warm a given set of served versions: it is called with
