@@ -24,9 +24,10 @@ BENCHMARKS = {
     "ope": "bench.ope",
     "ann": "bench.ann",
     "scale": "bench.scale",
+    "hitratio": "bench.hitratio",
 }
 # minutes each; calibration, sensitivity and ope measure statistics, not speed
-ONLY_WHEN_NAMED = ("soak", "calibration", "sensitivity", "ope", "ann", "scale")
+ONLY_WHEN_NAMED = ("soak", "calibration", "sensitivity", "ope", "ann", "scale", "hitratio")
 
 
 def main(argv: list[str]) -> int:

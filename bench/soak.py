@@ -310,8 +310,11 @@ def soak(
 
 
 @contextlib.contextmanager
-def _stack(settings: Settings, workers: int, token: str) -> Iterator[tuple[str, int]]:
-    """Its own Redis (emptied) and API for the soak; yields the API's URL and master pid."""
+def api_stack(
+    settings: Settings, workers: int, token: str, extra_env: dict[str, str] | None = None
+) -> Iterator[tuple[str, int]]:
+    """Its own Redis (emptied) and API for the soak (``extra_env`` added to the API's environment);
+    yields the API's URL and master pid."""
     server = EmbeddedRedis(data_dir=settings.data_dir / "soak-redis").start()
     api: subprocess.Popen[bytes] | None = None
     try:
@@ -324,6 +327,7 @@ def _stack(settings: Settings, workers: int, token: str) -> Iterator[tuple[str, 
             RECOPS_DEMO_USERS=str(settings.demo_users), RECOPS_DEMO_ITEMS=str(settings.demo_items),
             OPENBLAS_NUM_THREADS="1",
         )
+        env.update(extra_env or {})
         cmd = [sys.executable, "-m", "engine.cli", "serve", "--port", str(port), "--workers", str(workers)]
         log = (settings.data_dir / "soak-api.log").open("wb")
         api = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -363,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     world = prepare_world(settings)
     prepare_models(settings, world.dataset())
     token = secrets.token_urlsafe(24)
-    with _stack(settings, args.workers, token) as (url, master):
+    with api_stack(settings, args.workers, token) as (url, master):
         print(f"soak: {args.workers} workers at {url}, {args.rate:g} visits/s, "
               f"{args.warmup_seconds:g} s warm-up + {args.minutes:g} min measured", flush=True)
         report = soak(

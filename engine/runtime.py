@@ -9,12 +9,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import hashlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 
+import orjson
 import redis
 
 from engine.config import Settings
@@ -33,11 +35,12 @@ from engine.models.model_spec import spec_resolver
 from engine.models.registry import STARTUP_MODELS, ModelRegistry
 from engine.models.training import TrainingOptions, logged_events, train_models
 from engine.models.watch import RegistryWatcher
-from engine.serving.cache import ListRefresher, NoRefresh, RefreshQueue, TieredCache
+from engine.serving.cache import BackgroundWarmer, ListRefresher, NoRefresh, RefreshQueue, TieredCache
 from engine.serving.diversity import DiversitySettings
 from engine.serving.service import RecommendationService
+from engine.serving.serving_params import ServingParams
 from engine.storage.audit import AuditLog
-from engine.storage.client import redis_client
+from engine.storage.client import as_text, redis_client
 from engine.storage.embedded_redis import EmbeddedRedis, ensure_redis_url
 from engine.storage.feature_store import FeatureSource, FeatureStore
 from engine.storage.keys import Keys
@@ -130,6 +133,7 @@ class Engine:
     experiments: ExperimentService  # always there; idle (no background thread) in a console process
     refresher: ListRefresher = field(default_factory=NoRefresh)
     model_watcher: RegistryWatcher | None = None  # serving processes only
+    warmer: BackgroundWarmer | None = None  # serving processes only (engine/serving/cache/warming.py)
     # the redis-server this engine started (when REDIS_URL was unset): stopped on close, and no
     # caller needs it otherwise, so it is no attribute
     embedded_redis: InitVar[EmbeddedRedis | None] = None
@@ -145,12 +149,36 @@ class Engine:
     def refresh_list(self, user_id: str) -> None:
         """Recompute and cache the list the API will serve ``user_id`` next (default length, or their
         variant's model, version and serving parameters)."""
-        assignment = self.experiments.assign(user_id)
-        if assignment is None:
-            self.service.warm([user_id], n=self.settings.default_n)
-            return
-        self.service.warm([user_id], n=assignment.serving.length(self.settings.default_n), model=assignment.model,
-                          version=assignment.version, serving=assignment.serving)
+        self.warm_lists([user_id])
+
+    def warm_lists(self, user_ids: list[str]) -> int:
+        """Compute and cache the lists the API will serve ``user_ids`` next, one warm call per arm
+        (their variant's model, version and serving parameters, else the defaults).  Returns the
+        lists written."""
+        arms: dict[tuple[str, str | None, ServingParams] | None, list[str]] = {}
+        for user_id in user_ids:
+            a = self.experiments.assign(user_id)
+            arms.setdefault(None if a is None else (a.model, a.version, a.serving), []).append(user_id)
+        written = 0
+        for arm, users in arms.items():
+            if arm is None:
+                report = self.service.warm(users, n=self.settings.default_n)
+            else:
+                model, version, serving = arm
+                report = self.service.warm(users, n=serving.length(self.settings.default_n), model=model,
+                                           version=version, serving=serving)
+            written += report.keys_written
+        return written
+
+    def claim_warming(self) -> bool:
+        """Whether this process warms the versions it serves now: the first process of a fleet to ask
+        does (again when it asks again), for as long as a cached list lives."""
+        versions, default = self.served_versions()
+        tag = hashlib.sha1(orjson.dumps([sorted(versions.items()), default])).hexdigest()[:16]
+        claim, me = self.keys.cache_warm_claim(tag), self.cache.instance_id
+        if self.redis.set(claim, me, nx=True, ex=self.settings.rec_cache_ttl_seconds):
+            return True
+        return as_text(self.redis.get(claim) or b"") == me
 
     def reload_models(self) -> None:
         """Load the registry's production versions for the served dataset (after a promotion) without
@@ -159,6 +187,8 @@ class Engine:
         self.models, default = served_models(self.registry, self.dataset.name)
         self.service.swap_models(self.models, default)
         self.experiments.refresh(force=True)
+        if self.warmer is not None:  # the new versions' lists are all missing: warm the likely users
+            self.warmer.restart()
 
     def served_versions(self) -> tuple[dict[str, str], str | None]:
         """Model name → the version this process serves, and the default model."""
@@ -168,6 +198,8 @@ class Engine:
         if self.model_watcher is not None:
             self.model_watcher.close()
         self.ingest.close()  # before Redis is closed: a last replay
+        if self.warmer is not None:
+            self.warmer.close()
         self.refresher.close()
         self.experiments.close()
         self.cache.close()
@@ -243,6 +275,13 @@ def build_engine(settings: Settings, start_listener: bool = True) -> Engine:
     if start_listener and settings.refresh_after_invalidation:
         engine.refresher = RefreshQueue(engine.refresh_list).start()
     events.after_invalidation = engine.refresher.submit_all
+    # serving processes warm the lists of the users most likely to come, in the background
+    if start_listener and settings.warm_on_start_users > 0:
+        engine.warmer = BackgroundWarmer(
+            features.top_active_users, engine.warm_lists, limit=settings.warm_on_start_users,
+            per_second=settings.warm_users_per_second, claim=engine.claim_warming,
+        )
+        engine.warmer.restart()
     # serving processes replay what they (or a process that died) spooled during an outage
     if start_listener:
         ingest.start()

@@ -33,6 +33,8 @@ def chart(panel: Panel, got: view.PanelFrames) -> None:
             st.caption("No data in this range yet (recording rules need a few minutes of traffic).")
             return
         ui.chart(view.panel_figure(panel, frame, got.window))
+        if panel.key == "cache_misses":
+            st.caption(view.MISS_CAUSES_CAPTION)
 
 
 def alerts_section(url: str) -> None:
@@ -91,6 +93,9 @@ def from_api(api_url: str) -> None:
             with right:
                 st.markdown("**Cache hit ratio per tier**")
                 st.dataframe(view.hit_ratio_table(snap), hide_index=True, width="stretch")
+            st.markdown("**Lists computed, by cause**")
+            st.dataframe(view.miss_causes_table(snap), hide_index=True, width="stretch")
+            st.caption(view.MISS_CAUSES_CAPTION)
 
     live()
 

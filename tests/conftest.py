@@ -15,6 +15,10 @@ from engine.config import Settings
 from engine.storage.embedded_redis import EmbeddedRedis
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# serving processes warm their likeliest users' lists in the background at start; tests watch what
+# requests themselves do to the cache (a first request misses), so warming is off unless a test
+# turns it on (tests/engine/serving/cache/test_miss_causes.py)
+os.environ.setdefault("RECOPS_WARM_ON_START_USERS", "0")
 
 # CI replays the same property-test examples every run, so a red CI is reproducible; a developer's
 # `make test` keeps exploring new ones (and a failure it finds is kept in .hypothesis/ to replay).

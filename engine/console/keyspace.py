@@ -30,6 +30,8 @@ FAMILY_LABELS = {
     "rec": "recommendation lists (L2)",
     "recidx": "per-user list index",
     "rec:lock": "compute locks",
+    "listlog": "per-user list ledger (miss causes)",
+    "warmclaim": "cache warming claims",
     "feat:user": "user features",
     "feat:item": "item features",
     "evid": "event idempotency ids",

@@ -25,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from urllib3.util.retry import Retry
 
 from engine.console.formatting import Unit, format_value
+from engine.serving.cache.miss_causes import CAUSES as MISS_CAUSES
 
 Status = Literal["ok", "bad", "no data", "info"]
 TIMEOUT_SECONDS = 3.0
@@ -118,6 +119,9 @@ PANELS: tuple[Panel, ...] = (
         Series("job_tier:recops_cache_hits_per_request:ratio_rate1m", "{tier}"),
         Series(KPI_BY_KEY["cache_hit"].rule, "served from cache"),
     ), target=0.8),
+    Panel("cache_misses", "Lists computed, by why they were not cached", "per_second", (
+        Series("job_cause:recops_cache_computed_lists:rate1m", "{cause}"),
+    )),
     Panel("business", "CTR and conversion", "percent", (
         Series(KPI_BY_KEY["ctr"].rule, "CTR"),
         Series(KPI_BY_KEY["conversion"].rule, "conversion"),
@@ -351,6 +355,10 @@ class ExpositionSnapshot:
         looked = self.by_label("recops_cache_requests_total", "tier")
         return {tier: _ratio(self.total("recops_cache_requests_total", tier=tier, result="hit"), n)
                 for tier, n in sorted(looked.items())}
+
+    def miss_causes(self) -> dict[str, float]:
+        """Lists computed (L2 misses) since the API started, by cause; every cause, zeros included."""
+        return {cause: self.total("recops_cache_misses_total", tier="l2", cause=cause) for cause in MISS_CAUSES}
 
     def kpis(self) -> dict[str, float | None]:
         events = self.by_label("recops_events_total", "type")

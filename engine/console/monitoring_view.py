@@ -24,6 +24,13 @@ from engine.console.monitoring_panels import (
 )
 
 CACHE_HIT_TARGET_HELP = "target ≥ 80%"
+MISS_CAUSES_CAPTION = (
+    "Why lists were computed instead of served from the cache: **first_seen** — never cached (a first visit; "
+    "warming the most active users at start covers the likely ones); **invalidated** — dropped by the user's "
+    "purchase, cart add or rating (refresh-ahead recomputes it in the background; this counts the requests that "
+    "came first); **model_changed** — a new model version or a reload; **expired** — past its TTL; **evicted** — "
+    "gone before its TTL (Redis memory)."
+)
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,15 @@ def latency_table(snap: ExpositionSnapshot) -> pd.DataFrame:
 def hit_ratio_table(snap: ExpositionSnapshot) -> pd.DataFrame:
     return pd.DataFrame([{"tier": t, "hit ratio": format_value(v, "percent")}
                          for t, v in snap.tier_hit_ratios().items()])
+
+
+def miss_causes_table(snap: ExpositionSnapshot) -> pd.DataFrame:
+    """Lists computed since the API started, by cause, with each cause's share."""
+    causes = snap.miss_causes()
+    total = sum(causes.values())
+    return pd.DataFrame([{"cause": cause, "lists computed": int(n),
+                          "share": format_value(n / total if total else None, "percent")}
+                         for cause, n in causes.items()])
 
 
 def hit_ratio_cards(ratios: dict[str, float | None], kpis: dict[str, float | None]) -> list[MetricCard]:

@@ -30,6 +30,16 @@ CACHE_REQUESTS = Counter(
     "Cache look-ups by tier (l1, l2) and result (hit, miss)",
     ["tier", "result"],
 )
+CACHE_MISSES = Counter(
+    "recops_cache_misses_total",
+    "Cache misses by tier and cause: first_seen, invalidated, model_changed, expired, evicted "
+    "(l2 misses are the lists computed; see engine/serving/cache/miss_causes.py)",
+    ["tier", "cause"],
+)
+CACHE_WARMED_USERS = Counter(
+    "recops_cache_warmed_users_total",
+    "Users whose lists the background warmer computed (at start and after a model switch)",
+)
 CACHE_INVALIDATIONS = Counter(
     "recops_cache_invalidations_total",
     "Cache entries removed, by reason",

@@ -38,7 +38,7 @@ from engine.serving.exploration import greedy_order
 from engine.serving.exploring_lists import ExplorationPolicy, explore
 from engine.serving.reasons import POPULAR, explain
 from engine.serving.serving_params import ListSettings, ServingParams
-from engine.storage.feature_store import FeatureStore
+from engine.storage.feature_store import FeatureStore, UserFeatures
 from engine.storage.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -391,11 +391,16 @@ class RecommendationService:
         if chosen is None:
             raise UnknownModelError(f"{model_name}@{version} cannot be loaded: no version loader")
         settings = self.list_settings(serving=serving)
+        # every chunk's features in one batch of reads: per user, the round trips cost more than the list
+        prefetched: dict[str, UserFeatures] = {}
 
         def lists_for(user_id: str) -> list[tuple[str, dict[str, Any]]]:
-            return [(self._key(user_id, model_name, chosen, n, settings), self._compute(user_id, n, chosen, settings))]
+            feats = prefetched.pop(user_id, None)
+            return [(self._key(user_id, model_name, chosen, n, settings),
+                     self._compute(user_id, n, chosen, settings, feats))]
 
-        return self.cache.warm(user_ids, lists_for, progress=progress)
+        return self.cache.warm(user_ids, lists_for, progress=progress,
+                               prepare=lambda chunk: prefetched.update(self.features.get_users(chunk)))
 
     def exploring_pool(
         self, user_id: str, serving: ServingParams, model: str | None = None, version: str | None = None
@@ -418,10 +423,13 @@ class RecommendationService:
         return removed
 
     # ----------------------------------------------------------------- compute
-    def _compute(self, user_id: str, n: int, model: Recommender, settings: ListSettings) -> dict[str, Any]:
+    def _compute(
+        self, user_id: str, n: int, model: Recommender, settings: ListSettings, feats: UserFeatures | None = None
+    ) -> dict[str, Any]:
         if settings.exploration is not None:  # an exploring arm caches its pool, drawn from per request
             n = settings.exploration.pool
-        feats = self.features.get_user(user_id)
+        if feats is None:
+            feats = self.features.get_user(user_id)
         purchased = set(feats.purchased)
         history = [i for i in feats.history if i in self.catalog]
         if not history:

@@ -32,6 +32,15 @@ class Keys:
         """Set of a user's cached list keys, so invalidation needs no KEYS/SCAN."""
         return f"{self.prefix}:recidx:{self.user_tag(user_id)}"
 
+    def rec_ledger(self, user_id: str) -> str:
+        """Hash of what the cache remembers of a user's lists (engine/serving/cache/miss_causes.py);
+        outside ``rec_scan_pattern`` on purpose: it must outlive a flush of every list."""
+        return f"{self.prefix}:listlog:{self.user_tag(user_id)}"
+
+    def cache_warm_claim(self, versions_tag: str) -> str:
+        """Taken by the one process that warms the lists of a set of served versions."""
+        return f"{self.prefix}:warmclaim:{versions_tag}"
+
     def rec_lock(self, key: str) -> str:
         return f"{key}:lock"
 

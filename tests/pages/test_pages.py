@@ -108,9 +108,12 @@ def test_overview_and_monitoring_read_the_api_metrics_without_prometheus(
     assert p95.value.endswith("ms")
     mon = ran(page("monitoring").run())
     assert "Prometheus is not running" in joined(mon.info)
-    assert len(mon.dataframe) == 3  # requests by status, latency quantiles, hit ratio per tier
+    assert len(mon.dataframe) == 4  # requests by status, latency quantiles, hit ratio per tier, misses by cause
     statuses = mon.dataframe[0].value
     assert int(statuses.loc[statuses["status"] == "ok", "requests"].iloc[0]) >= 3
+    causes = mon.dataframe[3].value.set_index("cause")["lists computed"]
+    assert causes["first_seen"] >= 2  # u00001's and u00002's first lists
+    assert "first_seen" in joined(mon.caption)
 
 
 def test_monitoring_without_any_source(console_env: dict[str, str]) -> None:

@@ -4,7 +4,9 @@ from engine.serving.cache.entry import CachedValue, xfetch_due
 from engine.serving.cache.l1 import L1Cache
 from engine.serving.cache.refresh_ahead import ListRefresher, NoRefresh, RefreshQueue
 from engine.serving.cache.tiered import TieredCache, WarmReport
+from engine.serving.cache.warming import BackgroundWarmer
 
 __all__ = [
-    "CachedValue", "L1Cache", "ListRefresher", "NoRefresh", "RefreshQueue", "TieredCache", "WarmReport", "xfetch_due",
+    "BackgroundWarmer", "CachedValue", "L1Cache",
+    "ListRefresher", "NoRefresh", "RefreshQueue", "TieredCache", "WarmReport", "xfetch_due",
 ]

@@ -6,7 +6,8 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
-from engine.monitoring.prometheus_metrics import CACHE_INVALIDATIONS, CACHE_REQUESTS
+from engine.monitoring.prometheus_metrics import CACHE_INVALIDATIONS, CACHE_MISSES, CACHE_REQUESTS
+from engine.serving.cache.miss_causes import CAUSES
 
 TIERS = ("l1", "l2")
 RESULTS = ("hit", "miss", "early_refresh")
@@ -18,6 +19,7 @@ class CacheCounters:
         self._counts: Counter[str] = Counter()
         # labelled children looked up once: .labels() costs more than the increment
         self._requests = {(t, r): CACHE_REQUESTS.labels(tier=t, result=r) for t in TIERS for r in RESULTS}
+        self._misses = {(t, c): CACHE_MISSES.labels(tier=t, cause=c) for t in TIERS for c in CAUSES}
 
     def add(self, name: str, n: int = 1) -> None:
         with self._lock:
@@ -27,6 +29,11 @@ class CacheCounters:
         """One look-up of ``tier`` with ``result`` (one of ``RESULTS``)."""
         self._requests[tier, result].inc()
         self.add(f"{tier}:{result}")
+
+    def miss(self, tier: str, cause: str) -> None:
+        """A miss of ``tier`` and its cause (one of ``miss_causes.CAUSES``)."""
+        self._misses[tier, cause].inc()
+        self.add(f"miss:{tier}:{cause}")
 
     def invalidated(self, reason: str, removed: int) -> None:
         CACHE_INVALIDATIONS.labels(reason=reason).inc(removed)

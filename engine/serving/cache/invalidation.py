@@ -10,6 +10,7 @@ back into L1 after it.
 from __future__ import annotations
 
 import logging
+import time
 
 import orjson
 import redis
@@ -19,6 +20,7 @@ from engine.serving.cache.counters import CacheCounters
 from engine.serving.cache.l1 import L1Cache
 from engine.serving.cache.l2 import RedisTier
 from engine.serving.cache.listener import InvalidationListener
+from engine.serving.cache.miss_causes import Flush
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,8 @@ class CacheInvalidation:
         self._l2 = l2
         self._guard = guard
         self._counters = counters
+        # the last flush of every list (ours or another process's): explains the misses after it
+        self.last_flush: Flush | None = None
         self._listener = InvalidationListener(
             client,
             channel,
@@ -56,7 +60,7 @@ class CacheInvalidation:
     def invalidate_user(self, user_id: str, reason: str) -> int:
         message = orjson.dumps({"user": user_id, "sender": self.instance_id})
         try:
-            removed = self._l2.delete_user(user_id, message)
+            removed = self._l2.delete_user(user_id, message, reason)
         finally:
             # after L2, so a concurrent reader cannot refill L1 from the old L2 value
             self.drop_local(user_id)
@@ -65,9 +69,10 @@ class CacheInvalidation:
 
     def invalidate_all(self, reason: str) -> int:
         try:
-            removed = self._l2.delete_all(orjson.dumps({"all": True, "sender": self.instance_id}))
+            removed = self._l2.delete_all(orjson.dumps({"all": True, "reason": reason, "sender": self.instance_id}))
         finally:
             self.drop_local(None)
+            self.last_flush = Flush(reason, time.time())
         self._counters.invalidated(reason, removed)
         return removed
 
@@ -98,6 +103,7 @@ class CacheInvalidation:
         user = doc.get("user")
         if doc.get("all") is True:
             self.drop_local(None)
+            self.last_flush = Flush(str(doc.get("reason", "")), time.time())
         elif isinstance(user, str):
             self.drop_local(user)
         else:

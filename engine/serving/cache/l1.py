@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from engine.serving.cache.entry import CachedValue
+from engine.serving.cache.miss_causes import EVICTED, EXPIRED, FIRST_SEEN, INVALIDATED
 
 
 @dataclass(slots=True)
@@ -23,6 +24,10 @@ class L1Cache:
 
     The per-user index makes dropping one user's entries cost O(their entries) instead of a scan.
     ``max_entries <= 0`` disables the tier (every ``get`` misses).
+
+    Removed keys leave a *ghost* (key → why it went: expired, evicted, invalidated) in a second
+    LRU of the same bound, so that a miss can say why (``miss_cause``) at the cost of a dict
+    look-up; a key never seen, or whose ghost was pushed out, is ``first_seen``.
     """
 
     def __init__(
@@ -38,6 +43,7 @@ class L1Cache:
         self._wall = wall
         self._slots: OrderedDict[str, _Slot] = OrderedDict()
         self._by_user: dict[str, set[str]] = {}
+        self._ghosts: OrderedDict[str, str] = OrderedDict()
         self._lock = threading.Lock()
         self.evictions = 0
 
@@ -50,7 +56,7 @@ class L1Cache:
             if slot is None:
                 return None
             if self._monotonic() >= slot.deadline:
-                self._remove(key, slot)
+                self._remove(key, slot, EXPIRED)
                 return None
             self._slots.move_to_end(key)
             return slot.entry
@@ -66,12 +72,14 @@ class L1Cache:
         with self._lock:
             old = self._slots.get(key)
             if old is not None:
-                self._remove(key, old)
+                self._remove(key, old, "")
+            self._ghosts.pop(key, None)
             self._slots[key] = _Slot(user, entry, deadline)
             self._by_user.setdefault(user, set()).add(key)
             while len(self._slots) > self.max_entries:
                 evicted_key, evicted = self._slots.popitem(last=False)
                 self._unindex(evicted_key, evicted.user)
+                self._ghost(evicted_key, EVICTED)
                 self.evictions += 1
 
     def drop_user(self, user: str) -> int:
@@ -79,18 +87,35 @@ class L1Cache:
             keys = self._by_user.pop(user, set())
             for key in keys:
                 del self._slots[key]
+                self._ghost(key, INVALIDATED)
             return len(keys)
 
     def clear(self) -> int:
         with self._lock:
             n = len(self._slots)
+            for key in self._slots:
+                self._ghost(key, INVALIDATED)
             self._slots.clear()
             self._by_user.clear()
             return n
 
-    def _remove(self, key: str, slot: _Slot) -> None:
+    def miss_cause(self, key: str) -> str:
+        """Why ``key`` is not here (call after ``get`` returned None): the cause its ghost noted,
+        else ``first_seen``.  The ghost stays, so the next miss of the key says the same."""
+        with self._lock:
+            return self._ghosts.get(key, FIRST_SEEN)
+
+    def _remove(self, key: str, slot: _Slot, cause: str) -> None:
         del self._slots[key]
         self._unindex(key, slot.user)
+        if cause:
+            self._ghost(key, cause)
+
+    def _ghost(self, key: str, cause: str) -> None:
+        self._ghosts[key] = cause
+        self._ghosts.move_to_end(key)
+        while len(self._ghosts) > self.max_entries:
+            self._ghosts.popitem(last=False)
 
     def _unindex(self, key: str, user: str) -> None:
         keys = self._by_user.get(user)

@@ -19,6 +19,16 @@ import redis
 
 from engine.config import Settings
 from engine.serving.cache.entry import CachedValue
+from engine.serving.cache.miss_causes import (
+    GENERATION_FIELD,
+    INVALIDATION_FIELD,
+    Flush,
+    Written,
+    invalidation_record,
+    list_slot,
+    parse_invalidation,
+    slot_record,
+)
 from engine.storage.client import as_text, eval_script, eval_script_batch
 from engine.storage.keys import Keys
 from engine.storage.scanning import scan_keys
@@ -27,14 +37,22 @@ log = logging.getLogger(__name__)
 
 SCAN_COUNT = 1000
 
-# KEYS: list, user index, lock.  ARGV: envelope, ttl ms, index ttl ms, lock token ("" = none)
+# KEYS: list, user index, lock, user ledger.  ARGV: envelope, ttl ms, index ttl ms, lock token
+# ("" = none), ledger slot, slot record, ledger ttl ms, expected generation ("" = write regardless).
+# The list is written only while the user's invalidation generation is still the one read before
+# computing it: a list computed from data an event has since changed (in any process) is dropped.
 STORE_LUA = """
+local owns_lock = ARGV[4] ~= '' and redis.call('GET', KEYS[3]) == ARGV[4]
+if ARGV[8] ~= '' and (redis.call('HGET', KEYS[4], 'gen') or '0') ~= ARGV[8] then
+  if owns_lock then redis.call('DEL', KEYS[3]) end
+  return 0
+end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('SADD', KEYS[2], KEYS[1])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
-if ARGV[4] ~= '' and redis.call('GET', KEYS[3]) == ARGV[4] then
-  redis.call('DEL', KEYS[3])
-end
+redis.call('HSET', KEYS[4], ARGV[5], ARGV[6])
+redis.call('PEXPIRE', KEYS[4], ARGV[7])
+if owns_lock then redis.call('DEL', KEYS[3]) end
 return 1
 """
 
@@ -46,8 +64,9 @@ end
 return 0
 """
 
-# KEYS: user index.  ARGV: channel, message.  Returns the number of list keys deleted.
-# The index members share the index's hash tag, hence its slot.
+# KEYS: user index, user ledger.  ARGV: channel, message, invalidation record, ledger ttl ms.
+# Returns the number of list keys deleted.  The index members share the index's hash tag, hence
+# its slot.  The ledger notes why (for miss causes) and bumps the generation (see STORE_LUA).
 INVALIDATE_USER_LUA = """
 local members = redis.call('SMEMBERS', KEYS[1])
 local removed = 0
@@ -55,6 +74,9 @@ for i = 1, #members, 500 do
   removed = removed + redis.call('DEL', unpack(members, i, math.min(i + 499, #members)))
 end
 redis.call('DEL', KEYS[1])
+redis.call('HINCRBY', KEYS[2], 'gen', 1)
+redis.call('HSET', KEYS[2], 'inv', ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
 redis.call('PUBLISH', ARGV[1], ARGV[2])
 return removed
 """
@@ -67,6 +89,8 @@ class ListWrite:
     entry: CachedValue
     ttl: float  # seconds
     token: str = ""  # the compute lock released with the write ("" = none held)
+    generation: str = ""  # the user's invalidation generation read before computing ("" = no check)
+    written: float = 0.0  # wall-clock seconds of the write (recorded in the ledger)
 
 
 def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
@@ -93,6 +117,7 @@ class RedisTier:
         # the index outlives every list it names: each write resets it to the longest possible list TTL
         longest = settings.rec_cache_ttl_seconds * (1 + settings.rec_cache_ttl_jitter)
         self._index_ttl_ms = math.ceil(longest * 1000) + 1000
+        self._ledger_ttl_ms = max(self._index_ttl_ms, settings.cache_ledger_seconds * 1000)
         self._index_prefix = keys.rec_index("").split("{", 1)[0]
         self._lock_suffix = keys.rec_lock("")
 
@@ -100,6 +125,24 @@ class RedisTier:
 
     def read(self, key: str) -> CachedValue | None:
         return _decode(key, self._client.get(key))
+
+    def miss_record(self, key: str, user: str) -> tuple[Written | None, Flush | None, str]:
+        """What the user's ledger says of ``key``'s slot: its last write, the user's last
+        invalidation, and the current invalidation generation (to pass back with the write)."""
+        slot, _ = list_slot(key)
+        raw_slot, raw_inv, gen = self._client.hmget(
+            self._keys.rec_ledger(user), [slot, INVALIDATION_FIELD, GENERATION_FIELD]
+        )
+        written = Written.parse(as_text(raw_slot)) if raw_slot is not None else None
+        invalidation = parse_invalidation(as_text(raw_inv)) if raw_inv is not None else None
+        return written, invalidation, as_text(gen) if gen is not None else "0"
+
+    def generations(self, users: Sequence[str]) -> dict[str, str]:
+        """Each user's current invalidation generation (one pipeline)."""
+        pipe = self._client.pipeline(transaction=False)
+        for user in users:
+            pipe.hget(self._keys.rec_ledger(user), GENERATION_FIELD)
+        return {u: as_text(g) if g is not None else "0" for u, g in zip(users, pipe.execute(), strict=True)}
 
     def wait_for_other_compute(self, key: str) -> tuple[CachedValue | None, str | None]:
         """Another process holds ``key``'s compute lock: poll, backing off, for its value, but never
@@ -142,21 +185,33 @@ class RedisTier:
         j = self._settings.rec_cache_ttl_jitter
         return self._settings.rec_cache_ttl_seconds * (1.0 + self._jitter_rng.uniform(-j, j))
 
-    def write(self, writes: Sequence[ListWrite]) -> None:
-        """List + index + lock release, one script call each, pipelined for a batch (per node on a cluster)."""
-        eval_script_batch(self._client, self._store, [
-            ([w.key, self._keys.rec_index(w.user), self._keys.rec_lock(w.key)],
-             [w.entry.envelope(), max(1, int(w.ttl * 1000)), self._index_ttl_ms, w.token])
-            for w in writes
-        ])
+    def write(self, writes: Sequence[ListWrite]) -> list[bool]:
+        """List + index + ledger + lock release, one script call each, pipelined for a batch (per
+        call on a cluster).  Returns, per write, whether it was stored (False: the user was
+        invalidated since its generation was read)."""
+        calls = []
+        for w in writes:
+            slot, version = list_slot(w.key)
+            args: list[EncodableT] = [
+                w.entry.envelope(), max(1, int(w.ttl * 1000)), self._index_ttl_ms, w.token,
+                slot, slot_record(version, w.entry.expiry, w.written or time.time()), self._ledger_ttl_ms,
+                w.generation,
+            ]
+            keys = [w.key, self._keys.rec_index(w.user), self._keys.rec_lock(w.key), self._keys.rec_ledger(w.user)]
+            calls.append((keys, args))
+        return [int(r) == 1 for r in eval_script_batch(self._client, self._store, calls)]
 
     # --- deletes --------------------------------------------------------------------------
 
-    def delete_user(self, user_id: str, message: bytes) -> int:
-        """Delete the user's lists and index and publish ``message``, in one atomic script;
-        returns the lists deleted."""
-        return int(eval_script(self._client, self._invalidate_user, [self._keys.rec_index(user_id)],
-                               [self._keys.invalidation_channel, message]))
+    def delete_user(self, user_id: str, message: bytes, reason: str = "") -> int:
+        """Delete the user's lists and index, note ``reason`` in their ledger and publish
+        ``message``, in one atomic script; returns the lists deleted."""
+        return int(eval_script(
+            self._client, self._invalidate_user,
+            [self._keys.rec_index(user_id), self._keys.rec_ledger(user_id)],
+            [self._keys.invalidation_channel, message, invalidation_record(reason, time.time()),
+             self._ledger_ttl_ms],
+        ))
 
     def delete_all(self, message: bytes) -> int:
         """SCAN + pipelined UNLINK of every recommendation-cache key, then publish ``message``.

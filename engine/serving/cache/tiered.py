@@ -29,6 +29,7 @@ from engine.serving.cache.entry import CachedValue, xfetch_due
 from engine.serving.cache.invalidation import CacheInvalidation
 from engine.serving.cache.l1 import L1Cache
 from engine.serving.cache.l2 import ListWrite, RedisTier
+from engine.serving.cache.miss_causes import CAUSES, l2_miss_cause, list_slot
 from engine.storage.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,7 @@ class TieredCache:
                 return current.value(), "l1"
         else:
             self._counters.lookup("l1", "miss")
+            self._counters.miss("l1", self.l1.miss_cause(key))
             (result, tier), shared = self._flights.do(
                 key, lambda: self._guarded(user_id, lambda t: self._load(t, key, compute))
             )
@@ -146,7 +148,11 @@ class TieredCache:
         entry = self._l2.read(key)
         if entry is None:
             self._counters.lookup("l2", "miss")
-            return self._compute_under_lock(ticket, key, compute)
+            written, invalidation, generation = self._l2.miss_record(key, ticket.user)
+            _, version = list_slot(key)
+            cause = l2_miss_cause(written, invalidation, self._invalidation.last_flush, version, time.time())
+            self._counters.miss("l2", cause)
+            return self._compute_under_lock(ticket, key, compute, generation)
         if self._due(entry):
             self._counters.lookup("l2", "early_refresh")
             return self._refresh(ticket, key, compute, entry, "l2")
@@ -163,14 +169,15 @@ class TieredCache:
                 self._remember(ticket, key, current)
             return current, tier
         self._counters.add("early_refreshes")
-        return self._compute_and_store(ticket, key, compute, token)
+        generation = self._l2.generations([ticket.user])[ticket.user]
+        return self._compute_and_store(ticket, key, compute, token, generation)
 
     def _compute_under_lock(
-        self, ticket: WriteTicket, key: str, compute: Callable[[], Any]
+        self, ticket: WriteTicket, key: str, compute: Callable[[], Any], generation: str
     ) -> tuple[CachedValue, str]:
         token = self._l2.try_lock(key)
         if token is not None:
-            return self._compute_and_store(ticket, key, compute, token)
+            return self._compute_and_store(ticket, key, compute, token, generation)
         # another process computes this key: wait for its value, but never longer than its lock
         self._counters.add("lock_waits")
         entry, token = self._l2.wait_for_other_compute(key)
@@ -180,10 +187,10 @@ class TieredCache:
             return entry, "l2"
         if token is None:
             self._counters.add("lock_timeouts")
-        return self._compute_and_store(ticket, key, compute, token or "")
+        return self._compute_and_store(ticket, key, compute, token or "", generation)
 
     def _compute_and_store(
-        self, ticket: WriteTicket, key: str, compute: Callable[[], Any], token: str
+        self, ticket: WriteTicket, key: str, compute: Callable[[], Any], token: str, generation: str
     ) -> tuple[CachedValue, str]:
         started = time.perf_counter()
         try:
@@ -198,7 +205,7 @@ class TieredCache:
         if ticket.stale:  # invalidated while computing: serve this caller, cache nothing
             self._l2.unlock(key, token)
             return entry, "miss"
-        self._write([_Row(ticket, ListWrite(key, ticket.user, entry, ttl, token))])
+        self._write([_Row(ticket, ListWrite(key, ticket.user, entry, ttl, token, generation))])
         return entry, "miss"
 
     def _due(self, entry: CachedValue) -> bool:
@@ -207,14 +214,18 @@ class TieredCache:
     # --- writes ---------------------------------------------------------------------------
 
     def _write(self, rows: list[_Row]) -> int:
-        """Write rows to L2 and then to L1; rows whose ticket went stale are skipped."""
+        """Write rows to L2 and then to L1; rows whose ticket went stale, or whose user another
+        process invalidated since their generation was read, are skipped."""
         rows = [r for r in rows if not r.ticket.stale]
         if not rows:
             return 0
-        self._l2.write([r.write for r in rows])
-        for r in rows:
+        stored = self._l2.write([r.write for r in rows])
+        kept = [r for r, ok in zip(rows, stored, strict=True) if ok]
+        for r in kept:
             self._remember(r.ticket, r.write.key, r.write.entry)
-        return len(rows)
+        if len(kept) < len(rows):
+            self._counters.add("writes_overtaken", len(rows) - len(kept))
+        return len(kept)
 
     def _remember(self, ticket: WriteTicket, key: str, entry: CachedValue) -> None:
         self._guard.commit(ticket, lambda: self.l1.put(ticket.user, key, entry))
@@ -225,17 +236,24 @@ class TieredCache:
         compute_for_user: Callable[[str], list[tuple[str, Any]]],
         progress: Callable[[int, int], None] | None = None,
         batch: int = 100,
+        prepare: Callable[[list[str]], object] | None = None,
     ) -> WarmReport:
         """Compute every user's lists and write them to L2 and L1, one pipeline per ``batch`` users.
 
         A user whose ``compute_for_user`` raises is logged and skipped (``failed``); Redis errors
         abort the warm-up.  Each list's XFetch delta is its share of the user's compute time.
+        ``prepare(chunk)`` runs before a chunk's lists are computed (to read their inputs in one
+        batch), after the users' invalidation generations are read, so a list computed from inputs
+        an event changed since is still refused.
         """
         users = list(user_ids)
         total, ok, failed, written = len(users), 0, 0, 0
         started = time.perf_counter()
         for first in range(0, total, max(1, batch)):
             chunk = users[first:first + max(1, batch)]
+            generations = self._l2.generations(chunk)  # before computing: see ListWrite.generation
+            if prepare is not None:
+                prepare(chunk)
             with contextlib.ExitStack() as tickets:
                 rows: list[_Row] = []
                 for user in chunk:
@@ -254,7 +272,7 @@ class TieredCache:
                     for key, value in lists:
                         ttl = self._l2.ttl()
                         entry = CachedValue.from_value(value, delta, time.time() + ttl)
-                        rows.append(_Row(ticket, ListWrite(key, user, entry, ttl)))
+                        rows.append(_Row(ticket, ListWrite(key, user, entry, ttl, generation=generations[user])))
                 n = self._write(rows)
             written += n
             self._counters.add("warmed_keys", n)
@@ -301,6 +319,8 @@ class TieredCache:
             "lock_waits": c["lock_waits"],
             "lock_timeouts": c["lock_timeouts"],
             "warmed_keys": c["warmed_keys"],
+            "writes_overtaken": c["writes_overtaken"],
+            "misses": {t: {cause: c[f"miss:{t}:{cause}"] for cause in CAUSES} for t in TIERS},
             "invalidated": {k.split(":", 1)[1]: v for k, v in c.items() if k.startswith("invalidated:")},
             "remote_invalidations": c["remote_invalidations"],
             "l1_entries": len(self.l1),

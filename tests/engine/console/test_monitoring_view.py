@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pandas as pd
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 from engine.console import monitoring_view
 from engine.console.cards import MetricCard
@@ -53,3 +54,21 @@ def test_exposition_tables_and_hit_ratio_cards() -> None:
                      MetricCard("L1 hit ratio", "60.0%", None),
                      MetricCard("L2 hit ratio", "25.0%", "L2 is consulted only after an L1 miss")]
     assert [c.label for c in monitoring_view.hit_ratio_cards({}, {})] == ["Served from cache (L1 or L2)"]
+
+
+def test_the_lists_computed_by_cause_from_a_real_exposition() -> None:
+    registry = CollectorRegistry()
+    misses = Counter("recops_cache_misses_total", "misses", ["tier", "cause"], registry=registry)
+    misses.labels(tier="l2", cause="first_seen").inc(30)
+    misses.labels(tier="l2", cause="invalidated").inc(10)
+    misses.labels(tier="l1", cause="evicted").inc(500)  # an L1 miss served from L2: no list computed
+    table = monitoring_view.miss_causes_table(ExpositionSnapshot.parse(generate_latest(registry).decode()))
+    assert table.to_dict("records") == [
+        {"cause": "first_seen", "lists computed": 30, "share": "75.0%"},
+        {"cause": "invalidated", "lists computed": 10, "share": "25.0%"},
+        {"cause": "model_changed", "lists computed": 0, "share": "0.00%"},
+        {"cause": "expired", "lists computed": 0, "share": "0.00%"},
+        {"cause": "evicted", "lists computed": 0, "share": "0.00%"},
+    ]
+    empty = monitoring_view.miss_causes_table(ExpositionSnapshot.parse(EXPOSITION))
+    assert empty["lists computed"].sum() == 0 and (empty["share"] == "–").all()  # no share of nothing
