@@ -29,9 +29,9 @@ from engine.events.spool import EventSpool
 from engine.events.tracker import EventTracker
 from engine.experiments import ExperimentService, PreExposure
 from engine.experiments.dimensions import UserDimensions
-from engine.experiments.quality import catalog_of
+from engine.experiments.quality import Counterfactual, catalog_of
 from engine.models.base import Recommender
-from engine.models.model_spec import spec_resolver
+from engine.models.model_spec import ModelSpecError, spec_resolver
 from engine.models.registry import STARTUP_MODELS, ModelRegistry
 from engine.models.training import TrainingOptions, logged_events, train_models
 from engine.models.watch import RegistryWatcher
@@ -145,6 +145,28 @@ class Engine:
         """The model the API serves ``user_id``: their experiment variant's, else None (the default)."""
         assignment = self.experiments.assign(user_id)
         return assignment.model if assignment else None
+
+    def arm_lists(self, key: str, phase: int | None = None) -> Counterfactual | None:
+        """The list any arm of experiment ``key`` would serve a user, computed now: its model at the
+        version its spec names, with its serving parameters — what the readout's overlap between arms'
+        lists for the same users needs (the API and the console pass it; the CLI reads Redis only).
+        None for an earlier ``phase``: what its arms served then cannot be computed now."""
+        exp = self.experiments.get(key)
+        if phase not in (None, exp.phase):
+            return None
+        variants = {v.name: v for v in exp.variants}
+        resolver = self.experiments.resolver
+
+        def lists(user: str, variant: str, n: int) -> list[str]:
+            v = variants[variant]
+            try:
+                version = resolver(v.model).version if resolver is not None else None
+            except ModelSpecError:
+                version = None  # the spec names nothing now: its model's production version, as serving does
+            result = self.service.recommend(user, n, v.spec.name, version=version, serving=v.serving)
+            return [i["item_id"] for i in result.items]
+
+        return lists
 
     def refresh_list(self, user_id: str) -> None:
         """Recompute and cache the list the API will serve ``user_id`` next (default length, or their

@@ -13,11 +13,9 @@ from typing import Any
 import pandas as pd
 
 from engine.console.notices import Level, Notice
-from engine.experiments import Experiment, ExperimentReadout
+from engine.experiments import ExperimentReadout
 from engine.experiments.export import report_html
-from engine.experiments.quality import Counterfactual
 from engine.experiments.readout_document import export_filename
-from engine.models.model_spec import ModelSpecError
 from engine.runtime import Engine
 
 STATUS_ICON = {"ok": "✅", "warning": "⚠️", "failed": "⛔"}
@@ -26,29 +24,9 @@ QUALITY_COLUMNS = {"variant": "arm", "lists": "lists", "sampled_lists": "sampled
                    "fallback_share": "fallback", "message": "note"}
 
 
-def counterfactual(engine: Engine, exp: Experiment) -> Counterfactual:
-    """The list another arm of ``exp`` would serve a user: its model at the version its spec names now,
-    with its serving parameters (the overlap between arms' lists for the same users)."""
-    variants = {v.name: v for v in exp.variants}
-    resolver = engine.experiments.resolver
-
-    def lists(user: str, variant: str, n: int) -> list[str]:
-        v = variants[variant]
-        try:
-            version = resolver(v.model).version if resolver is not None else None
-        except ModelSpecError:
-            version = None  # the spec names nothing now: its model's production version, as serving does
-        result = engine.service.recommend(user, n, v.spec.name, version=version, serving=v.serving)
-        return [i["item_id"] for i in result.items]
-
-    return lists
-
-
 def report(engine: Engine, key: str, phase: int | None, decision_engine: str | None) -> dict[str, Any]:
     """``health``, ``quality`` (with the overlap of the current phase's arms) and ``timeseries``."""
-    exp = engine.experiments.get(key)
-    overlap = counterfactual(engine, exp) if phase in (None, exp.phase) else None
-    return engine.experiments.report(key, phase, decision_engine, overlap)
+    return engine.experiments.report(key, phase, decision_engine, engine.arm_lists(key, phase))
 
 
 def health_notice(checks: Sequence[Mapping[str, Any]]) -> Notice:

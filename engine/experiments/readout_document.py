@@ -88,6 +88,7 @@ def export_document(
     what: str = "results",
     phase: int | None = None,
     engine: str | None = None,
+    counterfactual: Counterfactual | None = None,
 ) -> Export:
     """The readout to share (``engine.experiments.export``): a CSV table or the self-contained HTML report."""
     if fmt not in EXPORT_FORMATS:
@@ -95,6 +96,6 @@ def export_document(
     if what not in EXPORT_WHAT:
         raise ExperimentError(f"unknown table {what!r}; choose one of {', '.join(EXPORT_WHAT)}", "what")
     readout = service.readout(key, phase, None, engine)
-    report = service.report(key, phase, engine)
+    report = service.report(key, phase, engine, counterfactual)
     text = report_html(readout, report) if fmt == "html" else export_csv(readout, report, what)
     return Export(text, EXPORT_FORMATS[fmt], export_filename(readout.key, readout.phase, readout.engine, fmt, what))

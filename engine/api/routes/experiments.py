@@ -97,8 +97,8 @@ async def experiment_readout(
         return JSONResponse({"detail": f"at most {MAX_DIMENSIONS} dimensions per readout, got {len(dims)}",
                              "field": "by"}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
     try:
-        document = await run_in_threadpool(readout_document, engine.experiments, key, phase, None,
-                                           decision_engine, dims)
+        document = await run_in_threadpool(lambda: readout_document(
+            engine.experiments, key, phase, None, decision_engine, dims, engine.arm_lists(key, phase)))
     except ExperimentError as exc:
         return _refused(exc)
     problems = breakdown_problems(document)
@@ -119,7 +119,8 @@ async def export_experiment(
 ) -> Any:
     """The same bytes as ``recops experiments export KEY --format csv|html``, as a download."""
     try:
-        export = await run_in_threadpool(export_document, engine.experiments, key, fmt, what, phase, decision_engine)
+        export = await run_in_threadpool(lambda: export_document(
+            engine.experiments, key, fmt, what, phase, decision_engine, engine.arm_lists(key, phase)))
     except ExperimentError as exc:
         return _refused(exc)
     return Response(export.text.encode("utf-8"), media_type=export.media_type,

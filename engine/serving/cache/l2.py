@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import redis
+from redis.typing import EncodableT
 
 from engine.config import Settings
 from engine.serving.cache.entry import CachedValue

@@ -73,6 +73,11 @@ def test_readout_carries_what_the_cli_prints(client: httpx.Client, running: Expe
     assert {c["cell"]: c["users"] for c in srm["details"]["cells"]} == cells
     assert sum(sum(u.values()) for u in cells.values()) == 800
     assert {a["variant"] for a in body["quality"]["arms"]} == {"control", "treatment"}
+    # the API is a serving engine: it computes what the other arm would serve the same users (the CLI cannot)
+    assert local["quality"]["overlap"] is None and "serving engine" in local["quality"]["overlap_message"]
+    pairs = body["quality"]["overlap"]
+    assert pairs and body["quality"]["overlap_message"] is None, body["quality"]
+    assert [pair["variants"] for pair in pairs] == [["control", "treatment"]]
     # without ?by: no breakdown, no per-dimension check; the engine can be chosen as on the CLI
     plain = client.get(f"/experiments/{KEY}/readout", params={"engine": "bayesian"}).json()
     assert plain["breakdowns"] == [] and plain["engine"] == "bayesian"
