@@ -153,8 +153,11 @@ def run(duration: int, connections: int, rounds: int = 3, workers: list[int] | N
     prepare_models(settings, world.dataset())
     redis = EmbeddedRedis(data_dir=data_dir / "bench-redis", appendonly=False).start()
     body_file = data_dir / "bench-cached-list.json"
+    # no warming at start: its minute of background computing would share the CPU with the measured
+    # runs (the hit path is measured here; warming by `bench hitratio`), and it would turn the miss
+    # row's requests into L2 hits
     env = dict(os.environ, REDIS_URL=redis.url, RECOPS_DATA_DIR=str(data_dir), OPENBLAS_NUM_THREADS="1",
-               RECOPS_BENCH_BODY=str(body_file))
+               RECOPS_BENCH_BODY=str(body_file), RECOPS_WARM_ON_START_USERS="0")
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     load_start = os.getloadavg()
     procs = []

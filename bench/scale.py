@@ -209,7 +209,7 @@ def worker_rows(workers: list[int], duration: int, connections: int) -> list[dic
     try:
         for mode, l1_entries in (("L1 hit", str(settings.l1_max_entries)), ("L2 hit (L1 off)", "0")):
             env = dict(os.environ, REDIS_URL=redis.url, RECOPS_DATA_DIR=str(data_dir), OPENBLAS_NUM_THREADS="1",
-                       RECOPS_L1_MAX_ENTRIES=l1_entries)
+                       RECOPS_L1_MAX_ENTRIES=l1_entries, RECOPS_WARM_ON_START_USERS="0")  # as in bench http
             for n in workers:
                 port = free_port()
                 api = f"http://127.0.0.1:{port}"
