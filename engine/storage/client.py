@@ -41,7 +41,10 @@ def redis_client(url: str, socket_timeout: float = 1.0, socket_connect_timeout: 
         parts = urlsplit(url)
         query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "cluster"])
         plain = urlunsplit((parts.scheme, parts.netloc, "/", query, ""))
-        return RedisCluster.from_url(plain, **common)  # type: ignore[return-value]
+        # the cluster client would re-send a command after a timeout (its ERRORS_ALLOW_RETRY): a Lua
+        # update that ran but answered late would then count twice; its redirections (MOVED/ASK)
+        # are followed without this retry
+        return RedisCluster.from_url(plain, retry=Retry(NoBackoff(), 0), **common)  # type: ignore[return-value]
     return redis.Redis.from_url(
         url, **common, health_check_interval=15, max_connections=256, retry=Retry(NoBackoff(), 0)
     )

@@ -6,14 +6,17 @@ every multi-key operation keeps its keys in one slot through hash tags.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from engine.config import Settings
 from engine.events.tracker import Event
 from engine.runtime import Engine, build_engine
+from engine.storage.client import redis_client
 from engine.storage.embedded_cluster import EmbeddedRedisCluster
 from tests.support.engine_fixtures import SMALL_WORLD
 from tests.support.polling import poll
@@ -114,3 +117,29 @@ def test_invalidation_reaches_another_process_l1_through_cluster_pubsub(
         assert poll(lambda: other.peek_l1(key)[0] is None, 5, every=0.05)
     finally:
         other.close()
+
+
+# INCR, then keep the server busy for 0.8 s: the reply comes after the client's 0.3 s timeout
+SLOW_INCR = """
+redis.call('INCR', KEYS[1])
+local t0 = redis.call('TIME')
+local start = t0[1] * 1000000 + t0[2]
+repeat
+  local t = redis.call('TIME')
+until t[1] * 1000000 + t[2] - start > 800000
+return 1
+"""
+
+
+def test_a_call_that_times_out_is_not_sent_again(cluster: EmbeddedRedisCluster) -> None:
+    """A Lua update that ran but answered late must not run twice: the cluster client's own retry
+    (on by default for timeouts) is off, as the single-server client's is."""
+    key = "{timeout-test}:counter"
+    cluster.client().delete(key)
+    impatient = redis_client(cluster.url, socket_timeout=0.3)
+    started = time.monotonic()
+    with pytest.raises(redis.TimeoutError):
+        impatient.eval(SLOW_INCR, 1, key)
+    # a re-sent call would queue behind the first and run once it ends; give three of them time
+    time.sleep(max(0.0, started + 3.5 - time.monotonic()))
+    assert cluster.client().get(key) == "1"
