@@ -102,7 +102,12 @@ def test_over_http_a_dead_master_gives_fallbacks_and_202s_never_a_5xx(
     on, off = _users_by_master(eng, cluster, victim, users)
     item = str(eng.dataset.items["item_id"].iloc[0])
     with TestClient(create_app(engine=eng)) as http:
+        assert http.get("/health").json()["redis"] == {"status": "ok", "detail": "3 primaries"}
         victim.kill()
+        health = http.get("/health")
+        assert health.status_code == 200 and health.json()["status"] == "degraded"
+        assert health.json()["redis"]["status"] == "degraded"
+        assert health.json()["redis"]["detail"].startswith(f"1 of 3 primaries unreachable: 127.0.0.1:{victim.port}")
         for u in users:
             got = http.post("/recommendations", params={"user_id": u, "n": 5})
             assert got.status_code == 200, got.text
