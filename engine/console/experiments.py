@@ -158,10 +158,6 @@ def dimensions(engine: Engine) -> list[str]:
     return list(getattr(attributes, "names", []) or [])
 
 
-def time_series(engine: Engine, key: str, metric: str) -> list[dict[str, Any]]:
-    return engine.experiments.time_series(key, metric)
-
-
 def users_per_day(engine: Engine, sample: int = TRAFFIC_SAMPLE_EVENTS) -> float | None:
     """Distinct users per day in the latest events of the stream: the traffic an experiment can get.
 

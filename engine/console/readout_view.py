@@ -372,32 +372,6 @@ def interval_figure(table: pd.DataFrame, title: str) -> go.Figure | None:
                          yaxis={"autorange": "reversed"}, rules=[ZERO_LIFT], fit_labels=True)
 
 
-def series_frame(points: list[dict[str, Any]]) -> pd.DataFrame:
-    """Cumulative relative lift per day and variant from ``ExperimentService.time_series``."""
-    rows = []
-    for p in points:
-        for r in p.get("results") or []:
-            ci = r.get("ci_rel") or (None, None)
-            rows.append({"day": p["day"], "variant": r["variant"], "lift": r.get("lift_rel"),
-                         "ci_low": ci[0], "ci_high": ci[1], "p_value": r.get("p_value")})
-    return pd.DataFrame(rows, columns=["day", "variant", "lift", "ci_low", "ci_high", "p_value"])
-
-
-def over_time_figure(frame: pd.DataFrame, metric: str) -> go.Figure | None:
-    """The cumulative lift at the end of each UTC day; None before the first day's statistics."""
-    if frame.empty:
-        return None
-    # error bars rather than a band: a young experiment has a single day, which a band cannot show
-    traces = [{"type": "scatter", "x": rows["day"], "y": rows["lift"], "mode": "lines+markers", "name": str(variant),
-               "error_y": {"type": "data", "symmetric": False, "array": rows["ci_high"] - rows["lift"],
-                           "arrayminus": rows["lift"] - rows["ci_low"]}}
-              for variant, rows in frame.groupby("variant", sort=False)]
-    return charts.figure(traces, f"Cumulative lift on {metric} (frequentist, end of each UTC day)",
-                         xaxis={"type": "category"},
-                         yaxis={"tickformat": "+.0%", "title": {"text": "cumulative relative lift"}},
-                         rules=[charts.Rule(0, color=charts.ZERO_COLOR)])
-
-
 def posterior_curves(readout: ExperimentReadout, points: int = 200) -> pd.DataFrame:
     """Density of each treatment's relative lift on the goal metric: a normal matched to the Bayesian
     credible interval (an approximation of the posterior, for display)."""

@@ -38,8 +38,6 @@ def test_readout_tables_and_badges(engine: Engine) -> None:
     assert readout_view.status_badge(bayes).label == "ready to decide"  # a Bayesian verdict may be read any time
     curves = readout_view.posterior_curves(bayes)
     assert set(curves["variant"]) == {"als"} and curves["density"].max() > 0
-    series = readout_view.series_frame(console_experiments.time_series(engine, "exp-1", "ctr"))
-    assert len(series) == 1 and series.iloc[0]["lift"] == pytest.approx(goal["lift"], rel=1e-6)
 
 
 def test_decision_progress_and_guardrail_texts(engine: Engine) -> None:
@@ -95,10 +93,6 @@ def test_tables_and_charts_for_display(engine: Engine) -> None:
         pytest.approx([0.06])
     assert list(lifts.data[1].error_x.array) == [0] and lifts.data[1].marker.color == "#dc2626"  # no interval
     assert readout_view.interval_figure(table.assign(lift=None), "Lift") is None
-    days = readout_view.series_frame(console_experiments.time_series(engine, "exp-1", "ctr"))
-    over_time = readout_view.over_time_figure(days, "ctr")
-    assert over_time is not None and over_time.data[0].name == "als"
-    assert readout_view.over_time_figure(days.iloc[0:0], "ctr") is None
     bayes = console_experiments.readout(engine, "exp-1", decision_engine="bayesian")
     posterior = readout_view.posterior_figure(bayes)
     assert posterior is not None and posterior.layout.title.text == "Posterior of the lift on ctr"
