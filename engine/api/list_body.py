@@ -31,6 +31,9 @@ def _reseed_ids() -> None:
 os.register_at_fork(after_in_child=_reseed_ids)
 
 
+REQUEST_ID_CHARS = 32  # 16 hex of prefix, 16 of counter (2^64 ids per process before it grows)
+
+
 def new_request_id() -> str:
     return f"{_id_prefix}{next(_id_counter):016x}"
 
@@ -42,6 +45,11 @@ _ID_SLOT = b'"request_id":"'
 class ListBody:
     head: bytes  # the body up to the request id's value
     tail: bytes  # after it
+
+    @property
+    def length(self) -> int:
+        """The length of every stamped body (request ids have ``REQUEST_ID_CHARS``)."""
+        return len(self.head) + REQUEST_ID_CHARS + len(self.tail)
 
     def stamped(self, request_id: str) -> bytes:
         # ids are hex (ASCII, nothing to escape in JSON)

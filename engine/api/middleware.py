@@ -16,13 +16,13 @@ HTTP_REQUESTS = Counter(
 _children: dict[tuple[str, str, int], Any] = {}
 
 
-def count_request(method: str, route: str, status: int) -> None:
-    """One request answered: ``route`` is the route's template ("unmatched" for no route)."""
+def count_request(method: str, route: str, status: int, n: int = 1) -> None:
+    """``n`` requests answered: ``route`` is the route's template ("unmatched" for no route)."""
     key = (method, route, status)
     child = _children.get(key)
     if child is None:
         child = _children[key] = HTTP_REQUESTS.labels(method, route, str(status))
-    child.inc()
+    child.inc(n)
 
 
 class RequestCounter:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from engine.monitoring import prometheus_metrics as metrics
+from engine.monitoring.batched_observations import observe_many
 
 
 def category_diversity(categories: Sequence[str]) -> float:
@@ -44,6 +45,19 @@ class QualityWindow:
         metrics.LIST_DIVERSITY.observe(diversity)
         now = time.monotonic()
         self._last_served[np.asarray(positions, dtype=np.int64)] = now
+        self._refresh(now)
+
+    def observe_many(self, lists: Sequence[tuple[np.ndarray, float, int]]) -> None:
+        """``(positions, diversity, times served)`` per list: ``observe`` for each time, in one pass."""
+        if not lists:
+            return
+        observe_many(metrics.LIST_DIVERSITY, [d for _, d, _ in lists], [k for _, _, k in lists])
+        now = time.monotonic()
+        for positions, _, _ in lists:
+            self._last_served[positions] = now
+        self._refresh(now)
+
+    def _refresh(self, now: float) -> None:
         if now >= self._next_refresh:
             with self._lock:
                 self._next_refresh = now + self.refresh_seconds

@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypedDict, TypeVar
 
@@ -30,6 +30,7 @@ import redis
 from engine.data.catalog import ItemCatalog
 from engine.models.base import Recommender
 from engine.monitoring import prometheus_metrics as metrics
+from engine.monitoring.batched_observations import observe_many
 from engine.monitoring.quality import QualityWindow, category_diversity
 from engine.serving.cache import TieredCache, WarmReport
 from engine.serving.cache.entry import CachedValue
@@ -82,7 +83,7 @@ class RecommendationResult:
         return asdict(self)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass costs a third of a hit's look-up to build
 class L1Hit:
     """A list found in L1 and not decoded yet (``RecommendationService.l1_hit``)."""
 
@@ -94,6 +95,16 @@ class L1Hit:
     entry: CachedValue
     settings: ListSettings
     started: float  # perf_counter at the look-up: the request's latency runs from here
+
+
+@dataclass(frozen=True, slots=True)
+class ServedFromL1:
+    """A list served ``times`` from L1 by a caller that counts in batches (``served_from_l1``)."""
+
+    model: str
+    positions: np.ndarray  # its items' catalogue positions (``catalog_positions``)
+    diversity: float
+    times: int
 
 
 K = TypeVar("K")
@@ -262,10 +273,12 @@ class RecommendationService:
         diversity: DiversitySettings | None = None,
         version: str | None = None,
         serving: ServingParams | None = None,
+        batched: bool = False,
     ) -> L1Hit | None:
         """The list cached in L1, not decoded, or None; never does I/O (safe on an event loop): a
-        version not loaded yet is a miss here.  A hit is counted as a cache hit; the request is
-        counted when the list is served (``recommend_from_l1``, or ``served_from_l1``)."""
+        version not loaded yet is a miss here.  A hit is counted as a cache hit, and the request when
+        the list is served (``recommend_from_l1``); a ``batched`` hit is counted by the caller's
+        ``served_from_l1`` instead, hit and request together."""
         started = time.perf_counter()
         model_name = model or self.default_model
         chosen = self._model(model_name, version, load=False)
@@ -273,7 +286,7 @@ class RecommendationService:
             return None
         settings = self.list_settings(diversity, serving)
         key = self._key(user_id, model_name, chosen, n, settings)
-        entry = self.cache.peek_l1_entry(key)
+        entry = self.cache.peek_l1_entry(key, count=not batched)
         if entry is None:
             return None
         return L1Hit(user_id, model_name, key, entry, settings, started)
@@ -303,10 +316,19 @@ class RecommendationService:
         arm does not explore."""
         return self._result_from(hit.user_id, hit.entry.value(), hit.model, "l1")
 
-    def served_from_l1(self, hit: L1Hit, positions: np.ndarray, diversity: float) -> None:
-        """Count ``hit`` served, as ``recommend_from_l1`` counts it, for a caller that rendered the list
-        before (``positions``: its items' catalogue positions, see ``catalog_positions``)."""
-        self._record(hit.model, "l1", "ok", time.perf_counter() - hit.started, positions, diversity)
+    def served_from_l1(self, lists: Sequence[ServedFromL1], latencies: Sequence[float]) -> None:
+        """Count ``batched`` hits served, as ``recommend_from_l1`` counts each, for a caller that
+        rendered the lists before and counts its answers in batches: ``lists`` with how often each
+        was served, ``latencies`` one per answer."""
+        served = 0
+        for entry in lists:
+            self._requests[("ok", entry.model)].inc(entry.times)
+            served += entry.times
+        if served != len(latencies):
+            raise ValueError(f"{served} lists served but {len(latencies)} latencies")
+        self.cache.count_l1_hits(served)
+        observe_many(self._latency["l1"], latencies)
+        self.quality.observe_many([(e.positions, e.diversity, e.times) for e in lists])
 
     def catalog_positions(self, items: list[RecommendedItem]) -> np.ndarray:
         index = self.catalog.index

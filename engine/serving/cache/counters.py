@@ -25,10 +25,10 @@ class CacheCounters:
         with self._lock:
             self._counts[name] += n
 
-    def lookup(self, tier: str, result: str) -> None:
-        """One look-up of ``tier`` with ``result`` (one of ``RESULTS``)."""
-        self._requests[tier, result].inc()
-        self.add(f"{tier}:{result}")
+    def lookup(self, tier: str, result: str, n: int = 1) -> None:
+        """``n`` look-ups of ``tier`` with ``result`` (one of ``RESULTS``)."""
+        self._requests[tier, result].inc(n)
+        self.add(f"{tier}:{result}", n)
 
     def miss(self, tier: str, cause: str) -> None:
         """A miss of ``tier`` and its cause (one of ``miss_causes.CAUSES``)."""

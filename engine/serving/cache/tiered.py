@@ -119,16 +119,23 @@ class TieredCache:
             self._counters.add("coalesced")
         return result.value(), tier
 
-    def peek_l1_entry(self, key: str) -> CachedValue | None:
+    def peek_l1_entry(self, key: str, count: bool = True) -> CachedValue | None:
         """L1 only, never blocks on I/O, not decoded; None on a miss or when XFetch says refresh.
 
-        Only hits are counted: the ``get_or_compute`` that follows a miss counts the look-up.
+        Only hits are counted (unless ``count`` is off: the caller's ``count_l1_hits`` will): the
+        ``get_or_compute`` that follows a miss counts the look-up.
         """
         entry = self.l1.get(key)
         if entry is None or self._due(entry):
             return None
-        self._counters.lookup("l1", "hit")
+        if count:
+            self._counters.lookup("l1", "hit")
         return entry
+
+    def count_l1_hits(self, n: int) -> None:
+        """``n`` hits of ``peek_l1_entry(count=False)``, counted at once."""
+        if n:
+            self._counters.lookup("l1", "hit", n)
 
     def peek_l1(self, key: str) -> tuple[Any, str] | tuple[None, None]:
         """``peek_l1_entry`` decoded, with its tier: ``(None, None)`` on a miss."""

@@ -8,6 +8,7 @@ left to the app.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,8 +23,9 @@ from starlette.testclient import TestClient
 from starlette.types import Receive, Scope, Send
 
 from bench.harness import metric_total
+from engine.api import l1_fast_path
 from engine.api.app import create_app
-from engine.api.l1_fast_path import L1FastPath, plain_query
+from engine.api.l1_fast_path import FLUSH_SECONDS, L1FastPath, plain_query
 from engine.api.schemas import RecommendationQuery
 from engine.runtime import Engine
 
@@ -47,7 +49,7 @@ def served(engine: Engine) -> Iterator[Served]:
     reached: list[str] = []
 
     async def counted(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == "http" and scope["path"] == "/recommendations":
             reached.append(scope["query_string"].decode())
         await app(scope, receive, send)
 
@@ -104,6 +106,10 @@ def _metrics() -> str:
     return generate_latest(REGISTRY).decode()
 
 
+def _counted(text: str) -> dict[str, float]:
+    return {f"{name}{labels}": metric_total(text, name, **labels) for name, labels in COUNTED}
+
+
 COUNTED = [
     ("recops_http_requests_total", {"method": "POST", "route": "/recommendations", "status": "200"}),
     ("recops_recommendation_requests_total", {"status": "ok", "model": "als"}),
@@ -118,18 +124,47 @@ def test_a_hit_counts_what_the_route_counts(served: Served) -> None:
     served.post(served.route, query)
 
     def deltas(client: TestClient) -> dict[str, float]:
-        before, l1_before = _metrics(), served.engine.service.cache.stats()["l1"]["hit"]
+        # read by a scrape, as Prometheus does: the fast path counts its answers in batches and
+        # hands them over before the app answers anything else
+        before, l1_before = _counted(client.get("/metrics").text), served.engine.service.cache.stats()["l1"]["hit"]
         for _ in range(3):
             assert served.post(client, query).json()["cache_tier"] == "l1"
-        after = _metrics()
-        out = {f"{name}{labels}": metric_total(after, name, **labels) - metric_total(before, name, **labels)
-               for name, labels in COUNTED}
+        after = _counted(client.get("/metrics").text)
+        out = {name: after[name] - before[name] for name in after}
         return {**out, "l1 hits in stats": served.engine.service.cache.stats()["l1"]["hit"] - l1_before}
 
     by_route = deltas(served.route)
     assert deltas(served.fast) == by_route
     assert set(by_route.values()) == {3}
     assert served.reached == []
+
+
+def test_answers_are_counted_within_the_flush_interval_without_a_scrape(served: Served) -> None:
+    query = "user_id=u00007&n=10"
+    served.post(served.route, query)
+    before = _counted(_metrics())
+    for _ in range(4):
+        assert served.post(served.fast, query).json()["cache_tier"] == "l1"
+    deadline = time.monotonic() + 10 * FLUSH_SECONDS
+    while (after := _counted(_metrics())) == before and time.monotonic() < deadline:
+        time.sleep(FLUSH_SECONDS / 5)
+    assert {name: after[name] - before[name] for name in after} == dict.fromkeys(after, 4)
+    assert served.reached == []
+
+
+def test_answers_not_counted_yet_are_counted_when_the_server_stops(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(l1_fast_path, "FLUSH_SECONDS", 3600.0)  # no timer before the stop
+    query = "user_id=u00008&n=10"
+    with TestClient(L1FastPath(create_app(engine=engine), lambda: engine)) as client:
+        client.post(f"/recommendations?{query}")  # computed, now in L1
+        before = _counted(_metrics())
+        for _ in range(2):
+            assert client.post(f"/recommendations?{query}").json()["cache_tier"] == "l1"
+        assert _counted(_metrics()) == before, "counted in a batch, not one by one"
+    after = _counted(_metrics())
+    assert {name: after[name] - before[name] for name in after} == dict.fromkeys(after, 2)
 
 
 @pytest.mark.parametrize("query", [
