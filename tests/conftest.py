@@ -6,6 +6,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import hypothesis
 import pytest
@@ -36,15 +37,20 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEBIAN_PACKAGE = {"promtool": "prometheus", "java": "openjdk-17-jre-headless"}
 
 
+def missing(message: str) -> NoReturn:
+    """Skip a test whose binary or reference package is absent; fail instead under CI's
+    RECOPS_REQUIRE_BINARIES=1, where .ci/run and `make test` install them, so a broken install is not a skip."""
+    if REQUIRE_BINARIES:
+        pytest.fail(message + " and RECOPS_REQUIRE_BINARIES=1")
+    pytest.skip(message)
+
+
 def require_binary(name: str, path: str | None = None) -> str:
     """Path of a system binary; skip when missing, fail instead under CI's RECOPS_REQUIRE_BINARIES=1."""
     found = path if path and Path(path).exists() else shutil.which(name)
     if found:
         return found
-    message = f"{name} binary not found (apt-get install {DEBIAN_PACKAGE.get(name, name)})"
-    if REQUIRE_BINARIES:
-        pytest.fail(message + " and RECOPS_REQUIRE_BINARIES=1")
-    pytest.skip(message)
+    missing(f"{name} binary not found (apt-get install {DEBIAN_PACKAGE.get(name, name)})")
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,7 @@ from analysis.off_policy import (
     logging_value,
 )
 from engine.serving.exploration import deterministic_propensities, sample_plackett_luce
+from tests.conftest import missing
 
 IPS, SNIPS, DR = InverseProbabilityWeighting(), SelfNormalizedIPS(), DoublyRobust()
 
@@ -321,11 +322,11 @@ def test_agrees_with_open_bandit_pipeline() -> None:
         from obp.ope import DoublyRobust as ObpDR
         from obp.ope import InverseProbabilityWeighting as ObpIPW
         from obp.ope import SelfNormalizedInverseProbabilityWeighting as ObpSNIPW
-    except ImportError as exc:  # obp imports torch, scikit-learn and matplotlib, which the project does not install
-        pytest.skip(f"obp is not importable here ({exc}); it needs torch, scikit-learn and matplotlib")
+    except ImportError as exc:  # obp imports torch, scikit-learn, matplotlib and seaborn: the `obp` extra brings them
+        missing(f"obp is not importable here ({exc}): pip install -e '.[obp]' on Python 3.11 (`make test` does)")
     sample = Path(obp.__file__).parent / "dataset" / "obd" / "random" / "all" / "all.csv"
     if not sample.exists():
-        pytest.skip(f"this obp does not bundle the Open Bandit Dataset sample ({sample})")
+        missing(f"obp {obp.__version__} does not bundle the Open Bandit Dataset sample ({sample})")
     logs = pd.read_csv(sample, usecols=["item_id", "position", "click", "propensity_score"])
     n = len(logs)
     action = logs["item_id"].to_numpy()
