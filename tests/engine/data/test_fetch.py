@@ -35,6 +35,7 @@ from engine.data.fetch import (
 from engine.data.dataset_import import import_dataset
 from engine.data.dataset_store import DatasetStore
 from engine.data.movielens import ML100K_GENRES, load_movielens
+from tests.conftest import missing
 from tests.support.synthetic_data import ml100k_genre_flags
 
 WHEEL_NAME = "recbole-1.2.1-py3-none-any.whl"
@@ -281,7 +282,7 @@ def _local_wheel_dir(tmp_path: Path) -> Path | None:
 def test_real_ml100k_from_the_wheel(tmp_path: Path) -> None:
     wheels = _local_wheel_dir(tmp_path)
     if wheels is None:
-        pytest.skip("recbole 1.2.1 wheel not on this machine (set RECOPS_RECBOLE_WHEEL to a file or folder)")
+        missing("recbole 1.2.1 wheel not on this machine (set RECOPS_RECBOLE_WHEEL to a file or folder; .ci/run does)")
     target = fetch_ml100k(tmp_path / "ml-100k", wheel_dir=wheels)
     ds = load_movielens(target)
     assert (ds.n_users, ds.n_items, len(ds.events)) == (943, 1682, 100_000)
