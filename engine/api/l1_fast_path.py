@@ -23,6 +23,7 @@ framework's.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
@@ -51,6 +52,7 @@ _HEADERS_TAIL = [(b"content-type", b"application/json")]
 _BODY_HEADERS = (b"content-length", b"transfer-encoding")
 
 
+@functools.lru_cache(maxsize=4096)  # pure, and the same few queries come again and again
 def plain_query(query_string: bytes) -> tuple[str, int | None] | None:
     """``(user_id, n)`` from ``user_id=U[&n=N]`` (either order) when the route's rules accept both
     as written; None for anything else, valid or not, which the route then decides."""
