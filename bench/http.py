@@ -7,9 +7,10 @@ Runs in one go, on this machine: a bare ASGI callable answering the very bytes o
 whose lists are cached in L1), the miss path (every request a user not yet cached) and event
 ingestion through POST /events/batch (100 events per request, unique ids).  One API worker; wrk
 uses one thread so that the server keeps the other core.  The bare and cache-hit runs alternate
-``--rounds`` times with a third run, the same API served without its L1 fast path (every hit
-through the FastAPI route, as before the fast path existed); their rows are medians, and each
-ratio is the median of the rounds' ratios.
+``--rounds`` times with two more runs of the same API: with the fast path only as ASGI (uvicorn's
+own httptools protocol: every hit through a request cycle, as before ``FastHitProtocol``), and
+without the fast path (every hit through the FastAPI route, as before the fast path existed);
+their rows are medians, and each ratio is the median of the rounds' ratios.
 
 Then the cache-hit path again under ``recops serve --workers N`` for each N of ``--workers``, wrk
 scaled with it (N x ``--connections`` connections, min(N, 2) threads), with the ratio to one
@@ -173,29 +174,32 @@ def run(duration: int, connections: int, rounds: int = 3, workers: list[int] | N
             hit = client.post("/recommendations", params={"user_id": hot[0], "n": 10})
         assert hit.json()["cache_tier"] == "l1", hit.text
         body_file.write_bytes(hit.content)  # the bare app answers these very bytes
-        bare_port, route_port = free_port(), free_port()
+        bare_port, asgi_port, route_port = free_port(), free_port(), free_port()
         uvicorn = [sys.executable, "-m", "uvicorn", "--loop", "uvloop", "--http", "httptools", "--log-level",
                    "warning", "--no-access-log"]
         procs.append(_start([*uvicorn, "bench.trivial_app:app", "--port", str(bare_port)], env,
                             f"http://127.0.0.1:{bare_port}/"))
-        # the same API without the fast path: every hit through FastAPI's route, as before it
-        procs.append(_start([*uvicorn, "engine.api.app:create_app", "--factory", "--port", str(route_port)], env,
-                            f"http://127.0.0.1:{route_port}/health"))
-        route = f"http://127.0.0.1:{route_port}"
-        with httpx.Client(base_url=route) as client:
-            for u in hot:
-                client.post("/recommendations", params={"user_id": u, "n": 10})
-        # bare, cache-hit and route runs alternate, so each round sees the same background load
-        trios = [(_wrk(f"http://127.0.0.1:{bare_port}", _lua_users(hot), duration, connections),
-                  _wrk(api, _lua_users(hot), duration, connections),
-                  _wrk(route, _lua_users(hot), duration, connections)) for _ in range(rounds)]
-        bare, hits, routed = (_median([t[i] for t in trios]) for i in range(3))
-        hit_ratio = statistics.median(h["rps"] / b["rps"] for b, h, _ in trios)
-        route_ratio = statistics.median(r["rps"] / b["rps"] for b, _, r in trios)
+        # the same API with the fast path as ASGI only (uvicorn's own protocol), and without it:
+        # every hit through FastAPI's route, as before the fast path
+        others = []
+        for port, factory in ((asgi_port, "engine.api.app:create_server"), (route_port, "engine.api.app:create_app")):
+            procs.append(_start([*uvicorn, factory, "--factory", "--port", str(port)], env,
+                                f"http://127.0.0.1:{port}/health"))
+            others.append(f"http://127.0.0.1:{port}")
+            with httpx.Client(base_url=others[-1]) as client:
+                for u in hot:
+                    client.post("/recommendations", params={"user_id": u, "n": 10})
+        # the runs alternate, so each round sees the same background load
+        rounds_run = [[_wrk(url, _lua_users(hot), duration, connections)
+                       for url in (f"http://127.0.0.1:{bare_port}", api, *others)] for _ in range(rounds)]
+        bare, hits, asgi, routed = (_median([r[i] for r in rounds_run]) for i in range(4))
+        hit_ratio, asgi_ratio, route_ratio = (statistics.median(r[i]["rps"] / r[0]["rps"] for r in rounds_run)
+                                              for i in (1, 2, 3))
         cold = users[HOT_USERS:]
         miss = _wrk(api, _lua_users(cold), duration, connections)
         events = _wrk(api, EVENTS_LUA % (world.n_items, world.n_users), duration, connections)
-        rows += [_row("bare ASGI, same bytes", bare, 1.0), _row("cache hit (L1)", hits, hit_ratio),
+        rows += [_row("bare ASGI, same bytes", bare, 1.0), _row("cache hit (L1, recops serve)", hits, hit_ratio),
+                 _row("cache hit, fast path as ASGI only", asgi, asgi_ratio),
                  _row("cache hit, FastAPI route only", routed, route_ratio),
                  _row("cache miss", miss, miss["rps"] / bare["rps"]),
                  _row("events (100/request)", events, "", scale=100)]

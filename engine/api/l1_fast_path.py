@@ -27,7 +27,7 @@ import functools
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,6 +75,7 @@ class _Rendered:
     model: str
     body: ListBody
     start: Message  # the response's start, with this body's length (request ids have one length)
+    head: bytes  # the same headers, as HTTP/1.1 header lines
     positions: np.ndarray
     diversity: float
 
@@ -102,11 +103,7 @@ class L1FastPath:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             if scope["path"] == PATH and scope["method"] == METHOD:
-                try:
-                    answer = self._answer(scope)
-                except Exception:  # never worse than the route: it answers instead
-                    log.exception("L1 fast path failed; the route answers")
-                    answer = None
+                answer = self.answer(scope["headers"], scope["query_string"])
                 if answer is not None:
                     rendered, body = answer
                     await send(rendered.start)
@@ -144,16 +141,23 @@ class L1FastPath:
         tally.times[rendered] = tally.times.get(rendered, 0) + 1
         tally.latencies.append(time.perf_counter() - started)
 
-    def _answer(self, scope: Scope) -> tuple[_Rendered, bytes] | None:
-        """The answer (its rendering and body), or None to leave the request to the route (nothing
-        counted then)."""
+    def answer(self, headers: Iterable[tuple[bytes, bytes]], query_string: bytes) -> tuple[_Rendered, bytes] | None:
+        """The answer to ``POST /recommendations?query_string`` (its rendering and body), or None to
+        leave the request to the route (nothing counted then)."""
+        try:
+            return self._answer(headers, query_string)
+        except Exception:  # never worse than the route: it answers instead
+            log.exception("L1 fast path failed; the route answers")
+            return None
+
+    def _answer(self, headers: Iterable[tuple[bytes, bytes]], query_string: bytes) -> tuple[_Rendered, bytes] | None:
         engine = self._engine()
         if engine is None:
             return None
-        for name, value in scope["headers"]:
+        for name, value in headers:
             if name in _BODY_HEADERS and value != b"0":
                 return None
-        query = plain_query(scope["query_string"])
+        query = plain_query(query_string)
         if query is None:
             return None
         uid, size = query
@@ -182,9 +186,10 @@ class L1FastPath:
     def _render(self, engine: Engine, hit: L1Hit, experiment: str | None, variant: str | None) -> _Rendered:
         result = engine.service.l1_result(hit)
         body = list_body(result, experiment, variant)
-        start = {"type": "http.response.start", "status": 200,
-                 "headers": [(b"content-length", str(body.length).encode()), *_HEADERS_TAIL]}
-        rendered = _Rendered(hit.entry, hit.model, body, start, engine.service.catalog_positions(result.items),
+        headers = [(b"content-length", str(body.length).encode()), *_HEADERS_TAIL]
+        start = {"type": "http.response.start", "status": 200, "headers": headers}
+        head = b"".join(name + b": " + value + b"\r\n" for name, value in headers)
+        rendered = _Rendered(hit.entry, hit.model, body, start, head, engine.service.catalog_positions(result.items),
                              result.diversity)
         memo = self._rendered
         if len(memo) >= max(1, engine.settings.l1_max_entries):  # oldest out: no more than L1 can hold

@@ -40,6 +40,8 @@ def prepare_served(settings: Settings) -> StoredDataset:
 def serve(settings: Settings, host: str, port: int, workers: int = 1, log_level: str = "warning") -> None:
     import uvicorn
 
+    from engine.api.fast_hit_protocol import FastHitProtocol
+
     prepare_served(settings)
     embedded: EmbeddedRedis | None
     url, embedded = ensure_redis_url(settings.redis_url, settings.data_dir)
@@ -59,7 +61,7 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1, log_level:
             port=port,
             workers=workers,
             loop="uvloop",
-            http="httptools",
+            http=FastHitProtocol,  # httptools, with cached lists answered from the parser
             log_level=log_level,
             access_log=False,
             timeout_graceful_shutdown=5,
