@@ -54,16 +54,16 @@ from engine.models.model_spec import ModelSpec
 from engine.runtime import Engine
 from engine.serving.ranker_spec import RankerSpec
 from engine.serving.serving_params import Exploration, ServingParams
-from engine.simulator.rehearsal import Ranker, interleave, list_clicks, served_lists
+from engine.simulator.rehearsal import Ranker, interleave, list_clicks, served_lists, world_visit_law
 from engine.simulator.rehearsal_designs import (
     DESIGNS,
+    DRAFTS,
     Decisions,
     Design,
     ListClicks,
     RehearsalBench,
     VisitLaw,
 )
-from engine.simulator.visits import visit_rates
 
 SEED = 16
 ALPHA, POWER = 0.05, 0.80
@@ -74,10 +74,9 @@ PAIRS = {  # name: (control, treatment)
     "subtle": ("als", "als:mmr_lambda=0.75"),
 }
 AA_SPEC = "als"
-AA_EXPLORATION = {"method": "plackett_luce", "temperature": 0.3}  # the exploring A/A's draw, on both sides
+AA_EXPLORATION = Exploration(method="plackett_luce", temperature=0.3)  # the exploring A/A's draw, on both sides
 NULL_PAIR = "subtle"  # the balanced null: this pair, each user in both orientations
 GRID = (0.5, 0.7, 0.85, 1.0, 1.2, 1.45, 2.0)  # multiples of the approximation's N
-DRAFTS = 16
 PILOT_USERS = 200_000
 BOOTSTRAP = 2_000
 RATIO_GOAL, FPR_GOAL, AGREEMENT_GOAL = 0.1, (0.03, 0.07), 0.95
@@ -99,7 +98,7 @@ class Options:
 
     def visit_law(self, world: DemoWorld, users: list[str]) -> int | VisitLaw:
         """Every user ``visits`` times, or the world's law: Poisson visits at each user's rate."""
-        return VisitLaw(visit_rates(world, users, self.visit_days)) if self.visit_days else self.visits
+        return world_visit_law(world, users, self.visit_days) if self.visit_days else self.visits
 
 
 @dataclass(frozen=True)
@@ -235,7 +234,7 @@ def exploring_aa(
     a new list per call), so clicks below the common prefix exist and the test has something to count.
     A pool's two draws are not equally good by chance, so each user is present in both orientations,
     as in :func:`balanced_null`."""
-    spec = RankerSpec(ModelSpec.parse(AA_SPEC), ServingParams(exploration=Exploration(**AA_EXPLORATION)))
+    spec = RankerSpec(ModelSpec.parse(AA_SPEC), ServingParams(exploration=AA_EXPLORATION))
     ranker = Ranker.resolve(engine, spec)
     draws = []
     for _ in range(2):

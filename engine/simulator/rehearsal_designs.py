@@ -38,6 +38,8 @@ Design = Literal["ab", "interleaving"]
 DESIGNS: tuple[Design, ...] = ("ab", "interleaving")
 # random numbers drawn at once: bounds the temporaries of one chunk of rehearsals at ~100 MB
 CHUNK_DRAWS = 4_000_000
+# team-draft merges precomputed per user when visits vary: each visit shows one of them, drawn at random
+DRAFTS = 16
 
 
 @dataclass(frozen=True)
@@ -262,20 +264,12 @@ class RehearsalBench:
     def ab_clicks(self, users: np.ndarray, visits: np.ndarray, rng: np.random.Generator
                   ) -> tuple[np.ndarray, np.ndarray]:
         """Clicks per user over their visits, rows of rehearsals: the first half of a row is control."""
-        half = users.shape[-1] // 2
-        return (_per_visit(lambda seen: draw_clicks(self.cdf_c, seen, rng), users[..., :half], visits[..., :half]),
-                _per_visit(lambda seen: draw_clicks(self.cdf_t, seen, rng), users[..., half:], visits[..., half:]))
+        return ab_clicks_over_visits(self.cdf_c, self.cdf_t, users, visits, rng)
 
     def interleaving_credits(self, users: np.ndarray, visits: np.ndarray, rng: np.random.Generator
                              ) -> tuple[np.ndarray, np.ndarray]:
         """Credits of A and of B per user over their visits, each visit a fresh draft (of the user's)."""
-        def credits(seen: np.ndarray) -> np.ndarray:
-            drafts = rng.integers(0, self.merged.drafts, size=(seen.size, 1))
-            a, b = interleaving_credits(self.merged, seen, drafts, rng)
-            return np.stack([a, b], axis=-1)
-
-        both = _per_visit(credits, users, visits)
-        return both[..., 0], both[..., 1]
+        return interleaving_credits_over_visits(self.merged, users, visits, rng)
 
     def run(self, design: Design, users: int, rehearsals: int, rng: np.random.Generator) -> Decisions:
         """``rehearsals`` rehearsals of ``users`` users each, drawn from the pool with replacement."""
@@ -293,6 +287,30 @@ class RehearsalBench:
             else:
                 parts.append(interleaving_decisions(*self.interleaving_credits(drawn, visits, rng), self.alpha))
         return Decisions.concatenate(parts)
+
+
+def ab_clicks_over_visits(
+    cdf_c: np.ndarray, cdf_t: np.ndarray, users: np.ndarray, visits: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Clicks per user over their ``visits`` (each a view of the user's list, drawn through the one-view
+    CDFs of :func:`click_count_cdf`), rows of rehearsals: the first half of a row is control."""
+    half = users.shape[-1] // 2
+    return (_per_visit(lambda seen: draw_clicks(cdf_c, seen, rng), users[..., :half], visits[..., :half]),
+            _per_visit(lambda seen: draw_clicks(cdf_t, seen, rng), users[..., half:], visits[..., half:]))
+
+
+def interleaving_credits_over_visits(
+    merged: Interleavings, users: np.ndarray, visits: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Credits of A and of B per user over their ``visits``, each visit one of the user's merges drawn
+    at random."""
+    def credits(seen: np.ndarray) -> np.ndarray:
+        drafts = rng.integers(0, merged.drafts, size=(seen.size, 1))
+        a, b = interleaving_credits(merged, seen, drafts, rng)
+        return np.stack([a, b], axis=-1)
+
+    both = _per_visit(credits, users, visits)
+    return both[..., 0], both[..., 1]
 
 
 def _per_visit(draw: Callable[[np.ndarray], np.ndarray], users: np.ndarray, visits: np.ndarray) -> np.ndarray:
