@@ -197,7 +197,8 @@ def ab_guess(bench: RehearsalBench) -> float:
 
 
 def interleaving_guess(bench: RehearsalBench, rng: np.random.Generator) -> tuple[float, float, float]:
-    """Users for 80% power by the t-test's normal approximation, from one large pilot rehearsal;
+    """Users for 80% power by the mean credit difference's normal approximation, from one large pilot
+    rehearsal (only where the grid starts: the rehearsals decide by the readout's rule);
     also the pilot's preference share and share of users with a preference."""
     a, b = bench.interleaving_credits(*bench.draw_users((PILOT_USERS,), rng), rng)
     d = (b - a).astype(float)

@@ -30,8 +30,8 @@ def add_rehearse_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Serve two rankers to the demo world's simulated users under an A/B test (users split in halves, "
         "clicks per user, Welch t) or team-draft interleaving (each user sees both lists merged, clicks "
-        "credited to the ranker that contributed the item except in the lists' common prefix, t-test of the "
-        "mean credit difference per user), and print the verdict next to the "
+        "credited to the ranker that contributed the item except in the lists' common prefix, Wilcoxon "
+        "signed-rank test of the users' credit differences), and print the verdict next to the "
         "truth: the ranker whose lists earn more expected clicks per user under the world's click law. "
         "Lists come from the serving path (no cache). Only the demo dataset has ground truth.")
     parser.add_argument("--design", choices=DESIGNS, required=True, help="ab or interleaving")

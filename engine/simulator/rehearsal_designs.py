@@ -15,8 +15,8 @@ click on the item at every position — computed once per (user, ranker) by
   user's precomputed drafts, drawn at random), clicks are drawn per position, credited to the team
   that contributed the position unless it lies in the two lists' common prefix (credited to
   neither, as :func:`analysis.interleaving.credit` does), summed over the user's visits, and the
-  decision is :func:`analysis.interleaving.preference_p_values`' — the t-test of the mean credit
-  difference, the rule :func:`analysis.interleaving.preference_test` decides by.
+  decision is :func:`analysis.interleaving.preference_p_values`' — the Wilcoxon signed-rank test of
+  the users' credit differences, the rule :func:`analysis.interleaving.preference_test` decides by.
 
 Team "A"/control and "B"/treatment as in :mod:`analysis.interleaving`.  A decision's ``direction``
 is +1 when the treatment is significantly better, −1 when the control is, 0 when not significant.
@@ -31,7 +31,13 @@ from typing import Literal
 import numpy as np
 
 from analysis.frequentist import FrequentistResult, FrequentistSettings, welch_ttest
-from analysis.interleaving import PreferenceCounts, mean_difference_test, preference_p_values
+from analysis.interleaving import (
+    PreferenceCounts,
+    mean_difference_test,
+    preference_p_values,
+    signed_counts,
+    signed_rank_test,
+)
 from analysis.stats import SampleStats
 
 Design = Literal["ab", "interleaving"]
@@ -178,10 +184,10 @@ def preference_counts_of(credit_a: np.ndarray, credit_b: np.ndarray) -> Preferen
 
 
 def interleaving_decisions(credit_a: np.ndarray, credit_b: np.ndarray, alpha: float) -> Decisions:
-    """Decisions of rehearsals given row-wise: the readout's rule, from each row's counts and sums."""
+    """Decisions of rehearsals given row-wise: the readout's rule, from each row's counts by value."""
     d = np.asarray(credit_b, dtype=np.int64) - np.asarray(credit_a, dtype=np.int64)
     test = mean_difference_test(d.sum(-1), (d * d).sum(-1), d.shape[-1])
-    p, direction = preference_p_values((d > 0).sum(-1), (d < 0).sum(-1), test)
+    p, direction = preference_p_values((d > 0).sum(-1), (d < 0).sum(-1), test, signed_rank_test(*signed_counts(d)))
     significant = p < alpha
     return Decisions(p, significant, np.where(significant, direction, 0).astype(int))
 

@@ -54,9 +54,10 @@ def test_interleaving_rehearsal_text_and_json(cli: Recops) -> None:
     result = json.loads(out)
     assert code == 0 and result["significant"] == (result["p_value"] < 0.05)
     assert (result["winner"] is None) == (not result["significant"])
-    assert result["test"] == "t-test of the mean credit difference"
+    assert result["test"] == "Wilcoxon signed-rank test of the credit differences"
     low, high = result["effect"]["mean_credit_difference_ci"]
-    assert (low > 0 or high < 0) == result["significant"]
+    assert low < result["effect"]["mean_credit_difference"] < high
+    assert (low > 0 or high < 0) == (result["effect"]["t_test_p_value"] < 0.05)
 
 
 def test_visit_law_rehearsal_says_which_law(cli: Recops) -> None:
