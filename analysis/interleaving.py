@@ -30,11 +30,11 @@ as likely), and the fixed-horizon readout decides by the test made for exactly t
   ``scipy.stats.wilcoxon(d, zero_method="wilcox", correction=False, method="approx")``).  It keeps
   how much a user prefers a side, which the sign drops, but by rank, so the few very active users
   whose large ``|d|`` dominate ``Σ d²`` (two thirds of it under the demo world's visit law) do not
-  swamp it.  Measured on the demo world's rehearsals (README, ``sensitivity``): as many users as the
-  t-test with one visit per user, 8–16% fewer under the visit law — about as few as a test told the
-  true alternative — and a false-positive rate nearer 5% with ~20 users, where the t-test on such
-  heavy tails is conservative.  It needs the users' ``d`` by value (``PreferenceCounts.differences``:
-  a handful of integers, kept as counters);
+  swamp it.  Measured on the demo world's rehearsals (``python -m bench interleaving-rules``): as
+  many users as the t-test with one visit per user (within 1.3%), 5–12% fewer under the visit law,
+  within 5% of a test told the true alternative, and a false-positive rate nearer 5% with ~20 users,
+  where the t-test on such heavy tails is conservative.  It needs the users' ``d`` by value
+  (``PreferenceCounts.differences``: a handful of integers, kept as counters);
 - the **mean credit difference** ``mean(d)`` over all users (ties count as 0), with its one-sample
   Student t-test (Chapelle et al. 2012, §4) and t interval: it describes the size of the
   preference, and decides only for counts kept before the values were (``differences`` absent).

@@ -278,8 +278,11 @@ def _fmt_ci(ci: tuple[float, float]) -> str:
     return f"[{ci[0]:,.0f}, {ci[1]:,.0f}]"
 
 
-def measure(options: Options, log: Callable[[str], None]) -> dict[str, object]:
-    rng = np.random.default_rng(options.seed)
+def build_benches(
+    options: Options, rng: np.random.Generator, log: Callable[[str], None]
+) -> tuple[dict[str, RehearsalBench], dict[str, float]]:
+    """The rehearsal benches of the pairs, A/A, the balanced null and the exploring A/A for a pool of
+    the world's users, and each pair's list overlap."""
     started = time.perf_counter()
     with bench_engine(n_items=5_000) as engine:
         world = engine.world
@@ -289,15 +292,22 @@ def measure(options: Options, log: Callable[[str], None]) -> dict[str, object]:
         specs = list(dict.fromkeys([*[s for pair in PAIRS.values() for s in pair], AA_SPEC]))
         lists = _pool_lists(engine, world, specs, users, width)
         log(f"lists of {len(specs)} rankers for {options.pool:,} users in {time.perf_counter() - started:.0f} s")
-        pairs = {**PAIRS, "A/A": (AA_SPEC, AA_SPEC)}
         visits = options.visit_law(world, users)
         benches, overlaps = {}, {}
-        for name, (control, treatment) in pairs.items():
+        for name, (control, treatment) in {**PAIRS, "A/A": (AA_SPEC, AA_SPEC)}.items():
             merged = interleave(world, users, lists[control][0], lists[treatment][0], width, options.drafts, rng)
             benches[name] = RehearsalBench(lists[control][1], lists[treatment][1], merged, visits, ALPHA)
             overlaps[name] = overlap(lists[control][0], lists[treatment][0])
         benches["balanced null"] = balanced_null(world, users, lists, PAIRS[NULL_PAIR], width, options, rng)
         benches["A/A exploring"] = exploring_aa(engine, world, users, width, options, rng)
+    return benches, overlaps
+
+
+def measure(options: Options, log: Callable[[str], None]) -> dict[str, object]:
+    rng = np.random.default_rng(options.seed)
+    started = time.perf_counter()
+    benches, overlaps = build_benches(options, rng, log)
+    pairs = {**PAIRS, "A/A": (AA_SPEC, AA_SPEC)}
     weight, mean_visits, _ = benches["A/A"].visit_moments()
     visits_per_user = float(weight @ mean_visits)
     log(f"visits per user: {visits_per_user:.2f} on average"
