@@ -21,13 +21,25 @@ agree on.)  Identical rankers share their whole list, so no click discriminates 
 
 Users are the unit of analysis.  A user's *credit difference* ``d = credit B − credit A`` sums their
 credited clicks over all their impressions; the sign of ``d`` makes them a win (B), a loss (A) or a
-tie (including users who never clicked).  Two statistics follow (Chapelle et al. 2012, §4):
+tie (including users who never clicked).  Under the null of no preference the draft's coins make
+each user's ``d`` symmetric about 0 (swapping the teams of a user's positions flips its sign and is
+as likely), and the fixed-horizon readout decides by the test made for exactly that null:
 
-- the **mean credit difference** ``mean(d)`` over all users (ties count as 0), tested against 0 by the
-  one-sample Student t-test, with its t interval — it keeps how much a user prefers a side, which the
-  sign drops.  This decides the fixed-horizon readout; the interval excludes 0 exactly when
-  ``p < α``.  With fewer than 2 users, or every user's ``d`` equal (no variance), the t statistic
-  does not exist and the exact sign test below decides instead;
+- the **Wilcoxon signed-rank test** of the users' ``d`` (Wilcoxon 1945; zeros dropped, midranks for
+  tied ``|d|``, the normal approximation with the ties' variance correction — as
+  ``scipy.stats.wilcoxon(d, zero_method="wilcox", correction=False, method="approx")``).  It keeps
+  how much a user prefers a side, which the sign drops, but by rank, so the few very active users
+  whose large ``|d|`` dominate ``Σ d²`` (two thirds of it under the demo world's visit law) do not
+  swamp it.  Measured on the demo world's rehearsals (``python -m bench interleaving-rules``): as
+  many users as the t-test with one visit per user (within 1.3%), 5–12% fewer under the visit law,
+  within 5% of a test told the true alternative, and a false-positive rate nearer 5% with ~20 users,
+  where the t-test on such heavy tails is conservative.  It needs the users' ``d`` by value
+  (``PreferenceCounts.differences``: a handful of integers, kept as counters);
+- the **mean credit difference** ``mean(d)`` over all users (ties count as 0), with its one-sample
+  Student t-test (Chapelle et al. 2012, §4) and t interval: it describes the size of the
+  preference, and decides only for counts kept before the values were (``differences`` absent).
+  With fewer than 2 users, or every user's ``d`` equal (no variance), the t statistic does not
+  exist, and counts kept before the sums were are decided by the exact sign test below;
 - the **preference share** ``wins / (wins + losses)`` over the users with a preference, with the exact
   two-sided sign (binomial) test (reported as ``sign_test_p_value``) and its Clopper-Pearson interval
   (``ci``, the share's; it excludes 1/2 exactly when the sign test's ``p < α``).
@@ -171,8 +183,8 @@ def credit(teams: Sequence[Team], clicked_positions: Sequence[int], shared_prefi
 
 @dataclass(frozen=True)
 class PreferenceCounts:
-    """Users by the sign of their credit difference ``d = B − A``, and the sum and sum of squares of
-    ``d`` over users: the readout's sufficient statistics."""
+    """Users by the sign of their credit difference ``d = B − A``, the sum and sum of squares of ``d``
+    over users, and how many users have each non-zero value of ``d``: the readout's sufficient statistics."""
 
     wins: int  # users whose clicks credited B more than A
     losses: int  # users whose clicks credited A more
@@ -180,6 +192,9 @@ class PreferenceCounts:
     # Σ d and Σ d² over users; None when not kept (counts stored before the sums were): the sign test decides
     difference_sum: int | None = None
     difference_squares: int | None = None
+    # (d, users with that d) for every non-zero d, by d; None when not kept (counts stored before the
+    # values were): the t-test decides
+    differences: tuple[tuple[int, int], ...] | None = None
 
     def __post_init__(self) -> None:
         if (self.difference_sum is None) != (self.difference_squares is None):
@@ -187,12 +202,33 @@ class PreferenceCounts:
         if self.difference_squares is not None and self.difference_squares < self.decided:  # |d| ≥ 1 when decided
             raise ValueError(f"a sum of squared differences of {self.difference_squares} cannot come from "
                              f"{self.decided} users with a preference")
+        if self.differences is not None:
+            values = [v for v, _ in self.differences]
+            if 0 in values or values != sorted(set(values)) or any(c < 0 for _, c in self.differences):
+                raise ValueError(f"the users by credit difference must be distinct non-zero values in order with "
+                                 f"counts >= 0, got {self.differences}")
+            by_sign = (sum(c for v, c in self.differences if v > 0), sum(c for v, c in self.differences if v < 0))
+            if by_sign != (self.wins, self.losses):
+                raise ValueError(f"the users by credit difference count {by_sign[0]} wins and {by_sign[1]} losses, "
+                                 f"the counts {self.wins} and {self.losses}")
 
     @classmethod
     def of(cls, differences: np.ndarray) -> PreferenceCounts:
         """From the users' credit differences ``d = B − A`` (integers, one per user)."""
         d = np.asarray(differences, dtype=np.int64)
-        return cls(int((d > 0).sum()), int((d < 0).sum()), int((d == 0).sum()), int(d.sum()), int((d * d).sum()))
+        values, users = np.unique(d[d != 0], return_counts=True)
+        return cls(int((d > 0).sum()), int((d < 0).sum()), int((d == 0).sum()), int(d.sum()), int((d * d).sum()),
+                   tuple(zip(values.tolist(), users.tolist(), strict=True)))
+
+    def signed_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """Users with ``d = +k`` and with ``d = −k`` for ``k = 1 … max |d|`` (``differences`` must be kept)."""
+        if self.differences is None:
+            raise ValueError("the users by credit difference were not kept")
+        top = max((abs(v) for v, _ in self.differences), default=0)
+        plus, minus = np.zeros(max(top, 1), dtype=np.int64), np.zeros(max(top, 1), dtype=np.int64)
+        for value, users in self.differences:
+            (plus if value > 0 else minus)[abs(value) - 1] += users
+        return plus, minus
 
     @property
     def users(self) -> int:
@@ -295,14 +331,57 @@ def mean_difference_test(
     return MeanDifference(mean, np.where(defined, se, 0.0), n - 1, p)
 
 
+@dataclass(frozen=True)
+class SignedRank:
+    """The Wilcoxon signed-rank test of the users' credit differences, vectorised over experiments."""
+
+    statistic: np.ndarray  # W+: the sum of the ranks of |d| over users with d > 0 (midranks for ties)
+    z: np.ndarray  # (W+ − E W+) / sd W+ under the null
+    p_value: np.ndarray  # two-sided; NaN where no user has a preference
+
+
+def signed_rank_test(plus: np.ndarray, minus: np.ndarray) -> SignedRank:
+    """Wilcoxon's signed-rank test from the users with ``d = +k`` (``plus[..., k−1]``) and with
+    ``d = −k`` (``minus[..., k−1]``): users with ``d = 0`` dropped, midranks for tied ``|d|``, the
+    normal approximation with the ties' correction of the variance and no continuity correction.
+    Equals ``scipy.stats.wilcoxon(d, zero_method="wilcox", correction=False, method="approx")``."""
+    pos = np.asarray(plus, dtype=float)
+    neg = np.asarray(minus, dtype=float)
+    tied = pos + neg  # users per |d| = k
+    n = tied.sum(axis=-1)
+    midrank = np.cumsum(tied, axis=-1) - (tied - 1.0) / 2.0
+    w_plus = (midrank * pos).sum(axis=-1)
+    variance = n * (n + 1) * (2 * n + 1) / 24.0 - (tied**3 - tied).sum(axis=-1) / 48.0
+    defined = variance > 0  # as soon as one user has a preference
+    z = np.where(defined, (w_plus - n * (n + 1) / 4.0) / np.sqrt(np.where(defined, variance, 1.0)), 0.0)
+    return SignedRank(w_plus, z, np.where(defined, 2.0 * special.ndtr(-np.abs(z)), np.nan))
+
+
+def signed_counts(differences: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Users with ``d = +k`` and with ``d = −k``, ``k = 1 … max |d|``, along a new last axis: the rows
+    (last axis: users) of integer credit differences as :func:`signed_rank_test` reads them."""
+    d = np.asarray(differences, dtype=np.int64)
+    top = max(int(np.abs(d).max(initial=0)), 1)
+    rows = d.reshape(-1, d.shape[-1]) if d.ndim else d.reshape(1, 1)
+    width = 2 * top + 1  # d = −top … top
+    index = (np.arange(rows.shape[0])[:, None] * width + rows + top).ravel()
+    counts = np.bincount(index, minlength=rows.shape[0] * width).reshape(*d.shape[:-1], width)
+    return counts[..., top + 1:], counts[..., top - 1::-1]
+
+
 def preference_p_values(
-    wins: int | np.ndarray, losses: int | np.ndarray, test: MeanDifference
+    wins: int | np.ndarray, losses: int | np.ndarray, test: MeanDifference, signed_rank: SignedRank | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """The fixed-horizon decision's p-value and direction (+1 B, −1 A, 0 none), vectorised over
-    experiments: ``test``'s t-test of the mean credit difference, or the exact sign test of the wins
-    and losses where the t statistic does not exist.  The one rule :func:`preference_test` and the
-    rehearsals decide by."""
+    experiments: the signed-rank test of the credit differences; for counts kept before their values
+    were (``signed_rank`` None), ``test``'s t-test of the mean credit difference, or the exact sign
+    test of the wins and losses where the t statistic does not exist.  The one rule
+    :func:`preference_test` and the rehearsals decide by."""
     w, lo = np.asarray(wins), np.asarray(losses)
+    if signed_rank is not None:
+        defined = ~np.isnan(signed_rank.p_value)
+        return (np.where(defined, signed_rank.p_value, 1.0),
+                np.where(defined, np.sign(signed_rank.z), 0).astype(int))
     use_t = ~np.isnan(test.p_value)
     p = np.where(use_t, test.p_value, sign_test_p_value(w, w + lo))
     direction = np.where(use_t, np.sign(test.mean), np.sign(w - lo)).astype(int)
@@ -390,17 +469,20 @@ class InterleavingSettings:
             raise ValueError(f"looks must be between 1 and 1000, got {self.looks}")
 
 
-Method = Literal["t-test of the mean credit difference", "exact sign test", "beta-mixture SPRT"]
+Method = Literal["Wilcoxon signed-rank test of the credit differences", "t-test of the mean credit difference",
+                 "exact sign test", "beta-mixture SPRT"]
+SIGNED_RANK: Method = "Wilcoxon signed-rank test of the credit differences"
 T_TEST: Method = "t-test of the mean credit difference"
 
 
 @dataclass(frozen=True)
 class InterleavingResult:
     """The interleaving readout.  ``p_value`` and ``verdict`` are the deciding test's (``method``): the
-    t-test of the mean credit difference (the exact sign test where it does not exist), or the
+    signed-rank test of the credit differences (for counts kept before their values: the t-test of
+    the mean credit difference, or the exact sign test where that does not exist), or the
     always-valid sign test when sequential.  ``ci`` is the preference share's interval —
     Clopper-Pearson (exact), or the confidence sequence when sequential; ``mean_difference_ci`` the
-    mean credit difference's t interval (fixed horizon only)."""
+    mean credit difference's t interval (fixed horizon only), whose test is ``t_test_p_value``."""
 
     counts: PreferenceCounts
     alpha: float
@@ -410,6 +492,7 @@ class InterleavingResult:
     p_value: float | None = None
     verdict: Verdict = "no data"
     sign_test_p_value: float | None = None  # the exact sign test's (fixed horizon), whatever decides
+    t_test_p_value: float | None = None  # the mean credit difference's t-test (fixed horizon), whatever decides
     mean_difference: float | None = None  # mean over all users of credit B − credit A
     mean_difference_ci: Interval | None = None
     beta_prior: float | None = None  # a of the Beta(a, a) mixture, sequential only
@@ -434,8 +517,10 @@ def preference_test(
     # without the sums (counts kept before them) the t statistic is as undefined as with one user
     test = mean_difference_test(counts.difference_sum or 0, counts.difference_squares or 0,
                                 counts.users if counts.difference_squares is not None else 0)
+    signed_rank = signed_rank_test(*counts.signed_counts()) if counts.differences is not None else None
     method: Method = (
-        "beta-mixture SPRT" if settings.sequential else T_TEST if not np.isnan(test.p_value) else "exact sign test"
+        "beta-mixture SPRT" if settings.sequential else SIGNED_RANK if signed_rank is not None
+        else T_TEST if not np.isnan(test.p_value) else "exact sign test"
     )
     base = InterleavingResult(counts=counts, alpha=settings.alpha, method=method, positions=positions)
     if counts.users == 0:
@@ -457,18 +542,19 @@ def preference_test(
         ci = confidence_sequence(counts.wins, counts.decided, beta_prior, settings.alpha)
         direction = 1 if share > 0.5 else -1
     else:
-        p, sign = preference_p_values(counts.wins, counts.losses, test)
+        p, sign = preference_p_values(counts.wins, counts.losses, test, signed_rank)
         p_value, direction = float(p), int(sign)
         ci = clopper_pearson(counts.wins, counts.decided, settings.alpha)
-        if method == T_TEST:
+        if not np.isnan(test.p_value):
             low, high = test.ci(settings.alpha)
             mean_ci = (float(low), float(high))
     verdict: Verdict = "no preference detected"
     if p_value < settings.alpha and direction != 0:
         verdict = "B preferred" if direction > 0 else "A preferred"
     mean = float(test.mean) if counts.difference_sum is not None else None
+    t_p = None if np.isnan(test.p_value) or settings.sequential else float(test.p_value)
     return replace(base, preference_share=share, ci=ci, p_value=p_value, verdict=verdict, beta_prior=beta_prior,
-                   sign_test_p_value=sign_p, mean_difference=mean, mean_difference_ci=mean_ci)
+                   sign_test_p_value=sign_p, t_test_p_value=t_p, mean_difference=mean, mean_difference_ci=mean_ci)
 
 
 def interleaving_readout(

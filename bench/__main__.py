@@ -21,13 +21,14 @@ BENCHMARKS = {
     "calibration": "bench.calibration",
     "event-log": "bench.event_log",
     "sensitivity": "bench.sensitivity",
+    "interleaving-rules": "bench.interleaving_rules",
     "ope": "bench.ope",
     "ann": "bench.ann",
     "scale": "bench.scale",
     "hitratio": "bench.hitratio",
 }
 # minutes each; calibration, sensitivity and ope measure statistics, not speed
-ONLY_WHEN_NAMED = ("soak", "calibration", "sensitivity", "ope", "ann", "scale", "hitratio")
+ONLY_WHEN_NAMED = ("soak", "calibration", "sensitivity", "interleaving-rules", "ope", "ann", "scale", "hitratio")
 
 
 def main(argv: list[str]) -> int:

@@ -54,16 +54,16 @@ from engine.models.model_spec import ModelSpec
 from engine.runtime import Engine
 from engine.serving.ranker_spec import RankerSpec
 from engine.serving.serving_params import Exploration, ServingParams
-from engine.simulator.rehearsal import Ranker, interleave, list_clicks, served_lists
+from engine.simulator.rehearsal import Ranker, interleave, list_clicks, served_lists, world_visit_law
 from engine.simulator.rehearsal_designs import (
     DESIGNS,
+    DRAFTS,
     Decisions,
     Design,
     ListClicks,
     RehearsalBench,
     VisitLaw,
 )
-from engine.simulator.visits import visit_rates
 
 SEED = 16
 ALPHA, POWER = 0.05, 0.80
@@ -74,10 +74,9 @@ PAIRS = {  # name: (control, treatment)
     "subtle": ("als", "als:mmr_lambda=0.75"),
 }
 AA_SPEC = "als"
-AA_EXPLORATION = {"method": "plackett_luce", "temperature": 0.3}  # the exploring A/A's draw, on both sides
+AA_EXPLORATION = Exploration(method="plackett_luce", temperature=0.3)  # the exploring A/A's draw, on both sides
 NULL_PAIR = "subtle"  # the balanced null: this pair, each user in both orientations
 GRID = (0.5, 0.7, 0.85, 1.0, 1.2, 1.45, 2.0)  # multiples of the approximation's N
-DRAFTS = 16
 PILOT_USERS = 200_000
 BOOTSTRAP = 2_000
 RATIO_GOAL, FPR_GOAL, AGREEMENT_GOAL = 0.1, (0.03, 0.07), 0.95
@@ -99,7 +98,7 @@ class Options:
 
     def visit_law(self, world: DemoWorld, users: list[str]) -> int | VisitLaw:
         """Every user ``visits`` times, or the world's law: Poisson visits at each user's rate."""
-        return VisitLaw(visit_rates(world, users, self.visit_days)) if self.visit_days else self.visits
+        return world_visit_law(world, users, self.visit_days) if self.visit_days else self.visits
 
 
 @dataclass(frozen=True)
@@ -198,7 +197,8 @@ def ab_guess(bench: RehearsalBench) -> float:
 
 
 def interleaving_guess(bench: RehearsalBench, rng: np.random.Generator) -> tuple[float, float, float]:
-    """Users for 80% power by the t-test's normal approximation, from one large pilot rehearsal;
+    """Users for 80% power by the mean credit difference's normal approximation, from one large pilot
+    rehearsal (only where the grid starts: the rehearsals decide by the readout's rule);
     also the pilot's preference share and share of users with a preference."""
     a, b = bench.interleaving_credits(*bench.draw_users((PILOT_USERS,), rng), rng)
     d = (b - a).astype(float)
@@ -235,7 +235,7 @@ def exploring_aa(
     a new list per call), so clicks below the common prefix exist and the test has something to count.
     A pool's two draws are not equally good by chance, so each user is present in both orientations,
     as in :func:`balanced_null`."""
-    spec = RankerSpec(ModelSpec.parse(AA_SPEC), ServingParams(exploration=Exploration(**AA_EXPLORATION)))
+    spec = RankerSpec(ModelSpec.parse(AA_SPEC), ServingParams(exploration=AA_EXPLORATION))
     ranker = Ranker.resolve(engine, spec)
     draws = []
     for _ in range(2):
@@ -278,8 +278,11 @@ def _fmt_ci(ci: tuple[float, float]) -> str:
     return f"[{ci[0]:,.0f}, {ci[1]:,.0f}]"
 
 
-def measure(options: Options, log: Callable[[str], None]) -> dict[str, object]:
-    rng = np.random.default_rng(options.seed)
+def build_benches(
+    options: Options, rng: np.random.Generator, log: Callable[[str], None]
+) -> tuple[dict[str, RehearsalBench], dict[str, float]]:
+    """The rehearsal benches of the pairs, A/A, the balanced null and the exploring A/A for a pool of
+    the world's users, and each pair's list overlap."""
     started = time.perf_counter()
     with bench_engine(n_items=5_000) as engine:
         world = engine.world
@@ -289,15 +292,22 @@ def measure(options: Options, log: Callable[[str], None]) -> dict[str, object]:
         specs = list(dict.fromkeys([*[s for pair in PAIRS.values() for s in pair], AA_SPEC]))
         lists = _pool_lists(engine, world, specs, users, width)
         log(f"lists of {len(specs)} rankers for {options.pool:,} users in {time.perf_counter() - started:.0f} s")
-        pairs = {**PAIRS, "A/A": (AA_SPEC, AA_SPEC)}
         visits = options.visit_law(world, users)
         benches, overlaps = {}, {}
-        for name, (control, treatment) in pairs.items():
+        for name, (control, treatment) in {**PAIRS, "A/A": (AA_SPEC, AA_SPEC)}.items():
             merged = interleave(world, users, lists[control][0], lists[treatment][0], width, options.drafts, rng)
             benches[name] = RehearsalBench(lists[control][1], lists[treatment][1], merged, visits, ALPHA)
             overlaps[name] = overlap(lists[control][0], lists[treatment][0])
         benches["balanced null"] = balanced_null(world, users, lists, PAIRS[NULL_PAIR], width, options, rng)
         benches["A/A exploring"] = exploring_aa(engine, world, users, width, options, rng)
+    return benches, overlaps
+
+
+def measure(options: Options, log: Callable[[str], None]) -> dict[str, object]:
+    rng = np.random.default_rng(options.seed)
+    started = time.perf_counter()
+    benches, overlaps = build_benches(options, rng, log)
+    pairs = {**PAIRS, "A/A": (AA_SPEC, AA_SPEC)}
     weight, mean_visits, _ = benches["A/A"].visit_moments()
     visits_per_user = float(weight @ mean_visits)
     log(f"visits per user: {visits_per_user:.2f} on average"

@@ -4,8 +4,8 @@
     >>> interleaving.credit(accepted_events)                                    # one pipelined round trip
     >>> interleaving.read("rank-test", phase=1)                                 # the readout's statistics
 
-The maths is :mod:`analysis.interleaving` (team draft, credit, the sign test and its sequential
-form); this module keeps what it needs in Redis, every key under the experiment's ``{e:<key>}`` tag
+The maths is :mod:`analysis.interleaving` (team draft, credit, the tests and the sign test's
+sequential form); this module keeps what it needs in Redis, every key under the experiment's ``{e:<key>}`` tag
 so each script touches one Cluster slot:
 
 - per (experiment, phase, user) a capped list of the user's latest impressions, newest first, each a
@@ -19,6 +19,9 @@ so each script touches one Cluster slot:
   their credit difference d = B − A, moved by the click that changes a user's sign), ``diff|sum`` and
   ``diff|squares`` (Σ d and Σ d² over users, moved by each credited click; created at the phase's
   first impression, so a phase recorded before they existed has neither and is read by its signs),
+  ``diff|=<d>`` (users whose credit difference is the non-zero integer d, moved by each credited
+  click: the signed-rank test's statistics; kept when ``diff|values`` was set at the phase's first
+  impression, so a phase recorded before has none and is read by its sums),
   ``<team>|shown|<pos>``, ``<team>|click|<pos>`` (per-position clicks, by the team that filled the
   position), ``impressions``, ``credited``, ``shared`` (a click in the rankers' common prefix:
   counted per position, credited to neither — see :mod:`analysis.interleaving`), ``ignored`` (a click
@@ -73,7 +76,7 @@ redis.call('LPUSH', KEYS[1], ARGV[2])
 redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[3]) - 1)
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 if redis.call('HEXISTS', KEYS[3], 'impressions') == 0 then
-  redis.call('HSET', KEYS[3], 'diff|sum', 0, 'diff|squares', 0)
+  redis.call('HSET', KEYS[3], 'diff|sum', 0, 'diff|squares', 0, 'diff|values', 1)
 end
 if redis.call('HSETNX', KEYS[2], ARGV[1], '0,0') == 1 then redis.call('HINCRBY', KEYS[3], 'users|tie', 1) end
 local teams = ARGV[5]
@@ -129,6 +132,10 @@ for i = 1, #list do
           local d1 = b - a
           redis.call('HINCRBY', KEYS[3], 'diff|sum', d1 - d0)
           redis.call('HINCRBY', KEYS[3], 'diff|squares', d1 * d1 - d0 * d0)
+        end
+        if redis.call('HEXISTS', KEYS[3], 'diff|values') == 1 then
+          if before_diff ~= 0 then redis.call('HINCRBY', KEYS[3], 'diff|=' .. before_diff, -1) end
+          if b - a ~= 0 then redis.call('HINCRBY', KEYS[3], 'diff|=' .. (b - a), 1) end
         end
         if after ~= before then
           redis.call('HINCRBY', KEYS[3], 'users|' .. before, -1)
@@ -214,6 +221,16 @@ def positions_from_counters(counters: Mapping[str, str]) -> tuple[PositionCredit
     )
 
 
+def differences_from_counters(counters: Mapping[str, str]) -> tuple[tuple[int, int], ...] | None:
+    """``(d, users)`` per non-zero credit difference from the ``diff|=<d>`` counters; ``None`` for a
+    phase recorded before they were kept (no ``diff|values``)."""
+    if "diff|values" not in counters:
+        return None
+    by_value = ((int(name[len("diff|="):]), int(users)) for name, users in counters.items()
+                if name.startswith("diff|="))
+    return tuple(sorted((value, users) for value, users in by_value if users))
+
+
 class InterleavingRecorder:
     def __init__(self, client: redis.Redis, keys: Keys, snapshot: ConfigSnapshot,
                  ttl_seconds: int = IMPRESSION_TTL_SECONDS) -> None:
@@ -277,7 +294,8 @@ class InterleavingRecorder:
         return InterleavingStats(
             counts=PreferenceCounts(wins, losses, ties,
                                     difference_sum=int(counters["diff|sum"]) if kept else None,
-                                    difference_squares=int(counters["diff|squares"]) if kept else None),
+                                    difference_squares=int(counters["diff|squares"]) if kept else None,
+                                    differences=differences_from_counters(counters)),
             positions=positions_from_counters(counters),
             impressions=int(counters.get("impressions", 0)),
             credited=int(counters.get("credited", 0)),
@@ -310,10 +328,11 @@ def _result_dict(result: InterleavingResult) -> dict[str, Any]:
 
 def interleaving_block(exp: Experiment, stats: InterleavingStats, engine: str) -> dict[str, Any]:
     """The readout's ``interleaving`` block.  ``p_value`` is the fixed-horizon decision's (``method``:
-    the t-test of the mean credit difference, whose interval is ``mean_credit_difference_ci``);
-    ``ci`` is the preference share's Clopper-Pearson interval, ``sign_test_p_value`` its exact sign
-    test.  With the sequential engine ``sequential`` holds the always-valid sign test's, and it is
-    that test's verdict that decides (a fixed test read before its planned size is a peek)."""
+    the signed-rank test of the users' credit differences); ``mean_credit_difference_ci`` is the mean
+    credit difference's t interval, ``t_test_p_value`` its t-test; ``ci`` is the preference share's
+    Clopper-Pearson interval, ``sign_test_p_value`` its exact sign test.  With the sequential engine
+    ``sequential`` holds the always-valid sign test's, and it is that test's verdict that decides (a
+    fixed test read before its planned size is a peek)."""
     fixed = preference_test(stats.counts, settings_for(exp, sequential=False), stats.positions)
     sequential = preference_test(stats.counts, settings_for(exp, sequential=True)) if engine == "sequential" else None
     deciding = sequential or fixed
@@ -329,6 +348,7 @@ def interleaving_block(exp: Experiment, stats: InterleavingStats, engine: str) -
         "mean_credit_difference": fixed.mean_difference,  # per user, credit treatment − credit control
         "mean_credit_difference_ci": list(fixed.mean_difference_ci) if fixed.mean_difference_ci else None,
         "sign_test_p_value": fixed.sign_test_p_value,
+        "t_test_p_value": fixed.t_test_p_value,
         "alpha": exp.alpha,
         **{k: v for k, v in _result_dict(fixed).items() if k != "beta_prior"},
         "verdict": deciding.verdict,
@@ -358,7 +378,7 @@ def decision_text(block: Mapping[str, Any]) -> tuple[str, str, str | None]:
     share = block["preference_share"]
     p = block["sequential"]["p_value"] if block["sequential"] else block["p_value"]
     mean = block.get("mean_credit_difference")
-    # the fixed test's p is the mean credit difference's; the sequential one's, the signs'
+    # the fixed test's p is the credit differences' (signed ranks); the sequential one's, the signs'
     lean = "" if mean is None or block["sequential"] else f"mean credit difference {mean:+.3g} clicks per user, "
     counted = (f"{block['wins']} of {decided} users with a preference chose {treatment} "
                f"(share {share:.1%}, {lean}p = {p:.3g})")

@@ -9,11 +9,17 @@ more expected clicks per user (the sum over positions of the click probability, 
 over the rehearsal's users).
 
 Users are drawn from the world's users at random, without replacement while there are enough,
-with replacement beyond (each draw is then one more visitor with that user's tastes).
+with replacement beyond (each draw is then one more visitor with that user's tastes), and come a
+fixed number of visits each.  Or the world's visit law decides (:func:`world_visit_law`, as
+``python -m bench sensitivity --visit-days D`` does): over an experiment of D days each user visits
+Poisson(their history-based rate) times, only users who visit enrol, so the rehearsal's users are
+drawn by their chance of visiting (with replacement), with a zero-truncated Poisson number of
+visits each; every visit shows one of the user's :data:`DRAFTS` team-draft merges, drawn at random.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -29,15 +35,20 @@ from engine.models.registry import ModelRegistry
 from engine.serving.ranker_spec import RankerSpec
 from engine.serving.service import RecommendationService
 from engine.simulator.rehearsal_designs import (
+    DRAFTS,
     Design,
     Interleavings,
     ListClicks,
+    VisitLaw,
     ab_clicks,
+    ab_clicks_over_visits,
     ab_test,
     click_count_cdf,
     interleaving_credits,
+    interleaving_credits_over_visits,
     preference_counts_of,
 )
+from engine.simulator.visits import visit_rates
 
 Winner = Literal["control", "treatment"]
 ALPHA = 0.05
@@ -132,6 +143,15 @@ def draw_users(world: DemoWorld, users: int, rng: np.random.Generator) -> list[s
     return [world.user_ids[i] for i in picked]
 
 
+def world_visit_law(world: DemoWorld, users: Sequence[str] | np.ndarray, days: float) -> VisitLaw:
+    """The world's visit law for ``users`` over an experiment of ``days`` days: Poisson visits at each
+    user's history-based rate (:func:`engine.simulator.visits.visit_rates`, as ``recops simulate``
+    draws its traffic).  ``ValueError`` unless ``days`` is a positive number."""
+    if not (math.isfinite(days) and days > 0):
+        raise ValueError(f"an experiment's days must be a positive number, got {days}")
+    return VisitLaw(visit_rates(world, users, days))
+
+
 @dataclass(frozen=True)
 class RehearsalPlan:
     design: Design
@@ -140,13 +160,20 @@ class RehearsalPlan:
     users: int
     visits: int = 1
     seed: int = 0
+    visit_days: float | None = None  # instead of ``visits``: the world's visit law over this many days
 
 
 def rehearse(engine: Engine, plan: RehearsalPlan) -> dict[str, Any]:
     """One rehearsal of ``plan`` on the demo world: the readout next to the truth, as a JSON-ready dict."""
     world = ground_truth(engine)
     rng = np.random.default_rng(plan.seed)
-    users = draw_users(world, plan.users, rng)
+    law = None if plan.visit_days is None else world_visit_law(world, world.user_ids, plan.visit_days)
+    if law is None:
+        users = draw_users(world, plan.users, rng)
+        visits = np.full(plan.users, plan.visits, dtype=np.int64)
+    else:
+        picked, visits = law.draw((plan.users,), rng)
+        users = [world.user_ids[i] for i in picked]
     distinct = list(dict.fromkeys(users))
     index = {user: k for k, user in enumerate(distinct)}
     rows = np.array([index[u] for u in users])
@@ -156,19 +183,41 @@ def rehearse(engine: Engine, plan: RehearsalPlan) -> dict[str, Any]:
     lists_t = lists_c if same else served_lists(engine, plan.treatment, distinct)
     clicks_c = ListClicks(list_clicks(world, distinct, lists_c, width))
     clicks_t = ListClicks(list_clicks(world, distinct, lists_t, width))
-    truth_c = float(clicks_c.expected_clicks[rows].mean())
-    truth_t = float(clicks_t.expected_clicks[rows].mean())
+    # views weighted as the users make them (all alike with a fixed number of visits)
+    truth_c = float(visits @ clicks_c.expected_clicks[rows] / visits.sum())
+    truth_t = float(visits @ clicks_t.expected_clicks[rows] / visits.sum())
     base = {
-        "design": plan.design, "users": plan.users, "visits": plan.visits, "seed": plan.seed,
+        "design": plan.design, "users": plan.users, "visits": plan.visits if law is None else None,
+        "visit_law": _visit_law(plan, visits), "seed": plan.seed,
         "control": plan.control.to_dict(), "treatment": plan.treatment.to_dict(),
         "truth_winner": _truth_winner(truth_c, truth_t),
         "truth": {"metric": "expected clicks per user per view", "control": truth_c, "treatment": truth_t,
                   "lift": truth_t / truth_c - 1.0 if truth_c > 0 else None},
     }
+    if law is None:  # every user alike: each visit's draw is the k-th of the user's plan.visits merges
+        if plan.design == "ab":
+            shuffled = rng.permutation(rows)
+            return base | _ab_readout(*ab_clicks(click_count_cdf(clicks_c, plan.visits),
+                                                 click_count_cdf(clicks_t, plan.visits), shuffled, rng))
+        merged = interleave(world, distinct, lists_c, lists_t, width, plan.visits, rng)
+        drafts = np.broadcast_to(np.arange(plan.visits), (rows.size, plan.visits))
+        # a user drawn twice (with replacement) is two visitors: their draft rows are the same merges
+        return base | _interleaving_readout(*interleaving_credits(merged, rows, drafts, rng))
+    # visits vary by user: the sensitivity bench's draws, visit by visit
     if plan.design == "ab":
-        return base | _ab_readout(clicks_c, clicks_t, rows, plan.visits, rng)
-    merged = interleave(world, distinct, lists_c, lists_t, width, plan.visits, rng)
-    return base | _interleaving_readout(merged, rows, plan.visits, rng)
+        order = rng.permutation(rows.size)  # the first half of the shuffled users is control
+        return base | _ab_readout(*ab_clicks_over_visits(click_count_cdf(clicks_c, 1), click_count_cdf(clicks_t, 1),
+                                                         rows[order], visits[order], rng))
+    merged = interleave(world, distinct, lists_c, lists_t, width, DRAFTS, rng)
+    return base | _interleaving_readout(*interleaving_credits_over_visits(merged, rows, visits, rng))
+
+
+def _visit_law(plan: RehearsalPlan, visits: np.ndarray) -> dict[str, Any]:
+    """Which visit law the rehearsal's users followed, and the visits they made."""
+    made = {"total": int(visits.sum()), "mean_per_user": float(visits.mean()), "max_per_user": int(visits.max())}
+    if plan.visit_days is None:
+        return {"law": "fixed", "visits_per_user": plan.visits} | made
+    return {"law": "world", "days": plan.visit_days} | made
 
 
 def _truth_winner(control: float, treatment: float) -> Winner | None:
@@ -183,13 +232,8 @@ def _winner(significant: bool, treatment_better: bool) -> Winner | None:
     return "treatment" if treatment_better else "control"
 
 
-def _ab_readout(
-    control: ListClicks, treatment: ListClicks, rows: np.ndarray, visits: int, rng: np.random.Generator
-) -> dict[str, Any]:
-    """Half the users (at random) see the control's list, half the treatment's, ``visits`` times each."""
-    shuffled = rng.permutation(rows)
-    clicks_c, clicks_t = ab_clicks(click_count_cdf(control, visits), click_count_cdf(treatment, visits),
-                                   shuffled, rng)
+def _ab_readout(clicks_c: np.ndarray, clicks_t: np.ndarray) -> dict[str, Any]:
+    """The A/B readout of the control's and the treatment's users' clicks (each user's over their visits)."""
     result = ab_test(clicks_c, clicks_t, ALPHA)
     return {
         "winner": _winner(result.significant, (result.lift_abs or 0.0) > 0),
@@ -205,23 +249,20 @@ def _ab_readout(
     }
 
 
-def _interleaving_readout(merged: Interleavings, rows: np.ndarray, visits: int,
-                          rng: np.random.Generator) -> dict[str, Any]:
-    """Every user sees a fresh team-draft merge on each visit (their k-th draft on visit k)."""
-    drafts = np.broadcast_to(np.arange(visits), (rows.size, visits))
-    # a user drawn twice (with replacement) is two visitors: their draft rows are the same merges
-    credit_a, credit_b = interleaving_credits(merged, rows, drafts, rng)
+def _interleaving_readout(credit_a: np.ndarray, credit_b: np.ndarray) -> dict[str, Any]:
+    """The interleaving readout of each user's credits over their visits."""
     result = preference_test(preference_counts_of(credit_a, credit_b), InterleavingSettings(alpha=ALPHA))
     share = result.preference_share
     return {
         "winner": _winner(result.significant, result.verdict == "B preferred"),
         "p_value": result.p_value,
         "significant": result.significant,
-        "metric": "mean credit difference (treatment − control clicks per user, common prefix not credited)",
+        "metric": "credit difference (treatment − control clicks per user, common prefix not credited)",
         "counts": {"wins": result.counts.wins, "losses": result.counts.losses, "ties": result.counts.ties},
         "effect": {"mean_credit_difference": result.mean_difference,
                    "mean_credit_difference_ci": result.mean_difference_ci,
-                   "preference_share": share, "ci": result.ci, "sign_test_p_value": result.sign_test_p_value},
+                   "t_test_p_value": result.t_test_p_value, "preference_share": share, "ci": result.ci,
+                   "sign_test_p_value": result.sign_test_p_value},
         "clicks": {"control": int(credit_a.sum()), "treatment": int(credit_b.sum())},
         "test": result.method,
         "message": result.message,

@@ -15,8 +15,8 @@ click on the item at every position — computed once per (user, ranker) by
   user's precomputed drafts, drawn at random), clicks are drawn per position, credited to the team
   that contributed the position unless it lies in the two lists' common prefix (credited to
   neither, as :func:`analysis.interleaving.credit` does), summed over the user's visits, and the
-  decision is :func:`analysis.interleaving.preference_p_values`' — the t-test of the mean credit
-  difference, the rule :func:`analysis.interleaving.preference_test` decides by.
+  decision is :func:`analysis.interleaving.preference_p_values`' — the Wilcoxon signed-rank test of
+  the users' credit differences, the rule :func:`analysis.interleaving.preference_test` decides by.
 
 Team "A"/control and "B"/treatment as in :mod:`analysis.interleaving`.  A decision's ``direction``
 is +1 when the treatment is significantly better, −1 when the control is, 0 when not significant.
@@ -31,13 +31,21 @@ from typing import Literal
 import numpy as np
 
 from analysis.frequentist import FrequentistResult, FrequentistSettings, welch_ttest
-from analysis.interleaving import PreferenceCounts, mean_difference_test, preference_p_values
+from analysis.interleaving import (
+    PreferenceCounts,
+    mean_difference_test,
+    preference_p_values,
+    signed_counts,
+    signed_rank_test,
+)
 from analysis.stats import SampleStats
 
 Design = Literal["ab", "interleaving"]
 DESIGNS: tuple[Design, ...] = ("ab", "interleaving")
 # random numbers drawn at once: bounds the temporaries of one chunk of rehearsals at ~100 MB
 CHUNK_DRAWS = 4_000_000
+# team-draft merges precomputed per user when visits vary: each visit shows one of them, drawn at random
+DRAFTS = 16
 
 
 @dataclass(frozen=True)
@@ -176,10 +184,10 @@ def preference_counts_of(credit_a: np.ndarray, credit_b: np.ndarray) -> Preferen
 
 
 def interleaving_decisions(credit_a: np.ndarray, credit_b: np.ndarray, alpha: float) -> Decisions:
-    """Decisions of rehearsals given row-wise: the readout's rule, from each row's counts and sums."""
+    """Decisions of rehearsals given row-wise: the readout's rule, from each row's counts by value."""
     d = np.asarray(credit_b, dtype=np.int64) - np.asarray(credit_a, dtype=np.int64)
     test = mean_difference_test(d.sum(-1), (d * d).sum(-1), d.shape[-1])
-    p, direction = preference_p_values((d > 0).sum(-1), (d < 0).sum(-1), test)
+    p, direction = preference_p_values((d > 0).sum(-1), (d < 0).sum(-1), test, signed_rank_test(*signed_counts(d)))
     significant = p < alpha
     return Decisions(p, significant, np.where(significant, direction, 0).astype(int))
 
@@ -262,20 +270,12 @@ class RehearsalBench:
     def ab_clicks(self, users: np.ndarray, visits: np.ndarray, rng: np.random.Generator
                   ) -> tuple[np.ndarray, np.ndarray]:
         """Clicks per user over their visits, rows of rehearsals: the first half of a row is control."""
-        half = users.shape[-1] // 2
-        return (_per_visit(lambda seen: draw_clicks(self.cdf_c, seen, rng), users[..., :half], visits[..., :half]),
-                _per_visit(lambda seen: draw_clicks(self.cdf_t, seen, rng), users[..., half:], visits[..., half:]))
+        return ab_clicks_over_visits(self.cdf_c, self.cdf_t, users, visits, rng)
 
     def interleaving_credits(self, users: np.ndarray, visits: np.ndarray, rng: np.random.Generator
                              ) -> tuple[np.ndarray, np.ndarray]:
         """Credits of A and of B per user over their visits, each visit a fresh draft (of the user's)."""
-        def credits(seen: np.ndarray) -> np.ndarray:
-            drafts = rng.integers(0, self.merged.drafts, size=(seen.size, 1))
-            a, b = interleaving_credits(self.merged, seen, drafts, rng)
-            return np.stack([a, b], axis=-1)
-
-        both = _per_visit(credits, users, visits)
-        return both[..., 0], both[..., 1]
+        return interleaving_credits_over_visits(self.merged, users, visits, rng)
 
     def run(self, design: Design, users: int, rehearsals: int, rng: np.random.Generator) -> Decisions:
         """``rehearsals`` rehearsals of ``users`` users each, drawn from the pool with replacement."""
@@ -293,6 +293,30 @@ class RehearsalBench:
             else:
                 parts.append(interleaving_decisions(*self.interleaving_credits(drawn, visits, rng), self.alpha))
         return Decisions.concatenate(parts)
+
+
+def ab_clicks_over_visits(
+    cdf_c: np.ndarray, cdf_t: np.ndarray, users: np.ndarray, visits: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Clicks per user over their ``visits`` (each a view of the user's list, drawn through the one-view
+    CDFs of :func:`click_count_cdf`), rows of rehearsals: the first half of a row is control."""
+    half = users.shape[-1] // 2
+    return (_per_visit(lambda seen: draw_clicks(cdf_c, seen, rng), users[..., :half], visits[..., :half]),
+            _per_visit(lambda seen: draw_clicks(cdf_t, seen, rng), users[..., half:], visits[..., half:]))
+
+
+def interleaving_credits_over_visits(
+    merged: Interleavings, users: np.ndarray, visits: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Credits of A and of B per user over their ``visits``, each visit one of the user's merges drawn
+    at random."""
+    def credits(seen: np.ndarray) -> np.ndarray:
+        drafts = rng.integers(0, merged.drafts, size=(seen.size, 1))
+        a, b = interleaving_credits(merged, seen, drafts, rng)
+        return np.stack([a, b], axis=-1)
+
+    both = _per_visit(credits, users, visits)
+    return both[..., 0], both[..., 1]
 
 
 def _per_visit(draw: Callable[[np.ndarray], np.ndarray], users: np.ndarray, visits: np.ndarray) -> np.ndarray:

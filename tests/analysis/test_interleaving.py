@@ -1,6 +1,7 @@
 """Team-draft interleaving: the draft's properties (hypothesis), crediting (the common prefix to neither
-team, unbiased), the t-test of the mean credit difference and the sign test with its exact interval
-against scipy, the always-valid mixture test against numeric integration and by simulation, calibration
+team, unbiased), the Wilcoxon signed-rank test of the credit differences, the t-test of their mean and
+the sign test with its exact interval against scipy, the ranks' power where a few users' differences are
+large, the always-valid mixture test against numeric integration and by simulation, calibration
 under a null by simulation, the power the magnitude and the common-prefix rule add over the sign test,
 and detection against an absolute-CTR A/B test on a simulated click model."""
 
@@ -31,6 +32,8 @@ from analysis.interleaving import (
     preference_counts,
     preference_test,
     sign_test_p_value,
+    signed_counts,
+    signed_rank_test,
     team_draft,
 )
 
@@ -126,7 +129,7 @@ def test_users_are_the_unit_their_credit_summed_over_impressions() -> None:
     credit_b = np.array([0, 1, 1, 0, 1, 0])
     # u1: 1-1 tie; u2: B; u3: A 2-1; u4: no click.  d = 0, +1, -1, 0
     assert preference_counts(users, credit_a, credit_b) == PreferenceCounts(
-        wins=1, losses=1, ties=2, difference_sum=0, difference_squares=2)
+        wins=1, losses=1, ties=2, difference_sum=0, difference_squares=2, differences=((-1, 1), (1, 1)))
     assert preference_counts([], np.array([]), np.array([])) == PreferenceCounts(0, 0, 0)
     with pytest.raises(ValueError, match="differ in length"):
         preference_counts(["u"], credit_a, credit_b)
@@ -191,6 +194,58 @@ def test_mean_difference_t_test_matches_scipy() -> None:
     assert np.isnan(mean_difference_test(1, 1, 1).p_value) and np.isnan(mean_difference_test(5, 5, 5).p_value)
 
 
+def wilcoxon_reference(d: np.ndarray) -> float:
+    return float(stats.wilcoxon(d, zero_method="wilcox", correction=False, method="approx").pvalue)
+
+
+def test_signed_rank_test_matches_scipy() -> None:
+    """Ties in |d| (integers), zeros, heavy tails, one user with a preference, everyone alike: the
+    statistic and p-value are scipy's Wilcoxon (zeros dropped, normal approximation, tie correction)."""
+    rng = np.random.default_rng(7)
+    samples = [rng.integers(-3, 4, size=n) for n in (2, 5, 22, 63, 400)]
+    samples += [np.array([-3]), np.rint(rng.standard_t(1.5, size=40) * 3).astype(int), np.array([0, 0, 2, 0]),
+                np.array([1, 1, 1, 1, 1]), np.array([-4, 4, -4, 4, 0, 1])]
+    for d in samples:
+        plus, minus = signed_counts(d)
+        assert plus.tolist() == [int((d == k).sum()) for k in range(1, len(plus) + 1)]
+        assert minus.tolist() == [int((d == -k).sum()) for k in range(1, len(minus) + 1)]
+        result = signed_rank_test(plus, minus)
+        assert float(result.p_value) == pytest.approx(wilcoxon_reference(d), rel=1e-9)
+        ranks = stats.rankdata(np.abs(d[d != 0]))
+        assert float(result.statistic) == pytest.approx(ranks[d[d != 0] > 0].sum())
+        counts = PreferenceCounts.of(d)
+        assert float(signed_rank_test(*counts.signed_counts()).p_value) == pytest.approx(float(result.p_value))
+    rows = np.stack([rng.integers(-5, 3, size=30) for _ in range(20)])  # vectorised over experiments
+    assert signed_rank_test(*signed_counts(rows)).p_value == pytest.approx([wilcoxon_reference(r) for r in rows])
+    assert np.isnan(signed_rank_test(*signed_counts(np.zeros(7, dtype=int))).p_value)  # nobody has a preference
+    with pytest.raises(ValueError, match="count 2 wins"):
+        PreferenceCounts(3, 0, 0, differences=((1, 2),))
+    with pytest.raises(ValueError, match="distinct non-zero values"):
+        PreferenceCounts(1, 0, 0, differences=((0, 4), (1, 1)))
+
+
+def test_ranks_hold_the_level_and_keep_power_where_a_few_users_have_large_differences() -> None:
+    """Users' activity is lognormal (a few very active users, as in the demo world's visit law), so
+    d = credit B − credit A is heavy-tailed.  Over 4,000 experiments of 20 users with B twice as good,
+    the signed-rank test detects B more often than the t-test of the mean difference, whose few
+    large |d| inflate its variance; under the null both hold their level, the t-test conservatively."""
+    rng = np.random.default_rng(3)
+    activity = rng.lognormal(0.0, 1.3, size=(4_000, 20))
+
+    def reject(lift: float) -> tuple[float, float]:
+        d = rng.poisson(0.5 * (1 + lift) * activity) - rng.poisson(0.5 * activity)
+        t_p = mean_difference_test(d.sum(1), (d * d).sum(1), d.shape[1]).p_value
+        ranks_p = signed_rank_test(*signed_counts(d)).p_value
+        rejected = [float((np.nan_to_num(p, nan=1.0) < 0.05).mean()) for p in (ranks_p, t_p)]
+        return rejected[0], rejected[1]
+
+    ranks_power, t_power = reject(1.0)
+    assert ranks_power > t_power + 0.05
+    ranks_null, t_null = reject(0.0)
+    band = 3 * math.sqrt(0.05 * 0.95 / 4_000)
+    assert abs(ranks_null - 0.05) < band and t_null < ranks_null
+
+
 def test_magnitude_adds_power_over_the_sign_test() -> None:
     """Users who click on several visits: d = credit B − credit A is Poisson-like, its size grows with
     the user's activity (Gamma, mean 3).  B earns 25% more clicks.  Over 2,000 experiments of 150
@@ -234,18 +289,28 @@ def test_readout_reports_share_interval_p_value_and_verdict() -> None:
         teams.append(t)
         outcomes.append(credit(t, clicks))
     result = interleaving_readout(users, teams, outcomes)
-    assert result.counts == PreferenceCounts(70, 20, 10, 50, 90)
+    assert result.counts == PreferenceCounts(70, 20, 10, 50, 90, ((-1, 20), (1, 70)))
     assert result.preference_share == pytest.approx(70 / 90)
-    differences = [1] * 70 + [-1] * 20 + [0] * 10
-    assert result.method == "t-test of the mean credit difference"
-    assert result.p_value == pytest.approx(stats.ttest_1samp(differences, 0.0).pvalue)
+    differences = np.array([1] * 70 + [-1] * 20 + [0] * 10)
+    assert result.method == "Wilcoxon signed-rank test of the credit differences"
+    assert result.p_value == pytest.approx(wilcoxon_reference(differences))
+    assert result.t_test_p_value == pytest.approx(stats.ttest_1samp(differences, 0.0).pvalue)
     assert result.mean_difference == pytest.approx(0.5)
     assert result.mean_difference_ci is not None and result.mean_difference_ci[0] > 0
     assert result.sign_test_p_value == pytest.approx(stats.binomtest(70, 90).pvalue)
     assert result.verdict == "B preferred" and result.significant
     assert result.positions[1].clicks_b == 70 and result.positions[0].clicks_a == 20
-    flipped = preference_test(PreferenceCounts(20, 70, 10, -50, 90))
-    assert flipped.verdict == "A preferred"
+    flipped = preference_test(PreferenceCounts.of(-differences))
+    assert flipped.verdict == "A preferred" and flipped.p_value == pytest.approx(result.p_value)
+    even = PreferenceCounts.of(np.array([1] * 48 + [-1] * 52))
+    assert preference_test(even).verdict == "no preference detected"
+    # the sizes count by rank: one user +9 outweighs no one, one −1 less than one +2
+    ranked = preference_test(PreferenceCounts.of(np.array([9, 2, 2, 1, -1, 0])))
+    assert ranked.p_value == pytest.approx(wilcoxon_reference(np.array([9, 2, 2, 1, -1, 0])))
+    # counts kept without the values (before they were kept): the t-test of the mean difference decides
+    sums_only = preference_test(PreferenceCounts(70, 20, 10, 50, 90))
+    assert sums_only.method == "t-test of the mean credit difference"
+    assert sums_only.p_value == pytest.approx(stats.ttest_1samp(differences, 0.0).pvalue)
     assert preference_test(PreferenceCounts(48, 52, 0, -4, 100)).verdict == "no preference detected"
     # counts kept without the sums: the exact sign test decides
     signs_only = preference_test(PreferenceCounts(70, 20, 10))
@@ -262,9 +327,12 @@ def test_degenerate_readouts_are_messages_not_exceptions() -> None:
     assert ties.p_value is None and "no preference to test" in (ties.message or "")
     unanimous = preference_test(PreferenceCounts(5, 0, 0), InterleavingSettings(sequential=True))
     assert unanimous.ci is not None and unanimous.ci[1] == 1.0 and unanimous.p_value is not None
-    # every user +1: no variance, no t statistic; the sign test decides
+    # every user +1: no variance, no t statistic; the sign test decides counts kept without the values,
+    # the signed-rank test (all ranks tied) those with them
     no_variance = preference_test(PreferenceCounts(5, 0, 0, 5, 5))
     assert no_variance.method == "exact sign test" and no_variance.p_value == pytest.approx(2 * 0.5**5)
+    alike = preference_test(PreferenceCounts.of(np.ones(5, dtype=int)))
+    assert alike.p_value == pytest.approx(wilcoxon_reference(np.ones(5))) and alike.t_test_p_value is None
     with pytest.raises(ValueError, match="alpha"):
         InterleavingSettings(alpha=1.5)
 
@@ -381,7 +449,7 @@ def _ab_detects(rng: np.random.Generator, world: ClickWorld, noise_a: float, noi
 def test_equally_good_rankers_calibration_and_identical_rankers_credit_nothing() -> None:
     """Two different rankers of equal quality (the same noise, drawn independently, so their lists differ
     and sometimes share a top): over 1,000 simulated experiments of 100 users the preference share is
-    1/2, the mean credit difference 0, and the t-test's false-positive rate near its level.  The same
+    1/2, the mean credit difference 0, and the signed-rank test's false-positive rate near its level.  The same
     ranker on both sides shares its whole list: no click is credited, nothing can be significant."""
     rng = np.random.default_rng(16)
     experiments, users = 1000, 100
@@ -390,13 +458,13 @@ def test_equally_good_rankers_calibration_and_identical_rankers_credit_nothing()
     wins = sum(r.counts.wins for r in results)
     decided = sum(r.counts.decided for r in results)
     assert abs(wins / decided - 0.5) < 3 * math.sqrt(0.25 / decided)
-    assert all(r.method == "t-test of the mean credit difference" for r in results)
+    assert all(r.method == "Wilcoxon signed-rank test of the credit differences" for r in results)
     means = np.array([r.mean_difference for r in results], dtype=float)
     assert abs(means.mean()) < 3 * means.std() / math.sqrt(experiments)
     false_positives = np.mean([r.significant for r in results])
     assert 0.03 <= false_positives <= 0.07
     same = _interleaving_counts(rng, ClickWorld.draw(rng, users), 0.2, 0.2, same_ranker=True)
-    assert same == PreferenceCounts(0, 0, users, 0, 0) and not preference_test(same).significant
+    assert same == PreferenceCounts(0, 0, users, 0, 0, ()) and not preference_test(same).significant
 
 
 def test_interleaving_detects_a_better_ranker_with_far_fewer_users_than_an_ab_test() -> None:

@@ -54,9 +54,27 @@ def test_interleaving_rehearsal_text_and_json(cli: Recops) -> None:
     result = json.loads(out)
     assert code == 0 and result["significant"] == (result["p_value"] < 0.05)
     assert (result["winner"] is None) == (not result["significant"])
-    assert result["test"] == "t-test of the mean credit difference"
+    assert result["test"] == "Wilcoxon signed-rank test of the credit differences"
     low, high = result["effect"]["mean_credit_difference_ci"]
-    assert (low > 0 or high < 0) == result["significant"]
+    assert low < result["effect"]["mean_credit_difference"] < high
+    assert (low > 0 or high < 0) == (result["effect"]["t_test_p_value"] < 0.05)
+
+
+def test_visit_law_rehearsal_says_which_law(cli: Recops) -> None:
+    argv = ["rehearse", "--design", "interleaving", "--control", "popularity", "--treatment", "als",
+            "--users", "150", "--visit-days", "14", "--seed", "2"]
+    code, out, err = cli([*argv, "--json"])
+    assert code == 0 and err == ""
+    result = json.loads(out)
+    assert {"design", "users", "winner", "truth_winner", "p_value", "significant", "visit_law"} <= set(result)
+    law = result["visit_law"]
+    assert law["law"] == "world" and law["days"] == 14.0 and law["total"] > 150 and result["visits"] is None
+    assert result["truth_winner"] == "treatment" and result["winner"] in ("treatment", None)
+    code, out, err = cli(argv)
+    assert code == 0 and "150 users, visits by the world's law over 14 days (" in out
+    code, out, _ = cli(["rehearse", "--design", "ab", "--control", "popularity", "--treatment", "als",
+                        "--users", "20", "--json"])
+    assert code == 0 and json.loads(out)["visit_law"]["law"] == "fixed"
 
 
 @pytest.mark.parametrize(("args", "says"), [
@@ -65,6 +83,12 @@ def test_interleaving_rehearsal_text_and_json(cli: Recops) -> None:
     (["--treatment", "als@9"], "no version 9"),
     (["--users", "1"], "--users must be within 2.."),
     (["--visits", "0"], "--visits must be within 1..100"),
+    (["--visits", "2", "--visit-days", "14"], "--visits and --visit-days exclude each other"),
+    (["--visit-days", "0"], "--visit-days must be a number of days within (0, 365]"),
+    (["--visit-days", "-3"], "--visit-days must be a number of days within (0, 365]"),
+    (["--visit-days", "nan"], "got 'nan'"),
+    (["--visit-days", "two weeks"], "got 'two weeks'"),
+    (["--visit-days", "400"], "--visit-days must be a number of days"),
     (["--dataset", "shop"], "dataset 'shop' has no ground truth"),
 ])
 def test_bad_input_is_one_line_and_exit_2(cli: Recops, args: list[str], says: str) -> None:

@@ -151,11 +151,14 @@ def test_readout_counts_users_by_the_sign_of_their_credit(service: ExperimentSer
     assert block is not None
     assert (block["users"], block["wins"], block["losses"], block["ties"]) == (6, 3, 1, 2)
     assert block["preference_share"] == pytest.approx(3 / 4)
-    # the decision: the t-test of the mean credit difference over all six users (ties count 0)
+    # the decision: the signed-rank test of the six users' credit differences (ties dropped)
     differences = [1, 1, 1, -1, 0, 0]
+    wilcoxon = stats.wilcoxon(differences, zero_method="wilcox", correction=False, method="approx")
+    assert block["method"] == "Wilcoxon signed-rank test of the credit differences"
+    assert block["p_value"] == pytest.approx(wilcoxon.pvalue)
+    # the mean credit difference over all six users (ties count 0), its t interval and t-test
     t_test = stats.ttest_1samp(differences, 0.0)
-    assert block["method"] == "t-test of the mean credit difference"
-    assert block["p_value"] == pytest.approx(t_test.pvalue)
+    assert block["t_test_p_value"] == pytest.approx(t_test.pvalue)
     assert block["mean_credit_difference"] == pytest.approx(2 / 6)
     t_ci = t_test.confidence_interval(0.95)
     assert block["mean_credit_difference_ci"] == pytest.approx([t_ci.low, t_ci.high])
@@ -167,8 +170,30 @@ def test_readout_counts_users_by_the_sign_of_their_credit(service: ExperimentSer
     assert readout.to_dict()["interleaving"]["wins"] == 3
     assert (readout.progress.min_users, readout.progress.fraction) == (4, 0.5)
     # the counters kept click by click agree with a recount of every user's credit
-    assert counts_from_credit(service.interleaving.read_credit(key, 1)) == PreferenceCounts(3, 1, 2, 2, 4)
-    assert service.interleaving.read(key, 1).counts == PreferenceCounts(3, 1, 2, 2, 4)
+    expected = PreferenceCounts(3, 1, 2, 2, 4, ((-1, 1), (1, 3)))
+    assert counts_from_credit(service.interleaving.read_credit(key, 1)) == expected
+    assert service.interleaving.read(key, 1).counts == expected
+
+
+def test_users_by_credit_difference_follow_every_credited_click(service: ExperimentService) -> None:
+    """A user's d moves 0 → +1 → +2 → +1 → 0 → −1 click by click: the counter of each value they leave
+    goes down, the one they reach up, so the readout's values always match a recount."""
+    key = started(service)
+    assignment = service.assign("u1")
+    assert assignment is not None
+    merged = service.interleave(assignment, "r1", ["a1", "a2", "a3"], ["b1", "b2", "b3"], 6)
+    by_team = {t: [str(i) for i, tt in zip(merged.items, merged.teams, strict=True) if tt == t] for t in "AB"}
+    other = service.assign("u2")
+    assert other is not None
+    service.interleave(other, "r2", ["a1", "a2", "a3"], ["b1", "b2", "b3"], 6)
+    service.observe([click("u2", "b1", "r2")])
+    seen = []
+    for team, k in (("B", 0), ("B", 1), ("A", 0), ("A", 1), ("A", 2)):
+        service.observe([click("u1", by_team[team][k], "r1")])
+        counts = service.interleaving.read(key, 1).counts
+        assert counts == counts_from_credit(service.interleaving.read_credit(key, 1))
+        seen.append(counts.differences)
+    assert seen == [((1, 2),), ((1, 1), (2, 1)), ((1, 2),), ((1, 1),), ((-1, 1), (1, 1))]
 
 
 def test_clicks_in_the_rankers_common_prefix_credit_neither_team(service: ExperimentService) -> None:
@@ -190,22 +215,29 @@ def test_clicks_in_the_rankers_common_prefix_credit_neither_team(service: Experi
     assert block is not None and (block["wins"], block["clicks_credited"], block["mean_credit_difference"]) == (1, 1, 1)
 
 
-def test_a_phase_recorded_without_the_sums_is_read_by_its_signs(
+def test_a_phase_recorded_without_the_values_or_the_sums_is_read_by_what_it_kept(
     service: ExperimentService, redis_client: redis.Redis
 ) -> None:
-    """Counters kept before the sums of the credit differences existed: the readout cannot run the
-    t-test, so the exact sign test decides and the mean is unknown (None), never a wrong 0."""
+    """Counters kept before the users' credit differences by value existed: the t-test of the mean
+    decides.  Kept before the sums too: the readout cannot run the t-test, so the exact sign test
+    decides and the mean is unknown (None), never a wrong 0."""
     key = started(service)
-    for k in range(5):
+    for k in range(6):
         assignment = service.assign(f"u{k}")
         assert assignment is not None
         merged = service.interleave(assignment, f"r{k}", ["a1", "a2"], ["b1", "b2"], 4)
-        item = next(i for i, t in zip(merged.items, merged.teams, strict=True) if t == "B")
+        item = next(i for i, t in zip(merged.items, merged.teams, strict=True) if t == ("B" if k else "A"))
         service.observe([click(f"u{k}", str(item), f"r{k}")])
-    redis_client.hdel(Keys().experiment_position_credit(key, 1), "diff|sum", "diff|squares")
+    counters = Keys().experiment_position_credit(key, 1)
+    redis_client.hdel(counters, "diff|values", "diff|=1", "diff|=-1")
     block = service.readout(key).interleaving
-    assert block is not None and block["wins"] == 5
-    assert block["method"] == "exact sign test" and block["p_value"] == pytest.approx(stats.binomtest(5, 5).pvalue)
+    assert block is not None and (block["wins"], block["losses"]) == (5, 1)
+    assert block["method"] == "t-test of the mean credit difference"
+    assert block["p_value"] == pytest.approx(stats.ttest_1samp([1, 1, 1, 1, 1, -1], 0.0).pvalue)
+    redis_client.hdel(counters, "diff|sum", "diff|squares")
+    block = service.readout(key).interleaving
+    assert block is not None
+    assert block["method"] == "exact sign test" and block["p_value"] == pytest.approx(stats.binomtest(5, 6).pvalue)
     assert block["mean_credit_difference"] is None and block["mean_credit_difference_ci"] is None
 
 

@@ -20,8 +20,10 @@ from engine.simulator.rehearsal import (
     list_clicks,
     rehearse,
     served_lists,
+    world_visit_law,
 )
 from engine.simulator.rehearsal_designs import ListClicks, RehearsalBench
+from engine.simulator.visits import activity
 
 
 def ranker(engine: Engine, text: str) -> Ranker:
@@ -61,6 +63,44 @@ def test_rehearsal_picks_the_truth_on_the_clear_pair(engine: Engine, design: str
     assert result["truth"]["treatment"] > result["truth"]["control"] > 0
     assert result["significant"] and result["p_value"] < 0.05 and result["winner"] == "treatment"
     assert result["users"] == users and result["control"]["model"] == "popularity"
+
+
+@pytest.mark.parametrize("design", ["ab", "interleaving"])
+def test_rehearsal_under_the_worlds_visit_law(engine: Engine, design: str) -> None:
+    """Users enrol by their chance of visiting in D days and come a zero-truncated Poisson number of
+    times, heavy users more: more visits than users, the truth weighting views as users make them, and
+    the clear pair's verdict with fewer users than one visit each needs."""
+    plan = RehearsalPlan(design, ranker(engine, "popularity"), ranker(engine, "als"), 200, seed=4,  # type: ignore[arg-type]
+                         visit_days=14)
+    result = rehearse(engine, plan)
+    law = result["visit_law"]
+    assert law["law"] == "world" and law["days"] == 14 and result["visits"] is None
+    assert law["total"] > 200 and law["mean_per_user"] == law["total"] / 200 and law["max_per_user"] > 2
+    assert result["truth_winner"] == result["winner"] == "treatment" and result["significant"]
+    if design == "ab":
+        arms = result["arms"]
+        assert arms["control"]["users"] + arms["treatment"]["users"] == 200
+        assert arms["control"]["clicks_per_user"] > result["truth"]["control"]  # several views per user
+    else:
+        counts = result["counts"]
+        assert counts["wins"] + counts["losses"] + counts["ties"] == 200
+    assert rehearse(engine, plan) == result  # seeded
+    fixed = rehearse(engine, RehearsalPlan(design, plan.control, plan.treatment, 200, visits=2, seed=4))  # type: ignore[arg-type]
+    assert fixed["visits"] == 2 and fixed["visit_law"] == {"law": "fixed", "visits_per_user": 2, "total": 400,
+                                                          "mean_per_user": 2.0, "max_per_user": 2}
+
+
+def test_world_visit_law_is_the_worlds_rates(engine: Engine) -> None:
+    world = engine.world
+    assert world is not None
+    users = list(world.user_ids[:50])
+    law = world_visit_law(world, users, 14)
+    weights = activity(world, users)
+    assert law.rate == pytest.approx(weights * (law.rate[0] / weights[0]))  # shares of the history's activity
+    assert world_visit_law(world, users, 28).rate == pytest.approx(2 * law.rate)  # proportional to the days
+    for days in (0, -1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="positive number"):
+            world_visit_law(world, users, days)
 
 
 def test_same_ranker_has_no_truth_winner_and_no_credited_click(engine: Engine) -> None:
