@@ -176,6 +176,30 @@ def test_a_list_computed_while_another_process_invalidates_the_user_is_not_store
     assert cache.get_or_compute(USER, key, value)[1] == "miss"  # not in L1 either
 
 
+def test_a_list_computed_while_another_process_purges_every_list_is_not_stored(
+    make_cache: Callable[..., TieredCache], keys: Keys, redis_client: redis.Redis
+) -> None:
+    cache, other = make_cache(), make_cache()
+    key = keys.rec_list(USER, "als@v1", 10)
+    other.get_or_compute(USER, key, value)  # the user's ledger remembers a list
+    ledger = keys.rec_ledger(USER)
+    other.invalidate_all(reason="admin")
+    assert redis_client.exists(key) == 0 and redis_client.pttl(ledger) > 0  # the ledger outlives it, expiring
+
+    def compute_then_purge() -> dict[str, Any]:
+        computed = value()  # read before the purge...
+        other.invalidate_all(reason="admin")  # ...which another process runs now
+        return computed
+
+    assert cache.get_or_compute(USER, key, compute_then_purge)[1] == "miss"
+    assert redis_client.exists(key) == 0
+    assert cache.stats()["writes_overtaken"] == 1
+    # the generation moved on, it was not reset: the next list is stored, in either process
+    assert cache.get_or_compute(USER, key, value)[1] == "miss"
+    assert redis_client.exists(key) == 1
+    assert other.get_or_compute(USER, key, value)[1] == "l2"
+
+
 def test_a_warmed_list_overtaken_by_a_purchase_is_not_stored(
     make_cache: Callable[..., TieredCache], keys: Keys, redis_client: redis.Redis
 ) -> None:
