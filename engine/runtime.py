@@ -169,8 +169,7 @@ class Engine:
         return lists
 
     def refresh_list(self, user_id: str) -> None:
-        """Recompute and cache the list the API will serve ``user_id`` next (default length, or their
-        variant's model, version and serving parameters)."""
+        """Recompute and cache the lists the API will serve ``user_id`` next (see ``warm_lists``)."""
         self.warm_lists([user_id])
 
     def warm_lists(self, user_ids: list[str]) -> int:
