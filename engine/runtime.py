@@ -169,18 +169,19 @@ class Engine:
         return lists
 
     def refresh_list(self, user_id: str) -> None:
-        """Recompute and cache the list the API will serve ``user_id`` next (default length, or their
-        variant's model, version and serving parameters)."""
+        """Recompute and cache the lists the API will serve ``user_id`` next (see ``warm_lists``)."""
         self.warm_lists([user_id])
 
     def warm_lists(self, user_ids: list[str]) -> int:
         """Compute and cache the lists the API will serve ``user_ids`` next, one warm call per arm
-        (their variant's model, version and serving parameters, else the defaults).  Returns the
-        lists written."""
+        (their variant's model, version and serving parameters, else the defaults; both rankers'
+        lists for a user in an interleaving experiment, which the API merges per request).  Returns
+        the lists written."""
         arms: dict[tuple[str, str | None, ServingParams] | None, list[str]] = {}
         for user_id in user_ids:
             a = self.experiments.assign(user_id)
-            arms.setdefault(None if a is None else (a.model, a.version, a.serving), []).append(user_id)
+            for arm in (None,) if a is None else a.served_lists:
+                arms.setdefault(arm, []).append(user_id)
         written = 0
         for arm, users in arms.items():
             if arm is None:

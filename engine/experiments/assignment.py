@@ -74,6 +74,14 @@ class Assignment:
     rankers: tuple[RankerArm, RankerArm] | None = None
 
     @property
+    def served_lists(self) -> tuple[tuple[str, str | None, ServingParams], ...]:
+        """``(model, version, serving)`` of each list serving computes for this user: the two rankers'
+        (merged afterwards) in an interleaving experiment, else the arm's one."""
+        if self.rankers is not None:
+            return tuple((r.model, r.version, r.serving) for r in self.rankers)
+        return ((self.model, self.version, self.serving),)
+
+    @property
     def served_label(self) -> str:
         """``model@version`` as exposures count it (``model@`` when the spec resolved to nothing)."""
         return f"{self.model}@{self.version or ''}"

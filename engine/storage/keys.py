@@ -37,6 +37,10 @@ class Keys:
         outside ``rec_scan_pattern`` on purpose: it must outlive a flush of every list."""
         return f"{self.prefix}:listlog:{self.user_tag(user_id)}"
 
+    @property
+    def rec_ledger_scan_pattern(self) -> str:
+        return f"{self.prefix}:listlog:*"
+
     def cache_warm_claim(self, versions_tag: str) -> str:
         """Taken by the one process that warms the lists of a set of served versions."""
         return f"{self.prefix}:warmclaim:{versions_tag}"

@@ -215,8 +215,16 @@ class RedisTier:
         ))
 
     def delete_all(self, message: bytes) -> int:
-        """SCAN + pipelined UNLINK of every recommendation-cache key, then publish ``message``.
-        Returns the lists deleted (index sets and locks are deleted but not counted)."""
+        """Bump every user's invalidation generation, then SCAN + pipelined UNLINK of every
+        recommendation-cache key, then publish ``message``.  Returns the lists deleted (index sets
+        and locks are deleted but not counted).
+
+        The bump comes first so that a list computed before the purge, in any process, is refused
+        when it is written after it (as after a purchase, ``STORE_LUA``), and one written before the
+        bump is deleted by the walk that follows.  Only users with a ledger are bumped: a first-seen
+        user's list computed during the purge may still be stored after it.
+        """
+        self._bump_generations()
         removed = 0
         # every primary of a cluster, and the one server otherwise; a cluster pipeline sends each
         # node the deletes of its own slots
@@ -228,6 +236,18 @@ class RedisTier:
                 removed += int(n) if self._is_list_key(key) else 0
         self._client.publish(self._keys.invalidation_channel, message)
         return removed
+
+    def _bump_generations(self) -> None:
+        # one key per command, pipelined (a cluster pipeline sends each primary its own slots'); a
+        # ledger that expired between the SCAN and the HINCRBY is created again: PEXPIRE NX gives it
+        # the ledger TTL and leaves every live ledger's TTL alone
+        for batch in _chunks(scan_keys(self._client, self._keys.rec_ledger_scan_pattern, count=SCAN_COUNT),
+                             SCAN_COUNT):
+            pipe = self._client.pipeline(transaction=False)
+            for key in batch:
+                pipe.hincrby(key, GENERATION_FIELD, 1)
+                pipe.pexpire(key, self._ledger_ttl_ms, nx=True)
+            pipe.execute()
 
     def _is_list_key(self, key: str | bytes) -> bool:
         k = as_text(key)

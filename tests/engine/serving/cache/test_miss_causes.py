@@ -11,6 +11,7 @@ import pytest
 import redis
 from prometheus_client import REGISTRY
 
+from engine.api.interleaved_lists import serve_interleaved
 from engine.config import Settings
 from engine.events.tracker import Event
 from engine.runtime import Engine, build_engine
@@ -175,6 +176,30 @@ def test_a_list_computed_while_another_process_invalidates_the_user_is_not_store
     assert cache.get_or_compute(USER, key, value)[1] == "miss"  # not in L1 either
 
 
+def test_a_list_computed_while_another_process_purges_every_list_is_not_stored(
+    make_cache: Callable[..., TieredCache], keys: Keys, redis_client: redis.Redis
+) -> None:
+    cache, other = make_cache(), make_cache()
+    key = keys.rec_list(USER, "als@v1", 10)
+    other.get_or_compute(USER, key, value)  # the user's ledger remembers a list
+    ledger = keys.rec_ledger(USER)
+    other.invalidate_all(reason="admin")
+    assert redis_client.exists(key) == 0 and redis_client.pttl(ledger) > 0  # the ledger outlives it, expiring
+
+    def compute_then_purge() -> dict[str, Any]:
+        computed = value()  # read before the purge...
+        other.invalidate_all(reason="admin")  # ...which another process runs now
+        return computed
+
+    assert cache.get_or_compute(USER, key, compute_then_purge)[1] == "miss"
+    assert redis_client.exists(key) == 0
+    assert cache.stats()["writes_overtaken"] == 1
+    # the generation moved on, it was not reset: the next list is stored, in either process
+    assert cache.get_or_compute(USER, key, value)[1] == "miss"
+    assert redis_client.exists(key) == 1
+    assert other.get_or_compute(USER, key, value)[1] == "l2"
+
+
 def test_a_warmed_list_overtaken_by_a_purchase_is_not_stored(
     make_cache: Callable[..., TieredCache], keys: Keys, redis_client: redis.Redis
 ) -> None:
@@ -225,6 +250,32 @@ def test_a_purchase_after_warming_is_never_followed_by_the_warmed_list(warming_e
     after = engine.service.recommend(user)
     assert bought not in {i["item_id"] for i in after.items}
     assert misses(engine.cache, "l2").get(INVALIDATED) == 1
+
+
+def test_warming_computes_both_rankers_lists_of_a_user_in_an_interleaving_experiment(
+    warming_engine: Engine,
+) -> None:
+    engine = warming_engine
+    assert engine.warmer is not None and engine.warmer.wait_idle(timeout=60)
+    engine.experiments.create({
+        "key": "ilv", "name": "ALS against item-item", "kind": "interleaving", "coverage_pct": 100,
+        "variants": [{"name": "control", "model": "als"}, {"name": "treatment", "model": "item_item"}],
+    })
+    engine.experiments.start("ilv")
+    engine.experiments.refresh(force=True)
+    engine.warmer.restart()  # what a model switch does; the experiment's users are served both rankers now
+    assert engine.warmer.wait_idle(timeout=60)
+    user = engine.features.top_active_users(1)[0]
+    assignment = engine.experiments.assign(user)
+    assert assignment is not None and assignment.rankers is not None
+    n = engine.settings.default_n
+    for ranker in assignment.rankers:
+        key = engine.service.list_key(user, ranker.model, ranker.serving.length(n), serving=ranker.serving,
+                                      version=ranker.version)
+        assert engine.redis.exists(key) == 1
+    answer = serve_interleaved(engine, assignment, n, "warmed-request")
+    assert answer.teams is not None and answer.result.cached
+    assert misses(engine.cache, "l2") == {}
 
 
 def test_a_model_switch_rewarms_and_its_misses_are_model_changed(warming_engine: Engine) -> None:
