@@ -13,8 +13,9 @@ export PYTHONUNBUFFERED := 1
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "need python3.10, 3.11 or 3.12 on PATH"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,spark,obp]'
+	@# -qq: errors only (a pip config naming absent find-links folders warns once per package)
+	$(BIN)/python -m pip install -qq --upgrade pip
+	$(BIN)/python -m pip install -qq -e '.[dev,spark,obp]'
 	touch $(STAMP)
 
 install: $(STAMP)
