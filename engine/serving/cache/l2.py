@@ -239,14 +239,15 @@ class RedisTier:
 
     def _bump_generations(self) -> None:
         # one key per command, pipelined (a cluster pipeline sends each primary its own slots'); a
-        # ledger that expired between the SCAN and the HINCRBY is created again: PEXPIRE NX gives it
-        # the ledger TTL and leaves every live ledger's TTL alone
+        # ledger that expired between the SCAN and the HINCRBY is created again, so each gets the
+        # ledger TTL anew (a bumped ledger lives one TTL from the purge: it only lives longer).
+        # Not PEXPIRE NX, which would keep live TTLs: Redis 7.0 has it, the bundled 6.2 refuses it
         for batch in _chunks(scan_keys(self._client, self._keys.rec_ledger_scan_pattern, count=SCAN_COUNT),
                              SCAN_COUNT):
             pipe = self._client.pipeline(transaction=False)
             for key in batch:
                 pipe.hincrby(key, GENERATION_FIELD, 1)
-                pipe.pexpire(key, self._ledger_ttl_ms, nx=True)
+                pipe.pexpire(key, self._ledger_ttl_ms)
             pipe.execute()
 
     def _is_list_key(self, key: str | bytes) -> bool:
