@@ -579,7 +579,7 @@ def pseudomedian_test(counts: PreferenceCounts, alpha: float) -> PseudoMedian:
     kept = [e for e in elements if e[3]]
     if not kept:
         return PseudoMedian(estimate, None, "the signed-rank test rejects every shift on the verdict's side of 0 "
-                                            "(too few distinct credit differences): no interval")
+                                            "(too few distinct credit differences)")
     first, last = kept[0], kept[-1]
     return PseudoMedian(estimate, ShiftInterval(float(first[0]), float(last[1]), first[2], last[2]))
 

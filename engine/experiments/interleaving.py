@@ -419,6 +419,7 @@ def with_interleaving(readout: ExperimentReadout, exp: Experiment, stats: Interl
                 else Progress(None, "none", decided, None))
     messages = [m for m in readout.messages if m] + [
         "interleaving: every enrolled user sees both rankers merged; per-arm metrics do not apply, "
-        "the preference share decides"]
+        + ("the always-valid sign test of the preference share decides" if block["sequential"] else
+           f"the {block['decided_by']} decides")]
     return dataclasses.replace(readout, interleaving=block, decision=ExperimentDecision(action, text, variant),
                                decision_text=text, progress=progress, messages=tuple(dict.fromkeys(messages)))
