@@ -509,26 +509,27 @@ def hodges_lehmann(values: np.ndarray, users: np.ndarray) -> float:
     return float((low + high) / 2.0)
 
 
-def shifted_signed_rank(values: np.ndarray, users: np.ndarray, quarter_shifts: np.ndarray,
-                        chunk_cells: int = 1 << 20) -> SignedRank:
+def shifted_signed_rank(values: np.ndarray, users: np.ndarray, quarter_shifts: np.ndarray) -> SignedRank:
     """:func:`signed_rank_test` of ``d − θ`` for each ``θ = quarter_shifts / 4`` (integers: Walsh
     averages are halves, the midpoints between them quarters), users with ``d = θ`` dropped as at
-    ``θ = 0``.  Counts users by ``|4(d − θ)|``: a rescaling, so ranks, ties and the statistic are
-    the test's at ``θ`` itself."""
+    ``θ = 0``.  Per shift, the users at each value are counted at the dense rank of ``|d − θ|`` among
+    that shift's values (equal ``|d − θ|`` share one, so ties stay ties): only the order of ``|d − θ|``
+    enters the ranks, and the width stays the number of values however large the differences are."""
     shifted = 4 * values[None, :] - np.asarray(quarter_shifts, dtype=np.int64)[:, None]
-    width = max(int(np.abs(shifted).max(initial=0)), 1)
-    rows = max(1, chunk_cells // width)
-    parts = []
-    for start in range(0, shifted.shape[0], rows):
-        block = shifted[start:start + rows]
-        plus = np.zeros((block.shape[0], width + 1))
-        minus = np.zeros((block.shape[0], width + 1))
-        row = np.broadcast_to(np.arange(block.shape[0])[:, None], block.shape)
-        weights = np.broadcast_to(users[None, :], block.shape).astype(float)
-        np.add.at(plus, (row[block > 0], block[block > 0]), weights[block > 0])
-        np.add.at(minus, (row[block < 0], -block[block < 0]), weights[block < 0])
-        parts.append(signed_rank_test(plus[:, 1:], minus[:, 1:]))
-    return SignedRank(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("statistic", "z", "p_value")))
+    size = np.abs(shifted)
+    order = np.argsort(size, axis=1, kind="stable")
+    ordered = np.take_along_axis(size, order, axis=1)
+    dense = np.zeros_like(ordered)
+    dense[:, 1:] = np.cumsum(np.diff(ordered, axis=1) > 0, axis=1)  # the dense rank of each sorted |d − θ|
+    rank = np.empty_like(dense)
+    np.put_along_axis(rank, order, dense, axis=1)
+    row = np.broadcast_to(np.arange(shifted.shape[0])[:, None], shifted.shape)
+    weight = np.broadcast_to(users[None, :], shifted.shape).astype(float)
+    plus = np.zeros(shifted.shape)
+    minus = np.zeros(shifted.shape)
+    np.add.at(plus, (row[shifted > 0], rank[shifted > 0]), weight[shifted > 0])  # users at d = θ: in neither
+    np.add.at(minus, (row[shifted < 0], rank[shifted < 0]), weight[shifted < 0])
+    return signed_rank_test(plus, minus)
 
 
 def pseudomedian_test(counts: PreferenceCounts, alpha: float) -> PseudoMedian:
