@@ -44,6 +44,13 @@ as likely), and the fixed-horizon readout decides by the test made for exactly t
   two-sided sign (binomial) test (reported as ``sign_test_p_value``) and its Clopper-Pearson interval
   (``ci``, the share's; it excludes 1/2 exactly when the sign test's ``p < α``).
 
+The interval that goes with the fixed-horizon verdict is the signed-rank test's own, inverted: the
+shifts ``θ`` for which the test of ``d − θ`` over the users with a preference does not reject
+(``pseudomedian_ci``, :func:`pseudomedian_test`), around the Hodges–Lehmann estimate (Hodges &
+Lehmann 1963: the median of the Walsh averages).  It excludes 0 exactly when the verdict calls a
+preference; the share's and the mean's intervals describe, they belong to other tests and can
+disagree with the verdict near the line.
+
 Team "A" is the control ranker and "B" the treatment: a share above 1/2, or a positive mean
 difference, means users prefer B.
 
@@ -447,6 +454,137 @@ def confidence_sequence(wins: int, decided: int, a: float, alpha: float) -> Inte
     return (float(lower), float(upper))
 
 
+# ------------------------------------------------------------------------------------ the size of the preference
+
+
+@dataclass(frozen=True)
+class ShiftInterval:
+    """Shifts ``θ`` of the credit differences from ``low`` to ``high`` (``±inf``: unbounded), each end
+    included or not: the signed-rank test accepts the shifts of an open gap between two Walsh averages
+    but may reject the Walsh average that ends it, so an end can be open."""
+
+    low: float
+    high: float
+    low_closed: bool = True
+    high_closed: bool = True
+
+    def __contains__(self, theta: float) -> bool:
+        above = theta > self.low or (self.low_closed and theta == self.low)
+        below = theta < self.high or (self.high_closed and theta == self.high)
+        return above and below
+
+
+@dataclass(frozen=True)
+class PseudoMedian:
+    """The Hodges–Lehmann estimate of the credit differences and the interval that inverts the
+    verdict's signed-rank test (``interval`` None with ``message`` when there is none)."""
+
+    estimate: float | None
+    interval: ShiftInterval | None
+    message: str | None = None
+
+
+def _nonzero_values(differences: Sequence[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    kept = [(v, c) for v, c in differences if c > 0]
+    return (np.array([v for v, _ in kept], dtype=np.int64), np.array([c for _, c in kept], dtype=np.int64))
+
+
+def walsh_averages(values: np.ndarray, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct Walsh averages ``(d_i + d_j) / 2``, ``i ≤ j``, of the users with ``users[k]`` at
+    ``values[k]``, in order, and how many pairs give each: the multiset has ``N(N + 1)/2`` members."""
+    a, b = np.triu_indices(values.size)
+    pairs = np.where(a == b, users[a] * (users[a] + 1) // 2, users[a] * users[b])
+    sums, index = np.unique(values[a] + values[b], return_inverse=True)
+    return sums / 2.0, np.bincount(index.ravel(), weights=pairs).astype(np.int64)
+
+
+def hodges_lehmann(values: np.ndarray, users: np.ndarray) -> float:
+    """The pseudo-median (Hodges & Lehmann 1963): the median of the Walsh averages, the mean of the
+    two middle ones when their number is even (as ``numpy.median`` of them all)."""
+    averages, pairs = walsh_averages(values, users)
+    total = int(pairs.sum())
+    cumulative = np.cumsum(pairs)
+    low = averages[np.searchsorted(cumulative, (total + 1) // 2)]  # the ((M+1)//2)-th, 1-based
+    high = averages[np.searchsorted(cumulative, total // 2 + 1)]
+    return float((low + high) / 2.0)
+
+
+def shifted_signed_rank(values: np.ndarray, users: np.ndarray, quarter_shifts: np.ndarray) -> SignedRank:
+    """:func:`signed_rank_test` of ``d − θ`` for each ``θ = quarter_shifts / 4`` (integers: Walsh
+    averages are halves, the midpoints between them quarters), users with ``d = θ`` dropped as at
+    ``θ = 0``.  Per shift, the users at each value are counted at the dense rank of ``|d − θ|`` among
+    that shift's values (equal ``|d − θ|`` share one, so ties stay ties): only the order of ``|d − θ|``
+    enters the ranks, and the width stays the number of values however large the differences are."""
+    shifted = 4 * values[None, :] - np.asarray(quarter_shifts, dtype=np.int64)[:, None]
+    size = np.abs(shifted)
+    order = np.argsort(size, axis=1, kind="stable")
+    ordered = np.take_along_axis(size, order, axis=1)
+    dense = np.zeros_like(ordered)
+    dense[:, 1:] = np.cumsum(np.diff(ordered, axis=1) > 0, axis=1)  # the dense rank of each sorted |d − θ|
+    rank = np.empty_like(dense)
+    np.put_along_axis(rank, order, dense, axis=1)
+    row = np.broadcast_to(np.arange(shifted.shape[0])[:, None], shifted.shape)
+    weight = np.broadcast_to(users[None, :], shifted.shape).astype(float)
+    plus = np.zeros(shifted.shape)
+    minus = np.zeros(shifted.shape)
+    np.add.at(plus, (row[shifted > 0], rank[shifted > 0]), weight[shifted > 0])  # users at d = θ: in neither
+    np.add.at(minus, (row[shifted < 0], rank[shifted < 0]), weight[shifted < 0])
+    return signed_rank_test(plus, minus)
+
+
+def pseudomedian_test(counts: PreferenceCounts, alpha: float) -> PseudoMedian:
+    """The Hodges–Lehmann estimate of the users' credit differences and the ``1 − α`` interval that
+    inverts the verdict's own signed-rank test, over the users with a preference (``d ≠ 0``).
+
+    The interval is the set of shifts ``θ`` for which :func:`signed_rank_test` of ``d − θ`` (users
+    with ``d = θ`` dropped, as users with ``d = 0`` are at ``θ = 0``) has ``p ≥ α``.  The statistic
+    only changes at the Walsh averages, so it is evaluated at each of them and once in each gap
+    between (and beyond) them: the acceptance set exactly, as points and open gaps.  It is not
+    always an interval — at a Walsh average the tied and dropped users make the statistic jump, so
+    on lattice data like click counts a point can be rejected between accepted gaps — and the
+    reported interval is its hull, with two rules that keep it from contradicting the verdict:
+
+    - when ``θ = 0`` is rejected (the verdict calls a preference), only the accepted shifts on the
+      verdict's side of 0 count, so 0 is outside however the set looks around it (an end at 0 is
+      then open: the gap next to it is accepted, 0 is not);
+    - when no shift on that side is accepted (few distinct values, the test rejecting every shift)
+      there is no interval: ``None`` with a message, the verdict stands.
+
+    So ``0 ∈ interval`` exactly when the verdict finds no preference.  The population is the users
+    with a preference: with the ties in (most users never click), the pseudo-median would be 0 and
+    the shifted tests would reject every ``θ ≠ 0`` on the ties alone.
+    """
+    if counts.differences is None:
+        return PseudoMedian(None, None, "the users' credit differences by value were not kept")
+    values, users = _nonzero_values(counts.differences)
+    if users.sum() == 0:
+        return PseudoMedian(None, None, "no user with a preference")
+    if users.sum() == 1:
+        return PseudoMedian(None, None, "one user with a preference: no interval")
+    estimate = hodges_lehmann(values, users)
+    averages, _ = walsh_averages(values, users)
+    points = (4 * averages).astype(np.int64)  # Walsh averages in quarters: even integers
+    gaps = np.concatenate([[points[0] - 2], (points[:-1] + points[1:]) // 2, [points[-1] + 2]])
+    accepted_point = ~(shifted_signed_rank(values, users, points).p_value < alpha)  # NaN (all dropped): kept
+    accepted_gap = ~(shifted_signed_rank(values, users, gaps).p_value < alpha)
+    # elements in order: gap 0, point 0, gap 1, …, point m−1, gap m; each as (low, high, closed)
+    ends = np.concatenate([[-np.inf], averages, [np.inf]])
+    elements = [(float(ends[0]), float(ends[1]), False, bool(accepted_gap[0]))]
+    for k in range(points.size):
+        elements += [(float(averages[k]), float(averages[k]), True, bool(accepted_point[k])),
+                     (float(ends[k + 1]), float(ends[k + 2]), False, bool(accepted_gap[k + 1]))]
+    zero = shifted_signed_rank(values, users, np.zeros(1, dtype=np.int64))
+    if zero.p_value[0] < alpha:  # the verdict's preference: its side of 0 only
+        side = float(np.sign(zero.z[0]))
+        elements = [e for e in elements if side * e[0] >= 0 and side * e[1] >= 0 and (e[0], e[1]) != (0.0, 0.0)]
+    kept = [e for e in elements if e[3]]
+    if not kept:
+        return PseudoMedian(estimate, None, "the signed-rank test rejects every shift on the verdict's side of 0 "
+                                            "(too few distinct credit differences)")
+    first, last = kept[0], kept[-1]
+    return PseudoMedian(estimate, ShiftInterval(float(first[0]), float(last[1]), first[2], last[2]))
+
+
 # ------------------------------------------------------------------------------------ the readout
 
 
@@ -482,7 +620,10 @@ class InterleavingResult:
     the mean credit difference, or the exact sign test where that does not exist), or the
     always-valid sign test when sequential.  ``ci`` is the preference share's interval —
     Clopper-Pearson (exact), or the confidence sequence when sequential; ``mean_difference_ci`` the
-    mean credit difference's t interval (fixed horizon only), whose test is ``t_test_p_value``."""
+    mean credit difference's t interval (fixed horizon only), whose test is ``t_test_p_value``.
+    ``pseudomedian_ci`` is the interval that goes with the fixed-horizon verdict: the inversion of
+    the same signed-rank test (:func:`pseudomedian_test`), excluding 0 exactly when the verdict calls
+    a preference; ``pseudomedian`` its Hodges–Lehmann estimate (fixed horizon, values kept only)."""
 
     counts: PreferenceCounts
     alpha: float
@@ -496,6 +637,9 @@ class InterleavingResult:
     mean_difference: float | None = None  # mean over all users of credit B − credit A
     mean_difference_ci: Interval | None = None
     beta_prior: float | None = None  # a of the Beta(a, a) mixture, sequential only
+    pseudomedian: float | None = None  # Hodges–Lehmann estimate of d over users with a preference
+    pseudomedian_ci: ShiftInterval | None = None  # the signed-rank test inverted: the verdict's interval
+    pseudomedian_message: str | None = None  # why there is no estimate or interval
     positions: tuple[PositionCredit, ...] = field(default_factory=tuple)
     message: str | None = None
 
@@ -535,6 +679,7 @@ def preference_test(
     sign_p = float(sign_test_p_value(counts.wins, counts.decided))
     mean_ci = None
     beta_prior = None
+    size = PseudoMedian(None, None, "the sequential test decides by the signs")
     if settings.sequential:
         planned = settings.planned_users or counts.decided
         beta_prior = beta_prior_for_plan(planned, settings.looks, settings.alpha, settings.power)
@@ -548,13 +693,15 @@ def preference_test(
         if not np.isnan(test.p_value):
             low, high = test.ci(settings.alpha)
             mean_ci = (float(low), float(high))
+        size = pseudomedian_test(counts, settings.alpha)
     verdict: Verdict = "no preference detected"
     if p_value < settings.alpha and direction != 0:
         verdict = "B preferred" if direction > 0 else "A preferred"
     mean = float(test.mean) if counts.difference_sum is not None else None
     t_p = None if np.isnan(test.p_value) or settings.sequential else float(test.p_value)
     return replace(base, preference_share=share, ci=ci, p_value=p_value, verdict=verdict, beta_prior=beta_prior,
-                   sign_test_p_value=sign_p, t_test_p_value=t_p, mean_difference=mean, mean_difference_ci=mean_ci)
+                   sign_test_p_value=sign_p, t_test_p_value=t_p, mean_difference=mean, mean_difference_ci=mean_ci,
+                   pseudomedian=size.estimate, pseudomedian_ci=size.interval, pseudomedian_message=size.message)
 
 
 def interleaving_readout(

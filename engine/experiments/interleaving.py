@@ -39,6 +39,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -53,6 +54,7 @@ from analysis.interleaving import (
     InterleavingSettings,
     PositionCredit,
     PreferenceCounts,
+    ShiftInterval,
     preference_test,
     team_draft,
 )
@@ -326,13 +328,27 @@ def _result_dict(result: InterleavingResult) -> dict[str, Any]:
             "significant": result.significant, "beta_prior": result.beta_prior}
 
 
+def shift_interval_fields(interval: ShiftInterval | None) -> dict[str, Any]:
+    """``pseudomedian_ci`` as ``[low, high]`` (``None`` for an unbounded end: JSON has no infinity) and
+    ``pseudomedian_ci_closed``, whether each end belongs to it; both ``None`` without an interval."""
+    if interval is None:
+        return {"pseudomedian_ci": None, "pseudomedian_ci_closed": None}
+    ends = [None if math.isinf(end) else end for end in (interval.low, interval.high)]
+    return {"pseudomedian_ci": ends, "pseudomedian_ci_closed": [interval.low_closed, interval.high_closed]}
+
+
 def interleaving_block(exp: Experiment, stats: InterleavingStats, engine: str) -> dict[str, Any]:
     """The readout's ``interleaving`` block.  ``p_value`` is the fixed-horizon decision's (``method``:
-    the signed-rank test of the users' credit differences); ``mean_credit_difference_ci`` is the mean
-    credit difference's t interval, ``t_test_p_value`` its t-test; ``ci`` is the preference share's
-    Clopper-Pearson interval, ``sign_test_p_value`` its exact sign test.  With the sequential engine
-    ``sequential`` holds the always-valid sign test's, and it is that test's verdict that decides (a
-    fixed test read before its planned size is a peek)."""
+    the signed-rank test of the users' credit differences), and ``pseudomedian_ci`` the interval that
+    goes with it: the same test inverted (the shifts of the users' credit differences it does not
+    reject, ends in or out by ``pseudomedian_ci_closed``), excluding 0 exactly when that verdict
+    calls a preference, around the Hodges–Lehmann ``pseudomedian`` (``pseudomedian_message`` says why
+    there is none).  The other intervals describe and belong to other tests, so near the line they
+    can disagree with the verdict: ``mean_credit_difference_ci`` is the mean credit difference's t
+    interval, ``t_test_p_value`` its t-test; ``ci`` is the preference share's Clopper-Pearson
+    interval, ``sign_test_p_value`` its exact sign test.  With the sequential engine ``sequential``
+    holds the always-valid sign test's, and it is that test's verdict, with its confidence sequence
+    ``sequential["ci"]``, that decides (a fixed test read before its planned size is a peek)."""
     fixed = preference_test(stats.counts, settings_for(exp, sequential=False), stats.positions)
     sequential = preference_test(stats.counts, settings_for(exp, sequential=True)) if engine == "sequential" else None
     deciding = sequential or fixed
@@ -349,6 +365,9 @@ def interleaving_block(exp: Experiment, stats: InterleavingStats, engine: str) -
         "mean_credit_difference_ci": list(fixed.mean_difference_ci) if fixed.mean_difference_ci else None,
         "sign_test_p_value": fixed.sign_test_p_value,
         "t_test_p_value": fixed.t_test_p_value,
+        "pseudomedian": fixed.pseudomedian,  # Hodges–Lehmann, over users with a preference
+        **shift_interval_fields(fixed.pseudomedian_ci),
+        "pseudomedian_message": fixed.pseudomedian_message,
         "alpha": exp.alpha,
         **{k: v for k, v in _result_dict(fixed).items() if k != "beta_prior"},
         "verdict": deciding.verdict,
@@ -400,6 +419,7 @@ def with_interleaving(readout: ExperimentReadout, exp: Experiment, stats: Interl
                 else Progress(None, "none", decided, None))
     messages = [m for m in readout.messages if m] + [
         "interleaving: every enrolled user sees both rankers merged; per-arm metrics do not apply, "
-        "the preference share decides"]
+        + ("the always-valid sign test of the preference share decides" if block["sequential"] else
+           f"the {block['decided_by']} decides")]
     return dataclasses.replace(readout, interleaving=block, decision=ExperimentDecision(action, text, variant),
                                decision_text=text, progress=progress, messages=tuple(dict.fromkeys(messages)))

@@ -3,11 +3,14 @@ team, unbiased), the Wilcoxon signed-rank test of the credit differences, the t-
 the sign test with its exact interval against scipy, the ranks' power where a few users' differences are
 large, the always-valid mixture test against numeric integration and by simulation, calibration
 under a null by simulation, the power the magnitude and the common-prefix rule add over the sign test,
-and detection against an absolute-CTR A/B test on a simulated click model."""
+and detection against an absolute-CTR A/B test on a simulated click model; the Hodges–Lehmann estimate
+and the interval inverting the verdict's signed-rank test against a brute-force inversion with scipy, and
+its exclusion of 0 exactly when the verdict calls a preference (hypothesis over count tables)."""
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +22,7 @@ from scipy import integrate, stats
 from analysis.interleaving import (
     InterleavingSettings,
     PreferenceCounts,
+    ShiftInterval,
     always_valid_p_values,
     beta_mixture_log_lr,
     beta_prior_for_plan,
@@ -31,6 +35,7 @@ from analysis.interleaving import (
     position_credit,
     preference_counts,
     preference_test,
+    pseudomedian_test,
     sign_test_p_value,
     signed_counts,
     signed_rank_test,
@@ -484,3 +489,131 @@ def test_interleaving_detects_a_better_ranker_with_far_fewer_users_than_an_ab_te
     assert interleaving >= 0.8
     assert ab_same <= 0.4
     assert ab_four_times < interleaving
+
+
+# ----------------------------------------------------------------------------- the verdict's interval
+
+
+def brute_force_interval(d: np.ndarray, alpha: float) -> tuple[ShiftInterval | None, float]:
+    """The signed-rank test inverted by brute force: scipy's Wilcoxon of ``d − θ`` at every Walsh
+    average, in every gap between them and beyond them; the hull of the accepted shifts on the side of
+    the verdict when 0 is rejected (the rule :func:`pseudomedian_test` documents).  And the median of
+    all Walsh averages, straight from numpy."""
+    d = d[d != 0].astype(float)
+    walsh = ((d[:, None] + d[None, :]) / 2)[np.triu_indices(d.size)]
+    points = np.unique(walsh)
+    gaps = np.concatenate([[points[0] - 0.5], (points[:-1] + points[1:]) / 2, [points[-1] + 0.5]])
+
+    def p(theta: float) -> float:
+        x = d - theta
+        if not np.any(x != 0):
+            return math.nan  # every user dropped: no test, nothing rejected
+        return float(stats.wilcoxon(x, zero_method="wilcox", correction=False, method="approx").pvalue)
+
+    bounds = np.concatenate([[-np.inf], points, [np.inf]])
+    elements = [(bounds[0], bounds[1], False, not p(gaps[0]) < alpha)]
+    for k, point in enumerate(points):
+        elements += [(point, point, True, not p(point) < alpha),
+                     (bounds[k + 1], bounds[k + 2], False, not p(gaps[k + 1]) < alpha)]
+    if p(0.0) < alpha:
+        x = d[d != 0]
+        ranks = stats.rankdata(np.abs(x))
+        side = np.sign(ranks[x > 0].sum() - x.size * (x.size + 1) / 4)
+        elements = [e for e in elements if side * e[0] >= 0 and side * e[1] >= 0 and (e[0], e[1]) != (0, 0)]
+    kept = [e for e in elements if e[3]]
+    interval = ShiftInterval(kept[0][0], kept[-1][1], kept[0][2], kept[-1][2]) if kept else None
+    return interval, float(np.median(walsh))
+
+
+def random_differences(rng: np.random.Generator) -> np.ndarray:
+    """Users' integer credit differences as interleaving makes them: many ties, mostly ±1, a few
+    large; from one user to a hundred, sometimes all on one side."""
+    n = int(rng.integers(2, 100))
+    magnitude = rng.geometric(rng.uniform(0.3, 0.95), n)
+    share = rng.choice([rng.uniform(0.2, 0.9), 1.0, 0.0])
+    d = np.where(rng.random(n) < share, magnitude, -magnitude)
+    return np.where(rng.random(n) < rng.uniform(0, 0.8), 0, d)
+
+
+def test_pseudomedian_and_its_interval_match_a_brute_force_inversion_with_scipy() -> None:
+    rng = np.random.default_rng(16)
+    checked = 0
+    for _ in range(300):
+        d = random_differences(rng)
+        if np.count_nonzero(d) < 2:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # scipy's note that the normal approximation is rough for few users
+            expected, median = brute_force_interval(d, 0.05)
+        result = pseudomedian_test(PreferenceCounts.of(d), 0.05)
+        assert result.estimate == pytest.approx(median, abs=1e-12)
+        assert result.interval == expected, d.tolist()
+        checked += 1
+    assert checked > 200
+
+
+
+@st.composite
+def count_tables(draw: st.DrawFn) -> PreferenceCounts:
+    """Users by credit difference: ties, few users, values up to ±6, sometimes every user on one side."""
+    values = draw(st.lists(st.integers(-6, 6).filter(bool), min_size=0, max_size=6, unique=True))
+    users = draw(st.lists(st.integers(1, 60), min_size=len(values), max_size=len(values)))
+    d = np.repeat(np.array(values, dtype=np.int64), np.array(users, dtype=np.int64))
+    return PreferenceCounts.of(np.concatenate([d, np.zeros(draw(st.integers(0, 50)), dtype=np.int64)]))
+
+
+@PROPERTY_SETTINGS
+@given(count_tables(), st.sampled_from([0.01, 0.05, 0.2]))
+def test_the_verdicts_interval_excludes_zero_exactly_when_the_verdict_is_a_preference(
+    counts: PreferenceCounts, alpha: float
+) -> None:
+    result = preference_test(counts, InterleavingSettings(alpha=alpha))
+    ci = result.pseudomedian_ci
+    preferred = result.verdict in ("B preferred", "A preferred")
+    assert preferred == result.significant
+    if counts.decided < 2:  # nothing to invert: no user with a preference, or one
+        assert ci is None and (result.pseudomedian_message or result.message) is not None
+        return
+    assert result.pseudomedian is not None
+    if not preferred:  # 0 is accepted, so the interval exists and holds it
+        assert ci is not None and 0.0 in ci
+    elif ci is None:  # every shift on the verdict's side rejected: no interval, said so
+        assert result.pseudomedian_message is not None and "rejects every shift" in result.pseudomedian_message
+    else:  # the interval lies on the verdict's side of 0
+        assert 0.0 not in ci
+        side = 1.0 if result.verdict == "B preferred" else -1.0
+        assert side * ci.low >= 0 and side * ci.high >= 0
+
+
+def test_the_verdicts_interval_in_plain_cases_and_its_corners() -> None:
+    # 30 users at +1, 10 at −1, 5 at +3: B preferred; shifts strictly between 0 and 1 accepted
+    counts = PreferenceCounts.of(np.repeat([1, -1, 3, 0], [30, 10, 5, 20]))
+    result = preference_test(counts)
+    assert result.verdict == "B preferred" and result.pseudomedian_ci is not None
+    assert 0.0 not in result.pseudomedian_ci and 0.5 in result.pseudomedian_ci
+    # every user at −1 or −2: the test rejects every negative shift (65 users dropped at θ = −1 leave
+    # the four at −2 all on one side): the verdict stands, without an interval
+    one_sided = preference_test(PreferenceCounts.of(np.repeat([-2, -1], [4, 65])))
+    assert one_sided.verdict == "A preferred" and one_sided.pseudomedian_ci is None
+    assert one_sided.pseudomedian == -1.0
+    # the estimate at a jump: 17 users at +1 and 5 at +2 give pseudo-median 1, and the test rejects
+    # θ = 1 itself (17 users dropped) while accepting the gap above it: the interval (1, 1.5)
+    jump = preference_test(PreferenceCounts.of(np.repeat([1, 2], [17, 5])))
+    assert jump.pseudomedian == 1.0
+    assert jump.pseudomedian_ci == ShiftInterval(1.0, 1.5, low_closed=False, high_closed=False)
+    # few users: nothing rejects far shifts, the interval is unbounded
+    few = preference_test(PreferenceCounts.of(np.array([1, 2, -1])))
+    assert few.pseudomedian_ci is not None and math.isinf(few.pseudomedian_ci.low) and 0.0 in few.pseudomedian_ci
+    # no interval without the values, with one user, or under the sequential test
+    assert preference_test(PreferenceCounts(5, 1, 0, 4, 6)).pseudomedian_ci is None
+    single = preference_test(PreferenceCounts.of(np.array([0, 0, 2])))
+    assert single.pseudomedian_ci is None and single.pseudomedian_message == "one user with a preference: no interval"
+    nobody = preference_test(PreferenceCounts.of(np.array([0, 0])))
+    assert nobody.pseudomedian is None and nobody.pseudomedian_ci is None
+    assert preference_test(counts, InterleavingSettings(sequential=True)).pseudomedian_ci is None
+
+
+def test_shift_interval_membership_respects_open_ends() -> None:
+    interval = ShiftInterval(0.0, 1.5, low_closed=False, high_closed=True)
+    assert 0.0 not in interval and 1e-9 in interval and 1.5 in interval and 1.6 not in interval
+    assert 0.0 in ShiftInterval(-math.inf, 0.0) and -1e300 in ShiftInterval(-math.inf, 0.0)

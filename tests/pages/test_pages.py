@@ -19,7 +19,7 @@ import pytest
 import redis
 from streamlit.testing.v1 import AppTest
 
-from engine.console import cache_actions
+from engine.console import cache_actions, interleaving_view
 from engine.console import experiments as console_experiments
 from engine.data.dataset_store import DatasetStore, stored_demo
 from engine.experiments.demo import DEMO_KEY, offer_demo_experiment
@@ -756,6 +756,17 @@ def test_an_interleaving_experiment_is_designed_in_the_editor_and_read_out_as_a_
     assert block["clicks_credited"] + block["clicks_shared"] == len(events) and block["clicks_credited"] > 0
     labels = [m.label for m in readout.metric]
     assert "Preference share" in labels and "p-value" in labels
+    # the caption names the rule that decides, and the interval shown by the verdict agrees with it
+    assert "Wilcoxon signed-rank test" in joined(readout.caption) and block["sequential"] is None
+    notices = joined(readout.success) + joined(readout.info) + joined(readout.warning)
+    interval = interleaving_view.verdict_interval(block)
+    preferred = block["verdict"] in ("B preferred", "A preferred")
+    if interval is None:  # the test rejects every shift on the verdict's side: said so
+        assert preferred and "interval: none" in notices
+    else:
+        assert (0.0 not in interval) == preferred
+        assert interleaving_view.interval_text(interval) in notices and interleaving_view.interval_text(
+            interval) in joined(readout.caption)
     overview = ran(page("overview").run())
     assert "200 users shown both rankers" in joined(overview.caption) + joined(overview.markdown)
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 from scipy import stats
 
+from analysis.interleaving import PreferenceCounts, ShiftInterval, preference_test
 from engine.console import interleaving_view as view
+from engine.experiments.interleaving import shift_interval_fields
 
 
 def block(wins: int, losses: int, ties: int = 0, sequential: bool = False, **extra: Any) -> dict[str, Any]:
@@ -37,12 +40,14 @@ def test_significant_wins_is_the_first_count_the_sign_test_rejects(decided: int)
     assert stats.binomtest(needed, decided).pvalue < 0.05 <= stats.binomtest(needed - 1, decided).pvalue
 
 
-def test_caption_says_what_is_shown_and_what_would_change_the_verdict() -> None:
+def test_an_older_phase_decided_by_the_sign_test_says_so() -> None:
     text = view.caption(block(12, 8))
     assert "merging als (A) and ease (B)" in text and "50% means no preference" in text
     needed = view.significant_wins(20, 0.05)
     assert f"from {needed} choosing one ranker" in text and "sequential engine" in text
-    assert "at any time" in view.caption(block(12, 8, sequential=True))
+    assert "only the signs" in text
+    sequential = view.caption(block(12, 8, sequential=True))
+    assert "at any time" in sequential and "always-valid sign test" in sequential
     assert "needs clicks" in view.caption(block(0, 0, ties=4))
     assert "no split would be significant" in view.caption(block(3, 1))
 
@@ -61,3 +66,54 @@ def test_verdict_notice_cards_and_figures() -> None:
     assert view.position_figure(block(1, 1, positions=[])) is None
     bars = view.position_figure(block(1, 1))
     assert bars is not None and [list(t.y) for t in bars.data] == [[3, 0], [1, 2]]
+
+
+def ranked_block(differences: list[int] | np.ndarray, sequential: bool = False) -> dict[str, Any]:
+    """A block as the readout builds it for a phase that kept the users' credit differences: the
+    signed-rank test decides, and its inverted interval rides along."""
+    result = preference_test(PreferenceCounts.of(np.asarray(differences)))
+    counts = result.counts
+    return block(counts.wins, counts.losses, counts.ties, sequential=sequential, p_value=result.p_value,
+                 verdict=result.verdict, **({} if sequential else {"decided_by": result.method}),
+                 pseudomedian=result.pseudomedian, pseudomedian_message=result.pseudomedian_message,
+                 **shift_interval_fields(result.pseudomedian_ci))
+
+
+def test_the_caption_names_the_signed_rank_test_and_the_shown_interval_agrees_with_the_verdict() -> None:
+    rng = np.random.default_rng(7)
+    seen = {"preferred": 0, "no preference": 0, "no interval": 0}
+    for _ in range(300):
+        n = int(rng.integers(2, 80))
+        d = np.where(rng.random(n) < rng.uniform(0.3, 0.95), 1, -1) * rng.geometric(rng.uniform(0.4, 0.9), n)
+        b = ranked_block(np.where(rng.random(n) < 0.4, 0, d))
+        if b["wins"] + b["losses"] < 2:
+            continue
+        text, notice = view.caption(b), view.verdict_notice(b).text
+        assert "Wilcoxon signed-rank test" in text and "sign test calls a preference" not in text
+        assert "describe the users; they do not decide" in text
+        preferred = b["verdict"] in ("B preferred", "A preferred")
+        interval = view.verdict_interval(b)
+        if interval is None:  # the test rejects every shift on the verdict's side: said, never a wrong interval
+            assert preferred and "interval: none" in notice and "no interval" in text
+            seen["no interval"] += 1
+            continue
+        assert (0.0 not in interval) == preferred
+        assert view.interval_text(interval) in notice and view.interval_text(interval) in text
+        assert ("leaves out 0" in notice) == preferred and ("holds 0" in notice) == (not preferred)
+        seen["preferred" if preferred else "no preference"] += 1
+    assert seen["preferred"] > 50 and seen["no preference"] > 50
+
+
+def test_the_verdicts_interval_is_shown_with_its_open_ends() -> None:
+    assert view.interval_text(ShiftInterval(0.0, 1.5, low_closed=False)) == "(0, +1.5]"
+    assert view.interval_text(ShiftInterval(-np.inf, 1.0, low_closed=False, high_closed=False)) == "(−∞, +1)"
+    b = ranked_block([1] * 30 + [-1] * 10 + [3] * 5 + [0] * 20)
+    assert b["verdict"] == "B preferred" and b["pseudomedian_ci_closed"] is not None
+    cards = {c.label: c for c in view.cards(b)}
+    assert cards["Pseudo-median"].value == f"{b['pseudomedian']:+g} clicks" != "+0 clicks"
+    assert "signed-rank test's interval" in str(cards["Pseudo-median"].help)
+    assert "a description" in str(cards["Preference share"].help)
+    # the sequential engine decides by its sign test: no signed-rank interval next to its verdict
+    sequential = ranked_block([1] * 30 + [-1] * 10, sequential=True)
+    assert "Pseudo-median" not in {c.label for c in view.cards(sequential)}
+    assert "signed-rank" not in view.verdict_notice(sequential).text + view.caption(sequential)

@@ -166,6 +166,10 @@ def test_readout_counts_users_by_the_sign_of_their_credit(service: ExperimentSer
     ci = stats.binomtest(3, 4).proportion_ci(0.95, method="exact")
     assert block["ci"] == pytest.approx([ci.low, ci.high])
     assert block["verdict"] == "no preference detected" and block["sequential"] is None
+    # the verdict's interval: four users with a preference reject no shift (unbounded both ways, open)
+    assert block["pseudomedian"] == pytest.approx(np.median([1, 1, 1, 1, 1, 1, 0, 0, 0, -1]))  # Walsh averages
+    assert block["pseudomedian_ci"] == [None, None] and block["pseudomedian_ci_closed"] == [False, False]
+    assert block["pseudomedian_message"] is None
     assert "no preference detected yet" in readout.decision_text and readout.decision.action == "keep_running"
     assert readout.to_dict()["interleaving"]["wins"] == 3
     assert (readout.progress.min_users, readout.progress.fraction) == (4, 0.5)
@@ -233,6 +237,7 @@ def test_a_phase_recorded_without_the_values_or_the_sums_is_read_by_what_it_kept
     block = service.readout(key).interleaving
     assert block is not None and (block["wins"], block["losses"]) == (5, 1)
     assert block["method"] == "t-test of the mean credit difference"
+    assert block["pseudomedian_ci"] is None and "not kept" in block["pseudomedian_message"]
     assert block["p_value"] == pytest.approx(stats.ttest_1samp([1, 1, 1, 1, 1, -1], 0.0).pvalue)
     redis_client.hdel(counters, "diff|sum", "diff|squares")
     block = service.readout(key).interleaving
@@ -284,6 +289,7 @@ def test_equally_good_rankers_give_a_balanced_readout(service: ExperimentService
     assert block["users"] == 1500 and block["wins"] + block["losses"] > 300
     assert block["p_value"] > 0.05 and block["verdict"] == "no preference detected"
     assert block["ci"][0] < 0.5 < block["ci"][1]
+    assert block["pseudomedian_ci"][0] <= 0 <= block["pseudomedian_ci"][1]  # the verdict's interval holds 0
     low, high = block["mean_credit_difference_ci"]
     assert low < 0 < high
 
@@ -297,6 +303,8 @@ def test_a_better_ranker_wins_under_the_sequential_engine(service: ExperimentSer
     assert block is not None and block["verdict"] == "B preferred" and block["decided_by"] == "beta-mixture SPRT"
     assert block["sequential"]["p_value"] < 0.05 and block["preference_share"] > 0.6
     assert block["sequential"]["ci"][0] > 0.5
+    # the fixed test's interval is reported too, on B's side of 0 like its verdict
+    assert block["p_value"] < 0.05 and block["pseudomedian_ci"] is not None and block["pseudomedian_ci"][0] >= 0
     assert readout.decision.action == "ship" and readout.decision.variant == "treatment"
 
 
