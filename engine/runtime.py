@@ -35,10 +35,17 @@ from engine.models.model_spec import ModelSpecError, spec_resolver
 from engine.models.registry import STARTUP_MODELS, ModelRegistry
 from engine.models.training import TrainingOptions, logged_events, train_models
 from engine.models.watch import RegistryWatcher
-from engine.serving.cache import BackgroundWarmer, ListRefresher, NoRefresh, RefreshQueue, TieredCache
+from engine.serving.cache import (
+    DEFAULT_LISTS,
+    BackgroundWarmer,
+    ListRefresher,
+    NoRefresh,
+    RefreshQueue,
+    TieredCache,
+    WarmReport,
+)
 from engine.serving.diversity import DiversitySettings
-from engine.serving.service import RecommendationService
-from engine.serving.serving_params import ServingParams
+from engine.serving.service import ListSpec, RecommendationService
 from engine.storage.audit import AuditLog
 from engine.storage.client import as_text, redis_client
 from engine.storage.embedded_redis import EmbeddedRedis, ensure_redis_url
@@ -172,26 +179,36 @@ class Engine:
         """Recompute and cache the lists the API will serve ``user_id`` next (see ``warm_lists``)."""
         self.warm_lists([user_id])
 
-    def warm_lists(self, user_ids: list[str]) -> int:
-        """Compute and cache the lists the API will serve ``user_ids`` next, one warm call per arm
-        (their variant's model, version and serving parameters, else the defaults; both rankers'
-        lists for a user in an interleaving experiment, which the API merges per request).  Returns
-        the lists written."""
-        arms: dict[tuple[str, str | None, ServingParams] | None, list[str]] = {}
-        for user_id in user_ids:
+    def warm_lists(
+        self, user_ids: list[str], n: int | None = None, progress: Callable[[int, int], None] | None = None
+    ) -> WarmReport:
+        """Compute and cache the lists the API will serve ``user_ids`` next at the requested length
+        ``n`` (default ``default_n``): their arm's model, version and serving parameters (its own
+        length, when it sets one), else the defaults; both rankers' lists for a user in an
+        interleaving experiment, which the API merges per request; an exploring arm's candidate
+        pool, which requests draw from.  The background warmer and the operator's warm (CLI,
+        console, API: ``warm_now``) all warm through here.  The report counts the lists per arm:
+        ``default`` outside experiments, else ``experiment/variant``."""
+        size = n or self.settings.default_n
+        lists: dict[str, tuple[ListSpec, ...]] = {}
+        for user_id in dict.fromkeys(user_ids):
             a = self.experiments.assign(user_id)
-            for arm in (None,) if a is None else a.served_lists:
-                arms.setdefault(arm, []).append(user_id)
-        written = 0
-        for arm, users in arms.items():
-            if arm is None:
-                report = self.service.warm(users, n=self.settings.default_n)
+            if a is None:
+                lists[user_id] = (ListSpec(None, None, None, size, label=DEFAULT_LISTS),)
             else:
-                model, version, serving = arm
-                report = self.service.warm(users, n=serving.length(self.settings.default_n), model=model,
-                                           version=version, serving=serving)
-            written += report.keys_written
-        return written
+                lists[user_id] = tuple(
+                    ListSpec(model, version, serving, serving.length(size), label=f"{a.experiment}/{variant}")
+                    for variant, model, version, serving in a.served_arms)
+        return self.service.warm_each(lists, progress=progress)
+
+    def warm_now(
+        self, user_ids: list[str], n: int | None = None, progress: Callable[[int, int], None] | None = None
+    ) -> WarmReport:
+        """The operator's warm (``recops demo``, the console's Cache page, ``POST /admin/cache/warm``):
+        ``warm_lists`` on the experiments as stored now — a CLI process polls none, and a console's
+        or a server's poll may be behind an experiment just started."""
+        self.experiments.refresh()
+        return self.warm_lists(user_ids, n, progress)
 
     def claim_warming(self) -> bool:
         """Whether this process warms the versions it serves now: the first process of a fleet to ask

@@ -110,6 +110,8 @@ class WarmResponse(BaseModel):
     users: int
     keys_written: int
     seconds: float
+    # lists computed per arm: "default" for users in no experiment, else "experiment/variant"
+    lists: dict[str, int] = {}
 
 
 class ReloadResponse(BaseModel):

@@ -31,8 +31,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     engine = build_engine(settings, start_listener=False)
     try:
         users = engine.features.top_active_users(args.warm)
-        report = engine.service.warm(users, n=args.n)
-        print(f"warmed {report.users} users in {report.seconds:.2f}s")
+        report = engine.warm_now(users, n=args.n)  # each user's experiment arm's lists, else the defaults
+        arms = report.arms_text()
+        print(f"warmed {report.users} users in {report.seconds:.2f}s" + (f" (lists per arm: {arms})" if arms else ""))
         for user in [*users[:2], "new-user-without-history"]:
             result = engine.service.recommend(user, n=args.n)
             print(f"\n{user}  model={result.model} tier={result.cache_tier} "

@@ -129,9 +129,12 @@ def warm(
     if bad:
         raise ValueError(f"Invalid user id(s): {', '.join(repr(b[:40]) for b in bad[:5])}")
     size = n or engine.settings.default_n
-    report = engine.service.warm(user_ids, n=size, progress=progress)
+    # the lists each user is served: their experiment arm's (both rankers' when interleaved), else the defaults
+    report = engine.warm_now(user_ids, n=size, progress=progress)
+    arms = report.arms_text()
     engine.audit.record(actor, "warm", target=f"{len(user_ids)} users ({source})", keys=report.keys_written,
-                        detail=f"n={size}, {report.failed} failed, {report.seconds:.2f}s")
+                        detail=f"n={size}, {report.failed} failed, {report.seconds:.2f}s"
+                        + (f"; per arm: {arms}" if arms else ""))
     return report
 
 

@@ -114,8 +114,11 @@ def warm_progress(done: int, total: int) -> tuple[float, str]:
 
 
 def warm_result_text(report: WarmReport) -> str:
+    """What a warm did; with the lists per arm when users in experiments were warmed too."""
+    arms = report.arms_text()
     return (f"Warmed {report.users:,} users: {report.keys_written:,} lists written in {report.seconds:.2f} s"
-            + (f" ({report.failed} failed, see the log)" if report.failed else "") + ".")
+            + (f" ({report.failed} failed, see the log)" if report.failed else "")
+            + (f"; per arm: {arms}" if arms else "") + ".")
 
 
 # ----------------------------------------------------------------------------- inspect

@@ -74,12 +74,17 @@ class Assignment:
     rankers: tuple[RankerArm, RankerArm] | None = None
 
     @property
-    def served_lists(self) -> tuple[tuple[str, str | None, ServingParams], ...]:
-        """``(model, version, serving)`` of each list serving computes for this user: the two rankers'
-        (merged afterwards) in an interleaving experiment, else the arm's one."""
+    def served_arms(self) -> tuple[tuple[str, str, str | None, ServingParams], ...]:
+        """``(variant, model, version, serving)`` of each list serving computes for this user: the two
+        rankers' (merged afterwards) in an interleaving experiment, else the arm's one."""
         if self.rankers is not None:
-            return tuple((r.model, r.version, r.serving) for r in self.rankers)
-        return ((self.model, self.version, self.serving),)
+            return tuple((r.variant, r.model, r.version, r.serving) for r in self.rankers)
+        return ((self.variant, self.model, self.version, self.serving),)
+
+    @property
+    def served_lists(self) -> tuple[tuple[str, str | None, ServingParams], ...]:
+        """``(model, version, serving)`` of each list serving computes for this user (``served_arms``)."""
+        return tuple((model, version, serving) for _, model, version, serving in self.served_arms)
 
     @property
     def served_label(self) -> str:

@@ -21,8 +21,8 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any, TypedDict, TypeVar
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, NamedTuple, TypedDict, TypeVar
 
 import numpy as np
 import redis
@@ -53,6 +53,18 @@ VersionLoader = Callable[[str, str], Recommender]  # (model name, version) -> th
 
 class UnknownModelError(ValueError):
     pass
+
+
+class ListSpec(NamedTuple):
+    """One list a warm computes for a user: ``model`` (None: the default) at ``version`` (None: its
+    production version) with ``serving`` over the defaults, ``n`` long; ``label`` names it in the
+    warm's report (an experiment's arm, say)."""
+
+    model: str | None
+    version: str | None
+    serving: ServingParams | None
+    n: int
+    label: str = ""
 
 
 class RecommendedItem(TypedDict):
@@ -406,23 +418,45 @@ class RecommendationService:
     ) -> WarmReport:
         """Compute and cache the lists of ``user_ids`` (the default ones unless a model, version or
         serving parameters are given; pipelined writes, with progress)."""
-        model_name = model or self.default_model
-        if model_name not in self.models:
-            raise UnknownModelError(f"unknown model {model_name!r}; known: {sorted(self.models)}")
-        chosen = self._model(model_name, version, load=True)
-        if chosen is None:
-            raise UnknownModelError(f"{model_name}@{version} cannot be loaded: no version loader")
-        settings = self.list_settings(serving=serving)
+        spec = ListSpec(model, version, serving, n, label=model or self.default_model)
+        return self.warm_each({user: (spec,) for user in user_ids}, progress=progress)
+
+    def warm_each(
+        self, lists: Mapping[str, Sequence[ListSpec]], progress: Callable[[int, int], None] | None = None
+    ) -> WarmReport:
+        """Compute and cache each user's lists as ``lists`` names them (user → the lists they are
+        served), all of a user's lists in one compute with their features read once; pipelined writes,
+        progress per user.  Every spec is resolved first: an unknown model raises before anything is
+        written.  The report counts the lists computed per spec ``label``."""
+        resolved: dict[ListSpec, tuple[str, Recommender, ListSettings]] = {}
+        for spec in {s for specs in lists.values() for s in specs}:
+            model_name = spec.model or self.default_model
+            if model_name not in self.models:
+                raise UnknownModelError(f"unknown model {model_name!r}; known: {sorted(self.models)}")
+            chosen = self._model(model_name, spec.version, load=True)
+            if chosen is None:
+                raise UnknownModelError(f"{model_name}@{spec.version} cannot be loaded: no version loader")
+            resolved[spec] = (model_name, chosen, self.list_settings(serving=spec.serving))
         # every chunk's features in one batch of reads: per user, the round trips cost more than the list
         prefetched: dict[str, UserFeatures] = {}
+        computed: dict[str, int] = {}
 
         def lists_for(user_id: str) -> list[tuple[str, dict[str, Any]]]:
             feats = prefetched.pop(user_id, None)
-            return [(self._key(user_id, model_name, chosen, n, settings),
-                     self._compute(user_id, n, chosen, settings, feats))]
+            if feats is None:
+                feats = self.features.get_user(user_id)
+            out = []
+            for spec in lists[user_id]:
+                model_name, chosen, settings = resolved[spec]
+                out.append((self._key(user_id, model_name, chosen, spec.n, settings),
+                            self._compute(user_id, spec.n, chosen, settings, feats)))
+            for spec in lists[user_id]:  # counted once the user's lists are all computed (none raised)
+                computed[spec.label] = computed.get(spec.label, 0) + 1
+            return out
 
-        return self.cache.warm(user_ids, lists_for, progress=progress,
-                               prepare=lambda chunk: prefetched.update(self.features.get_users(chunk)))
+        report = self.cache.warm(list(lists), lists_for, progress=progress,
+                                 prepare=lambda chunk: prefetched.update(self.features.get_users(chunk)))
+        return replace(report, lists=computed)
 
     def exploring_pool(
         self, user_id: str, serving: ServingParams, model: str | None = None, version: str | None = None

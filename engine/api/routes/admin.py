@@ -33,9 +33,11 @@ async def warm(engine: EngineDep, body: WarmBody) -> WarmResponse:
     users = list(dict.fromkeys(body.user_ids)) if body.user_ids else await run_in_threadpool(
         engine.features.top_active_users, body.top_n or 100
     )
-    report = await run_in_threadpool(engine.service.warm, list(users), body.n)
+    # the lists each user is served: their experiment arm's (both rankers' when interleaved), else the defaults
+    report = await run_in_threadpool(engine.warm_now, list(users), body.n)
     engine.audit.record("api-admin", "warm", target=f"{len(users)} users", keys=report.keys_written)
-    return WarmResponse(users=report.users, keys_written=report.keys_written, seconds=report.seconds)
+    return WarmResponse(users=report.users, keys_written=report.keys_written, seconds=report.seconds,
+                        lists=report.lists)
 
 
 @router.post("/models/reload", response_model=ReloadResponse)

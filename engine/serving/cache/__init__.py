@@ -3,10 +3,10 @@
 from engine.serving.cache.entry import CachedValue, xfetch_due
 from engine.serving.cache.l1 import L1Cache
 from engine.serving.cache.refresh_ahead import ListRefresher, NoRefresh, RefreshQueue
-from engine.serving.cache.tiered import TieredCache, WarmReport
+from engine.serving.cache.tiered import DEFAULT_LISTS, TieredCache, WarmReport
 from engine.serving.cache.warming import BackgroundWarmer
 
 __all__ = [
-    "BackgroundWarmer", "CachedValue", "L1Cache",
+    "DEFAULT_LISTS", "BackgroundWarmer", "CachedValue", "L1Cache",
     "ListRefresher", "NoRefresh", "RefreshQueue", "TieredCache", "WarmReport", "xfetch_due",
 ]

@@ -17,7 +17,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -37,12 +37,24 @@ log = logging.getLogger(__name__)
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 
 
+DEFAULT_LISTS = "default"  # the arm label of the lists of users in no experiment
+
+
 @dataclass(frozen=True)
 class WarmReport:
     users: int  # users whose lists were computed and written
     keys_written: int
     seconds: float
     failed: int = 0  # users whose compute_for_user raised (logged and skipped)
+    # lists computed per arm label, for a warm that names them (``RecommendationService.warm_each``)
+    lists: dict[str, int] = field(default_factory=dict)
+
+    def arms_text(self) -> str:
+        """The lists computed per arm ("default 90, ab/treatment 10"), for the operator; empty when
+        they were all the default lists (nothing to tell apart)."""
+        if set(self.lists) <= {DEFAULT_LISTS}:
+            return ""
+        return ", ".join(f"{label} {count:,}" for label, count in sorted(self.lists.items()))
 
 
 @dataclass(frozen=True, slots=True)

@@ -115,6 +115,7 @@ def test_admin_needs_the_token(client: httpx.Client) -> None:
     assert client.post("/recommendations", params={"user_id": "u00005", "n": 5}).json()["cache_tier"] == "miss"
     r = client.post("/admin/cache/warm", headers=ADMIN, json={"top_n": 20, "n": 10})
     assert r.status_code == 200 and r.json()["users"] == 20
+    assert r.json()["lists"] == {"default": 20}  # no experiment running: the default lists only
     r = client.post("/admin/cache/invalidate/all", headers=ADMIN)
     assert r.status_code == 200 and r.json()["removed_keys"] >= 20
 

@@ -7,6 +7,7 @@ import redis
 
 from engine.console import cache_actions
 from engine.runtime import Engine
+from tests.support.experiment_users import first_request_tier, served_list_keys, start_arm_experiments
 
 
 def test_parse_user_ids() -> None:
@@ -73,3 +74,18 @@ def test_run_confirmed_says_what_happened_or_why_nothing_did(engine: Engine) -> 
     everything = cache_actions.run_confirmed(engine, {"kind": "invalidate_all", "typed": "invalidate all"}, "ada")
     assert everything.succeeded and everything.text == "Invalidated every cached list: 0 deleted."
     assert [e.action for e in engine.audit.recent(10)] == ["invalidate_all", "invalidate_user"]
+
+
+def test_warm_caches_the_lists_each_user_is_served_in_an_experiment(engine: Engine) -> None:
+    # an A/B arm with its own model, length and re-ranking, an exploring arm (its candidate pool is
+    # cached, drawn from per request) and an interleaving experiment (both rankers' lists)
+    users = start_arm_experiments(engine)
+    n = 5
+    keys = {user: served_list_keys(engine, user, n) for user in users.all}
+    assert not any(engine.redis.exists(k) for ks in keys.values() for k in ks)
+    report = cache_actions.warm(engine, users.all, "ada", n=n)
+    assert report.users == 3 and report.keys_written == 4
+    assert report.lists == {"ab/treatment": 1, "ab/explore": 1, "ilv/control": 1, "ilv/treatment": 1}
+    assert all(engine.redis.exists(k) for ks in keys.values() for k in ks)
+    assert {user: first_request_tier(engine, user, n) for user in users.all} == dict.fromkeys(users.all, "l1")
+    assert "per arm: ab/explore 1, ab/treatment 1, ilv/control 1, ilv/treatment 1" in engine.audit.recent(1)[0].detail
