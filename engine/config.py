@@ -144,6 +144,10 @@ class Settings(BaseSettings):
     )
 
     # --- serving -----------------------------------------------------------
+    max_body_bytes: int = Field(default=16 << 20, ge=1, description="Largest request body the API reads (413 above)")
+    max_upload_bytes: int = Field(
+        default=2 << 30, ge=1, description="Largest dataset upload (POST /admin/datasets/{name}/import; 413 above)"
+    )
     api_host: str = Field(default="127.0.0.1", description="Address the API binds to")
     api_port: int = Field(default=8000, ge=0, description="API port (taken: `recops up` picks a free one)")
     console_port: int = Field(default=8501, ge=0, description="Console port")

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
 
+from engine.api.body_limit import BodyLimit
 from engine.api.l1_fast_path import L1FastPath
 from engine.api.middleware import RequestCounter
 from engine.api.routes import admin, datasets, events, experiments, models, probes, recommendations
@@ -67,7 +68,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.include_router(models.admin_router)
     app.include_router(experiments.router)
     app.include_router(experiments.admin_router)
-    app.add_middleware(RequestCounter)
+    bounds = settings or (engine.settings if engine is not None else get_settings())
+    app.add_middleware(BodyLimit, max_body_bytes=bounds.max_body_bytes, max_upload_bytes=bounds.max_upload_bytes)
+    app.add_middleware(RequestCounter)  # outermost: it counts the 413s of the body limit too
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
