@@ -18,6 +18,7 @@ from engine.cli.experiments import RUNTIME_ERROR, USAGE_ERROR
 from engine.cli.signals import until_signalled
 from engine.config import get_settings
 from engine.data.dataset_store import StoredDataset, open_dataset
+from engine.data.logged_events import replay_id_prefix
 from engine.data.schema import DatasetError
 from engine.simulator.replay import (
     UNREACHABLE,
@@ -89,7 +90,7 @@ def _load(args: argparse.Namespace, api_url: str) -> tuple[StoredDataset, Replay
     catalogue = stored if served_version in (None, stored.version) else open_dataset(
         settings, args.dataset, served_version)
     plan = plan_replay(stored.dataset.events, set(catalogue.dataset.items["item_id"]), start, until, args.limit,
-                       id_prefix=f"replay:{stored.name}:v{stored.version}")
+                       id_prefix=replay_id_prefix(stored.name, stored.version))
     if plan.in_window == 0:
         times = stored.dataset.events["timestamp"]
         raise ReplayError(f"dataset {stored.name!r} v{stored.version} has no interaction logged from {utc(start)}"

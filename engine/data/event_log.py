@@ -196,9 +196,10 @@ class EventLog:
         return self.read().num_rows
 
     def training_events(self, until: float | None = None) -> pd.DataFrame:
-        """The logged events as a ``schema`` events table (user_id, item_id, type, timestamp, value)."""
+        """The logged events as a ``schema`` events table (user_id, item_id, type, timestamp, value),
+        with each event's ``event_id`` beside."""
         table = self.read(until=until)
-        frame = table.select(["user_id", "item_id", "type", "timestamp", "value"]).to_pandas()
+        frame = table.select(["user_id", "item_id", "type", "timestamp", "value", "event_id"]).to_pandas()
         frame["value"] = frame["value"].fillna(DEFAULT_VALUE).astype(np.float64)
         return frame
 

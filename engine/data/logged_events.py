@@ -20,8 +20,11 @@ Merging keeps one definition of every rule:
   those, but a log written while another dataset version was served may hold some;
 * users who exist only in the log are new rows like any other: the model learns them.
 
-The log is deduplicated by (user, event id) when read (``EventLog.read``); a logged event is never
-matched against the dataset's rows, which come from an import and are not events of the log.
+The log is deduplicated by (user, event id) when read (``EventLog.read``); a logged event is not
+matched against the dataset's rows, which come from an import and are not events of the log — with
+one exception: ``recops replay`` sends a dataset version's own rows as live traffic, under ids
+``replay_id_prefix(name, version)`` + row.  Those are interactions the version already holds, so
+training on that version leaves them out (counted as ``replayed``) instead of learning them twice.
 """
 
 from __future__ import annotations
@@ -39,12 +42,18 @@ EVENT_LABEL_COLUMN = "event"
 RATING_COLUMN = "rating"
 
 
+def replay_id_prefix(name: str, version: int) -> str:
+    """The event ids ``recops replay`` gives the rows of dataset ``name`` at ``version`` it sends."""
+    return f"replay:{name}:v{version}:"
+
+
 @dataclass(frozen=True)
 class LoggedEvents:
     """Logged events checked against a catalogue: those a model may learn from, and how many were not."""
 
     events: pd.DataFrame  # ``EVENT_COLUMNS``, items in the catalogue, oldest first
     unknown_items: int = 0  # dropped: their item is not in the dataset's catalogue
+    replayed: int = 0  # dropped: ``recops replay`` of the dataset version's own rows, already in it
     until: float | None = None  # the log was read up to this moment (Unix seconds)
 
     @classmethod
@@ -78,16 +87,23 @@ class LoggedEvents:
         return dataset.with_events(events)
 
 
-def checked_events(logged: pd.DataFrame, dataset: Dataset, until: float | None = None) -> LoggedEvents:
-    """``logged`` (a schema events table) without the events of items outside ``dataset``'s catalogue."""
+def checked_events(logged: pd.DataFrame, dataset: Dataset, until: float | None = None,
+                   replayed_ids: str | None = None) -> LoggedEvents:
+    """``logged`` (a schema events table) without the events of items outside ``dataset``'s catalogue,
+    nor, given ``replayed_ids`` (a ``replay_id_prefix``) and an ``event_id`` column, the replayed rows."""
+    replayed = np.zeros(len(logged), dtype=bool)
+    if replayed_ids is not None and "event_id" in logged:
+        replayed = logged["event_id"].astype(str).str.startswith(replayed_ids).to_numpy()
     known = logged["item_id"].isin(set(dataset.items["item_id"])).to_numpy()
-    kept = logged.loc[known, list(EVENT_COLUMNS)].sort_values("timestamp", kind="stable").reset_index(drop=True)
-    return LoggedEvents(kept, unknown_items=int((~known).sum()), until=until)
+    kept = logged.loc[known & ~replayed, list(EVENT_COLUMNS)].sort_values("timestamp", kind="stable")
+    return LoggedEvents(kept.reset_index(drop=True), unknown_items=int((~known & ~replayed).sum()),
+                        replayed=int(replayed.sum()), until=until)
 
 
-def read_logged_events(log: EventLog, dataset: Dataset, until: float) -> LoggedEvents:
-    """The events ``log`` holds with a timestamp up to ``until``, checked against ``dataset``'s catalogue."""
-    return checked_events(log.training_events(until=until), dataset, until)
+def read_logged_events(log: EventLog, dataset: Dataset, until: float, replayed_ids: str | None = None) -> LoggedEvents:
+    """The events ``log`` holds with a timestamp up to ``until``, checked against ``dataset``'s catalogue
+    (and without the rows of ``replayed_ids``, see ``checked_events``)."""
+    return checked_events(log.training_events(until=until), dataset, until, replayed_ids)
 
 
 def _in_layout(events: pd.DataFrame, columns: pd.Index) -> pd.DataFrame:

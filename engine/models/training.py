@@ -47,7 +47,7 @@ from typing import Any, Protocol
 from engine.config import Settings
 from engine.data.dataset_store import StoredDataset, open_dataset
 from engine.data.event_log import EventLog
-from engine.data.logged_events import LoggedEvents, read_logged_events
+from engine.data.logged_events import LoggedEvents, read_logged_events, replay_id_prefix
 from engine.data.schema import Dataset, DatasetError, InteractionMatrix
 from engine.data.split import interaction_events
 from engine.models.base import Recommender
@@ -278,16 +278,22 @@ class TrainingPlan:
 
 def logged_events(settings: Settings, stored: StoredDataset, until: float) -> LoggedEvents:
     """The events logged for ``stored``'s dataset up to ``until``, checked against its catalogue."""
-    return read_logged_events(EventLog.for_dataset(settings, stored.name), stored.dataset, until)
+    return read_logged_events(EventLog.for_dataset(settings, stored.name), stored.dataset, until,
+                              replay_id_prefix(stored.name, stored.version))
 
 
 def logged_events_note(stored: StoredDataset, logged: LoggedEvents) -> list[str]:
-    """What training says about logged events it could not use (none when it used them all)."""
-    if not logged.unknown_items:
-        return []
-    n = logged.unknown_items
-    what = "1 logged event left out: its item is" if n == 1 else f"{n:,} logged events left out: their item is"
-    return [f"{what} not in the catalogue of dataset {stored.name!r} version {stored.version}"]
+    """What training says about logged events it did not use (none when it used them all)."""
+    notes, version = [], f"dataset {stored.name!r} version {stored.version}"
+    if logged.unknown_items:
+        n = logged.unknown_items
+        what = "1 logged event left out: its item is" if n == 1 else f"{n:,} logged events left out: their item is"
+        notes.append(f"{what} not in the catalogue of {version}")
+    if logged.replayed:
+        n = logged.replayed
+        what = "1 logged event left out: it is" if n == 1 else f"{n:,} logged events left out: they are"
+        notes.append(f"{what} `recops replay` of rows {version} already holds")
+    return notes
 
 
 def plan_training(

@@ -86,7 +86,7 @@ class ReplayPlan:
     skipped: dict[str, int]  # reason → events (items outside the catalogue, found when planning)
     in_window: int  # events logged in [start, until), sent or skipped
     truncated: bool  # ``limit`` cut the plan short
-    id_prefix: str = "replay"
+    id_prefix: str = "replay:"  # each row's id is this and its row number
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -98,7 +98,7 @@ class ReplayPlan:
         frame = self.events.iloc[self.rows[start:stop]]
         for row, user, item, kind, value in zip(self.rows[start:stop], frame["user_id"], frame["item_id"],
                                                 frame["type"], frame["value"], strict=True):
-            body: dict[str, Any] = {"event_id": f"{self.id_prefix}:{row}", "user_id": str(user),
+            body: dict[str, Any] = {"event_id": f"{self.id_prefix}{row}", "user_id": str(user),
                                     "item_id": str(item), "type": str(kind)}
             if body["type"] in VALUED_TYPES and not pd.isna(value):
                 body["value"] = float(value)
@@ -117,7 +117,7 @@ def plan_replay(
     start: float,
     until: float | None = None,
     limit: int | None = None,
-    id_prefix: str = "replay",
+    id_prefix: str = "replay:",
 ) -> ReplayPlan:
     """What ``run_replay`` sends (see the module docstring); ``events`` in the ``Dataset`` layout.
     ``limit`` bounds the planned events; those the validation refuses are among them."""

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
-from engine.config import get_settings
-from engine.data.event_log import EventLog
+from engine.config import Settings, get_settings
+from engine.data.event_log import EventLog, event_log_root
+from engine.data.logged_events import replay_id_prefix
 from engine.data.split import interaction_events
 from engine.models.lineage import utc_iso
 from engine.models.registry import ModelRegistry
@@ -196,6 +198,23 @@ def test_train_leaves_out_logged_events_of_unknown_items_and_says_so(shop_dir: P
     assert f"dataset {NAME} version 1: 60 users, 24 items; 5 logged events of 1 users" in out
     [row] = json.loads(run(["models", "list", "--json"], capsys)[1])
     assert row["events"] == 5
+
+
+def test_train_leaves_out_a_replay_of_the_versions_own_rows_and_says_so(shop_dir: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """`recops replay` sends the dataset's rows as traffic (ids ``replay_id_prefix``): training on that
+    version already holds them, so it learns the live events only."""
+    log_events(shop_dir, NAME, NEWCOMER_EVENTS)
+    replayed = [{"stream_id": f"9-{i}", "event_id": f"{replay_id_prefix(NAME, 1)}{i}", "user_id": "a01",
+                 "item_id": "A01", "type": "purchase", "timestamp": time.time() - 10 + i, "value": 19.9}
+                for i in range(3)]
+    EventLog(event_log_root(Settings(data_dir=shop_dir)) / NAME).append(replayed, batch="replay-9")
+    code, out, err = run(["train", "--dataset", NAME, "--model", "popularity", "--json"], capsys)
+    assert code == 0
+    assert err.strip() == f"recops train: 3 logged events left out: they are `recops replay` of rows dataset " \
+                          f"'{NAME}' version 1 already holds"
+    [trained] = json.loads(out)
+    assert trained["lineage"]["events"] == len(NEWCOMER_EVENTS)
 
 
 def test_a_log_that_does_not_match_its_manifest_is_one_line_and_trains_nothing(

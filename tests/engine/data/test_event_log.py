@@ -55,7 +55,7 @@ def test_training_events_stop_at_until_and_fill_missing_values(tmp_path: Path) -
     log.append(rows(0, 48), batch="b")
     frame = log.training_events(until=START + DAY - 1)
     assert len(frame) == 24
-    assert list(frame.columns) == ["user_id", "item_id", "type", "timestamp", "value"]
+    assert list(frame.columns) == ["user_id", "item_id", "type", "timestamp", "value", "event_id"]
     assert frame.loc[frame["type"] == "click", "value"].eq(1.0).all()
     assert frame.loc[frame["type"] == "purchase", "value"].eq(9.5).all()
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from engine.data.event_log import EventLog
-from engine.data.logged_events import LoggedEvents, checked_events, read_logged_events
+from engine.data.logged_events import LoggedEvents, checked_events, read_logged_events, replay_id_prefix
 from engine.data.schema import EVENT_COLUMNS, EVENT_WEIGHTS, interaction_weights
 from tests.support.imported_data import import_small_dataset
 from tests.support.synthetic_data import DAY, T0, make_dataset
@@ -78,3 +78,26 @@ def test_read_from_the_log_up_to_a_moment(tmp_path: Path) -> None:
     assert (got.count, got.unknown_items) == (3, 3)
     assert got.events["timestamp"].tolist() == [T0 + 60, T0 + 180, T0 + 300]
     assert got.events["value"].eq(1.0).all()
+
+
+def test_replayed_rows_of_the_version_trained_on_are_left_out_and_counted(tmp_path: Path) -> None:
+    """``recops replay`` sends a version's own rows as traffic: training on that version must not learn
+    them twice; replays of another version or dataset, and live events, are learnt as any event."""
+    dataset = make_dataset([("u1", "i1", "view", T0, 1.0), ("u2", "i2", "click", T0, 1.0)], ["i1", "i2"])
+    log = EventLog(tmp_path / "shop")
+    prefix = replay_id_prefix("shop", 1)
+    rows = [(f"{prefix}0", "u1", "i1", "view"), (f"{prefix}1", "u2", "i2", "click"),
+            (f"{prefix}2", "u2", "gone", "click"),  # replayed and outside the catalogue: counted once, replayed
+            (f"{replay_id_prefix('shop', 10)}0", "u1", "i2", "click"),  # version 10: not this version's rows
+            (f"{replay_id_prefix('other', 1)}0", "u2", "i1", "view"),  # another dataset's replay
+            ("live-1", "u3", "i1", "purchase"), ("live-2", "u3", "nope", "view")]
+    log.append([{"stream_id": f"1-{k}", "event_id": e, "user_id": u, "item_id": i, "type": t, "timestamp": LATER + k,
+                 "value": 1.0}
+                for k, (e, u, i, t) in enumerate(rows)], batch="b")
+
+    checked = read_logged_events(log, dataset, until=LATER + 100, replayed_ids=prefix)
+    assert (checked.count, checked.replayed, checked.unknown_items) == (3, 3, 1)
+    assert checked.events[["user_id", "item_id"]].values.tolist() == [["u1", "i2"], ["u2", "i1"], ["u3", "i1"]]
+    # without a prefix (a dataset never replayed) every event counts
+    assert read_logged_events(log, dataset, until=LATER + 100).count == 5
+    assert prefix == "replay:shop:v1:" and not replay_id_prefix("shop", 10).startswith(prefix)

@@ -55,7 +55,7 @@ def test_the_plan_keeps_the_window_in_time_order_and_skips_what_the_api_would_re
         ("u2", "i2", "purchase", 106.0, 20.0),
         ("u1", "i2", "view", 200.0, 1.0),  # at `until`: outside
     ], columns=["user_id", "item_id", "type", "timestamp", "value"])
-    plan = plan_replay(events, {"i1", "i2"}, start=100, until=200, id_prefix="replay:shop:v1")
+    plan = plan_replay(events, {"i1", "i2"}, start=100, until=200, id_prefix="replay:shop:v1:")
     assert plan.times.tolist() == [101.0, 103.0, 104.0, 105.0, 106.0]
     assert plan.skipped == {NOT_IN_CATALOGUE: 1} and plan.in_window == 6 and not plan.truncated
     # bodies are built batch by batch; what the API's validation would refuse is left out and counted
