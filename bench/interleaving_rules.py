@@ -25,7 +25,6 @@ target: every rule is applied to every pair alike.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -36,7 +35,17 @@ import numpy as np
 
 from analysis.interleaving import mean_difference_test, sign_test_p_value, signed_counts, signed_rank_test
 from bench.harness import table
-from bench.sensitivity import ALPHA, BOOTSTRAP, PAIRS, Z_ALPHA, Z_POWER, Options, build_benches, fit_n80
+from bench.sensitivity import (
+    ALPHA,
+    BOOTSTRAP,
+    PAIRS,
+    Z_ALPHA,
+    Z_POWER,
+    Options,
+    build_benches,
+    fit_n80,
+    rehearsal_parser,
+)
 from engine.simulator.rehearsal_designs import RehearsalBench
 
 SEED = 17  # another pool than the sensitivity bench's
@@ -178,14 +187,8 @@ def report(result: dict[str, object]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench interleaving-rules", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="400-user pool, 500 rehearsals per point")
-    parser.add_argument("--json", action="store_true")
-    parser.add_argument("--seed", type=int, default=SEED)
-    parser.add_argument("--pool", type=int, default=None, help="users whose lists are computed (2,000)")
-    parser.add_argument("--rehearsals", type=int, default=None, help="rehearsals per point (4,000)")
-    parser.add_argument("--visits", type=int, default=1, help="visits per user, each showing a list (1)")
-    parser.add_argument("--visit-days", type=float, default=None, help="instead of --visits: the world's visit law")
+    parser = rehearsal_parser("python -m bench interleaving-rules", __doc__.splitlines()[0],
+                              "400-user pool, 500 rehearsals per point", "rehearsals per point (4,000)", SEED)
     args = parser.parse_args(argv)
     options = Options.quick(args.seed, args.visits) if args.quick else Options(seed=args.seed, visits=args.visits)
     options = replace(options, pool=args.pool or options.pool, visit_days=args.visit_days)

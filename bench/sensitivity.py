@@ -408,17 +408,25 @@ def report(result: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench sensitivity", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a small run (400 users, 120 rehearsals per point)")
+def rehearsal_parser(prog: str, description: str, quick: str, rehearsals: str, seed: int) -> argparse.ArgumentParser:
+    """The flags of the benches that rehearse on the demo world (this one and ``interleaving-rules``)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--quick", action="store_true", help=quick)
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--seed", type=int, default=seed)
     parser.add_argument("--pool", type=int, default=None, help="users whose lists are computed (2,000)")
-    parser.add_argument("--rehearsals", type=int, default=None, help="rehearsals per grid point (400)")
+    parser.add_argument("--rehearsals", type=int, default=None, help=rehearsals)
     parser.add_argument("--visits", type=int, default=1, help="visits per user, each showing a list (1)")
     parser.add_argument("--visit-days", type=float, default=None,
                         help="instead of --visits: the world's visit law (each user's history-based rate) over an "
                              "experiment of this many days; only users who visit enrol")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    parser = rehearsal_parser("python -m bench sensitivity", __doc__.splitlines()[0],
+                              "a small run (400 users, 120 rehearsals per point)", "rehearsals per grid point (400)",
+                              SEED)
     args = parser.parse_args(argv)
     options = Options.quick(args.seed, args.visits) if args.quick else Options(seed=args.seed, visits=args.visits)
     options = replace(options, pool=args.pool or options.pool, rehearsals=args.rehearsals or options.rehearsals,
