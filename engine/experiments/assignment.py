@@ -82,11 +82,6 @@ class Assignment:
         return ((self.variant, self.model, self.version, self.serving),)
 
     @property
-    def served_lists(self) -> tuple[tuple[str, str | None, ServingParams], ...]:
-        """``(model, version, serving)`` of each list serving computes for this user (``served_arms``)."""
-        return tuple((model, version, serving) for _, model, version, serving in self.served_arms)
-
-    @property
     def served_label(self) -> str:
         """``model@version`` as exposures count it (``model@`` when the spec resolved to nothing)."""
         return f"{self.model}@{self.version or ''}"

@@ -56,7 +56,7 @@ def served_list_keys(engine: Engine, user: str, n: int) -> list[str]:
     a = engine.experiments.assign(user)
     assert a is not None
     return [engine.service.list_key(user, model, serving.length(n), serving=serving, version=version)
-            for model, version, serving in a.served_lists]
+            for _, model, version, serving in a.served_arms]
 
 
 def first_request_tier(engine: Engine, user: str, n: int) -> str:
